@@ -1,0 +1,161 @@
+//! Shared pieces of Strata: identifier and literal quoting, "did you mean" suggestions, and
+//! the source locations that user-facing errors point to.
+//!
+//! Every crate keeps its own error enum; what they share is here so that messages read the
+//! same everywhere: a location (`file:line`), what went wrong, and how to fix it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A place in a user's project that an error points to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    /// The file, relative to the project root when it lies inside it.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+}
+
+impl Location {
+    /// A location naming a whole file.
+    pub fn file(file: impl Into<PathBuf>) -> Self {
+        Self {
+            file: file.into(),
+            line: None,
+            column: None,
+        }
+    }
+
+    /// A location naming a line of a file.
+    pub fn line(file: impl Into<PathBuf>, line: usize) -> Self {
+        Self {
+            file: file.into(),
+            line: Some(line),
+            column: None,
+        }
+    }
+
+    /// The same location with a column.
+    pub fn with_column(mut self, column: usize) -> Self {
+        self.column = Some(column);
+        self
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The path of `path` relative to `root` when it lies inside it, else `path` itself.
+pub fn relative_to(path: &Path, root: &Path) -> PathBuf {
+    path.strip_prefix(root)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The candidate closest to `wanted`, when one is close enough to be a likely typo.
+pub fn closest<'a, I>(wanted: &str, candidates: I) -> Option<&'a str>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    let wanted_lower = wanted.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&wanted_lower, &c.to_lowercase()), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// ` — did you mean `x`?` when a close candidate exists, else an empty string.
+pub fn did_you_mean<'a, I>(wanted: &str, candidates: I) -> String
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    match closest(wanted, candidates) {
+        Some(c) => format!(" — did you mean `{c}`?"),
+        None => String::new(),
+    }
+}
+
+/// Quote an SQL identifier with double quotes, doubling any quote inside it.
+pub fn quote_ident(ident: &str) -> String {
+    let mut out = String::with_capacity(ident.len() + 2);
+    out.push('"');
+    for ch in ident.chars() {
+        if ch == '"' {
+            out.push('"');
+        }
+        out.push(ch);
+    }
+    out.push('"');
+    out
+}
+
+/// Quote an SQL string literal with single quotes, doubling any quote inside it.
+pub fn quote_literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for ch in value.chars() {
+        if ch == '\'' {
+            out.push('\'');
+        }
+        out.push(ch);
+    }
+    out.push('\'');
+    out
+}
+
+/// A relation name as the engine resolves it: `"database"."schema"."identifier"`.
+pub fn quote_relation(database: &str, schema: &str, identifier: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        quote_ident(database),
+        quote_ident(schema),
+        quote_ident(identifier)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_doubles_embedded_quotes() {
+        assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_relation("db", "s", "t"), r#""db"."s"."t""#);
+    }
+
+    #[test]
+    fn suggestions_find_typos_only() {
+        let names = ["customers", "orders", "payments"];
+        assert_eq!(closest("custmers", names), Some("customers"));
+        assert_eq!(closest("zzz", names), None);
+        assert_eq!(
+            did_you_mean("ordres", names),
+            " — did you mean `orders`?".to_string()
+        );
+    }
+
+    #[test]
+    fn locations_print_like_compilers() {
+        assert_eq!(Location::line("models/a.sql", 3).to_string(), "models/a.sql:3");
+        assert_eq!(
+            Location::line("a.yml", 3).with_column(7).to_string(),
+            "a.yml:3:7"
+        );
+        assert_eq!(Location::file("a.yml").to_string(), "a.yml");
+    }
+}

@@ -1,0 +1,286 @@
+//! A small stand-in for Python's `datetime` module, as dbt exposes it to templates through
+//! `modules.datetime` and `run_started_at`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Rest, Value, from_args};
+use minijinja::{Error, ErrorKind, State};
+
+/// A timezone-aware instant (`datetime.datetime` in UTC).
+#[derive(Debug, Clone, Copy)]
+pub struct PyDateTime(pub DateTime<Utc>);
+
+/// A calendar date (`datetime.date`).
+#[derive(Debug, Clone, Copy)]
+pub struct PyDate(pub NaiveDate);
+
+/// A duration (`datetime.timedelta`).
+#[derive(Debug, Clone, Copy)]
+pub struct PyTimedelta(pub Duration);
+
+fn strftime_arg(args: &[Value]) -> Result<String, Error> {
+    let (fmt,): (String,) = from_args(args)?;
+    Ok(fmt)
+}
+
+impl Object for PyDateTime {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let d = self.0;
+        Some(Value::from(match key.as_str()? {
+            "year" => d.year() as i64,
+            "month" => d.month() as i64,
+            "day" => d.day() as i64,
+            "hour" => d.hour() as i64,
+            "minute" => d.minute() as i64,
+            "second" => d.second() as i64,
+            "microsecond" => (d.nanosecond() / 1000) as i64,
+            _ => return None,
+        }))
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "strftime" => Ok(Value::from(
+                self.0.format(&strftime_arg(args)?).to_string(),
+            )),
+            "isoformat" => Ok(Value::from(
+                self.0.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string(),
+            )),
+            "date" => Ok(Value::from_object(PyDate(self.0.date_naive()))),
+            "timestamp" => Ok(Value::from(self.0.timestamp_micros() as f64 / 1e6)),
+            "replace" => {
+                let (kwargs,): (Kwargs,) = from_args(args)?;
+                let mut d = self.0;
+                for key in ["year", "month", "day", "hour", "minute", "second"] {
+                    if let Some(v) = kwargs.get::<Option<u32>>(key)? {
+                        let next = match key {
+                            "year" => d.with_year(v as i32),
+                            "month" => d.with_month(v),
+                            "day" => d.with_day(v),
+                            "hour" => d.with_hour(v),
+                            "minute" => d.with_minute(v),
+                            _ => d.with_second(v),
+                        };
+                        d = next.ok_or_else(|| {
+                            Error::new(ErrorKind::InvalidOperation, format!("invalid {key} {v}"))
+                        })?;
+                    }
+                }
+                kwargs.assert_all_used()?;
+                Ok(Value::from_object(PyDateTime(d)))
+            }
+            "add" => {
+                let (delta,): (Value,) = from_args(args)?;
+                let delta = delta.downcast_object_ref::<PyTimedelta>().ok_or_else(|| {
+                    Error::new(ErrorKind::InvalidOperation, "add() takes a timedelta")
+                })?;
+                Ok(Value::from_object(PyDateTime(self.0 + delta.0)))
+            }
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S%.6f+00:00"))
+    }
+}
+
+impl Object for PyDate {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let d = self.0;
+        Some(Value::from(match key.as_str()? {
+            "year" => d.year() as i64,
+            "month" => d.month() as i64,
+            "day" => d.day() as i64,
+            _ => return None,
+        }))
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "strftime" => Ok(Value::from(
+                self.0.format(&strftime_arg(args)?).to_string(),
+            )),
+            "isoformat" => Ok(Value::from(self.0.format("%Y-%m-%d").to_string())),
+            "add" => {
+                let (delta,): (Value,) = from_args(args)?;
+                let delta = delta.downcast_object_ref::<PyTimedelta>().ok_or_else(|| {
+                    Error::new(ErrorKind::InvalidOperation, "add() takes a timedelta")
+                })?;
+                Ok(Value::from_object(PyDate(self.0 + delta.0)))
+            }
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%d"))
+    }
+}
+
+impl Object for PyTimedelta {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "days" => Some(Value::from(self.0.num_days())),
+            "seconds" => Some(Value::from(self.0.num_seconds() % 86_400)),
+            _ => None,
+        }
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "total_seconds" => Ok(Value::from(self.0.num_milliseconds() as f64 / 1000.0)),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.num_seconds();
+        let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let hms = format!("{}:{:02}:{:02}", rest / 3600, (rest % 3600) / 60, rest % 60);
+        match days {
+            0 => write!(f, "{hms}"),
+            1 | -1 => write!(f, "{days} day, {hms}"),
+            _ => write!(f, "{days} days, {hms}"),
+        }
+    }
+}
+
+/// `modules.datetime.datetime`, `.date` and `.timedelta`: the class-like objects.
+#[derive(Debug, Clone, Copy)]
+enum PyClass {
+    DateTime,
+    Date,
+    Timedelta,
+}
+
+impl Object for PyClass {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn call(self: &Arc<Self>, _state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        match **self {
+            PyClass::Timedelta => {
+                let (kwargs,): (Kwargs,) = from_args(args)?;
+                let mut d = Duration::zero();
+                for (key, unit) in [
+                    ("weeks", 604_800.0),
+                    ("days", 86_400.0),
+                    ("hours", 3_600.0),
+                    ("minutes", 60.0),
+                    ("seconds", 1.0),
+                ] {
+                    if let Some(v) = kwargs.get::<Option<f64>>(key)? {
+                        d += Duration::milliseconds((v * unit * 1000.0) as i64);
+                    }
+                }
+                kwargs.assert_all_used()?;
+                Ok(Value::from_object(PyTimedelta(d)))
+            }
+            PyClass::Date => {
+                let (y, m, d): (i32, u32, u32) = from_args(args)?;
+                NaiveDate::from_ymd_opt(y, m, d)
+                    .map(|d| Value::from_object(PyDate(d)))
+                    .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "invalid date"))
+            }
+            PyClass::DateTime => {
+                let (y, m, d, time): (i32, u32, u32, Rest<u32>) = from_args(args)?;
+                let part = |i: usize| time.get(i).copied().unwrap_or(0);
+                NaiveDate::from_ymd_opt(y, m, d)
+                    .and_then(|date| date.and_hms_opt(part(0), part(1), part(2)))
+                    .map(|dt| Value::from_object(PyDateTime(dt.and_utc())))
+                    .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "invalid datetime"))
+            }
+        }
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        match (**self, method) {
+            (PyClass::DateTime, "now" | "utcnow") => Ok(Value::from_object(PyDateTime(Utc::now()))),
+            (PyClass::Date, "today") => Ok(Value::from_object(PyDate(Utc::now().date_naive()))),
+            (PyClass::DateTime, "strptime") => {
+                let (text, fmt): (String, String) = from_args(args)?;
+                chrono::NaiveDateTime::parse_from_str(&text, &fmt)
+                    .map(|dt| Value::from_object(PyDateTime(dt.and_utc())))
+                    .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
+            }
+            (PyClass::Date, "fromisoformat") => {
+                let (text,): (String,) = from_args(args)?;
+                NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+                    .map(|d| Value::from_object(PyDate(d)))
+                    .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
+            }
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+/// The `modules` global: `modules.datetime.{datetime,date,timedelta}`.
+#[derive(Debug)]
+pub struct Modules;
+
+impl Object for Modules {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "datetime" => Some(Value::from_object(DateTimeModule)),
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(&["datetime"])
+    }
+}
+
+#[derive(Debug)]
+struct DateTimeModule;
+
+impl Object for DateTimeModule {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(Value::from_object(match key.as_str()? {
+            "datetime" => PyClass::DateTime,
+            "date" => PyClass::Date,
+            "timedelta" => PyClass::Timedelta,
+            _ => return None,
+        }))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(&["datetime", "date", "timedelta"])
+    }
+}

@@ -1,0 +1,789 @@
+//! dbt-compatible Jinja on `minijinja`.
+//!
+//! One [`JinjaEnv`] per project holds every model and macro file, compiled once. A node is
+//! rendered twice, as dbt does: in [`Mode::Parse`] `ref`, `source` and `config` are recorded
+//! (and `execute` is false); in [`Mode::Compile`] they resolve to the relations the engine
+//! reads. Project macros are global functions: each call evaluates the macro's file and calls
+//! the macro with the caller's context, so `this`, `config` and `target` work inside macros,
+//! and `{{ return(x) }}` hands `x` back to the caller as a value.
+
+mod datetime;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use indexmap::IndexMap;
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Rest, Serde, Value, from_args};
+use minijinja::{Environment, Error as JError, ErrorKind, State, UndefinedBehavior};
+
+pub use datetime::{Modules, PyDate, PyDateTime, PyTimedelta};
+
+use crate::config::NodeConfig;
+use crate::node::{RefCall, Relation};
+
+/// Which of the two renders this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Discover refs, sources and config; `execute` is false.
+    Parse,
+    /// Produce the SQL that runs; `execute` is true.
+    Compile,
+}
+
+/// What a `ref` or `source` resolves to in [`Mode::Compile`].
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The relation to read.
+    pub relation: Relation,
+    /// For an ephemeral model: its unique id, and the name of the CTE it becomes.
+    pub ephemeral: Option<(String, String)>,
+}
+
+/// Resolves `ref` and `source` calls while compiling.
+pub trait Resolver: Send + Sync + fmt::Debug {
+    /// The relation `ref(...)` points to, or a message saying why there is none.
+    fn resolve_ref(&self, call: &RefCall) -> Result<Resolved, String>;
+    /// The relation `source(source, table)` points to, or a message saying why there is none.
+    fn resolve_source(&self, source: &str, table: &str) -> Result<Resolved, String>;
+}
+
+/// What a render knows about the node being rendered.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// `model.pkg.name`.
+    pub unique_id: String,
+    /// The node's name.
+    pub name: String,
+    /// The package.
+    pub package: String,
+    /// `model`, `macro`, ...
+    pub resource_type: String,
+    /// Fully qualified name.
+    pub fqn: Vec<String>,
+    /// The node's file.
+    pub original_file_path: PathBuf,
+    /// Configuration known before this render.
+    pub config: NodeConfig,
+    /// The node's relation (`this`), once known.
+    pub relation: Option<Relation>,
+}
+
+/// What a parse render found.
+#[derive(Debug, Clone, Default)]
+pub struct Captured {
+    /// `ref` calls, in order, without duplicates.
+    pub refs: Vec<RefCall>,
+    /// `source` calls, in order, without duplicates.
+    pub sources: Vec<(String, String)>,
+    /// Keys set by `config(...)`.
+    pub config: NodeConfig,
+    /// Ephemeral models referenced: (unique id, CTE name).
+    pub ephemerals: Vec<(String, String)>,
+    /// Macros called.
+    pub macros: Vec<String>,
+}
+
+/// A project macro.
+#[derive(Debug, Clone)]
+pub struct MacroDef {
+    /// Its name.
+    pub name: String,
+    /// The file defining it, relative to the project root.
+    pub file: PathBuf,
+    /// 1-based line of its `{% macro %}` tag.
+    pub line: usize,
+    /// The package defining it.
+    pub package: String,
+    /// The macro's source, from `{% macro %}` to `{% endmacro %}`.
+    pub sql: String,
+}
+
+/// Project-wide values every render sees.
+#[derive(Debug, Clone, Default)]
+pub struct Globals {
+    /// The root project's name.
+    pub project_name: String,
+    /// `vars:` of the project file.
+    pub project_vars: IndexMap<String, serde_json::Value>,
+    /// `--vars` from the command line; they win over the project's.
+    pub cli_vars: IndexMap<String, serde_json::Value>,
+    /// `{% docs %}` blocks by name.
+    pub docs: HashMap<String, String>,
+    /// The `target` object's keys.
+    pub target: IndexMap<String, serde_json::Value>,
+    /// When the invocation started.
+    pub run_started_at: chrono::DateTime<chrono::Utc>,
+    /// The invocation id.
+    pub invocation_id: String,
+}
+
+/// The compiled templates of a project and its dbt-compatible context.
+pub struct JinjaEnv {
+    env: Environment<'static>,
+    macros: Arc<IndexMap<String, MacroDef>>,
+}
+
+impl fmt::Debug for JinjaEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JinjaEnv")
+            .field("macros", &self.macros.len())
+            .finish()
+    }
+}
+
+const MACRO_PREFIX: &str = "__strata_macro__";
+
+thread_local! {
+    /// One slot per macro call in progress; `return(x)` fills the innermost.
+    static RETURNS: RefCell<Vec<Option<Value>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `env_var('NAME', default)`: an environment variable, or the default, or an error.
+pub fn env_var(name: String, default: Option<Value>) -> Result<Value, JError> {
+    match std::env::var(&name) {
+        Ok(v) => Ok(Value::from(v)),
+        Err(_) => default.ok_or_else(|| {
+            JError::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "environment variable `{name}` is not set and no default was given; \
+                     export it or write env_var('{name}', 'default')"
+                ),
+            )
+        }),
+    }
+}
+
+/// A one-line description of a Jinja error, with its template and line when known.
+pub fn describe_error(err: &JError) -> String {
+    let mut text = match err.kind() {
+        ErrorKind::SyntaxError => format!(
+            "Jinja syntax error: {}",
+            err.detail().unwrap_or("invalid syntax")
+        ),
+        ErrorKind::UnknownFunction => format!(
+            "unknown function or macro: {}",
+            err.detail().unwrap_or("(unnamed)")
+        ),
+        _ => match err.detail() {
+            Some(d) => d.to_string(),
+            None => err.to_string(),
+        },
+    };
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        if let Some(j) = inner.downcast_ref::<JError>() {
+            text.push_str(&format!(
+                " (caused by: {}{})",
+                j.detail().unwrap_or(""),
+                match (j.name(), j.line()) {
+                    (Some(n), Some(l)) => format!(" at {n}:{l}"),
+                    _ => String::new(),
+                }
+            ));
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// Rename `{% macro name(` so that calls by name, even inside the same file, go through the
+/// global wrapper that implements dbt's `return()`.
+fn mangle_macros(source: &str) -> String {
+    macro_tag_regex()
+        .replace_all(source, |c: &regex::Captures<'_>| {
+            format!("{}{MACRO_PREFIX}{}{}", &c[1], &c[2], &c[3])
+        })
+        .into_owned()
+}
+
+fn macro_tag_regex() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        #[allow(clippy::unwrap_used)] // a constant pattern
+        regex::Regex::new(r"(\{%-?\s*macro\s+)([A-Za-z_][A-Za-z0-9_]*)(\s*\()").unwrap()
+    })
+}
+
+/// The macros a macro file defines, with their lines and sources.
+pub fn find_macros(source: &str) -> Vec<(String, usize, String)> {
+    static END: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    #[allow(clippy::unwrap_used)] // a constant pattern
+    let end = END.get_or_init(|| regex::Regex::new(r"\{%-?\s*endmacro\s*-?%\}").unwrap());
+    macro_tag_regex()
+        .captures_iter(source)
+        .filter_map(|c| {
+            let whole = c.get(0)?;
+            let line = source[..whole.start()].matches('\n').count() + 1;
+            let body_end = end
+                .find_at(source, whole.end())
+                .map(|m| m.end())
+                .unwrap_or(source.len());
+            Some((
+                c[2].to_string(),
+                line,
+                source[whole.start()..body_end].to_string(),
+            ))
+        })
+        .collect()
+}
+
+impl JinjaEnv {
+    /// An environment with the dbt context and the given macro files (`(path, source)`,
+    /// path relative to the project root) of `package`.
+    pub fn new(
+        globals: Globals,
+        macro_files: &[(PathBuf, String, String)],
+    ) -> Result<Self, (PathBuf, JError)> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Lenient);
+        env.set_debug(false);
+        let globals = Arc::new(globals);
+
+        let mut macros: IndexMap<String, MacroDef> = IndexMap::new();
+        for (path, package, source) in macro_files {
+            let name = template_name(path);
+            env.add_template_owned(name.clone(), mangle_macros(source))
+                .map_err(|e| (path.clone(), e))?;
+            for (macro_name, line, sql) in find_macros(source) {
+                macros.insert(
+                    macro_name.clone(),
+                    MacroDef {
+                        name: macro_name,
+                        file: path.clone(),
+                        line,
+                        package: package.clone(),
+                        sql,
+                    },
+                );
+            }
+        }
+        for def in macros.values() {
+            let template = template_name(&def.file);
+            let mangled = format!("{MACRO_PREFIX}{}", def.name);
+            let name = def.name.clone();
+            env.add_function(
+                def.name.clone(),
+                move |state: &State, args: Rest<Value>, kwargs: Kwargs| -> Result<Value, JError> {
+                    let mut args = args.0;
+                    if kwargs.args().next().is_some() {
+                        args.push(Value::from(kwargs));
+                    }
+                    call_macro(state, &template, &mangled, &name, &args)
+                },
+            );
+        }
+
+        let g = globals.clone();
+        env.add_function(
+            "var",
+            move |state: &State, name: String, default: Option<Value>| -> Result<Value, JError> {
+                let package = current_scope(state).map(|s| s.node.package.clone());
+                lookup_var(&g, package.as_deref(), &name)
+                    .or(default)
+                    .ok_or_else(|| {
+                        JError::new(
+                            ErrorKind::InvalidOperation,
+                            format!(
+                                "required var `{name}` is not set; add it under `vars:` in the project file or pass --vars '{{{name}: ...}}'"
+                            ),
+                        )
+                    })
+            },
+        );
+        env.add_function("env_var", env_var);
+        let g = globals.clone();
+        env.add_function("doc", move |name: String| -> Result<Value, JError> {
+            g.docs
+                .get(&name)
+                .map(|d| Value::from(d.clone()))
+                .ok_or_else(|| {
+                    JError::new(
+                        ErrorKind::InvalidOperation,
+                        format!(
+                            "no docs block named `{name}`{}",
+                            strata_common::did_you_mean(&name, g.docs.keys().map(String::as_str))
+                        ),
+                    )
+                })
+        });
+        env.add_function("ref", ref_fn);
+        env.add_function("source", source_fn);
+        env.add_function("is_incremental", |_: &State| false);
+        env.add_function("log", |msg: Value, kwargs: Kwargs| -> Result<String, JError> {
+            let info: Option<bool> = kwargs.get("info")?;
+            if info.unwrap_or(false) {
+                tracing::info!(target: "strata::jinja", "{msg}");
+            } else {
+                tracing::debug!(target: "strata::jinja", "{msg}");
+            }
+            Ok(String::new())
+        });
+        env.add_function("print", |msg: Value| -> String {
+            tracing::info!(target: "strata::jinja", "{msg}");
+            String::new()
+        });
+        env.add_function("return", |value: Value| -> Result<Value, JError> {
+            let stored = RETURNS.with(|r| match r.borrow_mut().last_mut() {
+                Some(slot) => {
+                    *slot = Some(value);
+                    true
+                }
+                None => false,
+            });
+            Err(JError::new(
+                ErrorKind::InvalidOperation,
+                if stored {
+                    "__strata_return__"
+                } else {
+                    "return() may only be used inside a macro"
+                },
+            ))
+        });
+        env.add_function(
+            "exceptions_raise_compiler_error",
+            |msg: String| -> Result<Value, JError> {
+                Err(JError::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
+        env.add_global("exceptions", Value::from_object(Exceptions));
+        env.add_global("modules", Value::from_object(Modules));
+        env.add_global(
+            "run_started_at",
+            Value::from_object(PyDateTime(globals.run_started_at)),
+        );
+        env.add_global("invocation_id", Value::from(globals.invocation_id.clone()));
+        env.add_global("project_name", Value::from(globals.project_name.clone()));
+        env.add_global(
+            "target",
+            Value::from(Serde(&globals.target)),
+        );
+        env.add_global("flags", Value::from(Serde(serde_json::json!({"FULL_REFRESH": false, "WHICH": "run"}))));
+        env.add_filter("as_bool", |v: Value| -> bool {
+            match v.as_str() {
+                Some(s) => s.eq_ignore_ascii_case("true"),
+                None => v.is_true(),
+            }
+        });
+        env.add_filter("as_number", |v: Value| -> Value {
+            match v.as_str().and_then(|s| s.trim().parse::<f64>().ok()) {
+                Some(n) if n.fract() == 0.0 && n.abs() < 9e15 => Value::from(n as i64),
+                Some(n) => Value::from(n),
+                None => v,
+            }
+        });
+        env.add_filter("as_text", |v: Value| -> String { v.to_string() });
+        env.add_filter("as_native", |v: Value| v);
+        Ok(Self {
+            env,
+            macros: Arc::new(macros),
+        })
+    }
+
+    /// Compile a node's template. Call once per node before rendering it.
+    pub fn add_template(&mut self, path: &std::path::Path, source: String) -> Result<(), JError> {
+        self.env.add_template_owned(template_name(path), source)
+    }
+
+    /// The project's macros by name.
+    pub fn macros(&self) -> &IndexMap<String, MacroDef> {
+        &self.macros
+    }
+
+    /// Render a node's template.
+    pub fn render(
+        &self,
+        path: &std::path::Path,
+        mode: Mode,
+        node: NodeInfo,
+        resolver: Option<Arc<dyn Resolver>>,
+    ) -> Result<(String, Captured), JError> {
+        let scope = Arc::new(Scope {
+            mode,
+            node,
+            resolver,
+            captured: Mutex::new(Captured::default()),
+        });
+        let tmpl = self.env.get_template(&template_name(path))?;
+        let out = tmpl.render(scope.context())?;
+        let captured = scope.captured.lock().map(|c| c.clone()).unwrap_or_default();
+        Ok((out, captured))
+    }
+
+    /// Render a snippet (for example a call to `generate_schema_name`) in a node's context.
+    pub fn render_snippet(&self, source: &str, node: NodeInfo) -> Result<String, JError> {
+        let scope = Arc::new(Scope {
+            mode: Mode::Compile,
+            node,
+            resolver: None,
+            captured: Mutex::new(Captured::default()),
+        });
+        self.env.render_str(source, scope.context())
+    }
+
+    /// Render a string (such as a YAML description) with the project context and no node.
+    pub fn render_str(&self, source: &str) -> Result<String, JError> {
+        if !source.contains("{{") && !source.contains("{%") {
+            return Ok(source.to_string());
+        }
+        self.env.render_str(source, ())
+    }
+}
+
+fn template_name(path: &std::path::Path) -> String {
+    path.to_string_lossy().replace('\\', "/")
+}
+
+fn lookup_var(g: &Globals, package: Option<&str>, name: &str) -> Option<Value> {
+    if let Some(v) = g.cli_vars.get(name) {
+        return Some(Value::from(Serde(v)));
+    }
+    if let Some(pkg) = package
+        && let Some(serde_json::Value::Object(scoped)) = g.project_vars.get(pkg)
+        && let Some(v) = scoped.get(name)
+    {
+        return Some(Value::from(Serde(v)));
+    }
+    g.project_vars.get(name).map(|v| Value::from(Serde(v)))
+}
+
+fn call_macro(
+    state: &State,
+    template: &str,
+    mangled: &str,
+    name: &str,
+    args: &[Value],
+) -> Result<Value, JError> {
+    let ctx = match current_scope(state) {
+        Some(scope) => scope.context(),
+        None => Value::UNDEFINED,
+    };
+    let tmpl = state.env().get_template(template)?;
+    let mut captured = tmpl.render_captured(ctx)?;
+    if let Some(scope) = current_scope(state)
+        && let Ok(mut c) = scope.captured.lock()
+        && !c.macros.iter().any(|m| m == name)
+    {
+        c.macros.push(name.to_string());
+    }
+    captured.with_state_mut(|st| {
+        let m = st.lookup(mangled).ok_or_else(|| {
+            JError::new(
+                ErrorKind::UnknownFunction,
+                format!("macro `{name}` is not defined in {template}"),
+            )
+        })?;
+        RETURNS.with(|r| r.borrow_mut().push(None));
+        let result = m.call(st, args);
+        let returned = RETURNS.with(|r| r.borrow_mut().pop().flatten());
+        match (returned, result) {
+            (Some(v), _) => Ok(v),
+            (None, Ok(out)) => Ok(out),
+            (None, Err(e)) => Err(e),
+        }
+    })
+}
+
+/// The per-render state: the node, its mode, and what the render found.
+#[derive(Debug)]
+struct Scope {
+    mode: Mode,
+    node: NodeInfo,
+    resolver: Option<Arc<dyn Resolver>>,
+    captured: Mutex<Captured>,
+}
+
+impl Scope {
+    fn context(self: &Arc<Self>) -> Value {
+        let this = match &self.node.relation {
+            Some(r) => Value::from_object(JRelation {
+                relation: r.clone(),
+                cte: None,
+            }),
+            None => Value::from_object(JRelation {
+                relation: Relation::new("", "", self.node.name.clone()),
+                cte: None,
+            }),
+        };
+        let model = serde_json::json!({
+            "unique_id": self.node.unique_id,
+            "name": self.node.name,
+            "alias": self.node.relation.as_ref().map(|r| r.identifier.clone()).unwrap_or_else(|| self.node.name.clone()),
+            "schema": self.node.relation.as_ref().map(|r| r.schema.clone()),
+            "database": self.node.relation.as_ref().map(|r| r.database.clone()),
+            "package_name": self.node.package,
+            "resource_type": self.node.resource_type,
+            "fqn": self.node.fqn,
+            "original_file_path": self.node.original_file_path.to_string_lossy(),
+            "config": self.node.config.to_json(),
+            "tags": self.node.config.tags(),
+        });
+        minijinja::context! {
+            __strata => Value::from_dyn_object(self.clone()),
+            this => this,
+            model => Value::from(Serde(&model)),
+            config => Value::from_object(ConfigObj(self.clone())),
+            execute => self.mode == Mode::Compile,
+        }
+    }
+
+    fn record<F: FnOnce(&mut Captured)>(&self, f: F) {
+        if let Ok(mut c) = self.captured.lock() {
+            f(&mut c);
+        }
+    }
+}
+
+impl Object for Scope {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+}
+
+fn current_scope(state: &State) -> Option<Arc<Scope>> {
+    state.lookup("__strata")?.downcast_object::<Scope>()
+}
+
+fn no_scope() -> JError {
+    JError::new(
+        ErrorKind::InvalidOperation,
+        "ref() and source() can only be used in a model",
+    )
+}
+
+fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, JError> {
+    // `v=` / `version=` select a model version; versions are not modelled yet.
+    let _version: Option<Value> = kwargs.get("v").or_else(|_| kwargs.get("version"))?;
+    let scope = current_scope(state).ok_or_else(no_scope)?;
+    let mut positional: Vec<String> = Vec::new();
+    for a in args.iter() {
+        if a.is_kwargs() {
+            continue;
+        }
+        positional.push(a.as_str().map(str::to_string).ok_or_else(|| {
+            JError::new(ErrorKind::InvalidOperation, "ref() takes model names as strings")
+        })?);
+    }
+    let call = match positional.as_slice() {
+        [name] => RefCall {
+            package: None,
+            name: name.clone(),
+        },
+        [package, name] => RefCall {
+            package: Some(package.clone()),
+            name: name.clone(),
+        },
+        _ => {
+            return Err(JError::new(
+                ErrorKind::InvalidOperation,
+                "ref() takes one or two arguments: ref('model') or ref('package', 'model')",
+            ));
+        }
+    };
+    match (scope.mode, &scope.resolver) {
+        (Mode::Compile, Some(resolver)) => {
+            let resolved = resolver
+                .resolve_ref(&call)
+                .map_err(|msg| JError::new(ErrorKind::InvalidOperation, msg))?;
+            if let Some(eph) = &resolved.ephemeral {
+                scope.record(|c| {
+                    if !c.ephemerals.contains(eph) {
+                        c.ephemerals.push(eph.clone());
+                    }
+                });
+            }
+            Ok(Value::from_object(JRelation {
+                relation: resolved.relation,
+                cte: resolved.ephemeral.map(|(_, cte)| cte),
+            }))
+        }
+        _ => {
+            let rel = Relation::new("", "", call.name.clone());
+            scope.record(|c| {
+                if !c.refs.contains(&call) {
+                    c.refs.push(call);
+                }
+            });
+            Ok(Value::from_object(JRelation {
+                relation: rel,
+                cte: None,
+            }))
+        }
+    }
+}
+
+fn source_fn(state: &State, source: String, table: String) -> Result<Value, JError> {
+    let scope = current_scope(state).ok_or_else(no_scope)?;
+    match (scope.mode, &scope.resolver) {
+        (Mode::Compile, Some(resolver)) => {
+            let resolved = resolver
+                .resolve_source(&source, &table)
+                .map_err(|msg| JError::new(ErrorKind::InvalidOperation, msg))?;
+            Ok(Value::from_object(JRelation {
+                relation: resolved.relation,
+                cte: None,
+            }))
+        }
+        _ => {
+            let rel = Relation::new("", source.clone(), table.clone());
+            scope.record(|c| {
+                let key = (source, table);
+                if !c.sources.contains(&key) {
+                    c.sources.push(key);
+                }
+            });
+            Ok(Value::from_object(JRelation {
+                relation: rel,
+                cte: None,
+            }))
+        }
+    }
+}
+
+/// A relation as templates see it: renders as its quoted name, with dbt's attributes.
+#[derive(Debug, Clone)]
+pub struct JRelation {
+    relation: Relation,
+    cte: Option<String>,
+}
+
+impl Object for JRelation {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let r = &self.relation;
+        Some(match key.as_str()? {
+            "database" => Value::from(r.database.clone()),
+            "schema" => Value::from(r.schema.clone()),
+            "identifier" | "name" | "table" => Value::from(r.identifier.clone()),
+            "is_table" | "is_view" => Value::from(false),
+            "is_cte" => Value::from(self.cte.is_some()),
+            _ => return None,
+        })
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, JError> {
+        match method {
+            "render" => Ok(Value::from(match &self.cte {
+                Some(cte) => cte.clone(),
+                None => self.relation.to_string(),
+            })),
+            "include" => {
+                let (kwargs,): (Kwargs,) = from_args(args)?;
+                let db: Option<bool> = kwargs.get("database")?;
+                let schema: Option<bool> = kwargs.get("schema")?;
+                let ident: Option<bool> = kwargs.get("identifier")?;
+                let r = &self.relation;
+                let parts: Vec<String> = [
+                    (db.unwrap_or(true), &r.database),
+                    (schema.unwrap_or(true), &r.schema),
+                    (ident.unwrap_or(true), &r.identifier),
+                ]
+                .into_iter()
+                .filter(|(keep, p)| *keep && !p.is_empty())
+                .map(|(_, p)| strata_common::quote_ident(p))
+                .collect();
+                Ok(Value::from_safe_string(parts.join(".")))
+            }
+            _ => Err(JError::from(ErrorKind::UnknownMethod)),
+        }
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cte {
+            Some(cte) => f.write_str(cte),
+            None => write!(f, "{}", self.relation),
+        }
+    }
+}
+
+/// `config`: callable (`config(materialized='table')`) with `get` and `require` methods.
+#[derive(Debug)]
+struct ConfigObj(Arc<Scope>);
+
+impl Object for ConfigObj {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn call(self: &Arc<Self>, _state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, JError> {
+        let (kwargs,): (Kwargs,) = from_args(args)?;
+        let mut set = NodeConfig::new();
+        for key in kwargs.args() {
+            let v: Value = kwargs.peek(key)?;
+            let json = serde_json::to_value(&v)
+                .map_err(|e| JError::new(ErrorKind::InvalidOperation, e.to_string()))?;
+            set.set(key, json);
+        }
+        self.0.record(|c| c.config.merge(&set));
+        Ok(Value::from(""))
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, JError> {
+        let (key, default): (String, Option<Value>) = from_args(args)?;
+        let mut effective = self.0.node.config.clone();
+        self.0.record(|c| effective.merge(&c.config));
+        let found = effective.get(&key.replace('-', "_")).map(|v| Value::from(Serde(v)));
+        match method {
+            "get" => Ok(found.or(default).unwrap_or(Value::from(()))),
+            "require" => found.ok_or_else(|| {
+                JError::new(
+                    ErrorKind::InvalidOperation,
+                    format!("config `{key}` is required but not set"),
+                )
+            }),
+            _ => Err(JError::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+/// `exceptions.raise_compiler_error(msg)` and `exceptions.warn(msg)`.
+#[derive(Debug)]
+struct Exceptions;
+
+impl Object for Exceptions {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, JError> {
+        let (msg,): (String,) = from_args(args)?;
+        match method {
+            "raise_compiler_error" | "raise_not_implemented" => {
+                Err(JError::new(ErrorKind::InvalidOperation, msg))
+            }
+            "warn" => {
+                tracing::warn!(target: "strata::jinja", "{msg}");
+                Ok(Value::from(""))
+            }
+            _ => Err(JError::from(ErrorKind::UnknownMethod)),
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::NonEnumerable
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn globals() -> Globals {
+    let mut g = Globals {
+        project_name: "shop".into(),
+        ..Globals::default()
+    };
+    g.project_vars.insert("start".into(), serde_json::json!("2024-01-01"));
+    g.target.insert("name".into(), serde_json::json!("dev"));
+    g.target.insert("schema".into(), serde_json::json!("analytics"));
+    g.docs.insert("orders".into(), "One row per order.".into());
+    g
+}
+
+fn node() -> NodeInfo {
+    NodeInfo {
+        unique_id: "model.shop.m".into(),
+        name: "m".into(),
+        package: "shop".into(),
+        resource_type: "model".into(),
+        fqn: vec!["shop".into(), "m".into()],
+        original_file_path: PathBuf::from("models/m.sql"),
+        config: NodeConfig::new(),
+        relation: Some(Relation::new("strata", "analytics", "m")),
+    }
+}
+
+#[derive(Debug)]
+struct Fixed;
+
+impl Resolver for Fixed {
+    fn resolve_ref(&self, call: &RefCall) -> Result<Resolved, String> {
+        if call.name == "eph" {
+            return Ok(Resolved {
+                relation: Relation::new("strata", "analytics", "eph"),
+                ephemeral: Some(("model.shop.eph".into(), "__dbt__cte__eph".into())),
+            });
+        }
+        Ok(Resolved {
+            relation: Relation::new("strata", "analytics", call.name.clone()),
+            ephemeral: None,
+        })
+    }
+    fn resolve_source(&self, source: &str, table: &str) -> Result<Resolved, String> {
+        Ok(Resolved {
+            relation: Relation::new("strata", source, table),
+            ephemeral: None,
+        })
+    }
+}
+
+fn env_with(model: &str, macros: &[(&str, &str)]) -> JinjaEnv {
+    let files: Vec<(PathBuf, String, String)> = macros
+        .iter()
+        .map(|(p, s)| (PathBuf::from(p), "shop".to_string(), s.to_string()))
+        .collect();
+    let mut env = JinjaEnv::new(globals(), &files).expect("env");
+    env.add_template(Path::new("models/m.sql"), model.to_string())
+        .expect("template");
+    env
+}
+
+#[test]
+fn parse_records_refs_sources_and_config() {
+    let env = env_with(
+        "{{ config(materialized='table', tags=['a']) }}select * from {{ ref('a') }} join {{ ref('pkg', 'b') }} join {{ source('raw', 'orders') }} join {{ ref('a') }}",
+        &[],
+    );
+    let (_, c) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(c.refs.len(), 2);
+    assert_eq!(c.refs[1].package.as_deref(), Some("pkg"));
+    assert_eq!(c.sources, vec![("raw".to_string(), "orders".to_string())]);
+    assert_eq!(c.config.materialized(), "table");
+    assert_eq!(c.config.tags(), vec!["a"]);
+}
+
+#[test]
+fn compile_renders_quoted_relations_and_ctes() {
+    let env = env_with(
+        "select * from {{ ref('a') }}, {{ ref('eph') }}, {{ source('raw','t') }} -- {{ this }} {{ this.identifier }}",
+        &[],
+    );
+    let (sql, c) = env
+        .render(Path::new("models/m.sql"), Mode::Compile, node(), Some(Arc::new(Fixed)))
+        .expect("render");
+    assert_eq!(
+        sql,
+        r#"select * from "strata"."analytics"."a", __dbt__cte__eph, "strata"."raw"."t" -- "strata"."analytics"."m" m"#
+    );
+    assert_eq!(c.ephemerals.len(), 1);
+}
+
+#[test]
+fn macros_are_global_and_return_values() {
+    let macros = "{% macro cents_to_dollars(col, scale=2) %}round({{ col }} / 100, {{ scale }}){% endmacro %}\n\
+                  {% macro statuses() %}{{ return(['placed', 'shipped']) }}{% endmacro %}\n\
+                  {% macro n_statuses() %}{{ return(statuses() | length) }}{% endmacro %}";
+    let env = env_with(
+        "select {{ cents_to_dollars('amount') }}, {{ cents_to_dollars('x', scale=0) }}{% for s in statuses() %}, '{{ s }}'{% endfor %}, {{ n_statuses() }}",
+        &[("macros/money.sql", macros)],
+    );
+    let (sql, _) = env
+        .render(Path::new("models/m.sql"), Mode::Compile, node(), Some(Arc::new(Fixed)))
+        .expect("render");
+    assert_eq!(
+        sql,
+        "select round(amount / 100, 2), round(x / 100, 0), 'placed', 'shipped', 2"
+    );
+}
+
+#[test]
+fn vars_env_vars_docs_target_and_datetime() {
+    let env = env_with(
+        "{{ var('start') }}|{{ var('missing', 'd') }}|{{ env_var('STRATA_JINJA_TEST_UNSET', 'fb') }}|{{ doc('orders') }}|{{ target.name }}|{{ modules.datetime.date(2024, 2, 3).strftime('%Y/%m/%d') }}|{{ run_started_at.year }}",
+        &[],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, "2024-01-01|d|fb|One row per order.|dev|2024/02/03|1970");
+}
+
+#[test]
+fn missing_var_and_env_var_are_errors_that_say_how_to_fix() {
+    let env = env_with("{{ var('nope') }}", &[]);
+    let err = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect_err("missing var");
+    assert!(describe_error(&err).contains("--vars"), "{}", describe_error(&err));
+    let env = env_with("{{ env_var('STRATA_JINJA_TEST_UNSET') }}", &[]);
+    let err = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect_err("missing env var");
+    assert!(describe_error(&err).contains("not set"));
+}
+
+#[test]
+fn config_get_sees_project_and_inline_config() {
+    let mut n = node();
+    n.config.set("materialized", serde_json::json!("view"));
+    let env = env_with(
+        "{{ config(alias='x') }}{{ config.get('materialized') }}/{{ config.get('alias') }}/{{ config.get('nope', 'dflt') }}",
+        &[],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, n, None)
+        .expect("render");
+    assert_eq!(out, "view/x/dflt");
+}

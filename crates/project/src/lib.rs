@@ -1,0 +1,18 @@
+//! Loading a Strata (or dbt) project: the project file and profile, file discovery, Jinja
+//! rendering, the DAG and node selection, and dbt's artifacts.
+//!
+//! The walk every command takes starts here: [`Project::load`] reads and parses everything
+//! (rendering each model once to find its refs and config), [`select::Selector`] picks nodes,
+//! and [`compile`] renders the selected nodes' SQL against resolved relations. The engine
+//! crate executes the result.
+
+pub mod config;
+pub mod error;
+pub mod jinja;
+pub mod node;
+pub mod profile;
+
+pub use config::{NodeConfig, ProjectConfig};
+pub use error::{Error, Result};
+pub use node::{Model, RefCall, Relation, Source};
+pub use profile::Target;

@@ -1,0 +1,152 @@
+//! The nodes of a project: models and sources, and the relations they live in.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use crate::config::NodeConfig;
+
+/// Where a node lives in the warehouse: `database.schema.identifier`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Relation {
+    /// The catalog.
+    pub database: String,
+    /// The schema.
+    pub schema: String,
+    /// The table or view name.
+    pub identifier: String,
+}
+
+impl Relation {
+    /// A relation from its three parts.
+    pub fn new(
+        database: impl Into<String>,
+        schema: impl Into<String>,
+        identifier: impl Into<String>,
+    ) -> Self {
+        Self {
+            database: database.into(),
+            schema: schema.into(),
+            identifier: identifier.into(),
+        }
+    }
+}
+
+impl fmt::Display for Relation {
+    /// The quoted three-part name the engine resolves.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&strata_common::quote_relation(
+            &self.database,
+            &self.schema,
+            &self.identifier,
+        ))
+    }
+}
+
+/// A column documented in a properties file.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Column {
+    /// Its name.
+    pub name: String,
+    /// Its description (rendered).
+    pub description: String,
+    /// Its declared type, when given.
+    pub data_type: Option<String>,
+    /// Free-form metadata.
+    pub meta: serde_json::Value,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
+/// A `ref(...)` call: an optional package and a model name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct RefCall {
+    /// The package, when given as `ref('pkg', 'name')`.
+    pub package: Option<String>,
+    /// The model name.
+    pub name: String,
+}
+
+/// A SQL model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// `model.<package>.<name>`.
+    pub unique_id: String,
+    /// The model name (the file stem).
+    pub name: String,
+    /// The package (project) it belongs to.
+    pub package: String,
+    /// The file, relative to the project root.
+    pub original_file_path: PathBuf,
+    /// The file, relative to its model folder.
+    pub path: PathBuf,
+    /// Fully qualified name: package, folders, name.
+    pub fqn: Vec<String>,
+    /// The SQL as written, with Jinja.
+    pub raw_sql: String,
+    /// The resolved configuration.
+    pub config: NodeConfig,
+    /// Description from properties files.
+    pub description: String,
+    /// Columns from properties files.
+    pub columns: IndexMap<String, Column>,
+    /// The properties file that documents it, when any.
+    pub patch_path: Option<PathBuf>,
+    /// `ref` calls, in order of appearance, without duplicates.
+    pub refs: Vec<RefCall>,
+    /// `source` calls as (source, table), without duplicates.
+    pub sources: Vec<(String, String)>,
+    /// Macros it calls.
+    pub macros: Vec<String>,
+    /// Where it is materialized.
+    pub relation: Relation,
+    /// SHA-256 of the raw SQL, for state comparison.
+    pub checksum: String,
+}
+
+impl Model {
+    /// The materialization (`table`, `view`, `ephemeral`, ...).
+    pub fn materialized(&self) -> &str {
+        self.config.materialized()
+    }
+}
+
+/// A table declared under `sources:` in a properties file.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// `source.<package>.<source>.<table>`.
+    pub unique_id: String,
+    /// The source's name.
+    pub source_name: String,
+    /// The table's name.
+    pub name: String,
+    /// The package it belongs to.
+    pub package: String,
+    /// The properties file declaring it.
+    pub original_file_path: PathBuf,
+    /// Source and table descriptions.
+    pub source_description: String,
+    /// The table's description.
+    pub description: String,
+    /// Columns.
+    pub columns: IndexMap<String, Column>,
+    /// Where it is read from.
+    pub relation: Relation,
+    /// Files it is read from, when declared with `external_location`: a path relative to the
+    /// project or a URL, with `{name}` replaced.
+    pub external_location: Option<String>,
+    /// File format when it cannot be told from the extension (`csv`, `json`, `parquet`, `delta`).
+    pub format: Option<String>,
+    /// Merged `meta` of source and table.
+    pub meta: serde_json::Value,
+    /// Merged configuration.
+    pub config: NodeConfig,
+    /// Fully qualified name.
+    pub fqn: Vec<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// `loader`, free text.
+    pub loader: String,
+}

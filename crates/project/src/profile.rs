@@ -1,0 +1,261 @@
+//! `profiles.yml`: where a project's targets live, and the selected target.
+//!
+//! `profiles.yml` is found as dbt finds it, first match wins: `--profiles-dir`,
+//! `STRATA_PROFILES_DIR`, `DBT_PROFILES_DIR`, the project folder, then `~/.dbt/`. String values
+//! may use `{{ env_var('NAME', 'default') }}` so secrets stay out of files.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use strata_common::{Location, did_you_mean};
+
+use crate::error::{Error, Result, read_to_string, yaml_error};
+
+/// Warehouse types an embedded target may declare.
+pub const EMBEDDED_TYPES: [&str; 2] = ["strata", "duckdb"];
+
+/// The selected output of a profile.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The profile's name.
+    pub profile_name: String,
+    /// The target's name (`dev`, `prod`).
+    pub name: String,
+    /// The warehouse type (`strata`).
+    pub kind: String,
+    /// The default schema.
+    pub schema: String,
+    /// The database (catalog) name relations are qualified with.
+    pub database: String,
+    /// Threads for parallel execution.
+    pub threads: usize,
+    /// Lake root: a local folder (absolute) or an object-store URL.
+    pub lake: String,
+    /// The metadata store (a SQLite file).
+    pub metadata: PathBuf,
+    /// Every key of the output, for Jinja's `target`.
+    pub raw: IndexMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ProfileEntry {
+    target: Option<String>,
+    #[serde(default)]
+    outputs: IndexMap<String, IndexMap<String, serde_yaml::Value>>,
+}
+
+/// Where `profiles.yml` is, following the lookup order above.
+pub fn find_profiles_file(project_dir: &Path, profiles_dir: Option<&Path>) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(d) = profiles_dir {
+        dirs.push(d.to_path_buf());
+    }
+    for var in ["STRATA_PROFILES_DIR", "DBT_PROFILES_DIR"] {
+        if let Ok(d) = std::env::var(var)
+            && !d.is_empty()
+        {
+            dirs.push(PathBuf::from(d));
+        }
+    }
+    dirs.push(project_dir.to_path_buf());
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".dbt"));
+    }
+    if profiles_dir.is_some() {
+        // An explicit folder is the only place looked at.
+        dirs.truncate(1);
+    }
+    dirs.into_iter()
+        .map(|d| d.join("profiles.yml"))
+        .find(|p| p.is_file())
+}
+
+/// Load the target `target_name` (or the profile's default) of `profile_name`.
+pub fn load_target(
+    project_dir: &Path,
+    profiles_dir: Option<&Path>,
+    profile_name: &str,
+    target_name: Option<&str>,
+) -> Result<Target> {
+    let Some(path) = find_profiles_file(project_dir, profiles_dir) else {
+        return Err(Error::user(format!(
+            "no profiles.yml found for profile `{profile_name}`"
+        ))
+        .with_hint(format!(
+            "create {}/profiles.yml with a `{profile_name}:` profile (see `strata init`), \
+             or point --profiles-dir / STRATA_PROFILES_DIR at the folder holding it",
+            project_dir.display()
+        )));
+    };
+    let text = read_to_string(&path)?;
+    let text = render_env_vars(&text).map_err(|e| e.with_location(Location::file(&path)))?;
+    let profiles: IndexMap<String, serde_yaml::Value> =
+        serde_yaml::from_str(&text).map_err(|e| yaml_error(path.clone(), &e))?;
+    let Some(entry) = profiles.get(profile_name) else {
+        let names: Vec<&str> = profiles
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "config")
+            .collect();
+        return Err(Error::at(
+            Location::file(&path),
+            format!(
+                "profile `{profile_name}` not found{}",
+                did_you_mean(profile_name, names.iter().copied())
+            ),
+        )
+        .with_hint(format!(
+            "profiles in this file: {}; set `profile:` in the project file to one of them",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )));
+    };
+    let entry: ProfileEntry = serde_yaml::from_value(entry.clone()).map_err(|e| {
+        Error::at(
+            Location::file(&path),
+            format!("profile `{profile_name}` is malformed: {e}"),
+        )
+        .with_hint("a profile has `target: NAME` and `outputs: {NAME: {type: strata, ...}}`")
+    })?;
+    let target_name = target_name
+        .map(str::to_string)
+        .or(entry.target.clone())
+        .unwrap_or_else(|| "dev".to_string());
+    let Some(output) = entry.outputs.get(&target_name) else {
+        let names: Vec<&str> = entry.outputs.keys().map(String::as_str).collect();
+        return Err(Error::at(
+            Location::file(&path),
+            format!(
+                "target `{target_name}` not found in profile `{profile_name}`{}",
+                did_you_mean(&target_name, names.iter().copied())
+            ),
+        )
+        .with_hint(format!(
+            "targets of this profile: {}",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )));
+    };
+    let raw: IndexMap<String, serde_json::Value> = output
+        .iter()
+        .map(|(k, v)| (k.clone(), crate::config::yaml_to_json(v)))
+        .collect();
+    let get = |k: &str| raw.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let kind = get("type").unwrap_or_else(|| "strata".to_string());
+    if !EMBEDDED_TYPES.contains(&kind.as_str()) {
+        return Err(Error::at(
+            Location::file(&path),
+            format!(
+                "target `{target_name}` of profile `{profile_name}` has type `{kind}`, which this build of Strata cannot run"
+            ),
+        )
+        .with_hint("use `type: strata` for the embedded DataFusion + Delta Lake warehouse"));
+    }
+    let threads = match raw.get("threads") {
+        None => 4,
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                Error::at(
+                    Location::file(&path),
+                    format!("target `{target_name}`: `threads` must be a positive integer, got {v}"),
+                )
+            })? as usize,
+    };
+    let schema = get("schema").unwrap_or_else(|| "main".to_string());
+    let database = get("database").unwrap_or_else(|| "strata".to_string());
+    let default_root = project_dir.join(".strata").join(&target_name);
+    let lake = match get("lake").or_else(|| get("path")) {
+        Some(l) if l.contains("://") => l,
+        Some(l) => absolutize(project_dir, &l).display().to_string(),
+        None => default_root.display().to_string(),
+    };
+    let metadata = match get("metadata") {
+        Some(m) => absolutize(project_dir, &m),
+        None if lake.contains("://") => default_root.join("metadata.sqlite"),
+        None => PathBuf::from(&lake).join("metadata.sqlite"),
+    };
+    Ok(Target {
+        profile_name: profile_name.to_string(),
+        name: target_name,
+        kind,
+        schema,
+        database,
+        threads,
+        lake,
+        metadata,
+        raw,
+    })
+}
+
+fn absolutize(base: &Path, p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+/// Render `{{ env_var(...) }}` in a profiles file.
+fn render_env_vars(text: &str) -> Result<String> {
+    if !text.contains("{{") && !text.contains("{%") {
+        return Ok(text.to_string());
+    }
+    let mut env = minijinja::Environment::new();
+    env.add_function("env_var", crate::jinja::env_var);
+    env.render_str(text, ())
+        .map_err(|e| Error::user(format!("in profiles.yml: {}", crate::jinja::describe_error(&e))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) {
+        std::fs::write(dir.join("profiles.yml"), text).expect("write profiles");
+    }
+
+    #[test]
+    fn default_target_and_lake() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "shop:\n  target: dev\n  outputs:\n    dev: {type: strata, schema: analytics, threads: 2}\n    prod: {type: strata, schema: prod, lake: /data/lake}\n",
+        );
+        let t = load_target(dir.path(), Some(dir.path()), "shop", None).expect("dev");
+        assert_eq!(t.name, "dev");
+        assert_eq!(t.schema, "analytics");
+        assert_eq!(t.threads, 2);
+        assert!(t.lake.ends_with(".strata/dev"));
+        let p = load_target(dir.path(), Some(dir.path()), "shop", Some("prod")).expect("prod");
+        assert_eq!(p.lake, "/data/lake");
+        assert_eq!(p.metadata, PathBuf::from("/data/lake/metadata.sqlite"));
+    }
+
+    #[test]
+    fn missing_profile_and_target_are_explained() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "shop:\n  target: dev\n  outputs:\n    dev: {type: strata}\n");
+        let e = load_target(dir.path(), Some(dir.path()), "shpo", None).expect_err("no profile");
+        assert!(e.to_string().contains("did you mean `shop`"), "{e}");
+        let e = load_target(dir.path(), Some(dir.path()), "shop", Some("prd")).expect_err("no target");
+        assert!(e.to_string().contains("target `prd` not found"), "{e}");
+    }
+
+    #[test]
+    fn env_vars_render_in_profiles() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "shop:\n  outputs:\n    dev: {type: strata, schema: \"{{ env_var('STRATA_TEST_SCHEMA_X', 'fallback') }}\"}\n",
+        );
+        let t = load_target(dir.path(), Some(dir.path()), "shop", None).expect("dev");
+        assert_eq!(t.schema, "fallback");
+    }
+}
