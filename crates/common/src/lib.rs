@@ -151,7 +151,10 @@ mod tests {
 
     #[test]
     fn locations_print_like_compilers() {
-        assert_eq!(Location::line("models/a.sql", 3).to_string(), "models/a.sql:3");
+        assert_eq!(
+            Location::line("models/a.sql", 3).to_string(),
+            "models/a.sql:3"
+        );
         assert_eq!(
             Location::line("a.yml", 3).with_column(7).to_string(),
             "a.yml:3:7"

@@ -1,1 +1,506 @@
-//! placeholder
+//! Strata's metadata store: the catalog of relations (tables and views) of one target, and
+//! the history of runs and of each node's result.
+//!
+//! One SQLite file per target (`<lake>/metadata.sqlite` by default), so `dev` never touches
+//! `prod`. The schema is migrated forward on open; writes are short transactions in WAL mode,
+//! so readers (a dashboard, a second CLI) never wait for a long run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store could not be opened or created.
+    #[error("cannot open the metadata store {}: {source}", path.display())]
+    Open {
+        /// The SQLite file.
+        path: PathBuf,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A query on the store failed.
+    #[error("metadata store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The store was written by a newer Strata.
+    #[error(
+        "the metadata store {} has schema version {found}, newer than this Strata understands ({supported}); upgrade Strata",
+        path.display()
+    )]
+    TooNew {
+        /// The SQLite file.
+        path: PathBuf,
+        /// Version found.
+        found: i64,
+        /// Newest version known.
+        supported: i64,
+    },
+    /// A poisoned lock (a thread panicked while writing).
+    #[error("metadata store lock poisoned")]
+    Poisoned,
+}
+
+/// What kind of relation a catalog entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelationKind {
+    /// A Delta table at `location`.
+    Table,
+    /// A view defined by `sql`.
+    View,
+}
+
+impl RelationKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            RelationKind::Table => "table",
+            RelationKind::View => "view",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        if s == "view" {
+            RelationKind::View
+        } else {
+            RelationKind::Table
+        }
+    }
+}
+
+/// A catalog entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RelationRecord {
+    /// Catalog name.
+    pub database: String,
+    /// Schema name.
+    pub schema: String,
+    /// Table or view name.
+    pub name: String,
+    /// Table or view.
+    pub kind: RelationKind,
+    /// For tables: the Delta table's URL.
+    pub location: Option<String>,
+    /// For views: the defining SQL.
+    pub sql: Option<String>,
+    /// The node that built it.
+    pub unique_id: Option<String>,
+    /// The run that last built it.
+    pub run_id: Option<String>,
+    /// When it was last built (RFC 3339).
+    pub updated_at: String,
+}
+
+/// A run of a command.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    /// The run's id (the invocation id).
+    pub run_id: String,
+    /// `run`, `build`, ...
+    pub command: String,
+    /// The target's name.
+    pub target: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it finished.
+    pub finished_at: Option<String>,
+    /// `running`, `success`, `error`.
+    pub status: String,
+    /// The command line.
+    pub args: String,
+}
+
+/// The result of one node in a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeResultRecord {
+    /// The run.
+    pub run_id: String,
+    /// The node.
+    pub unique_id: String,
+    /// `success`, `error`, `skipped`.
+    pub status: String,
+    /// When it started.
+    pub started_at: String,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// The relation it built.
+    pub relation: Option<String>,
+    /// Rows written, when known.
+    pub rows_affected: Option<i64>,
+    /// The error or status message.
+    pub message: Option<String>,
+}
+
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE relations (
+    database   TEXT NOT NULL,
+    schema     TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    kind       TEXT NOT NULL CHECK (kind IN ('table', 'view')),
+    location   TEXT,
+    sql        TEXT,
+    unique_id  TEXT,
+    run_id     TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (database, schema, name)
+);
+CREATE TABLE runs (
+    run_id      TEXT PRIMARY KEY,
+    command     TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    status      TEXT NOT NULL,
+    args        TEXT NOT NULL
+);
+CREATE TABLE node_results (
+    run_id        TEXT NOT NULL REFERENCES runs(run_id),
+    unique_id     TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    started_at    TEXT NOT NULL,
+    seconds       REAL NOT NULL,
+    relation      TEXT,
+    rows_affected INTEGER,
+    message       TEXT,
+    PRIMARY KEY (run_id, unique_id)
+);
+CREATE INDEX node_results_by_node ON node_results(unique_id, started_at);
+"];
+
+/// The metadata store of one target.
+#[derive(Debug)]
+pub struct MetaStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl MetaStore {
+    /// Open (creating and migrating when needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| Error::Open {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| open_err(Box::new(e)))?;
+        }
+        let conn = Connection::open(path).map_err(|e| open_err(Box::new(e)))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| open_err(Box::new(e)))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let store = Self {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// An in-memory store, for tests and one-off sessions.
+    pub fn in_memory() -> Result<Self> {
+        let store = Self {
+            path: PathBuf::from(":memory:"),
+            conn: Mutex::new(Connection::open_in_memory()?),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The SQLite file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
+        self.conn.lock().map_err(|_| Error::Poisoned)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.conn()?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(Error::TooNew {
+                path: self.path.clone(),
+                found: version,
+                supported,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Insert or replace a catalog entry.
+    pub fn upsert_relation(&self, r: &RelationRecord) -> Result<()> {
+        self.conn()?.execute(
+            "INSERT INTO relations (database, schema, name, kind, location, sql, unique_id, run_id, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (database, schema, name) DO UPDATE SET
+               kind = excluded.kind, location = excluded.location, sql = excluded.sql,
+               unique_id = excluded.unique_id, run_id = excluded.run_id, updated_at = excluded.updated_at",
+            params![
+                r.database,
+                r.schema,
+                r.name,
+                r.kind.as_str(),
+                r.location,
+                r.sql,
+                r.unique_id,
+                r.run_id,
+                r.updated_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Remove a catalog entry; returns whether it existed.
+    pub fn drop_relation(&self, database: &str, schema: &str, name: &str) -> Result<bool> {
+        let n = self.conn()?.execute(
+            "DELETE FROM relations WHERE database = ?1 AND schema = ?2 AND name = ?3",
+            params![database, schema, name],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// One catalog entry.
+    pub fn relation(
+        &self,
+        database: &str,
+        schema: &str,
+        name: &str,
+    ) -> Result<Option<RelationRecord>> {
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT database, schema, name, kind, location, sql, unique_id, run_id, updated_at
+                 FROM relations WHERE database = ?1 AND schema = ?2 AND name = ?3",
+                params![database, schema, name],
+                row_to_relation,
+            )
+            .optional()?)
+    }
+
+    /// Catalog entries of a database (and schema), ordered by schema and name.
+    pub fn relations(&self, database: &str, schema: Option<&str>) -> Result<Vec<RelationRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT database, schema, name, kind, location, sql, unique_id, run_id, updated_at
+             FROM relations WHERE database = ?1 AND (?2 IS NULL OR schema = ?2)
+             ORDER BY schema, name",
+        )?;
+        let rows = stmt.query_map(params![database, schema], row_to_relation)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Schemas holding at least one relation in `database`.
+    pub fn schemas(&self, database: &str) -> Result<Vec<String>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT schema FROM relations WHERE database = ?1 ORDER BY schema",
+        )?;
+        let rows = stmt.query_map(params![database], |r| r.get(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Record the start of a run.
+    pub fn start_run(&self, run: &RunRecord) -> Result<()> {
+        self.conn()?.execute(
+            "INSERT INTO runs (run_id, command, target, started_at, finished_at, status, args)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                run.run_id,
+                run.command,
+                run.target,
+                run.started_at,
+                run.finished_at,
+                run.status,
+                run.args
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Record the end of a run.
+    pub fn finish_run(&self, run_id: &str, status: &str, finished_at: &str) -> Result<()> {
+        self.conn()?.execute(
+            "UPDATE runs SET status = ?2, finished_at = ?3 WHERE run_id = ?1",
+            params![run_id, status, finished_at],
+        )?;
+        Ok(())
+    }
+
+    /// Record one node's result.
+    pub fn record_node(&self, r: &NodeResultRecord) -> Result<()> {
+        self.conn()?.execute(
+            "INSERT OR REPLACE INTO node_results
+               (run_id, unique_id, status, started_at, seconds, relation, rows_affected, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                r.run_id,
+                r.unique_id,
+                r.status,
+                r.started_at,
+                r.seconds,
+                r.relation,
+                r.rows_affected,
+                r.message
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The most recent runs, newest first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT run_id, command, target, started_at, finished_at, status, args
+             FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64], |r| {
+            Ok(RunRecord {
+                run_id: r.get(0)?,
+                command: r.get(1)?,
+                target: r.get(2)?,
+                started_at: r.get(3)?,
+                finished_at: r.get(4)?,
+                status: r.get(5)?,
+                args: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The node results of a run, in the order they finished.
+    pub fn node_results(&self, run_id: &str) -> Result<Vec<NodeResultRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT run_id, unique_id, status, started_at, seconds, relation, rows_affected, message
+             FROM node_results WHERE run_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map(params![run_id], |r| {
+            Ok(NodeResultRecord {
+                run_id: r.get(0)?,
+                unique_id: r.get(1)?,
+                status: r.get(2)?,
+                started_at: r.get(3)?,
+                seconds: r.get(4)?,
+                relation: r.get(5)?,
+                rows_affected: r.get(6)?,
+                message: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+}
+
+fn row_to_relation(r: &rusqlite::Row<'_>) -> rusqlite::Result<RelationRecord> {
+    let kind: String = r.get(3)?;
+    Ok(RelationRecord {
+        database: r.get(0)?,
+        schema: r.get(1)?,
+        name: r.get(2)?,
+        kind: RelationKind::parse(&kind),
+        location: r.get(4)?,
+        sql: r.get(5)?,
+        unique_id: r.get(6)?,
+        run_id: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(name: &str) -> RelationRecord {
+        RelationRecord {
+            database: "strata".into(),
+            schema: "main".into(),
+            name: name.into(),
+            kind: RelationKind::View,
+            location: None,
+            sql: Some("select 1".into()),
+            unique_id: Some(format!("model.p.{name}")),
+            run_id: Some("r1".into()),
+            updated_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn relations_survive_reopening_and_upsert_replaces() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested/meta.sqlite");
+        {
+            let store = MetaStore::open(&path).expect("open");
+            store.upsert_relation(&view("a")).expect("insert");
+            let mut b = view("a");
+            b.kind = RelationKind::Table;
+            b.location = Some("file:///lake/main/a".into());
+            b.sql = None;
+            store.upsert_relation(&b).expect("replace");
+        }
+        let store = MetaStore::open(&path).expect("reopen");
+        let a = store
+            .relation("strata", "main", "a")
+            .expect("get")
+            .expect("exists");
+        assert_eq!(a.kind, RelationKind::Table);
+        assert_eq!(store.relations("strata", None).expect("list").len(), 1);
+        assert_eq!(store.schemas("strata").expect("schemas"), vec!["main"]);
+        assert!(store.drop_relation("strata", "main", "a").expect("drop"));
+        assert!(
+            store
+                .relation("strata", "main", "a")
+                .expect("get")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn runs_and_node_results_are_kept() {
+        let store = MetaStore::in_memory().expect("open");
+        store
+            .start_run(&RunRecord {
+                run_id: "r1".into(),
+                command: "run".into(),
+                target: "dev".into(),
+                started_at: "2026-01-01T00:00:00Z".into(),
+                finished_at: None,
+                status: "running".into(),
+                args: "strata run".into(),
+            })
+            .expect("start");
+        store
+            .record_node(&NodeResultRecord {
+                run_id: "r1".into(),
+                unique_id: "model.p.a".into(),
+                status: "success".into(),
+                started_at: "2026-01-01T00:00:00Z".into(),
+                seconds: 0.5,
+                relation: Some("\"strata\".\"main\".\"a\"".into()),
+                rows_affected: Some(3),
+                message: None,
+            })
+            .expect("node");
+        store
+            .finish_run("r1", "success", "2026-01-01T00:00:01Z")
+            .expect("finish");
+        let runs = store.runs(10).expect("runs");
+        assert_eq!(runs[0].status, "success");
+        assert_eq!(
+            store.node_results("r1").expect("nodes")[0].rows_affected,
+            Some(3)
+        );
+    }
+}

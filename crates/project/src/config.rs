@@ -388,10 +388,7 @@ shop:
     #[test]
     fn plain_keys_that_are_configs_apply() {
         let t = tree("shop:\n  materialized: table\n  staging:\n    materialized: view\n");
-        let c = config_from_tree(
-            Some(&t),
-            &["shop".into(), "staging".into(), "m".into()],
-        );
+        let c = config_from_tree(Some(&t), &["shop".into(), "staging".into(), "m".into()]);
         assert_eq!(c.materialized(), "view");
     }
 }

@@ -6,13 +6,19 @@
 //! and [`compile`] renders the selected nodes' SQL against resolved relations. The engine
 //! crate executes the result.
 
+pub mod compile;
 pub mod config;
 pub mod error;
+pub mod graph;
 pub mod jinja;
 pub mod node;
 pub mod profile;
+pub mod project;
+pub mod properties;
+pub mod select;
 
 pub use config::{NodeConfig, ProjectConfig};
 pub use error::{Error, Result};
 pub use node::{Model, RefCall, Relation, Source};
 pub use profile::Target;
+pub use project::{LoadOptions, Project};

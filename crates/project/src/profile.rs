@@ -167,7 +167,9 @@ pub fn load_target(
             .ok_or_else(|| {
                 Error::at(
                     Location::file(&path),
-                    format!("target `{target_name}`: `threads` must be a positive integer, got {v}"),
+                    format!(
+                        "target `{target_name}`: `threads` must be a positive integer, got {v}"
+                    ),
                 )
             })? as usize,
     };
@@ -209,8 +211,12 @@ fn render_env_vars(text: &str) -> Result<String> {
     }
     let mut env = minijinja::Environment::new();
     env.add_function("env_var", crate::jinja::env_var);
-    env.render_str(text, ())
-        .map_err(|e| Error::user(format!("in profiles.yml: {}", crate::jinja::describe_error(&e))))
+    env.render_str(text, ()).map_err(|e| {
+        Error::user(format!(
+            "in profiles.yml: {}",
+            crate::jinja::describe_error(&e)
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -241,10 +247,14 @@ mod tests {
     #[test]
     fn missing_profile_and_target_are_explained() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write(dir.path(), "shop:\n  target: dev\n  outputs:\n    dev: {type: strata}\n");
+        write(
+            dir.path(),
+            "shop:\n  target: dev\n  outputs:\n    dev: {type: strata}\n",
+        );
         let e = load_target(dir.path(), Some(dir.path()), "shpo", None).expect_err("no profile");
         assert!(e.to_string().contains("did you mean `shop`"), "{e}");
-        let e = load_target(dir.path(), Some(dir.path()), "shop", Some("prd")).expect_err("no target");
+        let e =
+            load_target(dir.path(), Some(dir.path()), "shop", Some("prd")).expect_err("no target");
         assert!(e.to_string().contains("target `prd` not found"), "{e}");
     }
 

@@ -51,9 +51,7 @@ impl Object for PyDateTime {
         args: &[Value],
     ) -> Result<Value, Error> {
         match method {
-            "strftime" => Ok(Value::from(
-                self.0.format(&strftime_arg(args)?).to_string(),
-            )),
+            "strftime" => Ok(Value::from(self.0.format(&strftime_arg(args)?).to_string())),
             "isoformat" => Ok(Value::from(
                 self.0.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string(),
             )),
@@ -118,9 +116,7 @@ impl Object for PyDate {
         args: &[Value],
     ) -> Result<Value, Error> {
         match method {
-            "strftime" => Ok(Value::from(
-                self.0.format(&strftime_arg(args)?).to_string(),
-            )),
+            "strftime" => Ok(Value::from(self.0.format(&strftime_arg(args)?).to_string())),
             "isoformat" => Ok(Value::from(self.0.format("%Y-%m-%d").to_string())),
             "add" => {
                 let (delta,): (Value,) = from_args(args)?;

@@ -313,15 +313,18 @@ impl JinjaEnv {
         env.add_function("ref", ref_fn);
         env.add_function("source", source_fn);
         env.add_function("is_incremental", |_: &State| false);
-        env.add_function("log", |msg: Value, kwargs: Kwargs| -> Result<String, JError> {
-            let info: Option<bool> = kwargs.get("info")?;
-            if info.unwrap_or(false) {
-                tracing::info!(target: "strata::jinja", "{msg}");
-            } else {
-                tracing::debug!(target: "strata::jinja", "{msg}");
-            }
-            Ok(String::new())
-        });
+        env.add_function(
+            "log",
+            |msg: Value, kwargs: Kwargs| -> Result<String, JError> {
+                let info: Option<bool> = kwargs.get("info")?;
+                if info.unwrap_or(false) {
+                    tracing::info!(target: "strata::jinja", "{msg}");
+                } else {
+                    tracing::debug!(target: "strata::jinja", "{msg}");
+                }
+                Ok(String::new())
+            },
+        );
         env.add_function("print", |msg: Value| -> String {
             tracing::info!(target: "strata::jinja", "{msg}");
             String::new()
@@ -357,11 +360,13 @@ impl JinjaEnv {
         );
         env.add_global("invocation_id", Value::from(globals.invocation_id.clone()));
         env.add_global("project_name", Value::from(globals.project_name.clone()));
+        env.add_global("target", Value::from(Serde(&globals.target)));
         env.add_global(
-            "target",
-            Value::from(Serde(&globals.target)),
+            "flags",
+            Value::from(Serde(
+                serde_json::json!({"FULL_REFRESH": false, "WHICH": "run"}),
+            )),
         );
-        env.add_global("flags", Value::from(Serde(serde_json::json!({"FULL_REFRESH": false, "WHICH": "run"}))));
         env.add_filter("as_bool", |v: Value| -> bool {
             match v.as_str() {
                 Some(s) => s.eq_ignore_ascii_case("true"),
@@ -564,7 +569,10 @@ fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, JEr
             continue;
         }
         positional.push(a.as_str().map(str::to_string).ok_or_else(|| {
-            JError::new(ErrorKind::InvalidOperation, "ref() takes model names as strings")
+            JError::new(
+                ErrorKind::InvalidOperation,
+                "ref() takes model names as strings",
+            )
         })?);
     }
     let call = match positional.as_slice() {
@@ -738,7 +746,9 @@ impl Object for ConfigObj {
         let (key, default): (String, Option<Value>) = from_args(args)?;
         let mut effective = self.0.node.config.clone();
         self.0.record(|c| effective.merge(&c.config));
-        let found = effective.get(&key.replace('-', "_")).map(|v| Value::from(Serde(v)));
+        let found = effective
+            .get(&key.replace('-', "_"))
+            .map(|v| Value::from(Serde(v)));
         match method {
             "get" => Ok(found.or(default).unwrap_or(Value::from(()))),
             "require" => found.ok_or_else(|| {

@@ -7,9 +7,11 @@ fn globals() -> Globals {
         project_name: "shop".into(),
         ..Globals::default()
     };
-    g.project_vars.insert("start".into(), serde_json::json!("2024-01-01"));
+    g.project_vars
+        .insert("start".into(), serde_json::json!("2024-01-01"));
     g.target.insert("name".into(), serde_json::json!("dev"));
-    g.target.insert("schema".into(), serde_json::json!("analytics"));
+    g.target
+        .insert("schema".into(), serde_json::json!("analytics"));
     g.docs.insert("orders".into(), "One row per order.".into());
     g
 }
@@ -85,7 +87,12 @@ fn compile_renders_quoted_relations_and_ctes() {
         &[],
     );
     let (sql, c) = env
-        .render(Path::new("models/m.sql"), Mode::Compile, node(), Some(Arc::new(Fixed)))
+        .render(
+            Path::new("models/m.sql"),
+            Mode::Compile,
+            node(),
+            Some(Arc::new(Fixed)),
+        )
         .expect("render");
     assert_eq!(
         sql,
@@ -104,7 +111,12 @@ fn macros_are_global_and_return_values() {
         &[("macros/money.sql", macros)],
     );
     let (sql, _) = env
-        .render(Path::new("models/m.sql"), Mode::Compile, node(), Some(Arc::new(Fixed)))
+        .render(
+            Path::new("models/m.sql"),
+            Mode::Compile,
+            node(),
+            Some(Arc::new(Fixed)),
+        )
         .expect("render");
     assert_eq!(
         sql,
@@ -121,7 +133,10 @@ fn vars_env_vars_docs_target_and_datetime() {
     let (out, _) = env
         .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
         .expect("render");
-    assert_eq!(out, "2024-01-01|d|fb|One row per order.|dev|2024/02/03|1970");
+    assert_eq!(
+        out,
+        "2024-01-01|d|fb|One row per order.|dev|2024/02/03|1970"
+    );
 }
 
 #[test]
@@ -130,7 +145,11 @@ fn missing_var_and_env_var_are_errors_that_say_how_to_fix() {
     let err = env
         .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
         .expect_err("missing var");
-    assert!(describe_error(&err).contains("--vars"), "{}", describe_error(&err));
+    assert!(
+        describe_error(&err).contains("--vars"),
+        "{}",
+        describe_error(&err)
+    );
     let env = env_with("{{ env_var('STRATA_JINJA_TEST_UNSET') }}", &[]);
     let err = env
         .render(Path::new("models/m.sql"), Mode::Parse, node(), None)

@@ -1,0 +1,256 @@
+//! Compile a model: render its Jinja against resolved relations and inline ephemeral models
+//! as common table expressions.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use strata_common::{Location, did_you_mean};
+
+use crate::error::{Error, Result};
+use crate::jinja::{Mode, NodeInfo, Resolved, Resolver, describe_error};
+use crate::node::{Model, RefCall};
+use crate::project::Project;
+
+/// A model's compiled SQL.
+#[derive(Debug, Clone)]
+pub struct CompiledModel {
+    /// The model's unique id.
+    pub unique_id: String,
+    /// The SQL to execute, ephemeral parents inlined.
+    pub sql: String,
+    /// Ephemeral models inlined, in order.
+    pub ephemerals: Vec<String>,
+}
+
+/// Resolves refs and sources of a project's nodes.
+#[derive(Debug)]
+pub struct ProjectResolver {
+    models: HashMap<String, Resolved>,
+    sources: HashMap<(String, String), Resolved>,
+}
+
+impl ProjectResolver {
+    /// A resolver over the project's enabled models and sources.
+    pub fn new(project: &Project) -> Self {
+        let models = project
+            .models
+            .values()
+            .map(|m| {
+                let ephemeral = (m.materialized() == "ephemeral")
+                    .then(|| (m.unique_id.clone(), cte_name(&m.name)));
+                (
+                    m.name.clone(),
+                    Resolved {
+                        relation: m.relation.clone(),
+                        ephemeral,
+                    },
+                )
+            })
+            .collect();
+        let sources = project
+            .sources
+            .values()
+            .map(|s| {
+                (
+                    (s.source_name.clone(), s.name.clone()),
+                    Resolved {
+                        relation: s.relation.clone(),
+                        ephemeral: None,
+                    },
+                )
+            })
+            .collect();
+        Self { models, sources }
+    }
+}
+
+impl Resolver for ProjectResolver {
+    fn resolve_ref(&self, call: &RefCall) -> std::result::Result<Resolved, String> {
+        self.models.get(&call.name).cloned().ok_or_else(|| {
+            format!(
+                "ref('{}') does not exist{}",
+                call.name,
+                did_you_mean(&call.name, self.models.keys().map(String::as_str))
+            )
+        })
+    }
+
+    fn resolve_source(&self, source: &str, table: &str) -> std::result::Result<Resolved, String> {
+        self.sources
+            .get(&(source.to_string(), table.to_string()))
+            .cloned()
+            .ok_or_else(|| format!("source('{source}', '{table}') is not declared"))
+    }
+}
+
+/// The CTE name dbt gives an ephemeral model.
+pub fn cte_name(model: &str) -> String {
+    format!("__dbt__cte__{model}")
+}
+
+/// Compiles models of one project, caching results.
+#[derive(Debug)]
+pub struct Compiler<'p> {
+    project: &'p Project,
+    resolver: Arc<ProjectResolver>,
+    cache: HashMap<String, CompiledModel>,
+}
+
+impl<'p> Compiler<'p> {
+    /// A compiler for `project`.
+    pub fn new(project: &'p Project) -> Self {
+        Self {
+            project,
+            resolver: Arc::new(ProjectResolver::new(project)),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Compile one model by unique id.
+    pub fn compile(&mut self, unique_id: &str) -> Result<CompiledModel> {
+        if let Some(c) = self.cache.get(unique_id) {
+            return Ok(c.clone());
+        }
+        let model = self
+            .project
+            .models
+            .get(unique_id)
+            .ok_or_else(|| Error::Internal(format!("compile: unknown node {unique_id}")))?;
+        let (body, captured) = self.render(model)?;
+        let mut ctes: Vec<(String, String)> = Vec::new();
+        let mut ephemerals = Vec::new();
+        for (eph_id, cte) in &captured.ephemerals {
+            let inner = self.compile(eph_id)?;
+            ephemerals.push(eph_id.clone());
+            ctes.push((cte.clone(), inner.sql));
+        }
+        let sql = inject_ctes(&body, &ctes);
+        let compiled = CompiledModel {
+            unique_id: unique_id.to_string(),
+            sql,
+            ephemerals,
+        };
+        self.cache.insert(unique_id.to_string(), compiled.clone());
+        Ok(compiled)
+    }
+
+    fn render(&self, model: &Model) -> Result<(String, crate::jinja::Captured)> {
+        let info = NodeInfo {
+            unique_id: model.unique_id.clone(),
+            name: model.name.clone(),
+            package: model.package.clone(),
+            resource_type: "model".into(),
+            fqn: model.fqn.clone(),
+            original_file_path: model.original_file_path.clone(),
+            config: model.config.clone(),
+            relation: Some(model.relation.clone()),
+        };
+        let resolver: Arc<dyn Resolver> = self.resolver.clone();
+        let (sql, captured) = self
+            .project
+            .jinja
+            .render(
+                &model.original_file_path,
+                Mode::Compile,
+                info,
+                Some(resolver),
+            )
+            .map_err(|e| {
+                Error::at(
+                    Location {
+                        file: model.original_file_path.clone(),
+                        line: e.line(),
+                        column: None,
+                    },
+                    describe_error(&e),
+                )
+                .with_node(format!("model `{}`", model.name))
+            })?;
+        Ok((clean_sql(&sql), captured))
+    }
+
+    /// Where `strata compile` writes a model's SQL.
+    pub fn compiled_path(&self, model: &Model) -> PathBuf {
+        self.project
+            .target_dir()
+            .join("compiled")
+            .join(&model.package)
+            .join(&model.original_file_path)
+    }
+}
+
+/// Trim whitespace and trailing semicolons, which would break wrapping the query.
+fn clean_sql(sql: &str) -> String {
+    sql.trim().trim_end_matches(';').trim_end().to_string()
+}
+
+/// Length of leading whitespace and SQL comments.
+fn skip_trivia(sql: &str) -> usize {
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    loop {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if sql[i..].starts_with("--") {
+            i = sql[i..]
+                .find('\n')
+                .map(|n| i + n + 1)
+                .unwrap_or(bytes.len());
+        } else if sql[i..].starts_with("/*") {
+            i = sql[i..]
+                .find("*/")
+                .map(|n| i + n + 2)
+                .unwrap_or(bytes.len());
+        } else {
+            return i;
+        }
+    }
+}
+
+/// Put `ctes` in front of `sql`, merging with its own `WITH` when it has one.
+pub fn inject_ctes(sql: &str, ctes: &[(String, String)]) -> String {
+    if ctes.is_empty() {
+        return sql.to_string();
+    }
+    let defs: Vec<String> = ctes
+        .iter()
+        .map(|(name, body)| format!("{name} as (\n{body}\n)"))
+        .collect();
+    let defs = defs.join(",\n");
+    let start = skip_trivia(sql);
+    let head = &sql[start..];
+    let is_with = head.len() >= 4
+        && head[..4].eq_ignore_ascii_case("with")
+        && head[4..].starts_with(|c: char| c.is_whitespace());
+    if is_with {
+        format!("{}with {defs},\n{}", &sql[..start], head[4..].trim_start())
+    } else {
+        format!("with {defs}\n{sql}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctes_merge_with_an_existing_with() {
+        let ctes = vec![("__dbt__cte__a".to_string(), "select 1 as x".to_string())];
+        assert_eq!(
+            inject_ctes("-- note\nWITH b as (select 2) select * from b", &ctes),
+            "-- note\nwith __dbt__cte__a as (\nselect 1 as x\n),\nb as (select 2) select * from b"
+        );
+        assert_eq!(
+            inject_ctes("select * from __dbt__cte__a", &ctes),
+            "with __dbt__cte__a as (\nselect 1 as x\n)\nselect * from __dbt__cte__a"
+        );
+        assert_eq!(inject_ctes("select 1", &[]), "select 1");
+    }
+
+    #[test]
+    fn trailing_semicolons_go() {
+        assert_eq!(clean_sql("\n select 1 ;\n"), "select 1");
+    }
+}

@@ -1,0 +1,811 @@
+//! [`Project::load`]: read a project folder into nodes, configs and a DAG.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use sha2::{Digest, Sha256};
+use strata_common::{Location, did_you_mean, relative_to};
+
+use crate::config::{NodeConfig, ProjectConfig, config_from_tree, yaml_to_json};
+use crate::error::{Error, Result, read_to_string, yaml_error};
+use crate::graph::Graph;
+use crate::jinja::{Globals, JinjaEnv, Mode, NodeInfo, describe_error};
+use crate::node::{Column, Model, RefCall, Relation, Source};
+use crate::profile::{Target, load_target};
+use crate::properties::{ColumnEntry, PropertiesFile, SourceEntry};
+
+/// How to load a project.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The project folder.
+    pub project_dir: PathBuf,
+    /// Where `profiles.yml` is, when given on the command line.
+    pub profiles_dir: Option<PathBuf>,
+    /// The target to use instead of the profile's default.
+    pub target: Option<String>,
+    /// `--vars` as YAML text.
+    pub vars: Option<String>,
+    /// `--threads`, overriding the target's.
+    pub threads: Option<usize>,
+}
+
+/// A loaded project: configuration, target, nodes and their graph.
+#[derive(Debug)]
+pub struct Project {
+    /// The project folder (absolute).
+    pub root: PathBuf,
+    /// The project file.
+    pub config: ProjectConfig,
+    /// Path of the project file.
+    pub config_path: PathBuf,
+    /// The selected target.
+    pub target: Target,
+    /// Enabled models by unique id, in file order.
+    pub models: IndexMap<String, Model>,
+    /// Sources by unique id.
+    pub sources: IndexMap<String, Source>,
+    /// Docs blocks by name.
+    pub docs: HashMap<String, String>,
+    /// Parents-to-children edges between nodes.
+    pub graph: Graph,
+    /// Compiled templates and the dbt context.
+    pub jinja: Arc<JinjaEnv>,
+    /// Unique ids of disabled models.
+    pub disabled: Vec<String>,
+    /// When this invocation started.
+    pub run_started_at: chrono::DateTime<chrono::Utc>,
+    /// This invocation's id.
+    pub invocation_id: String,
+}
+
+impl Project {
+    /// Load the project in `opts.project_dir` with its profile's target.
+    pub fn load(opts: &LoadOptions) -> Result<Self> {
+        let root = std::fs::canonicalize(&opts.project_dir)
+            .map_err(|e| Error::io("open project folder", &opts.project_dir, e))?;
+        let (config, config_path) = ProjectConfig::load(&root)?;
+        let mut target = load_target(
+            &root,
+            opts.profiles_dir.as_deref(),
+            config.profile_name(),
+            opts.target.as_deref(),
+        )?;
+        if let Some(t) = opts.threads {
+            target.threads = t.max(1);
+        }
+        let cli_vars = parse_cli_vars(opts.vars.as_deref())?;
+        Loader::new(root, config, config_path, target, cli_vars).load()
+    }
+
+    /// The project's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// A model by name (in the root package).
+    pub fn model_by_name(&self, name: &str) -> Option<&Model> {
+        self.models.values().find(|m| m.name == name)
+    }
+
+    /// The folder for artifacts and compiled SQL.
+    pub fn target_dir(&self) -> PathBuf {
+        self.root.join(&self.config.target_path)
+    }
+}
+
+/// Parse `--vars` (YAML or JSON).
+pub fn parse_cli_vars(text: Option<&str>) -> Result<IndexMap<String, serde_json::Value>> {
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+        return Ok(IndexMap::new());
+    };
+    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        Error::user(format!("--vars is not valid YAML: {e}"))
+            .with_hint("write it as a mapping, e.g. --vars '{start_date: 2024-01-01, limit: 10}'")
+    })?;
+    match yaml_to_json(&value) {
+        serde_json::Value::Object(m) => Ok(m.into_iter().collect()),
+        serde_json::Value::Null => Ok(IndexMap::new()),
+        _ => Err(Error::user("--vars must be a mapping of names to values")
+            .with_hint("e.g. --vars '{start_date: 2024-01-01}'")),
+    }
+}
+
+/// Files of a project folder set with a given extension, sorted, as (absolute, relative).
+fn files_with_ext(root: &Path, dirs: &[String], exts: &[&str]) -> Vec<(PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let base = root.join(dir);
+        if !base.is_dir() {
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(&base)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(std::result::Result::ok)
+        {
+            let p = entry.path();
+            if entry.file_type().is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| exts.contains(&e))
+            {
+                out.push((p.to_path_buf(), relative_to(p, root)));
+            }
+        }
+    }
+    out
+}
+
+fn docs_blocks(text: &str) -> Vec<(String, String)> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    #[allow(clippy::unwrap_used)] // a constant pattern
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(
+            r"(?s)\{%-?\s*docs\s+([A-Za-z_][A-Za-z0-9_]*)\s*-?%\}(.*?)\{%-?\s*enddocs\s*-?%\}",
+        )
+        .unwrap()
+    });
+    re.captures_iter(text)
+        .map(|c| (c[1].to_string(), c[2].trim().to_string()))
+        .collect()
+}
+
+struct Loader {
+    root: PathBuf,
+    config: ProjectConfig,
+    config_path: PathBuf,
+    target: Target,
+    cli_vars: IndexMap<String, serde_json::Value>,
+    run_started_at: chrono::DateTime<chrono::Utc>,
+    invocation_id: String,
+}
+
+/// A model file found on disk, before rendering.
+struct ModelFile {
+    abs: PathBuf,
+    rel: PathBuf,
+    path_in_model_dir: PathBuf,
+    name: String,
+    fqn: Vec<String>,
+    raw_sql: String,
+}
+
+impl Loader {
+    fn new(
+        root: PathBuf,
+        config: ProjectConfig,
+        config_path: PathBuf,
+        target: Target,
+        cli_vars: IndexMap<String, serde_json::Value>,
+    ) -> Self {
+        Self {
+            root,
+            config,
+            config_path,
+            target,
+            cli_vars,
+            run_started_at: chrono::Utc::now(),
+            invocation_id: uuid_like(),
+        }
+    }
+
+    fn load(self) -> Result<Project> {
+        let package = self.config.name.clone();
+
+        // Docs blocks from every .md file under model and macro paths.
+        let mut docs = HashMap::new();
+        let doc_dirs: Vec<String> = self
+            .config
+            .model_paths
+            .iter()
+            .chain(&self.config.macro_paths)
+            .cloned()
+            .collect();
+        for (abs, _) in files_with_ext(&self.root, &doc_dirs, &["md"]) {
+            for (name, body) in docs_blocks(&read_to_string(&abs)?) {
+                docs.insert(name, body);
+            }
+        }
+
+        // Macros.
+        let mut macro_files = Vec::new();
+        for (abs, rel) in files_with_ext(&self.root, &self.config.macro_paths, &["sql"]) {
+            macro_files.push((rel, package.clone(), read_to_string(&abs)?));
+        }
+        let mut seen_macros: HashMap<String, PathBuf> = HashMap::new();
+        for (file, _, text) in &macro_files {
+            for (name, line, _) in crate::jinja::find_macros(text) {
+                if let Some(first) = seen_macros.insert(name.clone(), file.clone()) {
+                    return Err(Error::at(
+                        Location::line(file, line),
+                        format!("macro `{name}` is also defined in {}", first.display()),
+                    )
+                    .with_hint("rename one of them; macro names are global to a project"));
+                }
+            }
+        }
+        let globals = Globals {
+            project_name: package.clone(),
+            project_vars: self
+                .config
+                .vars
+                .iter()
+                .map(|(k, v)| (k.clone(), yaml_to_json(v)))
+                .collect(),
+            cli_vars: self.cli_vars.clone(),
+            docs: docs.clone(),
+            target: target_context(&self.target),
+            run_started_at: self.run_started_at,
+            invocation_id: self.invocation_id.clone(),
+        };
+        let mut jinja = JinjaEnv::new(globals, &macro_files).map_err(|(file, e)| {
+            Error::at(
+                Location {
+                    file,
+                    line: e.line(),
+                    column: None,
+                },
+                describe_error(&e),
+            )
+            .with_hint("fix the macro's Jinja syntax: every {% macro %} needs an {% endmacro %}")
+        })?;
+        // Properties files.
+        let mut patches: HashMap<String, (PathBuf, crate::properties::ModelEntry)> = HashMap::new();
+        let mut source_entries: Vec<(PathBuf, SourceEntry)> = Vec::new();
+        for (abs, rel) in files_with_ext(&self.root, &self.config.model_paths, &["yml", "yaml"]) {
+            let text = read_to_string(&abs)?;
+            if text.trim().is_empty() {
+                continue;
+            }
+            let file: PropertiesFile =
+                serde_yaml::from_str(&text).map_err(|e| yaml_error(rel.clone(), &e))?;
+            for entry in file.models {
+                if let Some((first, _)) = patches.get(&entry.name) {
+                    return Err(Error::at(
+                        Location::file(&rel),
+                        format!(
+                            "model `{}` is described twice: here and in {}",
+                            entry.name,
+                            first.display()
+                        ),
+                    )
+                    .with_hint("keep one `- name:` entry per model"));
+                }
+                patches.insert(entry.name.clone(), (rel.clone(), entry));
+            }
+            for s in file.sources {
+                source_entries.push((rel.clone(), s));
+            }
+        }
+
+        // Model files.
+        let mut files: Vec<ModelFile> = Vec::new();
+        let mut by_name: HashMap<String, PathBuf> = HashMap::new();
+        for model_dir in &self.config.model_paths {
+            for (abs, rel) in files_with_ext(&self.root, std::slice::from_ref(model_dir), &["sql"])
+            {
+                let path_in_model_dir = relative_to(&abs, &self.root.join(model_dir));
+                let name = abs
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(first) = by_name.insert(name.clone(), rel.clone()) {
+                    return Err(Error::at(
+                        Location::file(&rel),
+                        format!(
+                            "two models are named `{name}`: {} and {}",
+                            first.display(),
+                            rel.display()
+                        ),
+                    )
+                    .with_hint(
+                        "model names must be unique in a project: rename one of the files",
+                    ));
+                }
+                let mut fqn = vec![package.clone()];
+                if let Some(parent) = path_in_model_dir.parent() {
+                    fqn.extend(
+                        parent
+                            .components()
+                            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+                    );
+                }
+                fqn.push(name.clone());
+                let raw_sql = read_to_string(&abs)?;
+                jinja.add_template(&rel, raw_sql.clone()).map_err(|e| {
+                    Error::at(
+                        Location {
+                            file: rel.clone(),
+                            line: e.line(),
+                            column: None,
+                        },
+                        describe_error(&e),
+                    )
+                    .with_node(format!("model `{name}`"))
+                    .with_hint("check that every {{ }} and {% %} is closed and every {% if %}/{% for %} has its end tag")
+                })?;
+                files.push(ModelFile {
+                    abs,
+                    rel,
+                    path_in_model_dir,
+                    name,
+                    fqn,
+                    raw_sql,
+                });
+            }
+        }
+        for (name, (file, _)) in &patches {
+            if !by_name.contains_key(name) {
+                return Err(Error::at(
+                    Location::file(file),
+                    format!(
+                        "describes model `{name}`, but there is no model file `{name}.sql`{}",
+                        did_you_mean(name, by_name.keys().map(String::as_str))
+                    ),
+                )
+                .with_hint("fix the `name:` or remove the entry"));
+            }
+        }
+        let jinja = Arc::new(jinja);
+
+        // Parse-render each model: refs, sources and inline config.
+        let mut models: IndexMap<String, Model> = IndexMap::new();
+        let mut disabled = Vec::new();
+        for f in files {
+            let _ = &f.abs;
+            let mut config = config_from_tree(self.config.models.as_ref(), &f.fqn);
+            let patch = patches.get(&f.name);
+            if let Some((_, entry)) = patch {
+                for (k, v) in &entry.config {
+                    config.set(k, yaml_to_json(v));
+                }
+            }
+            let unique_id = format!("model.{package}.{}", f.name);
+            let info = NodeInfo {
+                unique_id: unique_id.clone(),
+                name: f.name.clone(),
+                package: package.clone(),
+                resource_type: "model".into(),
+                fqn: f.fqn.clone(),
+                original_file_path: f.rel.clone(),
+                config: config.clone(),
+                relation: None,
+            };
+            let (_, captured) = jinja.render(&f.rel, Mode::Parse, info, None).map_err(|e| {
+                Error::at(
+                    Location {
+                        file: f.rel.clone(),
+                        line: e.line(),
+                        column: None,
+                    },
+                    describe_error(&e),
+                )
+                .with_node(format!("model `{}`", f.name))
+            })?;
+            config.merge(&captured.config);
+            if !config.enabled() {
+                disabled.push(unique_id);
+                continue;
+            }
+            let (description, columns) = match patch {
+                Some((_, entry)) => (
+                    self.render_description(&jinja, entry.description.as_deref(), &f.rel)?,
+                    self.columns(&jinja, &entry.columns, &f.rel)?,
+                ),
+                None => (String::new(), IndexMap::new()),
+            };
+            let relation = self.relation_for(&jinja, &f.name, &config, &unique_id, &f)?;
+            let checksum = format!("{:x}", Sha256::digest(f.raw_sql.as_bytes()));
+            models.insert(
+                unique_id.clone(),
+                Model {
+                    unique_id,
+                    name: f.name,
+                    package: package.clone(),
+                    original_file_path: f.rel,
+                    path: f.path_in_model_dir,
+                    fqn: f.fqn,
+                    raw_sql: f.raw_sql,
+                    config,
+                    description,
+                    columns,
+                    patch_path: patch.map(|(p, _)| p.clone()),
+                    refs: captured.refs,
+                    sources: captured.sources,
+                    macros: captured.macros,
+                    relation,
+                    checksum,
+                },
+            );
+        }
+
+        let sources = self.sources(&jinja, &source_entries, &package)?;
+
+        // Relations must be unique: two models writing the same table would clobber each other.
+        let mut relations: HashMap<&Relation, &Model> = HashMap::new();
+        for m in models.values() {
+            if m.materialized() == "ephemeral" {
+                continue;
+            }
+            if let Some(other) = relations.insert(&m.relation, m) {
+                return Err(Error::at(
+                    Location::file(&m.original_file_path),
+                    format!(
+                        "models `{}` and `{}` both build {}",
+                        other.name, m.name, m.relation
+                    ),
+                )
+                .with_hint("give one of them another `alias` or `schema`"));
+            }
+        }
+
+        let graph = build_graph(&models, &sources, &disabled)?;
+        Ok(Project {
+            root: self.root,
+            config: self.config,
+            config_path: self.config_path,
+            target: self.target,
+            models,
+            sources,
+            docs,
+            graph,
+            jinja,
+            disabled,
+            run_started_at: self.run_started_at,
+            invocation_id: self.invocation_id,
+        })
+    }
+
+    fn render_description(
+        &self,
+        jinja: &JinjaEnv,
+        text: Option<&str>,
+        file: &Path,
+    ) -> Result<String> {
+        let Some(text) = text else {
+            return Ok(String::new());
+        };
+        jinja
+            .render_str(text)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| {
+                Error::at(
+                    Location::file(file),
+                    format!("in a description: {}", describe_error(&e)),
+                )
+            })
+    }
+
+    fn columns(
+        &self,
+        jinja: &JinjaEnv,
+        entries: &[ColumnEntry],
+        file: &Path,
+    ) -> Result<IndexMap<String, Column>> {
+        let mut out = IndexMap::new();
+        for c in entries {
+            out.insert(
+                c.name.clone(),
+                Column {
+                    name: c.name.clone(),
+                    description: self.render_description(jinja, c.description.as_deref(), file)?,
+                    data_type: c.data_type.clone(),
+                    meta: c
+                        .meta
+                        .as_ref()
+                        .map(yaml_to_json)
+                        .unwrap_or(serde_json::json!({})),
+                    tags: c.tags.clone(),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Where a model is built: database, schema (dbt's `generate_schema_name`) and alias.
+    fn relation_for(
+        &self,
+        jinja: &JinjaEnv,
+        name: &str,
+        config: &NodeConfig,
+        unique_id: &str,
+        f: &ModelFile,
+    ) -> Result<Relation> {
+        let info = NodeInfo {
+            unique_id: unique_id.to_string(),
+            name: name.to_string(),
+            package: self.config.name.clone(),
+            resource_type: "model".into(),
+            fqn: f.fqn.clone(),
+            original_file_path: f.rel.clone(),
+            config: config.clone(),
+            relation: None,
+        };
+        let call = |macro_name: &str, arg: Option<&str>| -> Result<Option<String>> {
+            if !jinja.macros().contains_key(macro_name) {
+                return Ok(None);
+            }
+            let arg = match arg {
+                Some(a) => strata_common::quote_literal(a).replace('\\', "\\\\"),
+                None => "none".to_string(),
+            };
+            let snippet = format!("{{{{ {macro_name}({arg}, model) }}}}");
+            jinja
+                .render_snippet(&snippet, info.clone())
+                .map(|s| Some(s.trim().to_string()))
+                .map_err(|e| {
+                    Error::at(
+                        Location::file(&f.rel),
+                        format!("{macro_name} failed: {}", describe_error(&e)),
+                    )
+                    .with_node(format!("model `{name}`"))
+                })
+        };
+        let schema = match call("generate_schema_name", config.schema())? {
+            Some(s) => s,
+            None => match config.schema() {
+                Some(custom) => format!("{}_{}", self.target.schema, custom.trim()),
+                None => self.target.schema.clone(),
+            },
+        };
+        let identifier = match call("generate_alias_name", config.alias())? {
+            Some(s) => s,
+            None => config.alias().unwrap_or(name).to_string(),
+        };
+        let database = match call("generate_database_name", config.database())? {
+            Some(s) => s,
+            None => config
+                .database()
+                .unwrap_or(&self.target.database)
+                .to_string(),
+        };
+        for (what, value) in [
+            ("schema", &schema),
+            ("alias", &identifier),
+            ("database", &database),
+        ] {
+            if value.is_empty() {
+                return Err(Error::at(
+                    Location::file(&f.rel),
+                    format!("the {what} of this model is empty"),
+                )
+                .with_node(format!("model `{name}`")));
+            }
+        }
+        Ok(Relation::new(database, schema, identifier))
+    }
+
+    fn sources(
+        &self,
+        jinja: &JinjaEnv,
+        entries: &[(PathBuf, SourceEntry)],
+        package: &str,
+    ) -> Result<IndexMap<String, Source>> {
+        let mut out = IndexMap::new();
+        for (file, s) in entries {
+            let source_desc = self.render_description(jinja, s.description.as_deref(), file)?;
+            for t in &s.tables {
+                let unique_id = format!("source.{package}.{}.{}", s.name, t.name);
+                if out.contains_key(&unique_id) {
+                    return Err(Error::at(
+                        Location::file(file),
+                        format!("source table `{}.{}` is declared twice", s.name, t.name),
+                    ));
+                }
+                let mut config = config_from_tree(
+                    self.config.sources.as_ref(),
+                    &[package.to_string(), s.name.clone(), t.name.clone()],
+                );
+                for (k, v) in s.config.iter().chain(&t.config) {
+                    config.set(k, yaml_to_json(v));
+                }
+                let mut meta = serde_json::Map::new();
+                for m in [s.meta.as_ref(), t.meta.as_ref()].into_iter().flatten() {
+                    if let serde_json::Value::Object(o) = yaml_to_json(m) {
+                        meta.extend(o);
+                    }
+                }
+                let lookup = |key: &str| -> Option<String> {
+                    t.config
+                        .get(key)
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .or_else(|| {
+                            t.meta
+                                .as_ref()
+                                .and_then(|m| m.get(key))
+                                .and_then(|v| v.as_str().map(str::to_string))
+                        })
+                        .or_else(|| {
+                            s.config
+                                .get(key)
+                                .and_then(|v| v.as_str().map(str::to_string))
+                        })
+                        .or_else(|| {
+                            s.meta
+                                .as_ref()
+                                .and_then(|m| m.get(key))
+                                .and_then(|v| v.as_str().map(str::to_string))
+                        })
+                };
+                let identifier = t.identifier.clone().unwrap_or_else(|| t.name.clone());
+                let external_location = t
+                    .external_location
+                    .clone()
+                    .or_else(|| lookup("external_location"))
+                    .map(|loc| {
+                        loc.replace("{name}", &t.name)
+                            .replace("{identifier}", &identifier)
+                    });
+                let mut tags = s.tags.clone();
+                tags.extend(t.tags.iter().cloned());
+                out.insert(
+                    unique_id.clone(),
+                    Source {
+                        unique_id,
+                        source_name: s.name.clone(),
+                        name: t.name.clone(),
+                        package: package.to_string(),
+                        original_file_path: file.clone(),
+                        source_description: source_desc.clone(),
+                        description: self.render_description(
+                            jinja,
+                            t.description.as_deref(),
+                            file,
+                        )?,
+                        columns: self.columns(jinja, &t.columns, file)?,
+                        relation: Relation::new(
+                            s.database
+                                .clone()
+                                .unwrap_or_else(|| self.target.database.clone()),
+                            s.schema.clone().unwrap_or_else(|| s.name.clone()),
+                            identifier,
+                        ),
+                        external_location,
+                        format: lookup("format"),
+                        meta: serde_json::Value::Object(meta),
+                        config,
+                        fqn: vec![package.to_string(), s.name.clone(), t.name.clone()],
+                        tags,
+                        loader: s.loader.clone().unwrap_or_default(),
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn target_context(t: &Target) -> IndexMap<String, serde_json::Value> {
+    let mut m = t.raw.clone();
+    // Secrets never reach templates through `target`.
+    for secret in ["password", "private_key", "private_key_passphrase", "token"] {
+        m.shift_remove(secret);
+    }
+    m.insert("name".into(), t.name.clone().into());
+    m.insert("target_name".into(), t.name.clone().into());
+    m.insert("profile_name".into(), t.profile_name.clone().into());
+    m.insert("type".into(), t.kind.clone().into());
+    m.insert("schema".into(), t.schema.clone().into());
+    m.insert("database".into(), t.database.clone().into());
+    m.insert("threads".into(), t.threads.into());
+    m
+}
+
+fn build_graph(
+    models: &IndexMap<String, Model>,
+    sources: &IndexMap<String, Source>,
+    disabled: &[String],
+) -> Result<Graph> {
+    let mut graph = Graph::new();
+    let names: HashMap<&str, &str> = models
+        .values()
+        .map(|m| (m.name.as_str(), m.unique_id.as_str()))
+        .collect();
+    let disabled: HashSet<&str> = disabled
+        .iter()
+        .filter_map(|d| d.rsplit('.').next())
+        .collect();
+    for s in sources.keys() {
+        graph.add_node(s);
+    }
+    for m in models.values() {
+        graph.add_node(&m.unique_id);
+    }
+    for m in models.values() {
+        for r in &m.refs {
+            let parent = resolve_ref_id(&names, m, r).map_err(|msg| {
+                let hint = if disabled.contains(r.name.as_str()) {
+                    format!(
+                        "model `{}` is disabled (enabled: false); enable it or remove this ref",
+                        r.name
+                    )
+                } else {
+                    "check the model name; refs name a model file without `.sql`".to_string()
+                };
+                Error::at(Location::file(&m.original_file_path), msg)
+                    .with_node(format!("model `{}`", m.name))
+                    .with_hint(hint)
+            })?;
+            graph.add_edge(parent, &m.unique_id);
+        }
+        for (s, t) in &m.sources {
+            let id = format!("source.{}.{s}.{t}", m.package);
+            if !sources.contains_key(&id) {
+                let known: Vec<String> = sources
+                    .values()
+                    .map(|x| format!("{}.{}", x.source_name, x.name))
+                    .collect();
+                return Err(Error::at(
+                    Location::file(&m.original_file_path),
+                    format!(
+                        "source('{s}', '{t}') is not declared{}",
+                        did_you_mean(&format!("{s}.{t}"), known.iter().map(String::as_str))
+                    ),
+                )
+                .with_node(format!("model `{}`", m.name))
+                .with_hint("declare it under `sources:` in a .yml file in a model folder"));
+            }
+            graph.add_edge(&id, &m.unique_id);
+        }
+    }
+    if let Some(cycle) = graph.find_cycle() {
+        let names: Vec<String> = cycle
+            .iter()
+            .map(|id| id.rsplit('.').next().unwrap_or(id).to_string())
+            .collect();
+        let first = models.get(&cycle[0]).map(|m| m.original_file_path.clone());
+        let err = Error::user(format!(
+            "models depend on each other in a cycle: {} -> {}",
+            names.join(" -> "),
+            names[0]
+        ))
+        .with_hint("a model cannot (indirectly) ref itself; remove one of these refs");
+        return Err(match first {
+            Some(f) => err.with_location(Location::file(f)),
+            None => err,
+        });
+    }
+    Ok(graph)
+}
+
+fn resolve_ref_id<'a>(
+    names: &HashMap<&str, &'a str>,
+    from: &Model,
+    r: &RefCall,
+) -> std::result::Result<&'a str, String> {
+    if let Some(pkg) = &r.package
+        && pkg != &from.package
+    {
+        return Err(format!(
+            "ref('{pkg}', '{}') names package `{pkg}`, which is not installed",
+            r.name
+        ));
+    }
+    names.get(r.name.as_str()).copied().ok_or_else(|| {
+        format!(
+            "ref('{}') does not exist{}",
+            r.name,
+            did_you_mean(&r.name, names.keys().copied())
+        )
+    })
+}
+
+fn uuid_like() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let digest = Sha256::digest(format!("{now}-{}", std::process::id()).as_bytes());
+    let h = format!("{digest:x}");
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}

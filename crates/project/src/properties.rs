@@ -1,0 +1,128 @@
+//! Properties YAML files (`models/**/*.yml`): model descriptions, columns and configs, and
+//! `sources:`.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// One properties file.
+#[derive(Debug, Deserialize, Default)]
+pub struct PropertiesFile {
+    /// `version: 2`, accepted and ignored.
+    #[serde(default)]
+    pub version: Option<serde_yaml::Value>,
+    /// Model entries.
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
+    /// Source entries.
+    #[serde(default)]
+    pub sources: Vec<SourceEntry>,
+    /// Other sections (seeds, snapshots, macros, exposures, ...), read by later stages.
+    #[serde(flatten)]
+    pub other: IndexMap<String, serde_yaml::Value>,
+}
+
+/// A `models:` entry.
+#[derive(Debug, Deserialize, Clone)]
+pub struct ModelEntry {
+    /// The model it describes.
+    pub name: String,
+    /// Its description; may use `{{ doc('...') }}`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Its configuration.
+    #[serde(default)]
+    pub config: IndexMap<String, serde_yaml::Value>,
+    /// Its columns.
+    #[serde(default)]
+    pub columns: Vec<ColumnEntry>,
+    /// Everything else (tests, docs, meta, ...).
+    #[serde(flatten)]
+    pub other: IndexMap<String, serde_yaml::Value>,
+}
+
+/// A column entry.
+#[derive(Debug, Deserialize, Clone)]
+pub struct ColumnEntry {
+    /// The column's name.
+    pub name: String,
+    /// Its description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Its declared type.
+    #[serde(default)]
+    pub data_type: Option<String>,
+    /// Free metadata.
+    #[serde(default)]
+    pub meta: Option<serde_yaml::Value>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Everything else (tests, constraints, quote, ...).
+    #[serde(flatten)]
+    pub other: IndexMap<String, serde_yaml::Value>,
+}
+
+/// A `sources:` entry.
+#[derive(Debug, Deserialize, Clone)]
+pub struct SourceEntry {
+    /// The source's name, as used in `source('name', ...)`.
+    pub name: String,
+    /// Its description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The schema its tables live in (default: the source name).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// The database (catalog) its tables live in.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Free text naming what loads it.
+    #[serde(default)]
+    pub loader: Option<String>,
+    /// Free metadata; `external_location` is read from here.
+    #[serde(default)]
+    pub meta: Option<serde_yaml::Value>,
+    /// Configuration; `external_location` is read from here too.
+    #[serde(default)]
+    pub config: IndexMap<String, serde_yaml::Value>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Its tables.
+    #[serde(default)]
+    pub tables: Vec<SourceTableEntry>,
+    /// Everything else (freshness, quoting, ...).
+    #[serde(flatten)]
+    pub other: IndexMap<String, serde_yaml::Value>,
+}
+
+/// A table of a source.
+#[derive(Debug, Deserialize, Clone)]
+pub struct SourceTableEntry {
+    /// The name used in `source(..., 'name')`.
+    pub name: String,
+    /// The table's real name, when different.
+    #[serde(default)]
+    pub identifier: Option<String>,
+    /// Its description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Free metadata.
+    #[serde(default)]
+    pub meta: Option<serde_yaml::Value>,
+    /// Configuration.
+    #[serde(default)]
+    pub config: IndexMap<String, serde_yaml::Value>,
+    /// Its columns.
+    #[serde(default)]
+    pub columns: Vec<ColumnEntry>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// `external_location` given directly on the table.
+    #[serde(default)]
+    pub external_location: Option<String>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub other: IndexMap<String, serde_yaml::Value>,
+}

@@ -1,0 +1,368 @@
+//! dbt's node selection grammar for `--select` and `--exclude`.
+//!
+//! Arguments are unions; inside one argument, spaces separate unions too and commas join
+//! intersections. An atom is `[@][N+]method:value[+N]`; without a method the value is a node
+//! name, an fqn prefix (`staging`, `shop.staging.stg_orders`) or a path (when it holds `/`).
+//! Methods: `tag`, `path`, `file`, `fqn`, `package`, `source`, `resource_type` and
+//! `config.<key>`. `*` and `?` are wildcards in names, tags and config values.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::project::Project;
+
+/// A parsed selection: a union of intersections of atoms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    unions: Vec<Vec<Atom>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Atom {
+    at: bool,
+    parents: Option<Option<usize>>,
+    children: Option<Option<usize>>,
+    method: Method,
+    value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Method {
+    Default,
+    Tag,
+    Path,
+    File,
+    Fqn,
+    Package,
+    Source,
+    ResourceType,
+    Config(String),
+}
+
+impl Selector {
+    /// Parse the values of one `--select` or `--exclude` option.
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Self> {
+        let mut unions = Vec::new();
+        for arg in args {
+            for term in arg.as_ref().split_whitespace() {
+                let atoms = term
+                    .split(',')
+                    .filter(|a| !a.is_empty())
+                    .map(parse_atom)
+                    .collect::<Result<Vec<_>>>()?;
+                if !atoms.is_empty() {
+                    unions.push(atoms);
+                }
+            }
+        }
+        Ok(Self { unions })
+    }
+
+    /// Whether nothing was given.
+    pub fn is_empty(&self) -> bool {
+        self.unions.is_empty()
+    }
+
+    /// The unique ids (models and sources) this selector picks in `project`.
+    pub fn select(&self, project: &Project) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for inter in &self.unions {
+            let mut acc: Option<BTreeSet<String>> = None;
+            for atom in inter {
+                let set = atom.select(project);
+                acc = Some(match acc {
+                    None => set,
+                    Some(prev) => prev.intersection(&set).cloned().collect(),
+                });
+            }
+            out.extend(acc.unwrap_or_default());
+        }
+        out
+    }
+}
+
+/// The nodes to act on: `select` (or every node) minus `exclude`.
+pub fn resolve(project: &Project, select: &Selector, exclude: &Selector) -> BTreeSet<String> {
+    let mut chosen: BTreeSet<String> = if select.is_empty() {
+        project.graph.ids().iter().cloned().collect()
+    } else {
+        select.select(project)
+    };
+    if !exclude.is_empty() {
+        for id in exclude.select(project) {
+            chosen.remove(&id);
+        }
+    }
+    chosen
+}
+
+fn parse_depth(digits: &str, atom: &str) -> Result<Option<usize>> {
+    if digits.is_empty() {
+        return Ok(None);
+    }
+    digits.parse::<usize>().map(Some).map_err(|_| {
+        Error::user(format!(
+            "invalid graph depth `{digits}` in selector `{atom}`"
+        ))
+    })
+}
+
+fn parse_atom(text: &str) -> Result<Atom> {
+    let mut rest = text;
+    let at = rest.starts_with('@');
+    if at {
+        rest = &rest[1..];
+    }
+    let mut parents = None;
+    if let Some(plus) = rest.find('+') {
+        let head = &rest[..plus];
+        if head.chars().all(|c| c.is_ascii_digit()) {
+            parents = Some(parse_depth(head, text)?);
+            rest = &rest[plus + 1..];
+        }
+    }
+    let mut children = None;
+    if let Some(plus) = rest.rfind('+') {
+        let tail = &rest[plus + 1..];
+        if tail.chars().all(|c| c.is_ascii_digit()) {
+            children = Some(parse_depth(tail, text)?);
+            rest = &rest[..plus];
+        }
+    }
+    if at && (parents.is_some() || children.is_some()) {
+        return Err(Error::user(format!("selector `{text}` mixes `@` with `+`"))
+            .with_hint("`@name` already selects descendants and all their ancestors"));
+    }
+    let (method, value) = match rest.split_once(':') {
+        None => (Method::Default, rest),
+        Some((m, v)) => {
+            let method = match m {
+                "tag" => Method::Tag,
+                "path" => Method::Path,
+                "file" => Method::File,
+                "fqn" => Method::Fqn,
+                "package" => Method::Package,
+                "source" => Method::Source,
+                "resource_type" => Method::ResourceType,
+                other => match other.strip_prefix("config.") {
+                    Some(key) if !key.is_empty() => Method::Config(key.to_string()),
+                    _ => {
+                        return Err(Error::user(format!(
+                            "unknown selector method `{other}` in `{text}`{}",
+                            strata_common::did_you_mean(
+                                other,
+                                ["tag", "path", "file", "fqn", "package", "source", "resource_type", "config.materialized"]
+                            )
+                        ))
+                        .with_hint("methods: tag, path, file, fqn, package, source, resource_type, config.<key>"));
+                    }
+                },
+            };
+            (method, v)
+        }
+    };
+    if value.is_empty() {
+        return Err(Error::user(format!("selector `{text}` has no value")));
+    }
+    Ok(Atom {
+        at,
+        parents,
+        children,
+        method,
+        value: value.to_string(),
+    })
+}
+
+/// Shell-style wildcard match (`*`, `?`).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    if !pattern.contains(['*', '?']) {
+        return pattern == text;
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+fn fqn_match(parts: &[&str], fqn: &[String]) -> bool {
+    let matches_at = |offset: usize| {
+        fqn.len() >= offset + parts.len()
+            && parts
+                .iter()
+                .zip(&fqn[offset..])
+                .all(|(p, f)| glob_match(p, f))
+    };
+    matches_at(0) || matches_at(1)
+}
+
+fn path_match(value: &str, file: &Path, model_paths: &[String]) -> bool {
+    let value = value.trim_end_matches('/');
+    let file_s = file.to_string_lossy().replace('\\', "/");
+    let candidates = std::iter::once(file_s.clone()).chain(model_paths.iter().filter_map(|mp| {
+        file_s
+            .strip_prefix(&format!("{}/", mp.trim_end_matches('/')))
+            .map(str::to_string)
+    }));
+    for c in candidates {
+        if glob_match(value, &c) || c.starts_with(&format!("{value}/")) {
+            return true;
+        }
+    }
+    false
+}
+
+impl Atom {
+    fn matches_model(&self, project: &Project, m: &crate::node::Model) -> bool {
+        let model_paths = &project.config.model_paths;
+        match &self.method {
+            Method::Default => {
+                if self.value.contains('/') || self.value.ends_with(".sql") {
+                    path_match(&self.value, &m.original_file_path, model_paths)
+                } else {
+                    glob_match(&self.value, &m.name)
+                        || fqn_match(&self.value.split('.').collect::<Vec<_>>(), &m.fqn)
+                }
+            }
+            Method::Fqn => fqn_match(&self.value.split('.').collect::<Vec<_>>(), &m.fqn),
+            Method::Tag => m.config.tags().iter().any(|t| glob_match(&self.value, t)),
+            Method::Path => path_match(&self.value, &m.original_file_path, model_paths),
+            Method::File => m
+                .original_file_path
+                .file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| {
+                    glob_match(&self.value, f)
+                        || glob_match(&self.value, f.trim_end_matches(".sql"))
+                }),
+            Method::Package => glob_match(&self.value, &m.package),
+            Method::ResourceType => self.value == "model",
+            Method::Source => false,
+            Method::Config(key) => config_match(m.config.get(&key.replace('-', "_")), &self.value),
+        }
+    }
+
+    fn matches_source(&self, project: &Project, s: &crate::node::Source) -> bool {
+        match &self.method {
+            Method::Source => {
+                let mut parts = self.value.splitn(2, '.');
+                let src = parts.next().unwrap_or_default();
+                let tbl = parts.next();
+                glob_match(src, &s.source_name) && tbl.is_none_or(|t| glob_match(t, &s.name))
+            }
+            Method::Tag => s.tags.iter().any(|t| glob_match(&self.value, t)),
+            Method::Fqn => fqn_match(&self.value.split('.').collect::<Vec<_>>(), &s.fqn),
+            Method::Package => glob_match(&self.value, &s.package),
+            Method::ResourceType => self.value == "source",
+            Method::Config(key) => config_match(s.config.get(&key.replace('-', "_")), &self.value),
+            Method::Path => path_match(
+                &self.value,
+                &s.original_file_path,
+                &project.config.model_paths,
+            ),
+            Method::Default | Method::File => false,
+        }
+    }
+
+    fn select(&self, project: &Project) -> BTreeSet<String> {
+        let mut seeds: Vec<&str> = project
+            .models
+            .values()
+            .filter(|m| self.matches_model(project, m))
+            .map(|m| m.unique_id.as_str())
+            .collect();
+        seeds.extend(
+            project
+                .sources
+                .values()
+                .filter(|s| self.matches_source(project, s))
+                .map(|s| s.unique_id.as_str()),
+        );
+        let g = &project.graph;
+        let mut out: BTreeSet<String> = seeds.iter().map(|s| s.to_string()).collect();
+        for id in &seeds {
+            if self.at {
+                let desc = g.descendants(id, None);
+                for d in desc.iter().chain(std::iter::once(id)) {
+                    out.insert(d.to_string());
+                    out.extend(g.ancestors(d, None).into_iter().map(str::to_string));
+                }
+                continue;
+            }
+            if let Some(depth) = self.parents {
+                out.extend(g.ancestors(id, depth).into_iter().map(str::to_string));
+            }
+            if let Some(depth) = self.children {
+                out.extend(g.descendants(id, depth).into_iter().map(str::to_string));
+            }
+        }
+        out
+    }
+}
+
+fn config_match(value: Option<&serde_json::Value>, wanted: &str) -> bool {
+    match value {
+        Some(serde_json::Value::String(s)) => glob_match(wanted, s),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .any(|v| v.as_str().is_some_and(|s| glob_match(wanted, s))),
+        Some(serde_json::Value::Bool(b)) => wanted.eq_ignore_ascii_case(&b.to_string()),
+        Some(serde_json::Value::Number(n)) => wanted == n.to_string(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_graph_operators() {
+        let s = Selector::parse(&[
+            "2+orders+ @customers",
+            "tag:nightly,config.materialized:table",
+        ])
+        .expect("parse");
+        assert_eq!(s.unions.len(), 3);
+        let a = &s.unions[0][0];
+        assert_eq!(a.parents, Some(Some(2)));
+        assert_eq!(a.children, Some(None));
+        assert_eq!(a.value, "orders");
+        assert!(s.unions[1][0].at);
+        assert_eq!(s.unions[2].len(), 2);
+        assert_eq!(s.unions[2][1].method, Method::Config("materialized".into()));
+    }
+
+    #[test]
+    fn rejects_unknown_methods_with_a_suggestion() {
+        let e = Selector::parse(&["tags:x"]).expect_err("unknown");
+        assert!(e.to_string().contains("did you mean `tag`"), "{e}");
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("stg_*", "stg_orders"));
+        assert!(glob_match("*orders", "stg_orders"));
+        assert!(!glob_match("stg_?", "stg_ab"));
+        assert!(glob_match("a*b*c", "aXbYc"));
+    }
+}
