@@ -1,1 +1,132 @@
-fn main() {}
+//! `strata`: the analytics platform in one binary.
+//!
+//! Every command takes the same walk: load the project, render its Jinja, analyse and plan
+//! the DAG, execute on the target's warehouse, and record the results.
+
+mod commands;
+mod context;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Strata builds dbt-compatible SQL projects on an embedded DataFusion + Delta Lake warehouse.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The project folder (holding strata.yml or dbt_project.yml).
+    #[arg(long, global = true, default_value = ".", env = "STRATA_PROJECT_DIR")]
+    pub project_dir: PathBuf,
+    /// The folder holding profiles.yml (default: STRATA_PROFILES_DIR, DBT_PROFILES_DIR, the
+    /// project folder, then ~/.dbt).
+    #[arg(long, global = true)]
+    pub profiles_dir: Option<PathBuf>,
+    /// The target (output) of the profile to use, e.g. dev or prod.
+    #[arg(long, short = 't', global = true)]
+    pub target: Option<String>,
+    /// Project variables as YAML, e.g. --vars '{start_date: 2024-01-01}'.
+    #[arg(long, global = true)]
+    pub vars: Option<String>,
+    /// How many models to build at once (overrides the target's `threads`).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Log lines as text or as JSON objects (one per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Print only errors and the final summary.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+/// How log and status lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Node selection, as dbt spells it.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SelectArgs {
+    /// Nodes to include: names, `+name`, `name+`, `@name`, `tag:x`, `path:dir`,
+    /// `config.materialized:table`; spaces make a union, commas an intersection.
+    #[arg(long, short = 's', num_args = 1.., alias = "models", short_alias = 'm')]
+    pub select: Vec<String>,
+    /// Nodes to leave out, in the same grammar.
+    #[arg(long, num_args = 1..)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a starter project that builds out of the box.
+    Init {
+        /// Folder to create (default: ./strata_project).
+        dir: Option<PathBuf>,
+    },
+    /// Create the starter project in a folder and build it end to end.
+    Demo {
+        /// Folder for the demo project (default: a new temporary folder).
+        dir: Option<PathBuf>,
+    },
+    /// Check the project file, profile, target, lake and metadata store.
+    Debug,
+    /// Render models to SQL under target/compiled/ without running them.
+    Compile(commands::compile::CompileArgs),
+    /// Build the selected models in the warehouse, in dependency order.
+    Run(commands::run::RunArgs),
+    /// List the selected nodes.
+    #[command(alias = "list")]
+    Ls(commands::ls::LsArgs),
+    /// Run a model's query, or an inline query, and print the first rows.
+    Show(commands::show::ShowArgs),
+    /// Delete the target folder (compiled SQL and artifacts) and the project's clean-targets.
+    Clean,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    report::init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Init { dir } => commands::init::init(&cli.global, dir),
+            Command::Demo { dir } => commands::init::demo(&cli.global, dir).await,
+            Command::Debug => commands::debug::debug(&cli.global).await,
+            Command::Compile(args) => commands::compile::compile(&cli.global, &args),
+            Command::Run(args) => commands::run::run(&cli.global, &args).await,
+            Command::Ls(args) => commands::ls::ls(&cli.global, &args),
+            Command::Show(args) => commands::show::show(&cli.global, &args).await,
+            Command::Clean => commands::clean::clean(&cli.global),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            report::print_error(&cli.global, &e);
+            ExitCode::from(2)
+        }
+    }
+}

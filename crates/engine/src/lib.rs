@@ -1,1 +1,82 @@
-//! placeholder
+//! Where models are built: the [`Warehouse`] trait and Strata's embedded warehouse, DataFusion
+//! over Delta Lake tables in a local folder with a SQLite catalog.
+//!
+//! Invariants:
+//! - A table is replaced in one Delta commit. A failed or killed build leaves the previous
+//!   version readable, and a failed build leaves no files behind.
+//! - A view is recorded in the metadata store only after its SQL plans.
+//! - Every relation a query names is resolved through the target's own catalog, so two targets
+//!   never see each other's tables.
+
+pub mod embedded;
+pub mod error;
+pub mod runner;
+pub mod semantics;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use strata_project::Relation;
+
+pub use embedded::{EmbeddedWarehouse, ExternalSource, WarehouseOptions};
+pub use error::{Error, Result};
+
+/// How a model is persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Materialization {
+    /// A table, rebuilt in full.
+    Table,
+    /// A view, stored as SQL.
+    View,
+}
+
+impl Materialization {
+    /// Parse a `materialized` config value; `None` for ones the warehouse does not build
+    /// itself (`ephemeral` is inlined by the compiler).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "table" => Some(Self::Table),
+            "view" => Some(Self::View),
+            _ => None,
+        }
+    }
+}
+
+/// A request to build one relation.
+#[derive(Debug, Clone)]
+pub struct MaterializeRequest {
+    /// The node building it.
+    pub unique_id: String,
+    /// Where.
+    pub relation: Relation,
+    /// How.
+    pub materialization: Materialization,
+    /// The compiled `SELECT`.
+    pub sql: String,
+    /// The run building it.
+    pub run_id: String,
+}
+
+/// What building a relation did.
+#[derive(Debug, Clone)]
+pub struct MaterializeOutcome {
+    /// Rows written, for tables.
+    pub rows_affected: Option<u64>,
+    /// The Delta version written, for tables.
+    pub version: Option<u64>,
+    /// A short status, such as `CREATE VIEW` or `SELECT 42`.
+    pub message: String,
+}
+
+/// A warehouse that can build relations and answer queries.
+#[async_trait]
+pub trait Warehouse: Send + Sync {
+    /// Build (or rebuild) one relation from a query.
+    async fn materialize(&self, request: &MaterializeRequest) -> Result<MaterializeOutcome>;
+
+    /// Run a read-only query, streaming its result (at most `limit` rows when given).
+    async fn query(&self, sql: &str, limit: Option<usize>) -> Result<SendableRecordBatchStream>;
+
+    /// Plan a read-only query and return its output schema without running it.
+    async fn describe(&self, sql: &str) -> Result<SchemaRef>;
+}

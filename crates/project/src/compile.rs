@@ -135,6 +135,32 @@ impl<'p> Compiler<'p> {
         Ok(compiled)
     }
 
+    /// Compile SQL given on the command line (`show --inline`): Jinja with refs and sources.
+    pub fn compile_inline(&mut self, sql: &str) -> Result<String> {
+        let package = self.project.name().to_string();
+        let info = NodeInfo {
+            unique_id: format!("sql_operation.{package}.inline"),
+            name: "inline".into(),
+            package,
+            resource_type: "sql_operation".into(),
+            fqn: vec!["inline".into()],
+            original_file_path: PathBuf::from("<inline>"),
+            config: crate::config::NodeConfig::new(),
+            relation: None,
+        };
+        let resolver: Arc<dyn Resolver> = self.resolver.clone();
+        let (body, captured) = self
+            .project
+            .jinja
+            .render_source("<inline>", sql, Mode::Compile, info, Some(resolver))
+            .map_err(|e| Error::user(format!("in the inline query: {}", describe_error(&e))))?;
+        let mut ctes = Vec::new();
+        for (eph_id, cte) in &captured.ephemerals {
+            ctes.push((cte.clone(), self.compile(eph_id)?.sql));
+        }
+        Ok(inject_ctes(&clean_sql(&body), &ctes))
+    }
+
     fn render(&self, model: &Model) -> Result<(String, crate::jinja::Captured)> {
         let info = NodeInfo {
             unique_id: model.unique_id.clone(),

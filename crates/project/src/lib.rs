@@ -6,6 +6,7 @@
 //! and [`compile`] renders the selected nodes' SQL against resolved relations. The engine
 //! crate executes the result.
 
+pub mod artifacts;
 pub mod compile;
 pub mod config;
 pub mod error;

@@ -418,6 +418,27 @@ impl JinjaEnv {
         Ok((out, captured))
     }
 
+    /// Render SQL that is not a project file (such as `strata show --inline`), named `name`
+    /// in error messages.
+    pub fn render_source(
+        &self,
+        name: &str,
+        source: &str,
+        mode: Mode,
+        node: NodeInfo,
+        resolver: Option<Arc<dyn Resolver>>,
+    ) -> Result<(String, Captured), JError> {
+        let scope = Arc::new(Scope {
+            mode,
+            node,
+            resolver,
+            captured: Mutex::new(Captured::default()),
+        });
+        let out = self.env.render_named_str(name, source, scope.context())?;
+        let captured = scope.captured.lock().map(|c| c.clone()).unwrap_or_default();
+        Ok((out, captured))
+    }
+
     /// Render a snippet (for example a call to `generate_schema_name`) in a node's context.
     pub fn render_snippet(&self, source: &str, node: NodeInfo) -> Result<String, JError> {
         let scope = Arc::new(Scope {

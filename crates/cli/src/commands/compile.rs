@@ -1,0 +1,60 @@
+//! `strata compile`: render models to SQL under target/compiled/.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use strata_project::artifacts::{manifest, write_artifact};
+use strata_project::compile::Compiler;
+
+use crate::context::{load_project, select};
+use crate::report::Console;
+use crate::{GlobalArgs, SelectArgs};
+
+/// Options of `strata compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+/// Run the command.
+pub fn compile(global: &GlobalArgs, args: &CompileArgs) -> Result<ExitCode> {
+    let project = load_project(global)?;
+    write_artifact(&project, "manifest.json", &manifest(&project))?;
+    let selected = select(&project, &args.select)?;
+    let mut compiler = Compiler::new(&project);
+    let console = Console::new(global);
+    let mut count = 0;
+    let mut last = None;
+    for id in project.graph.topological_order().unwrap_or_default() {
+        let Some(model) = project.models.get(id) else {
+            continue;
+        };
+        if !selected.contains(id) {
+            continue;
+        }
+        let compiled = compiler.compile(id)?;
+        let path = compiler.compiled_path(model);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, &compiled.sql)?;
+        count += 1;
+        last = Some(compiled.sql);
+    }
+    // One selected model: show its SQL, as dbt does.
+    if count == 1
+        && !args.select.select.is_empty()
+        && let Some(sql) = last
+    {
+        println!("{sql}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    console.info(&format!(
+        "Compiled {count} model{} to {}",
+        if count == 1 { "" } else { "s" },
+        project.target_dir().join("compiled").display()
+    ));
+    Ok(ExitCode::SUCCESS)
+}

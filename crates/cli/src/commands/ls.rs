@@ -1,0 +1,81 @@
+//! `strata ls`: list the selected nodes.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+
+use crate::context::{load_project, select};
+use crate::{GlobalArgs, SelectArgs};
+
+/// How `ls` prints each node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LsOutput {
+    /// The fully qualified name, dot-separated (usable as a selector).
+    Selector,
+    /// The node's name.
+    Name,
+    /// The node's file.
+    Path,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options of `strata ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Only nodes of this type: model or source.
+    #[arg(long)]
+    pub resource_type: Option<String>,
+    /// What to print for each node.
+    #[arg(long, short = 'o', value_enum, default_value_t = LsOutput::Selector)]
+    pub output: LsOutput,
+}
+
+/// Run the command.
+pub fn ls(global: &GlobalArgs, args: &LsArgs) -> Result<ExitCode> {
+    let project = load_project(global)?;
+    let selected = select(&project, &args.select)?;
+    let want = |t: &str| args.resource_type.as_deref().is_none_or(|r| r == t);
+    for id in &selected {
+        if let Some(m) = project.models.get(id) {
+            if !want("model") {
+                continue;
+            }
+            match args.output {
+                LsOutput::Selector => println!("{}", m.fqn.join(".")),
+                LsOutput::Name => println!("{}", m.name),
+                LsOutput::Path => println!("{}", m.original_file_path.display()),
+                LsOutput::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "name": m.name, "resource_type": "model", "package_name": m.package,
+                        "original_file_path": m.original_file_path, "unique_id": m.unique_id,
+                        "alias": m.relation.identifier, "config": m.config.to_json(), "tags": m.config.tags(),
+                        "depends_on": {"nodes": project.graph.parents(&m.unique_id)},
+                    })
+                ),
+            }
+        } else if let Some(s) = project.sources.get(id) {
+            if !want("source") {
+                continue;
+            }
+            match args.output {
+                LsOutput::Selector => println!("source:{}.{}.{}", s.package, s.source_name, s.name),
+                LsOutput::Name => println!("{}.{}", s.source_name, s.name),
+                LsOutput::Path => println!("{}", s.original_file_path.display()),
+                LsOutput::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "name": s.name, "source_name": s.source_name, "resource_type": "source",
+                        "package_name": s.package, "unique_id": s.unique_id,
+                        "original_file_path": s.original_file_path,
+                    })
+                ),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,9 @@
+//! One module per command.
+
+pub mod clean;
+pub mod compile;
+pub mod debug;
+pub mod init;
+pub mod ls;
+pub mod run;
+pub mod show;

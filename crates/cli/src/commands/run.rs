@@ -1,0 +1,132 @@
+//! `strata run`: build the selected models.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+use strata_engine::runner::{NodeStatus, RunResults, Runner};
+use strata_project::Project;
+use strata_project::artifacts::{STRATA_VERSION, manifest, write_artifact};
+
+use crate::context::{load_project, open_warehouse, select};
+use crate::report::Console;
+use crate::{GlobalArgs, SelectArgs};
+
+/// Options of `strata run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Stop at the first failure; nodes not yet started are skipped.
+    #[arg(long, short = 'x')]
+    pub fail_fast: bool,
+    /// Rebuild incremental models from scratch (tables and views are always rebuilt).
+    #[arg(long)]
+    pub full_refresh: bool,
+}
+
+/// Run the command.
+pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<ExitCode> {
+    let project = load_project(global)?;
+    write_artifact(&project, "manifest.json", &manifest(&project))?;
+    let selected = select(&project, &args.select)?;
+    let nodes = Runner::runnable(&project, &selected);
+    let console = Console::new(global);
+    if nodes.is_empty() {
+        console.info("Nothing to do: the selection matched no models to build.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (warehouse, meta) = open_warehouse(&project)?;
+    console.info(&format!(
+        "Running {} model{} on target `{}` with {} thread{}",
+        nodes.len(),
+        if nodes.len() == 1 { "" } else { "s" },
+        project.target.name,
+        project.target.threads,
+        if project.target.threads == 1 { "" } else { "s" }
+    ));
+    let argv: Vec<String> = std::env::args().collect();
+    let results = Runner::new(&project, &warehouse)
+        .with_meta(meta)
+        .with_fail_fast(args.fail_fast)
+        .with_command("run", &argv.join(" "))
+        .run(&nodes, &console)
+        .await?;
+    write_compiled(&project, &results)?;
+    write_artifact(
+        &project,
+        "run_results.json",
+        &run_results(&project, &results, "run"),
+    )?;
+    console.summary(&results, "model");
+    Ok(if results.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Keep each node's compiled SQL under target/compiled/ (and target/run/), as dbt does.
+pub fn write_compiled(project: &Project, results: &RunResults) -> Result<()> {
+    for r in &results.results {
+        let (Some(sql), Some(model)) = (&r.compiled_sql, project.models.get(&r.unique_id)) else {
+            continue;
+        };
+        for kind in ["compiled", "run"] {
+            let path = project
+                .target_dir()
+                .join(kind)
+                .join(&model.package)
+                .join(&model.original_file_path);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&path, sql)?;
+        }
+    }
+    Ok(())
+}
+
+/// `run_results.json` (dbt's schema v6).
+pub fn run_results(project: &Project, results: &RunResults, which: &str) -> serde_json::Value {
+    let entries: Vec<serde_json::Value> = results
+        .results
+        .iter()
+        .map(|r| {
+            json!({
+                "status": match r.status {
+                    NodeStatus::Success => "success",
+                    NodeStatus::Error => "error",
+                    NodeStatus::Skipped => "skipped",
+                },
+                "timing": [
+                    {"name": "compile", "started_at": r.started_at, "completed_at": r.started_at},
+                    {"name": "execute", "started_at": r.started_at, "completed_at": r.completed_at},
+                ],
+                "thread_id": "Thread-1",
+                "execution_time": r.seconds,
+                "adapter_response": {"_message": r.message, "code": r.message.split(' ').next(), "rows_affected": r.rows_affected},
+                "message": r.message,
+                "failures": null,
+                "unique_id": r.unique_id,
+                "compiled": r.compiled_sql.is_some(),
+                "compiled_code": r.compiled_sql,
+                "relation_name": r.relation,
+                "batch_results": null,
+            })
+        })
+        .collect();
+    json!({
+        "metadata": {
+            "dbt_schema_version": "https://schemas.getdbt.com/dbt/run-results/v6.json",
+            "dbt_version": STRATA_VERSION,
+            "generated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "invocation_id": project.invocation_id,
+            "env": {},
+        },
+        "results": entries,
+        "elapsed_time": results.elapsed,
+        "args": {"which": which, "target": project.target.name, "threads": project.target.threads},
+    })
+}

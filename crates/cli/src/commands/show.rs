@@ -1,0 +1,110 @@
+//! `strata show`: preview a model's query or an inline query.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::TryStreamExt;
+use strata_engine::Warehouse;
+use strata_project::compile::Compiler;
+
+use crate::GlobalArgs;
+use crate::context::{load_project, open_warehouse};
+
+/// How `show` prints rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShowOutput {
+    /// An aligned table for reading.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+}
+
+/// Options of `strata show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The model whose query to run.
+    #[arg(
+        long,
+        short = 's',
+        conflicts_with = "inline",
+        required_unless_present = "inline"
+    )]
+    pub select: Option<String>,
+    /// A query to run instead; it may use {{ ref('...') }} and {{ source('...', '...') }}.
+    #[arg(long)]
+    pub inline: Option<String>,
+    /// How many rows to print (-1 for all).
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
+    pub limit: i64,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = ShowOutput::Table)]
+    pub output: ShowOutput,
+}
+
+/// Run the command.
+pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode> {
+    let project = load_project(global)?;
+    let mut compiler = Compiler::new(&project);
+    let (label, sql) = match (&args.select, &args.inline) {
+        (Some(name), _) => {
+            let Some(model) = project.model_by_name(name) else {
+                let names: Vec<&str> = project.models.values().map(|m| m.name.as_str()).collect();
+                bail!(
+                    "no model named `{name}`{}",
+                    strata_common::did_you_mean(name, names.iter().copied())
+                );
+            };
+            (name.clone(), compiler.compile(&model.unique_id)?.sql)
+        }
+        (None, Some(inline)) => ("inline query".to_string(), compiler.compile_inline(inline)?),
+        (None, None) => bail!("give --select MODEL or --inline \"SQL\""),
+    };
+    let (warehouse, _meta) = open_warehouse(&project)?;
+    let limit = usize::try_from(args.limit).ok();
+    let batches: Vec<RecordBatch> = warehouse
+        .query(&sql, limit)
+        .await
+        .map_err(|e| anyhow::anyhow!("{label}: {e}"))?
+        .try_collect()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{label}: {}",
+                strata_engine::error::describe_datafusion_error(&e)
+            )
+        })?;
+    print_batches(&batches, args.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_batches(batches: &[RecordBatch], output: ShowOutput) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match output {
+        ShowOutput::Table => {
+            let table = datafusion::arrow::util::pretty::pretty_format_batches(batches)?;
+            writeln!(out, "{table}")?;
+        }
+        ShowOutput::Csv => {
+            let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
+            for b in batches {
+                w.write(b)?;
+            }
+        }
+        ShowOutput::Json => {
+            let mut w = datafusion::arrow::json::ArrayWriter::new(&mut out);
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}

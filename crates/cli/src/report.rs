@@ -1,0 +1,246 @@
+//! What users see: dbt-style status lines, a progress bar on terminals, JSON logs, errors.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use strata_engine::runner::{NodeResult, NodeStatus, Reporter, RunEvent, RunResults};
+
+use crate::{GlobalArgs, LogFormat};
+
+/// Set up `tracing` on stderr (`STRATA_LOG` sets the filter, e.g. `STRATA_LOG=debug`).
+pub fn init_logging(global: &GlobalArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if global.quiet {
+            "error"
+        } else {
+            "warn,strata=info"
+        })
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match global.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.without_time().try_init(),
+    };
+}
+
+/// Print a command's failure: the message (which names the file and line) and its cause chain.
+pub fn print_error(global: &GlobalArgs, e: &anyhow::Error) {
+    match global.log_format {
+        LogFormat::Json => {
+            let line = serde_json::json!({
+                "ts": now(),
+                "level": "error",
+                "event": "error",
+                "message": format!("{e:#}"),
+            });
+            eprintln!("{line}");
+        }
+        LogFormat::Text => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+        }
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn clock() -> String {
+    chrono::Local::now().format("%H:%M:%S").to_string()
+}
+
+/// Writes status lines (and a progress bar when stdout is a terminal).
+pub struct Console {
+    format: LogFormat,
+    quiet: bool,
+    bar: Mutex<Option<ProgressBar>>,
+    tty: bool,
+}
+
+impl Console {
+    /// A console for the global options.
+    pub fn new(global: &GlobalArgs) -> Self {
+        Self {
+            format: global.log_format,
+            quiet: global.quiet,
+            bar: Mutex::new(None),
+            tty: std::io::stdout().is_terminal(),
+        }
+    }
+
+    /// Print one informational line (suppressed by --quiet).
+    pub fn info(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match self.format {
+            LogFormat::Json => println!(
+                "{}",
+                serde_json::json!({"ts": now(), "level": "info", "event": "message", "message": text})
+            ),
+            LogFormat::Text => self.line(&format!("{}  {text}", clock())),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match self.bar.lock().ok().and_then(|b| b.clone()) {
+            Some(bar) => bar.println(text),
+            None => println!("{text}"),
+        }
+    }
+
+    /// Print the end-of-run summary and the details of each failure.
+    pub fn summary(&self, results: &RunResults, what: &str) {
+        if let Ok(mut bar) = self.bar.lock()
+            && let Some(b) = bar.take()
+        {
+            b.finish_and_clear();
+        }
+        let pass = results.count(NodeStatus::Success);
+        let error = results.count(NodeStatus::Error);
+        let skip = results.count(NodeStatus::Skipped);
+        let total = results.results.len();
+        if self.format == LogFormat::Json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "ts": now(), "level": if error > 0 { "error" } else { "info" }, "event": "run_finished",
+                    "pass": pass, "error": error, "skip": skip, "total": total, "elapsed": results.elapsed,
+                })
+            );
+            return;
+        }
+        if !self.quiet || error > 0 {
+            println!();
+            println!(
+                "{}  Finished running {total} {what}{} in {:.2}s.",
+                clock(),
+                if total == 1 { "" } else { "s" },
+                results.elapsed
+            );
+        }
+        let failures: Vec<&NodeResult> = results
+            .results
+            .iter()
+            .filter(|r| r.status == NodeStatus::Error)
+            .collect();
+        if !failures.is_empty() {
+            println!();
+            println!(
+                "{}  Completed with {} error{}:",
+                clock(),
+                failures.len(),
+                if failures.len() == 1 { "" } else { "s" }
+            );
+            for f in failures {
+                println!();
+                println!("{}  Failure in model {} ({})", clock(), f.name, f.file);
+                for l in f.message.lines() {
+                    println!("{}    {l}", clock());
+                }
+            }
+        }
+        println!();
+        println!(
+            "{}  Done. PASS={pass} WARN=0 ERROR={error} SKIP={skip} TOTAL={total}",
+            clock()
+        );
+    }
+}
+
+fn status_line(index: usize, total: usize, r: &NodeResult) -> String {
+    let (word, desc, tail) = match r.status {
+        NodeStatus::Success => (
+            "OK",
+            format!("created sql {} model {}", r.materialized, r.relation_name),
+            format!("[{} in {:.2}s]", r.message, r.seconds),
+        ),
+        NodeStatus::Error => (
+            "ERROR",
+            format!("creating sql {} model {}", r.materialized, r.relation_name),
+            format!("[ERROR in {:.2}s]", r.seconds),
+        ),
+        NodeStatus::Skipped => (
+            "SKIP",
+            format!("relation {}", r.relation_name),
+            "[SKIP]".to_string(),
+        ),
+    };
+    let head = format!("{index} of {total} {word} {desc} ");
+    let width: usize = 72;
+    let dots = width.saturating_sub(head.chars().count()).max(3);
+    format!("{}  {head}{} {tail}", clock(), ".".repeat(dots))
+}
+
+impl Reporter for Console {
+    fn report(&self, event: RunEvent<'_>) {
+        match event {
+            RunEvent::Started { total } => {
+                if self.tty && !self.quiet && self.format == LogFormat::Text && total > 1 {
+                    let bar = ProgressBar::new(total as u64);
+                    if let Ok(style) =
+                        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
+                    {
+                        bar.set_style(style.progress_chars("=> "));
+                    }
+                    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                    if let Ok(mut b) = self.bar.lock() {
+                        *b = Some(bar);
+                    }
+                }
+            }
+            RunEvent::NodeStarted { unique_id, .. } => {
+                if let Ok(b) = self.bar.lock()
+                    && let Some(bar) = b.as_ref()
+                {
+                    bar.set_message(
+                        unique_id
+                            .rsplit('.')
+                            .next()
+                            .unwrap_or(unique_id)
+                            .to_string(),
+                    );
+                }
+            }
+            RunEvent::NodeFinished {
+                index,
+                total,
+                result,
+            } => {
+                if let Ok(b) = self.bar.lock()
+                    && let Some(bar) = b.as_ref()
+                {
+                    bar.inc(1);
+                }
+                if self.format == LogFormat::Json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "ts": now(),
+                            "level": if result.status == NodeStatus::Error { "error" } else { "info" },
+                            "event": "node_finished",
+                            "index": index,
+                            "total": total,
+                            "unique_id": result.unique_id,
+                            "relation": result.relation_name,
+                            "materialized": result.materialized,
+                            "status": result.status,
+                            "message": result.message,
+                            "rows_affected": result.rows_affected,
+                            "seconds": result.seconds,
+                        })
+                    );
+                } else if !self.quiet || result.status == NodeStatus::Error {
+                    self.line(&status_line(index, total, result));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The embedded warehouse: DataFusion over Delta Lake, with a SQLite catalog.
+
+mod catalog;
+mod external;
+mod lake;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::ViewTable;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::prelude::{DataFrame, SessionConfig};
+use deltalake::DeltaTable;
+use deltalake::delta_datafusion::planner::DeltaPlanner;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use futures::TryStreamExt;
+use strata_meta::{MetaStore, RelationKind, RelationRecord};
+
+pub use external::ExternalSource;
+pub use lake::Lake;
+
+use crate::error::{Error, Result};
+use crate::semantics::TrueDivision;
+use crate::{Materialization, MaterializeOutcome, MaterializeRequest, Warehouse};
+use catalog::{CatalogShared, LakeCatalog};
+
+/// How to open an embedded warehouse.
+#[derive(Debug, Clone)]
+pub struct WarehouseOptions {
+    /// The catalog name relations are qualified with.
+    pub database: String,
+    /// The schema unqualified names resolve in.
+    pub default_schema: String,
+    /// The lake root (absolute folder).
+    pub lake: String,
+    /// Sources read from files.
+    pub sources: Vec<ExternalSource>,
+    /// Partitions DataFusion uses per query (default: the number of cores).
+    pub target_partitions: Option<usize>,
+}
+
+/// DataFusion over Delta Lake tables, with views and table locations in the metadata store.
+pub struct EmbeddedWarehouse {
+    ctx: SessionContext,
+    shared: Arc<CatalogShared>,
+}
+
+impl std::fmt::Debug for EmbeddedWarehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedWarehouse")
+            .field("database", &self.shared.database)
+            .field("lake", &self.shared.lake.root().as_str())
+            .finish()
+    }
+}
+
+/// Only queries: models and `show` must not create, drop or change anything by themselves.
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+impl EmbeddedWarehouse {
+    /// Open the warehouse of a target.
+    pub fn open(options: WarehouseOptions, meta: Arc<MetaStore>) -> Result<Self> {
+        let lake = Lake::parse(&options.lake)?;
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(&options.database, &options.default_schema)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true);
+        if let Some(n) = options.target_partitions {
+            config = config.with_target_partitions(n.max(1));
+        }
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_query_planner(DeltaPlanner::new())
+            .with_analyzer_rules(TrueDivision::with_default_rules())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let shared = Arc::new(CatalogShared::new(
+            options.database.clone(),
+            lake,
+            meta,
+            options.sources,
+        ));
+        *shared.state.lock() = ctx.state_weak_ref();
+        ctx.register_catalog(
+            &options.database,
+            Arc::new(LakeCatalog {
+                shared: shared.clone(),
+            }),
+        );
+        Ok(Self { ctx, shared })
+    }
+
+    /// The DataFusion session, for callers that need more than [`Warehouse`] offers.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The metadata store.
+    pub fn meta(&self) -> &Arc<MetaStore> {
+        &self.shared.meta
+    }
+
+    async fn plan(&self, sql: &str) -> Result<DataFrame> {
+        Ok(self.ctx.sql_with_options(sql, read_only()).await?)
+    }
+
+    async fn build_view(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
+        let df = self.plan(&req.sql).await?;
+        let (schema, name) = (&req.relation.schema, &req.relation.identifier);
+        let previous = self
+            .shared
+            .meta
+            .relation(&self.shared.database, schema, name)?;
+        self.shared.meta.upsert_relation(&RelationRecord {
+            database: self.shared.database.clone(),
+            schema: schema.clone(),
+            name: name.clone(),
+            kind: RelationKind::View,
+            location: None,
+            sql: Some(req.sql.clone()),
+            unique_id: Some(req.unique_id.clone()),
+            run_id: Some(req.run_id.clone()),
+            updated_at: now(),
+        })?;
+        self.shared.invalidate(schema, name);
+        self.shared.remember(
+            schema,
+            name,
+            Arc::new(ViewTable::new(
+                df.logical_plan().clone(),
+                Some(req.sql.clone()),
+            )),
+        );
+        // A table that this view replaces is dropped, as a warehouse would.
+        let was_table = previous
+            .as_ref()
+            .is_some_and(|p| p.kind == RelationKind::Table)
+            || self
+                .shared
+                .lake
+                .table_dir(schema, name)
+                .is_some_and(|d| d.join("_delta_log").is_dir());
+        if was_table && let Some(dir) = self.shared.lake.table_dir(schema, name) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(MaterializeOutcome {
+            rows_affected: None,
+            version: None,
+            message: "CREATE VIEW".into(),
+        })
+    }
+
+    async fn build_table(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
+        let df = self.plan(&req.sql).await?;
+        let (schema, name) = (&req.relation.schema, &req.relation.identifier);
+        self.shared.lake.ensure_writable()?;
+        let dir = self.shared.lake.table_dir(schema, name);
+        let existed = dir.as_ref().is_some_and(|d| d.exists());
+        let before = dir.as_deref().map(list_files).unwrap_or_default();
+        let url = self.shared.lake.table_url(schema, name)?;
+        if let Some(d) = &dir {
+            std::fs::create_dir_all(d).map_err(|e| {
+                Error::user(format!("cannot create {}: {e}", d.display()))
+                    .with_hint("check that the lake folder is writable")
+            })?;
+        }
+        let table = if dir.as_ref().is_some_and(|d| d.join("_delta_log").is_dir()) || dir.is_none()
+        {
+            DeltaTable::try_from_url(url.clone()).await?
+        } else {
+            // A new table: the first write creates it, in the same commit as its data.
+            deltalake::DeltaTableBuilder::from_url(url.clone())?.build()?
+        };
+        let commit = CommitProperties::default().with_metadata([
+            ("strata.run_id".to_string(), serde_json::json!(req.run_id)),
+            ("strata.node".to_string(), serde_json::json!(req.unique_id)),
+        ]);
+        let written = table
+            .write(Vec::<RecordBatch>::new())
+            .with_input_plan(df.logical_plan().clone())
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(SchemaMode::Overwrite)
+            .with_session_state(Arc::new(self.ctx.state()))
+            .with_commit_properties(commit)
+            .await;
+        let table = match written {
+            Ok(t) => t,
+            Err(e) => {
+                // Nothing was committed: remove what the failed write left behind.
+                if let Some(d) = &dir {
+                    if existed {
+                        for f in list_files(d) {
+                            if !before.contains(&f) {
+                                let _ = std::fs::remove_file(&f);
+                            }
+                        }
+                    } else {
+                        let _ = std::fs::remove_dir_all(d);
+                    }
+                }
+                return Err(delta_write_error(e));
+            }
+        };
+        let version = table.version();
+        let rows = last_commit_rows(&table).await;
+        self.shared.meta.upsert_relation(&RelationRecord {
+            database: self.shared.database.clone(),
+            schema: schema.clone(),
+            name: name.clone(),
+            kind: RelationKind::Table,
+            location: Some(url.to_string()),
+            sql: None,
+            unique_id: Some(req.unique_id.clone()),
+            run_id: Some(req.run_id.clone()),
+            updated_at: now(),
+        })?;
+        self.shared.invalidate(schema, name);
+        self.shared
+            .remember(schema, name, lake::provider_of(&table).await?);
+        Ok(MaterializeOutcome {
+            rows_affected: rows,
+            version: version.map(|v| v as u64),
+            message: match rows {
+                Some(n) => format!("SELECT {n}"),
+                None => "OK".into(),
+            },
+        })
+    }
+}
+
+fn delta_write_error(e: deltalake::DeltaTableError) -> Error {
+    match e {
+        deltalake::DeltaTableError::Arrow { source } => Error::Sql(source.to_string()),
+        other => {
+            let text = other.to_string();
+            // Query failures surface through the writer; show them as SQL errors.
+            if text.contains("DataFusion")
+                || text.contains("Arrow error")
+                || text.contains("Execution error")
+            {
+                Error::Sql(text)
+            } else {
+                Error::Delta(other)
+            }
+        }
+    }
+}
+
+/// Files under a folder, except the Delta log.
+fn list_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.filter_map(std::result::Result::ok) {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if p.file_name().is_some_and(|n| n != "_delta_log") {
+                    stack.push(p);
+                }
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+async fn last_commit_rows(table: &DeltaTable) -> Option<u64> {
+    let mut history = table.history(Some(1));
+    let info = history.try_next().await.ok().flatten()?;
+    info.info
+        .get("operationMetrics")
+        .and_then(|m| m.get("num_added_rows"))
+        .and_then(|v| v.as_u64())
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[async_trait]
+impl Warehouse for EmbeddedWarehouse {
+    async fn materialize(&self, request: &MaterializeRequest) -> Result<MaterializeOutcome> {
+        match request.materialization {
+            Materialization::Table => self.build_table(request).await,
+            Materialization::View => self.build_view(request).await,
+        }
+    }
+
+    async fn query(&self, sql: &str, limit: Option<usize>) -> Result<SendableRecordBatchStream> {
+        let mut df = self.plan(sql).await?;
+        if let Some(n) = limit {
+            df = df.limit(0, Some(n))?;
+        }
+        Ok(df.execute_stream().await?)
+    }
+
+    async fn describe(&self, sql: &str) -> Result<SchemaRef> {
+        let df = self.plan(sql).await?;
+        Ok(Arc::new(df.schema().as_arrow().clone()))
+    }
+}

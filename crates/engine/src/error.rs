@@ -1,0 +1,84 @@
+//! Errors of the warehouse.
+
+use std::fmt;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong in the warehouse.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A mistake the user can fix (a bad location, an unsupported setting).
+    #[error("{0}")]
+    User(Hinted),
+    /// A query failed to plan or run: the user's SQL or data.
+    #[error("{0}")]
+    Sql(String),
+    /// The metadata store failed.
+    #[error(transparent)]
+    Meta(#[from] strata_meta::Error),
+    /// Reading or writing a Delta table failed.
+    #[error("Delta Lake: {0}")]
+    Delta(#[from] deltalake::DeltaTableError),
+    /// A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A message with an optional hint on how to fix it.
+#[derive(Debug)]
+pub struct Hinted {
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Hinted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// A user error.
+    pub fn user(message: impl Into<String>) -> Self {
+        Error::User(Hinted {
+            message: message.into(),
+            hint: None,
+        })
+    }
+
+    /// Add a hint to a user error.
+    pub fn with_hint(self, hint: impl Into<String>) -> Self {
+        match self {
+            Error::User(mut h) => {
+                h.hint = Some(hint.into());
+                Error::User(h)
+            }
+            other => other,
+        }
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Error::Sql(describe_datafusion_error(&e))
+    }
+}
+
+/// DataFusion's message without the layers of context prefixes.
+pub fn describe_datafusion_error(e: &datafusion::error::DataFusionError) -> String {
+    let text = e.find_root().to_string();
+    let text = text
+        .trim_start_matches("Error during planning: ")
+        .trim_start_matches("SQL error: ")
+        .trim_start_matches("Schema error: ")
+        .trim_start_matches("Execution error: ")
+        .trim_start_matches("This feature is not implemented: ");
+    text.to_string()
+}

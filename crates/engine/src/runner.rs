@@ -1,0 +1,462 @@
+//! Run selected models along the DAG: compile each just before it runs, build it on the
+//! warehouse, in parallel up to `threads`, skipping the descendants of a failure.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::Serialize;
+use strata_meta::{MetaStore, NodeResultRecord, RunRecord};
+use strata_project::Project;
+use strata_project::compile::Compiler;
+
+use crate::{Materialization, MaterializeRequest, Warehouse};
+
+/// What happened to one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// Built.
+    Success,
+    /// Failed to compile or build.
+    Error,
+    /// Not run because a parent failed (or the run stopped early).
+    Skipped,
+}
+
+impl NodeStatus {
+    /// The word dbt prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Success => "success",
+            NodeStatus::Error => "error",
+            NodeStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// The result of one node.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeResult {
+    /// The node.
+    pub unique_id: String,
+    /// Its name.
+    pub name: String,
+    /// `schema.identifier`, as printed.
+    pub relation_name: String,
+    /// The full quoted relation.
+    pub relation: String,
+    /// `table`, `view`, ...
+    pub materialized: String,
+    /// What happened.
+    pub status: NodeStatus,
+    /// A short status (`SELECT 5`, `CREATE VIEW`) or the error.
+    pub message: String,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// Rows written, for tables.
+    pub rows_affected: Option<u64>,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it finished.
+    pub completed_at: String,
+    /// The compiled SQL, when it compiled.
+    pub compiled_sql: Option<String>,
+    /// For failures and skips: the model file, for the summary.
+    pub file: String,
+}
+
+/// Events a run reports as it goes.
+#[derive(Debug)]
+pub enum RunEvent<'a> {
+    /// The run starts with this many nodes.
+    Started {
+        /// Nodes to run.
+        total: usize,
+    },
+    /// A node starts.
+    NodeStarted {
+        /// 1-based position in the run.
+        index: usize,
+        /// Nodes in the run.
+        total: usize,
+        /// Its unique id.
+        unique_id: &'a str,
+    },
+    /// A node finished (or was skipped).
+    NodeFinished {
+        /// 1-based position in the run.
+        index: usize,
+        /// Nodes in the run.
+        total: usize,
+        /// What happened.
+        result: &'a NodeResult,
+    },
+}
+
+/// Receives [`RunEvent`]s (status lines, progress bars, JSON logs).
+pub trait Reporter: Send + Sync {
+    /// Handle one event.
+    fn report(&self, event: RunEvent<'_>);
+}
+
+/// A reporter that ignores everything.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn report(&self, _event: RunEvent<'_>) {}
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResults {
+    /// The run's id.
+    pub run_id: String,
+    /// One entry per node, in completion order.
+    pub results: Vec<NodeResult>,
+    /// Seconds the run took.
+    pub elapsed: f64,
+}
+
+impl RunResults {
+    /// Whether every node succeeded.
+    pub fn success(&self) -> bool {
+        self.results.iter().all(|r| r.status == NodeStatus::Success)
+    }
+
+    /// How many nodes ended with `status`.
+    pub fn count(&self, status: NodeStatus) -> usize {
+        self.results.iter().filter(|r| r.status == status).count()
+    }
+}
+
+/// Runs models of a project on a warehouse.
+pub struct Runner<'a> {
+    project: &'a Project,
+    warehouse: &'a dyn Warehouse,
+    meta: Option<Arc<MetaStore>>,
+    threads: usize,
+    fail_fast: bool,
+    command: String,
+    args: String,
+}
+
+impl<'a> Runner<'a> {
+    /// A runner for `project` on `warehouse`.
+    pub fn new(project: &'a Project, warehouse: &'a dyn Warehouse) -> Self {
+        Self {
+            project,
+            warehouse,
+            meta: None,
+            threads: project.target.threads,
+            fail_fast: false,
+            command: "run".into(),
+            args: String::new(),
+        }
+    }
+
+    /// Record the run and each node in a metadata store.
+    pub fn with_meta(mut self, meta: Arc<MetaStore>) -> Self {
+        self.meta = Some(meta);
+        self
+    }
+
+    /// Build at most `n` nodes at once.
+    pub fn with_threads(mut self, n: usize) -> Self {
+        self.threads = n.max(1);
+        self
+    }
+
+    /// Stop scheduling after the first failure.
+    pub fn with_fail_fast(mut self, yes: bool) -> Self {
+        self.fail_fast = yes;
+        self
+    }
+
+    /// The command and its arguments, as recorded.
+    pub fn with_command(mut self, command: &str, args: &str) -> Self {
+        self.command = command.to_string();
+        self.args = args.to_string();
+        self
+    }
+
+    /// The models of `selected` that the warehouse builds (ephemeral ones are inlined).
+    pub fn runnable(project: &Project, selected: &BTreeSet<String>) -> Vec<String> {
+        let order = project.graph.topological_order().unwrap_or_default();
+        order
+            .into_iter()
+            .filter(|id| selected.contains(*id))
+            .filter(|id| {
+                project
+                    .models
+                    .get(*id)
+                    .is_some_and(|m| m.materialized() != "ephemeral")
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Run the nodes in `nodes` (topologically ordered unique ids).
+    pub async fn run(
+        &self,
+        nodes: &[String],
+        reporter: &dyn Reporter,
+    ) -> crate::Result<RunResults> {
+        let started = Instant::now();
+        let run_id = self.project.invocation_id.clone();
+        if let Some(meta) = &self.meta {
+            meta.start_run(&RunRecord {
+                run_id: run_id.clone(),
+                command: self.command.clone(),
+                target: self.project.target.name.clone(),
+                started_at: rfc3339(chrono::Utc::now()),
+                finished_at: None,
+                status: "running".into(),
+                args: self.args.clone(),
+            })?;
+        }
+        let total = nodes.len();
+        reporter.report(RunEvent::Started { total });
+
+        let in_run: HashSet<&str> = nodes.iter().map(String::as_str).collect();
+        let deps = self.dependencies(nodes, &in_run);
+        let mut waiting: HashMap<&str, usize> = nodes
+            .iter()
+            .map(|n| (n.as_str(), deps[n.as_str()].len()))
+            .collect();
+        let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (node, parents) in &deps {
+            for p in parents {
+                dependents.entry(p).or_default().push(node);
+            }
+        }
+        let position: HashMap<&str, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i + 1))
+            .collect();
+        let mut ready: Vec<&str> = nodes
+            .iter()
+            .map(String::as_str)
+            .filter(|n| waiting[n] == 0)
+            .collect();
+        ready.reverse();
+        let mut done: HashSet<&str> = HashSet::new();
+        let mut results: Vec<NodeResult> = Vec::with_capacity(total);
+        let mut compiler = Compiler::new(self.project);
+        let mut running = FuturesUnordered::new();
+        let mut stop = false;
+
+        loop {
+            while !stop && running.len() < self.threads {
+                let Some(id) = ready.pop() else { break };
+                let index = position[id];
+                reporter.report(RunEvent::NodeStarted {
+                    index,
+                    total,
+                    unique_id: id,
+                });
+                let model = &self.project.models[id];
+                let started_at = chrono::Utc::now();
+                let clock = Instant::now();
+                let compiled = compiler.compile(id);
+                let warehouse = self.warehouse;
+                let run_id = run_id.clone();
+                running.push(async move {
+                    let outcome = match compiled {
+                        Err(e) => Err((e.to_string(), None)),
+                        Ok(c) => {
+                            let materialization = Materialization::parse(model.materialized());
+                            match materialization {
+                                None => Err((
+                                    format!(
+                                        "materialization `{}` is not supported; use table, view or ephemeral",
+                                        model.materialized()
+                                    ),
+                                    Some(c.sql),
+                                )),
+                                Some(materialization) => {
+                                    let req = MaterializeRequest {
+                                        unique_id: id.to_string(),
+                                        relation: model.relation.clone(),
+                                        materialization,
+                                        sql: c.sql.clone(),
+                                        run_id,
+                                    };
+                                    match warehouse.materialize(&req).await {
+                                        Ok(o) => Ok((o, c.sql)),
+                                        Err(e) => Err((e.to_string(), Some(c.sql))),
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    (id, index, started_at, clock.elapsed().as_secs_f64(), outcome)
+                });
+            }
+            let Some((id, index, started_at, seconds, outcome)) = running.next().await else {
+                break;
+            };
+            let model = &self.project.models[id];
+            let mut result = self.result_for(model, started_at, seconds);
+            match outcome {
+                Ok((o, sql)) => {
+                    result.status = NodeStatus::Success;
+                    result.message = o.message;
+                    result.rows_affected = o.rows_affected;
+                    result.compiled_sql = Some(sql);
+                }
+                Err((message, sql)) => {
+                    result.status = NodeStatus::Error;
+                    result.message = message;
+                    result.compiled_sql = sql;
+                }
+            }
+            done.insert(id);
+            let failed = result.status == NodeStatus::Error;
+            self.record(&run_id, &result)?;
+            reporter.report(RunEvent::NodeFinished {
+                index,
+                total,
+                result: &result,
+            });
+            results.push(result);
+            if failed {
+                if self.fail_fast {
+                    stop = true;
+                }
+                // Skip every descendant in the run.
+                for d in self.project.graph.descendants(id, None) {
+                    if in_run.contains(d) && !done.contains(d) && done.insert(d) {
+                        let m = &self.project.models[d];
+                        let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
+                        r.status = NodeStatus::Skipped;
+                        r.message = format!("skipped: upstream model `{}` failed", model.name);
+                        self.record(&run_id, &r)?;
+                        reporter.report(RunEvent::NodeFinished {
+                            index: position[d],
+                            total,
+                            result: &r,
+                        });
+                        results.push(r);
+                    }
+                }
+            } else if let Some(children) = dependents.get(id) {
+                for c in children {
+                    if let Some(w) = waiting.get_mut(c) {
+                        *w -= 1;
+                        if *w == 0 && !done.contains(c) {
+                            ready.push(c);
+                        }
+                    }
+                }
+            }
+        }
+        // With --fail-fast, nodes never started are reported as skipped.
+        for id in nodes {
+            if !done.contains(id.as_str()) {
+                let m = &self.project.models[id.as_str()];
+                let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
+                r.status = NodeStatus::Skipped;
+                r.message = "skipped: the run stopped at the first failure (--fail-fast)".into();
+                self.record(&run_id, &r)?;
+                reporter.report(RunEvent::NodeFinished {
+                    index: position[id.as_str()],
+                    total,
+                    result: &r,
+                });
+                results.push(r);
+            }
+        }
+        let results = RunResults {
+            run_id: run_id.clone(),
+            results,
+            elapsed: started.elapsed().as_secs_f64(),
+        };
+        if let Some(meta) = &self.meta {
+            meta.finish_run(
+                &run_id,
+                if results.success() {
+                    "success"
+                } else {
+                    "error"
+                },
+                &rfc3339(chrono::Utc::now()),
+            )?;
+        }
+        Ok(results)
+    }
+
+    /// For each node, the nearest nodes of the run it depends on (through nodes not in it).
+    fn dependencies<'n>(
+        &self,
+        nodes: &'n [String],
+        in_run: &HashSet<&str>,
+    ) -> HashMap<&'n str, Vec<String>> {
+        let g = &self.project.graph;
+        let mut out = HashMap::new();
+        for n in nodes {
+            let mut found = BTreeSet::new();
+            let mut stack: Vec<&str> = g.parents(n);
+            let mut seen: HashSet<&str> = HashSet::new();
+            while let Some(p) = stack.pop() {
+                if !seen.insert(p) {
+                    continue;
+                }
+                if in_run.contains(p) {
+                    found.insert(p.to_string());
+                } else {
+                    stack.extend(g.parents(p));
+                }
+            }
+            out.insert(n.as_str(), found.into_iter().collect());
+        }
+        out
+    }
+
+    fn result_for(
+        &self,
+        model: &strata_project::Model,
+        started_at: chrono::DateTime<chrono::Utc>,
+        seconds: f64,
+    ) -> NodeResult {
+        NodeResult {
+            unique_id: model.unique_id.clone(),
+            name: model.name.clone(),
+            relation_name: format!("{}.{}", model.relation.schema, model.relation.identifier),
+            relation: model.relation.to_string(),
+            materialized: model.materialized().to_string(),
+            status: NodeStatus::Skipped,
+            message: String::new(),
+            seconds,
+            rows_affected: None,
+            started_at: rfc3339(started_at),
+            completed_at: rfc3339(chrono::Utc::now()),
+            compiled_sql: None,
+            file: model.original_file_path.to_string_lossy().into_owned(),
+        }
+    }
+
+    fn record(&self, run_id: &str, r: &NodeResult) -> crate::Result<()> {
+        if let Some(meta) = &self.meta {
+            meta.record_node(&NodeResultRecord {
+                run_id: run_id.to_string(),
+                unique_id: r.unique_id.clone(),
+                status: r.status.as_str().to_string(),
+                started_at: r.started_at.clone(),
+                seconds: r.seconds,
+                relation: Some(r.relation.clone()),
+                rows_affected: r.rows_affected.map(|n| n as i64),
+                message: Some(r.message.clone()),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

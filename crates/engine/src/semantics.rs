@@ -1,0 +1,93 @@
+//! SQL semantics users expect from a warehouse, on top of DataFusion's dialect.
+//!
+//! - `int / int` is true division (as in Snowflake, BigQuery, DuckDB and Spark): both operands
+//!   are cast to `DOUBLE` before dividing. DataFusion alone truncates (`7 / 2 = 3`).
+//!
+//! The rule runs before DataFusion's own type coercion and keeps output column names as
+//! written, so `select a / b` is still called `a / b`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result};
+use datafusion::logical_expr::expr::Cast;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::optimizer::analyzer::resolve_grouping_function::ResolveGroupingFunction;
+use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
+
+/// Rewrites integer division into floating-point division.
+#[derive(Debug, Default)]
+pub struct TrueDivision;
+
+impl TrueDivision {
+    /// The analyzer rules of a Strata session, in order: true division, then DataFusion's.
+    pub fn with_default_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
+        vec![
+            Arc::new(TrueDivision),
+            Arc::new(ResolveGroupingFunction::new()),
+            Arc::new(TypeCoercion::new()),
+        ]
+    }
+}
+
+fn is_integer(t: &DataType) -> bool {
+    t.is_integer()
+}
+
+fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let mut schema: DFSchema = merge_schema(&plan.inputs());
+    if let LogicalPlan::TableScan(ts) = &plan {
+        let source =
+            DFSchema::try_from_qualified_schema(ts.table_name.clone(), &ts.source.schema())?;
+        schema.merge(&source);
+    }
+    let preserver = NamePreserver::new(&plan);
+    let transformed = plan.map_expressions(|expr| {
+        let saved = preserver.save(&expr);
+        expr.transform_up(|e| divide(e, &schema))
+            .map(|t| t.update_data(|e| saved.restore(e)))
+    })?;
+    if transformed.transformed {
+        transformed.map_data(|p| p.recompute_schema())
+    } else {
+        Ok(transformed)
+    }
+}
+
+fn divide(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: Operator::Divide,
+        right,
+    }) = &e
+    else {
+        return Ok(Transformed::no(e));
+    };
+    let (Ok(lt), Ok(rt)) = (left.get_type(schema), right.get_type(schema)) else {
+        return Ok(Transformed::no(e));
+    };
+    if !(is_integer(&lt) && is_integer(&rt)) {
+        return Ok(Transformed::no(e));
+    }
+    let cast = |x: &Expr| Expr::Cast(Cast::new(Box::new(x.clone()), DataType::Float64));
+    Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+        Box::new(cast(left)),
+        Operator::Divide,
+        Box::new(cast(right)),
+    ))))
+}
+
+impl AnalyzerRule for TrueDivision {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        Ok(plan.transform_up_with_subqueries(rewrite_node)?.data)
+    }
+
+    fn name(&self) -> &str {
+        "strata_true_division"
+    }
+}

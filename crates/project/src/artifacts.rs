@@ -1,0 +1,214 @@
+//! dbt's artifacts: `manifest.json` (schema v12), written where dbt writes it, so tools that
+//! read dbt artifacts (docs sites, lineage tools, state comparison) work on Strata projects.
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::project::Project;
+
+/// The manifest schema this writes.
+pub const MANIFEST_SCHEMA: &str = "https://schemas.getdbt.com/dbt/manifest/v12.json";
+
+/// The version string written to artifacts.
+pub const STRATA_VERSION: &str = concat!("strata-", env!("CARGO_PKG_VERSION"));
+
+fn columns_json(columns: &indexmap::IndexMap<String, crate::node::Column>) -> Value {
+    Value::Object(
+        columns
+            .values()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    json!({
+                        "name": c.name,
+                        "description": c.description,
+                        "meta": c.meta,
+                        "data_type": c.data_type,
+                        "constraints": [],
+                        "quote": null,
+                        "tags": c.tags,
+                    }),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The manifest of a loaded project.
+pub fn manifest(project: &Project) -> Value {
+    let package = project.name();
+    let mut nodes = Map::new();
+    for m in project.models.values() {
+        let mut config = m.config.to_json();
+        if let Value::Object(c) = &mut config {
+            c.entry("materialized").or_insert(json!(m.materialized()));
+            c.entry("enabled").or_insert(json!(true));
+            c.entry("tags").or_insert(json!(m.config.tags()));
+        }
+        let compiled_path = Path::new(&project.config.target_path)
+            .join("compiled")
+            .join(&m.package)
+            .join(&m.original_file_path);
+        let parents: Vec<&str> = project.graph.parents(&m.unique_id);
+        nodes.insert(
+            m.unique_id.clone(),
+            json!({
+                "database": m.relation.database,
+                "schema": m.relation.schema,
+                "name": m.name,
+                "resource_type": "model",
+                "package_name": m.package,
+                "path": m.path.to_string_lossy(),
+                "original_file_path": m.original_file_path.to_string_lossy(),
+                "unique_id": m.unique_id,
+                "fqn": m.fqn,
+                "alias": m.relation.identifier,
+                "checksum": {"name": "sha256", "checksum": m.checksum},
+                "config": config,
+                "tags": m.config.tags(),
+                "description": m.description,
+                "columns": columns_json(&m.columns),
+                "meta": m.config.get("meta").cloned().unwrap_or(json!({})),
+                "group": null,
+                "docs": {"show": true, "node_color": null},
+                "patch_path": m.patch_path.as_ref().map(|p| format!("{package}://{}", p.to_string_lossy())),
+                "build_path": null,
+                "unrendered_config": {},
+                "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
+                "relation_name": if m.materialized() == "ephemeral" { Value::Null } else { json!(m.relation.to_string()) },
+                "raw_code": m.raw_sql,
+                "language": "sql",
+                "refs": m.refs.iter().map(|r| json!({"name": r.name, "package": r.package, "version": null})).collect::<Vec<_>>(),
+                "sources": m.sources.iter().map(|(s, t)| json!([s, t])).collect::<Vec<_>>(),
+                "metrics": [],
+                "depends_on": {
+                    "macros": m.macros.iter().map(|x| format!("macro.{package}.{x}")).collect::<Vec<_>>(),
+                    "nodes": parents,
+                },
+                "compiled_path": compiled_path.to_string_lossy(),
+                "contract": {"enforced": false, "alias_types": true, "checksum": null},
+                "access": "protected",
+                "constraints": [],
+                "version": null,
+                "latest_version": null,
+                "deprecation_date": null,
+            }),
+        );
+    }
+    let mut sources = Map::new();
+    for s in project.sources.values() {
+        sources.insert(
+            s.unique_id.clone(),
+            json!({
+                "database": s.relation.database,
+                "schema": s.relation.schema,
+                "name": s.name,
+                "resource_type": "source",
+                "package_name": s.package,
+                "path": s.original_file_path.to_string_lossy(),
+                "original_file_path": s.original_file_path.to_string_lossy(),
+                "unique_id": s.unique_id,
+                "fqn": s.fqn,
+                "source_name": s.source_name,
+                "source_description": s.source_description,
+                "loader": s.loader,
+                "identifier": s.relation.identifier,
+                "quoting": {},
+                "loaded_at_field": null,
+                "freshness": null,
+                "external": s.external_location.as_ref().map(|l| json!({"location": l, "file_format": s.format})),
+                "description": s.description,
+                "columns": columns_json(&s.columns),
+                "meta": s.meta,
+                "source_meta": {},
+                "tags": s.tags,
+                "config": {"enabled": true},
+                "patch_path": null,
+                "unrendered_config": {},
+                "relation_name": s.relation.to_string(),
+                "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
+            }),
+        );
+    }
+    let mut macros = Map::new();
+    for m in project.jinja.macros().values() {
+        let id = format!("macro.{}.{}", m.package, m.name);
+        macros.insert(
+            id.clone(),
+            json!({
+                "name": m.name,
+                "resource_type": "macro",
+                "package_name": m.package,
+                "path": m.file.to_string_lossy(),
+                "original_file_path": m.file.to_string_lossy(),
+                "unique_id": id,
+                "macro_sql": m.sql,
+                "depends_on": {"macros": []},
+                "description": "",
+                "meta": {},
+                "docs": {"show": true, "node_color": null},
+                "patch_path": null,
+                "arguments": [],
+                "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
+                "supported_languages": null,
+            }),
+        );
+    }
+    let mut docs = Map::new();
+    for (name, body) in &project.docs {
+        let id = format!("doc.{package}.{name}");
+        docs.insert(
+            id.clone(),
+            json!({"name": name, "resource_type": "doc", "package_name": package, "path": "", "original_file_path": "", "unique_id": id, "block_contents": body}),
+        );
+    }
+    let mut parent_map = Map::new();
+    let mut child_map = Map::new();
+    for id in project.graph.ids() {
+        parent_map.insert(id.clone(), json!(project.graph.parents(id)));
+        child_map.insert(id.clone(), json!(project.graph.children(id)));
+    }
+    json!({
+        "metadata": {
+            "dbt_schema_version": MANIFEST_SCHEMA,
+            "dbt_version": STRATA_VERSION,
+            "generated_at": project.run_started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "invocation_id": project.invocation_id,
+            "env": {},
+            "project_name": package,
+            "project_id": null,
+            "user_id": null,
+            "send_anonymous_usage_stats": false,
+            "adapter_type": project.target.kind,
+        },
+        "nodes": nodes,
+        "sources": sources,
+        "macros": macros,
+        "docs": docs,
+        "exposures": {},
+        "metrics": {},
+        "groups": {},
+        "selectors": {},
+        "disabled": project.disabled.iter().map(|d| (d.clone(), json!([]))).collect::<Map<String, Value>>(),
+        "parent_map": parent_map,
+        "child_map": child_map,
+        "group_map": {},
+        "saved_queries": {},
+        "semantic_models": {},
+        "unit_tests": {},
+    })
+}
+
+/// Write a JSON artifact to `<target-path>/<name>`.
+pub fn write_artifact(project: &Project, name: &str, value: &Value) -> Result<()> {
+    let dir = project.target_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+    let path = dir.join(name);
+    let text = serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))?;
+    // Write then rename, so readers never see half a file.
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("write", &path, e))
+}
