@@ -1,12 +1,21 @@
 //! SQL semantics users expect from a warehouse, on top of DataFusion's dialect.
 //!
 //! - `int / int` is true division (as in Snowflake, BigQuery, DuckDB and Spark): both operands
-//!   are cast to `DOUBLE` before dividing. DataFusion alone truncates (`7 / 2 = 3`).
+//!   are cast to `DOUBLE` and divided by [`strata_divide`], which, like Snowflake and
+//!   PostgreSQL, fails on a zero divisor instead of producing infinity. DataFusion alone
+//!   truncates (`7 / 2 = 3`).
 //!
 //! The rule runs before DataFusion's own type coercion and keeps output column names as
 //! written, so `select a / b` is still called `a / b`.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::Float64Type;
+use datafusion::common::exec_err;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
@@ -75,11 +84,58 @@ fn divide(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         return Ok(Transformed::no(e));
     }
     let cast = |x: &Expr| Expr::Cast(Cast::new(Box::new(x.clone()), DataType::Float64));
-    Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
-        Box::new(cast(left)),
-        Operator::Divide,
-        Box::new(cast(right)),
-    ))))
+    Ok(Transformed::yes(
+        DIVIDE.call(vec![cast(left), cast(right)]),
+    ))
+}
+
+static DIVIDE: LazyLock<ScalarUDF> = LazyLock::new(|| ScalarUDF::from(StrataDivide::new()));
+
+/// The function integer division is rewritten to.
+pub fn strata_divide() -> ScalarUDF {
+    DIVIDE.clone()
+}
+
+/// `strata_divide(a, b)`: `a / b` in `DOUBLE`, an error when `b` is zero.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct StrataDivide {
+    signature: Signature,
+}
+
+impl StrataDivide {
+    fn new() -> Self {
+        Self {
+            signature: Signature::exact(vec![DataType::Float64, DataType::Float64], Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for StrataDivide {
+    fn name(&self) -> &str {
+        "strata_divide"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (num, den) = (&arrays[0], &arrays[1]);
+        let den_values = den.as_primitive::<Float64Type>();
+        let num_values = num.as_primitive::<Float64Type>();
+        for i in 0..den_values.len() {
+            if den_values.is_valid(i) && num_values.is_valid(i) && den_values.value(i) == 0.0 {
+                return exec_err!("division by zero");
+            }
+        }
+        let out = datafusion::arrow::compute::kernels::numeric::div(num, den)?;
+        Ok(ColumnarValue::Array(out))
+    }
 }
 
 impl AnalyzerRule for TrueDivision {

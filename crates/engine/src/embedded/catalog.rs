@@ -3,11 +3,11 @@
 //! lake's folder layout (`<lake>/<schema>/<table>`), and from sources declared with
 //! `external_location` (CSV, JSON, Parquet or Delta files).
 //!
-//! Providers are opened lazily and cached for the life of the session; rebuilding a relation
-//! invalidates its entry. Dependents are built after their parents, so a cached provider is
-//! never older than a relation a query of the same run can see.
+//! Providers are opened lazily and cached for the life of the session. A view's provider holds
+//! the plans of what it reads, so rebuilding a relation invalidates its entry and, through the
+//! recorded references, every cached view that reads it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
@@ -32,6 +32,8 @@ pub(crate) struct CatalogShared {
     pub sources: HashMap<Key, ExternalSource>,
     pub state: Mutex<Weak<RwLock<SessionState>>>,
     cache: Mutex<HashMap<Key, Arc<dyn TableProvider>>>,
+    /// For each relation, the cached views that read it.
+    readers: Mutex<HashMap<Key, HashSet<Key>>>,
 }
 
 impl CatalogShared {
@@ -51,14 +53,31 @@ impl CatalogShared {
                 .collect(),
             state: Mutex::new(Weak::new()),
             cache: Mutex::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Forget a cached provider (after the relation was rebuilt or dropped).
+    /// Forget a cached provider (after the relation was rebuilt or dropped), and every cached
+    /// view that reads it, directly or through other views.
     pub fn invalidate(&self, schema: &str, name: &str) {
-        self.cache
-            .lock()
-            .remove(&(schema.to_string(), name.to_string()));
+        let mut cache = self.cache.lock();
+        let mut readers = self.readers.lock();
+        let mut pending = vec![(schema.to_string(), name.to_string())];
+        while let Some(key) = pending.pop() {
+            cache.remove(&key);
+            if let Some(views) = readers.remove(&key) {
+                pending.extend(views);
+            }
+        }
+    }
+
+    /// Remember which relations a view's SQL reads, so rebuilding them invalidates the view.
+    pub fn record_reads(&self, state: &SessionState, schema: &str, name: &str, sql: &str) {
+        let view = (schema.to_string(), name.to_string());
+        let mut readers = self.readers.lock();
+        for key in references(state, sql, &self.database) {
+            readers.entry(key).or_default().insert(view.clone());
+        }
     }
 
     /// Remember a provider just built.
@@ -99,6 +118,7 @@ impl CatalogShared {
                             "view {schema}.{name} no longer plans: {e}; rebuild it with `strata run --select {name}`"
                         ))
                     })?;
+                    self.record_reads(&state, schema, name, &sql);
                     Some(Arc::new(ViewTable::new(plan, Some(sql))))
                 }
                 Some(r) => match r.location {
@@ -143,6 +163,25 @@ impl CatalogShared {
         names.extend(self.lake.local_tables(schema));
         names.into_iter().collect()
     }
+}
+
+/// The relations of `database` that `sql` names, as (schema, table).
+fn references(state: &SessionState, sql: &str, database: &str) -> Vec<Key> {
+    let options = state.config().options();
+    let dialect = options.sql_parser.dialect;
+    let default_catalog = options.catalog.default_catalog.clone();
+    let default_schema = options.catalog.default_schema.clone();
+    let Ok(statement) = state.sql_to_statement(sql, &dialect) else {
+        return Vec::new();
+    };
+    let Ok(refs) = state.resolve_table_references(&statement) else {
+        return Vec::new();
+    };
+    refs.into_iter()
+        .map(|r| r.resolve(&default_catalog, &default_schema))
+        .filter(|r| r.catalog.as_ref() == database)
+        .map(|r| (r.schema.to_string(), r.table.to_string()))
+        .collect()
 }
 
 /// The catalog of one database of a target.

@@ -136,6 +136,8 @@ impl EmbeddedWarehouse {
             updated_at: now(),
         })?;
         self.shared.invalidate(schema, name);
+        self.shared
+            .record_reads(&self.ctx.state(), schema, name, &req.sql);
         self.shared.remember(
             schema,
             name,
