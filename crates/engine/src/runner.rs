@@ -238,12 +238,13 @@ impl<'a> Runner<'a> {
             .enumerate()
             .map(|(i, n)| (n.as_str(), i + 1))
             .collect();
-        let mut ready: Vec<&str> = nodes
+        // Ready nodes start in project order, so runs are repeatable.
+        let mut ready: BTreeSet<(usize, &str)> = nodes
             .iter()
             .map(String::as_str)
             .filter(|n| waiting[n] == 0)
+            .map(|n| (position[n], n))
             .collect();
-        ready.reverse();
         let mut done: HashSet<&str> = HashSet::new();
         let mut results: Vec<NodeResult> = Vec::with_capacity(total);
         let mut compiler = Compiler::new(self.project);
@@ -252,7 +253,9 @@ impl<'a> Runner<'a> {
 
         loop {
             while !stop && running.len() < self.threads {
-                let Some(id) = ready.pop() else { break };
+                let Some((_, id)) = ready.pop_first() else {
+                    break;
+                };
                 let index = position[id];
                 reporter.report(RunEvent::NodeStarted {
                     index,
@@ -349,7 +352,7 @@ impl<'a> Runner<'a> {
                     if let Some(w) = waiting.get_mut(c) {
                         *w -= 1;
                         if *w == 0 && !done.contains(c) {
-                            ready.push(c);
+                            ready.insert((position[*c], *c));
                         }
                     }
                 }

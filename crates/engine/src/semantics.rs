@@ -84,9 +84,7 @@ fn divide(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         return Ok(Transformed::no(e));
     }
     let cast = |x: &Expr| Expr::Cast(Cast::new(Box::new(x.clone()), DataType::Float64));
-    Ok(Transformed::yes(
-        DIVIDE.call(vec![cast(left), cast(right)]),
-    ))
+    Ok(Transformed::yes(DIVIDE.call(vec![cast(left), cast(right)])))
 }
 
 static DIVIDE: LazyLock<ScalarUDF> = LazyLock::new(|| ScalarUDF::from(StrataDivide::new()));
@@ -105,7 +103,10 @@ struct StrataDivide {
 impl StrataDivide {
     fn new() -> Self {
         Self {
-            signature: Signature::exact(vec![DataType::Float64, DataType::Float64], Volatility::Immutable),
+            signature: Signature::exact(
+                vec![DataType::Float64, DataType::Float64],
+                Volatility::Immutable,
+            ),
         }
     }
 }

@@ -64,7 +64,11 @@ fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, SltError> {
                     .iter()
                     .map(|f| {
                         let s = f.value(row).to_string();
-                        if s.is_empty() { "(empty)".to_string() } else { s }
+                        if s.is_empty() {
+                            "(empty)".to_string()
+                        } else {
+                            s
+                        }
                     })
                     .collect(),
             );
@@ -115,7 +119,11 @@ impl AsyncDB for StrataDb {
             .await
             .map_err(|e| SltError(strata_engine::error::describe_datafusion_error(&e)))?;
         Ok(DBOutput::Rows {
-            types: schema.fields().iter().map(|f| column_type(f.data_type())).collect(),
+            types: schema
+                .fields()
+                .iter()
+                .map(|f| column_type(f.data_type()))
+                .collect(),
             rows: rows(&batches)?,
         })
     }
@@ -183,5 +191,9 @@ async fn sqllogictest_files() {
             failures.push(format!("{}: {e}", file.display()));
         }
     }
-    assert!(failures.is_empty(), "sqllogictest failures:\n{}", failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "sqllogictest failures:\n{}",
+        failures.join("\n\n")
+    );
 }

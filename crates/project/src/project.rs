@@ -752,13 +752,26 @@ fn build_graph(
         }
     }
     if let Some(cycle) = graph.find_cycle() {
-        let names: Vec<String> = cycle
+        // The cycle follows parent -> child edges; print it as "refs": each model refs the next.
+        let mut names: Vec<String> = cycle
             .iter()
+            .rev()
             .map(|id| id.rsplit('.').next().unwrap_or(id).to_string())
             .collect();
-        let first = models.get(&cycle[0]).map(|m| m.original_file_path.clone());
+        if let Some(first) = names
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, n)| n.as_str())
+            .map(|(i, _)| i)
+        {
+            names.rotate_left(first);
+        }
+        let first = models
+            .values()
+            .find(|m| m.name == names[0])
+            .map(|m| m.original_file_path.clone());
         let err = Error::user(format!(
-            "models depend on each other in a cycle: {} -> {}",
+            "models depend on each other in a cycle: {} -> {} (each refs the next)",
             names.join(" -> "),
             names[0]
         ))

@@ -1,0 +1,171 @@
+//! Building along the DAG: parallelism, failures that skip descendants, fail-fast, and
+//! tables that survive failed rebuilds.
+
+use crate::project::TestProject;
+
+fn fan_out() -> TestProject {
+    // bad fails at run time; child depends on it; other is independent.
+    TestProject::with_files(&[
+        (
+            "models/base.sql",
+            "{{ config(materialized='table') }}select 1 as id union all select 2",
+        ),
+        (
+            "models/bad.sql",
+            "{{ config(materialized='table') }}select id / (id - id) as boom from {{ ref('base') }}",
+        ),
+        ("models/child.sql", "select * from {{ ref('bad') }}"),
+        (
+            "models/grandchild.sql",
+            "{{ config(materialized='table') }}select * from {{ ref('child') }}",
+        ),
+        (
+            "models/other.sql",
+            "{{ config(materialized='table') }}select id * 10 as id from {{ ref('base') }}",
+        ),
+    ])
+}
+
+#[test]
+fn a_failure_skips_descendants_and_the_rest_continue() {
+    let p = fan_out();
+    let out = p.fails(&["run"], 1);
+    assert!(
+        out.contains("ERROR creating sql table model main.bad"),
+        "{out}"
+    );
+    assert!(out.contains("SKIP relation main.child"), "{out}");
+    assert!(out.contains("SKIP relation main.grandchild"), "{out}");
+    assert!(
+        out.contains("OK created sql table model main.other"),
+        "{out}"
+    );
+    assert!(
+        out.contains("PASS=2 WARN=0 ERROR=1 SKIP=2 TOTAL=5"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Failure in model bad (models/bad.sql)"),
+        "{out}"
+    );
+    assert!(out.contains("division by zero"), "{out}");
+    let results: serde_json::Value =
+        serde_json::from_str(&p.read("target/run_results.json")).expect("json");
+    let status = |id: &str| {
+        results["results"]
+            .as_array()
+            .and_then(|r| r.iter().find(|x| x["unique_id"] == id))
+            .map(|x| x["status"].clone())
+    };
+    assert_eq!(status("model.t.bad"), Some("error".into()));
+    assert_eq!(status("model.t.grandchild"), Some("skipped".into()));
+    assert_eq!(status("model.t.other"), Some("success".into()));
+}
+
+#[test]
+fn fail_fast_stops_scheduling() {
+    let p = fan_out();
+    let out = p.fails(&["run", "--fail-fast", "--threads", "1"], 1);
+    assert!(out.contains("ERROR=1"), "{out}");
+    // With one thread, `other` (after `bad` in file order) never starts.
+    assert!(out.contains("SKIP relation main.other"), "{out}");
+}
+
+#[test]
+fn a_failed_rebuild_keeps_the_previous_table_and_leaves_no_files() {
+    let p = TestProject::with_files(&[(
+        "models/facts.sql",
+        "{{ config(materialized='table') }}select * from (values (1, 10), (2, 20), (3, 30)) as t(id, amount)",
+    )]);
+    p.ok(&["run"]);
+    let files_before = p.files_under(".strata/dev/main/facts");
+    // The new version fails while rows are being written.
+    p.write(
+        "models/facts.sql",
+        "{{ config(materialized='table') }}select id, amount / (id - 2) as amount from (values (1, 10), (2, 20), (3, 30)) as t(id, amount)",
+    );
+    let out = p.fails(&["run"], 1);
+    assert!(out.contains("division by zero"), "{out}");
+    assert_eq!(
+        p.query("select sum(amount) as s from facts"),
+        vec!["s", "60"]
+    );
+    assert_eq!(
+        p.files_under(".strata/dev/main/facts"),
+        files_before,
+        "a failed build left files behind"
+    );
+    // A new table that fails is not created at all.
+    p.write(
+        "models/fresh.sql",
+        "{{ config(materialized='table') }}select 1 / (1 - 1) as x",
+    );
+    p.fails(&["run", "-s", "fresh"], 1);
+    assert!(!p.path().join(".strata/dev/main/fresh").exists());
+}
+
+#[test]
+fn views_and_tables_swap_materialization() {
+    let p = TestProject::with_files(&[("models/m.sql", "select 1 as x")]);
+    p.ok(&["run"]);
+    p.write(
+        "models/m.sql",
+        "{{ config(materialized='table') }}select 2 as x",
+    );
+    p.ok(&["run"]);
+    assert_eq!(p.query("select x from m"), vec!["x", "2"]);
+    p.write("models/m.sql", "select 3 as x");
+    p.ok(&["run"]);
+    assert_eq!(p.query("select x from m"), vec!["x", "3"]);
+    assert!(
+        !p.path().join(".strata/dev/main/m").exists(),
+        "the old table was not dropped"
+    );
+}
+
+#[test]
+fn ephemeral_models_are_inlined() {
+    let p = TestProject::with_files(&[
+        (
+            "models/eph.sql",
+            "{{ config(materialized='ephemeral') }}select 41 as x",
+        ),
+        (
+            "models/eph2.sql",
+            "{{ config(materialized='ephemeral') }}select x + 1 as x from {{ ref('eph') }}",
+        ),
+        (
+            "models/final.sql",
+            "with y as (select * from {{ ref('eph2') }}) select x from y",
+        ),
+    ]);
+    let out = p.ok(&["run"]);
+    assert!(out.contains("TOTAL=1"), "{out}");
+    assert_eq!(p.query("select x from final"), vec!["x", "42"]);
+    let sql = p.ok(&["compile", "-s", "final"]);
+    assert!(sql.starts_with("with __dbt__cte__eph2 as ("), "{sql}");
+}
+
+#[test]
+fn many_models_run_in_parallel_in_dependency_order() {
+    let mut files: Vec<(String, String)> = vec![("models/m0.sql".into(), "select 0 as n".into())];
+    for i in 1..40 {
+        let mat = if i % 3 == 0 { "table" } else { "view" };
+        files.push((
+            format!("models/m{i}.sql"),
+            format!(
+                "{{{{ config(materialized='{mat}') }}}}select max(n) + 1 as n from (select n from {{{{ ref('m{}') }}}} union all select n from {{{{ ref('m{}') }}}}) as u",
+                i - 1,
+                i / 2
+            ),
+        ));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let p = TestProject::with_files(&refs);
+    let out = p.ok(&["run", "--threads", "8"]);
+    assert!(out.contains("PASS=40"), "{out}");
+    assert_eq!(p.query("select max(n) as n from m39"), vec!["n", "39"]);
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of the `strata` binary: one test binary for all of them, to keep link
+//! time down. Each test works in its own temporary project.
+
+mod errors;
+mod execution;
+mod project;
+mod selection;
+mod workflow;

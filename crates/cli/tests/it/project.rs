@@ -1,0 +1,132 @@
+//! A temporary project and helpers to run `strata` in it.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// A project in a temporary folder.
+pub struct TestProject {
+    dir: tempfile::TempDir,
+}
+
+impl TestProject {
+    /// An empty folder.
+    pub fn empty() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// The starter project from `strata init`.
+    pub fn starter() -> Self {
+        let p = Self::empty();
+        strata_in(p.path()).args(["init", "."]).assert().success();
+        p
+    }
+
+    /// A minimal project: a profile, a project file, and the given files.
+    pub fn with_files(files: &[(&str, &str)]) -> Self {
+        let p = Self::empty();
+        p.write("strata.yml", "name: t\nprofile: t\n");
+        p.write(
+            "profiles.yml",
+            "t:\n  target: dev\n  outputs:\n    dev: {type: strata, schema: main, threads: 4}\n    prod: {type: strata, schema: main, lake: .strata/prod}\n",
+        );
+        for (path, text) in files {
+            p.write(path, text);
+        }
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.path().join(rel)).expect("remove");
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).expect("read")
+    }
+
+    /// `strata ARGS` in this project.
+    pub fn strata(&self, args: &[&str]) -> Command {
+        let mut c = strata_in(self.path());
+        c.args(args);
+        c
+    }
+
+    /// Run `strata ARGS`, expecting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.strata(args).output().expect("run strata");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed ({:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            out.status.code()
+        );
+        stdout
+    }
+
+    /// Run `strata ARGS`, expecting exit code `code`; returns stdout + stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.strata(args).output().expect("run strata");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(code), "strata {args:?}:\n{text}");
+        text
+    }
+
+    /// Rows of an inline query as CSV lines (header first).
+    pub fn query(&self, sql: &str) -> Vec<String> {
+        self.ok(&["show", "--inline", sql, "--limit", "-1", "--output", "csv"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Every file under a folder of the project.
+    pub fn files_under(&self, rel: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.path().join(rel)];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// `strata` with its working directory set to `dir` and no inherited profile settings.
+pub fn strata_in(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+    c.current_dir(dir)
+        .env_remove("DBT_PROFILES_DIR")
+        .env_remove("STRATA_PROFILES_DIR")
+        .env_remove("STRATA_PROJECT_DIR")
+        .env_remove("STRATA_LOG")
+        .env("HOME", dir);
+    c
+}

@@ -1,0 +1,82 @@
+//! `--select` / `--exclude` with dbt's grammar, checked through `strata ls`.
+
+use crate::project::TestProject;
+
+fn graph() -> TestProject {
+    // a -> b -> c -> d, a -> e; tags and materializations differ.
+    TestProject::with_files(&[
+        (
+            "models/a.sql",
+            "{{ config(tags=['nightly']) }}select 1 as id",
+        ),
+        ("models/sub/b.sql", "select * from {{ ref('a') }}"),
+        (
+            "models/sub/c.sql",
+            "{{ config(materialized='table') }}select * from {{ ref('b') }}",
+        ),
+        ("models/d.sql", "select * from {{ ref('c') }}"),
+        (
+            "models/e.sql",
+            "{{ config(materialized='table', tags='nightly') }}select * from {{ ref('a') }}",
+        ),
+    ])
+}
+
+fn names(p: &TestProject, args: &[&str]) -> Vec<String> {
+    let mut full = vec!["ls", "-o", "name"];
+    full.extend_from_slice(args);
+    let mut v: Vec<String> = p.ok(&full).lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn graph_operators() {
+    let p = graph();
+    assert_eq!(names(&p, &["-s", "c"]), ["c"]);
+    assert_eq!(names(&p, &["-s", "+c"]), ["a", "b", "c"]);
+    assert_eq!(names(&p, &["-s", "1+c"]), ["b", "c"]);
+    assert_eq!(names(&p, &["-s", "b+"]), ["b", "c", "d"]);
+    assert_eq!(names(&p, &["-s", "b+1"]), ["b", "c"]);
+    assert_eq!(names(&p, &["-s", "@b"]), ["a", "b", "c", "d"]);
+}
+
+#[test]
+fn methods_unions_and_intersections() {
+    let p = graph();
+    assert_eq!(names(&p, &["-s", "tag:nightly"]), ["a", "e"]);
+    assert_eq!(names(&p, &["-s", "config.materialized:table"]), ["c", "e"]);
+    assert_eq!(
+        names(&p, &["-s", "tag:nightly,config.materialized:table"]),
+        ["e"]
+    );
+    assert_eq!(names(&p, &["-s", "tag:nightly c"]), ["a", "c", "e"]);
+    assert_eq!(names(&p, &["-s", "tag:nightly", "c"]), ["a", "c", "e"]);
+    assert_eq!(names(&p, &["-s", "path:models/sub"]), ["b", "c"]);
+    assert_eq!(names(&p, &["-s", "sub"]), ["b", "c"]);
+    assert_eq!(names(&p, &["-s", "t.sub.b"]), ["b"]);
+    assert_eq!(names(&p, &["-s", "models/sub/c.sql"]), ["c"]);
+    assert_eq!(
+        names(&p, &["-s", "a+", "--exclude", "sub"]),
+        ["a", "d", "e"]
+    );
+    assert!(names(&p, &["-s", "nothing_matches"]).is_empty());
+}
+
+#[test]
+fn run_builds_only_the_selection() {
+    let p = graph();
+    let out = p.ok(&["run", "-s", "+c"]);
+    assert!(out.contains("TOTAL=3"), "{out}");
+    assert_eq!(p.query("select count(*) as n from c"), vec!["n", "1"]);
+    let missing = p.fails(&["show", "--inline", "select * from e"], 2);
+    assert!(missing.contains("e"), "{missing}");
+}
+
+#[test]
+fn bad_selectors_are_explained() {
+    let p = graph();
+    let out = p.fails(&["ls", "-s", "tags:nightly"], 2);
+    assert!(out.contains("unknown selector method `tags`"), "{out}");
+    assert!(out.contains("did you mean `tag`"), "{out}");
+}

@@ -1,0 +1,267 @@
+//! The everyday walk: init, run, query, compile, list, clean.
+
+use crate::project::TestProject;
+
+#[test]
+fn starter_project_builds_and_answers_queries() {
+    let p = TestProject::starter();
+    let out = p.ok(&["run"]);
+    assert!(out.contains("1 of 5"), "{out}");
+    assert!(
+        out.contains("OK created sql table model gold.customers"),
+        "{out}"
+    );
+    assert!(
+        out.contains("PASS=5 WARN=0 ERROR=0 SKIP=0 TOTAL=5"),
+        "{out}"
+    );
+
+    // Tables and views resolve from a new process, by ref and by name.
+    assert_eq!(
+        p.query("select count(*) as n from {{ ref('customers') }}"),
+        vec!["n", "20"]
+    );
+    assert_eq!(
+        p.query("select count(*) as n from silver.stg_orders"),
+        vec!["n", "60"]
+    );
+    assert_eq!(
+        p.query("select count(*) as n from gold.orders"),
+        vec!["n", "60"]
+    );
+    // Payments split across methods add up to the total.
+    assert_eq!(
+        p.query(
+            "select count(*) as n from gold.orders \
+             where abs(credit_card_amount + bank_transfer_amount + gift_card_amount + coupon_amount - amount) > 0.001"
+        ),
+        vec!["n", "0"]
+    );
+    // The mart agrees with the raw files.
+    let raw = p.query("select round(sum(amount) / 100, 2) as total from bronze.payments");
+    let mart = p.query("select round(sum(amount), 2) as total from gold.orders");
+    assert_eq!(raw, mart);
+
+    // A second run replaces every table in place.
+    let again = p.ok(&["run"]);
+    assert!(again.contains("PASS=5"), "{again}");
+    assert_eq!(
+        p.query("select count(*) as n from gold.customers"),
+        vec!["n", "20"]
+    );
+}
+
+#[test]
+fn artifacts_follow_dbt_schemas() {
+    let p = TestProject::starter();
+    p.ok(&["run"]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&p.read("target/manifest.json")).expect("manifest");
+    assert_eq!(
+        manifest["metadata"]["dbt_schema_version"],
+        "https://schemas.getdbt.com/dbt/manifest/v12.json"
+    );
+    let orders = &manifest["nodes"]["model.shop.orders"];
+    assert_eq!(orders["schema"], "gold");
+    assert_eq!(orders["config"]["materialized"], "table");
+    assert_eq!(
+        orders["description"],
+        "One row per order, with the amount paid through each payment method.\nPayments arrive in cents in the raw files and are converted to dollars in staging."
+    );
+    assert_eq!(
+        manifest["parent_map"]["model.shop.customers"],
+        serde_json::json!(["model.shop.orders", "model.shop.stg_customers"])
+    );
+    assert!(manifest["sources"]["source.shop.raw.orders"].is_object());
+
+    let results: serde_json::Value =
+        serde_json::from_str(&p.read("target/run_results.json")).expect("run results");
+    assert_eq!(
+        results["metadata"]["dbt_schema_version"],
+        "https://schemas.getdbt.com/dbt/run-results/v6.json"
+    );
+    let entries = results["results"].as_array().expect("results");
+    assert_eq!(entries.len(), 5);
+    let customers = entries
+        .iter()
+        .find(|r| r["unique_id"] == "model.shop.customers")
+        .expect("customers result");
+    assert_eq!(customers["status"], "success");
+    assert_eq!(customers["adapter_response"]["rows_affected"], 20);
+    assert!(
+        p.read("target/compiled/shop/models/marts/orders.sql")
+            .contains("coupon_amount")
+    );
+}
+
+#[test]
+fn compile_renders_jinja_without_running() {
+    let p = TestProject::starter();
+    let sql = p.ok(&["compile", "--select", "stg_payments"]);
+    assert!(
+        sql.contains("round(cast(amount as double) / 100, 2) as amount"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains(r#"from "strata"."bronze"."payments""#),
+        "{sql}"
+    );
+    let all = p.ok(&["compile"]);
+    assert!(all.contains("Compiled 5 models"), "{all}");
+    assert!(
+        p.read("target/compiled/shop/models/marts/customers.sql")
+            .contains("'completed', 'shipped'")
+    );
+    // Nothing was built.
+    assert!(!p.path().join(".strata/dev/gold").exists());
+}
+
+#[test]
+fn ls_lists_nodes_in_each_output() {
+    let p = TestProject::starter();
+    let out = p.ok(&["ls"]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "shop.marts.customers",
+            "shop.marts.orders",
+            "shop.staging.stg_customers",
+            "shop.staging.stg_orders",
+            "shop.staging.stg_payments",
+            "source:shop.raw.customers",
+            "source:shop.raw.orders",
+            "source:shop.raw.payments",
+        ]
+    );
+    assert_eq!(
+        p.ok(&[
+            "ls",
+            "--resource-type",
+            "model",
+            "-o",
+            "name",
+            "-s",
+            "marts"
+        ]),
+        "customers\norders\n"
+    );
+    let json = p.ok(&["ls", "-s", "orders", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).expect("json line");
+    assert_eq!(v["config"]["materialized"], "table");
+}
+
+#[test]
+fn show_prints_tables_csv_and_json() {
+    let p = TestProject::starter();
+    let table = p.ok(&["show", "--select", "stg_customers", "--limit", "2"]);
+    assert!(table.contains("| customer_id | first_name |"), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("| ")).count(),
+        3,
+        "{table}"
+    );
+    let csv = p.ok(&[
+        "show",
+        "--inline",
+        "select 1 as a, 'x' as b",
+        "--output",
+        "csv",
+    ]);
+    assert_eq!(csv, "a,b\n1,x\n");
+    let json = p.ok(&[
+        "show",
+        "--inline",
+        "select 7 / 2 as half",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(json.trim(), r#"[{"half":3.5}]"#);
+}
+
+#[test]
+fn targets_keep_separate_lakes() {
+    let p = TestProject::starter();
+    p.ok(&["run", "--target", "prod", "--select", "stg_orders"]);
+    assert!(p.path().join(".strata/prod/metadata.sqlite").exists());
+    assert!(
+        !p.path().join(".strata/dev").exists(),
+        "dev was touched by a prod run"
+    );
+    p.ok(&["run", "--select", "stg_customers"]);
+    // dev does not see prod's view.
+    let out = p.fails(&["show", "--inline", "select * from silver.stg_orders"], 2);
+    assert!(out.contains("stg_orders"), "{out}");
+}
+
+#[test]
+fn clean_removes_artifacts_but_not_the_warehouse() {
+    let p = TestProject::starter();
+    p.ok(&["run", "-s", "stg_orders"]);
+    assert!(p.path().join("target/manifest.json").exists());
+    p.ok(&["clean"]);
+    assert!(!p.path().join("target").exists());
+    assert_eq!(
+        p.query("select count(*) as n from silver.stg_orders"),
+        vec!["n", "60"]
+    );
+}
+
+#[test]
+fn debug_checks_the_setup() {
+    let p = TestProject::starter();
+    let out = p.ok(&["debug"]);
+    assert!(out.contains("All checks passed!"), "{out}");
+    assert!(out.contains("target:        dev"), "{out}");
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let p = TestProject::empty();
+    let dir = p.path().join("demo");
+    let out = p.ok(&["demo", dir.to_str().expect("utf-8 path")]);
+    assert!(out.contains("PASS=5"), "{out}");
+    assert!(out.contains("lifetime_value"), "{out}");
+}
+
+#[test]
+fn init_refuses_a_non_empty_folder() {
+    let p = TestProject::starter();
+    let out = p.fails(&["init", "."], 2);
+    assert!(out.contains("not empty"), "{out}");
+}
+
+#[test]
+fn help_explains_every_command() {
+    let p = TestProject::empty();
+    let help = p.ok(&["--help"]);
+    for cmd in [
+        "init", "demo", "debug", "compile", "run", "ls", "show", "clean",
+    ] {
+        assert!(
+            help.contains(&format!("  {cmd}")),
+            "--help misses {cmd}:\n{help}"
+        );
+    }
+    let run = p.ok(&["run", "--help"]);
+    assert!(
+        run.contains("--select") && run.contains("--fail-fast") && run.contains("--threads"),
+        "{run}"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let p = TestProject::starter();
+    let out = p.ok(&["--log-format", "json", "run", "-s", "+orders"]);
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let nodes: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "node_finished")
+        .collect();
+    assert_eq!(nodes.len(), 3);
+    assert!(nodes.iter().all(|n| n["status"] == "success"));
+    assert_eq!(events.last().expect("summary")["event"], "run_finished");
+}
