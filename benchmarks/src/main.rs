@@ -1,0 +1,230 @@
+//! `strata-bench`: times the `strata` binary on generated projects and prints a table.
+//!
+//! Scenarios (each at several sizes):
+//! - `startup`: the starter project (5 models, 3 CSV sources): `strata run`, process start to exit.
+//! - `parse`: N models with 2 refs each: `strata ls` (load + parse) and `strata compile`
+//!   (load + parse + compile + write compiled SQL).
+//! - `chain`: a chain of N tiny models (views, then tables): `strata run`; the per-model
+//!   overhead is the run time divided by N.
+//!
+//! Build the binary first (`cargo build --release -p strata`), then
+//! `cargo run --release -p strata-benchmarks -- [--strata PATH] [--runs N] [SCENARIO...]`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmark scenarios for the strata binary")]
+struct Args {
+    /// The strata binary (default: target/release/strata under CARGO_TARGET_DIR or ./target).
+    #[arg(long)]
+    strata: Option<PathBuf>,
+    /// Timed repetitions per measurement (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Scenarios to run: startup, parse, chain (default: all).
+    scenarios: Vec<String>,
+}
+
+struct Row {
+    scenario: String,
+    size: String,
+    median: Duration,
+    min: Duration,
+    note: String,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let strata = match args.strata.clone() {
+        Some(p) => p,
+        None => {
+            let dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
+            dir.join("release").join("strata")
+        }
+    };
+    if !strata.is_file() {
+        bail!("no strata binary at {}; build it with `cargo build --release -p strata` or pass --strata", strata.display());
+    }
+    let all = ["startup", "parse", "chain"];
+    let chosen: Vec<&str> = if args.scenarios.is_empty() {
+        all.to_vec()
+    } else {
+        args.scenarios.iter().map(String::as_str).collect()
+    };
+    let mut rows = Vec::new();
+    for s in chosen {
+        match s {
+            "startup" => rows.extend(startup(&strata, args.runs)?),
+            "parse" => rows.extend(parse(&strata, args.runs)?),
+            "chain" => rows.extend(chain(&strata, args.runs)?),
+            other => bail!("unknown scenario `{other}`; choose from {}", all.join(", ")),
+        }
+    }
+    println!();
+    println!("{:<28} {:>8} {:>12} {:>12}  {}", "scenario", "size", "median", "min", "note");
+    for r in rows {
+        println!(
+            "{:<28} {:>8} {:>10.1}ms {:>10.1}ms  {}",
+            r.scenario,
+            r.size,
+            r.median.as_secs_f64() * 1e3,
+            r.min.as_secs_f64() * 1e3,
+            r.note
+        );
+    }
+    Ok(())
+}
+
+/// Run `strata ARGS` in `dir`, failing on a non-zero exit; returns the wall time.
+fn time_strata(strata: &Path, dir: &Path, args: &[&str]) -> Result<Duration> {
+    let start = Instant::now();
+    let out = Command::new(strata)
+        .args(args)
+        .current_dir(dir)
+        .env("STRATA_PROFILES_DIR", dir)
+        .output()
+        .with_context(|| format!("running {}", strata.display()))?;
+    let elapsed = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "strata {args:?} failed in {}:\n{}{}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(elapsed)
+}
+
+fn measure(runs: usize, mut f: impl FnMut() -> Result<Duration>) -> Result<(Duration, Duration)> {
+    f()?; // warm the file cache
+    let mut times = (0..runs.max(1)).map(|_| f()).collect::<Result<Vec<_>>>()?;
+    times.sort();
+    Ok((times[times.len() / 2], times[0]))
+}
+
+fn write(dir: &Path, rel: &str, text: &str) -> Result<()> {
+    let path = dir.join(rel);
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn base_project(dir: &Path, threads: usize) -> Result<()> {
+    write(dir, "strata.yml", "name: bench\nprofile: bench\n")?;
+    write(
+        dir,
+        "profiles.yml",
+        &format!("bench:\n  target: dev\n  outputs:\n    dev: {{type: strata, schema: main, threads: {threads}}}\n"),
+    )
+}
+
+fn startup(strata: &Path, runs: usize) -> Result<Vec<Row>> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("shop");
+    let status = Command::new(strata).args(["init"]).arg(&dir).output()?;
+    if !status.status.success() {
+        bail!("strata init failed: {}", String::from_utf8_lossy(&status.stderr));
+    }
+    let (median, min) = measure(runs, || time_strata(strata, &dir, &["run"]))?;
+    let (ls_median, ls_min) = measure(runs, || time_strata(strata, &dir, &["ls"]))?;
+    Ok(vec![
+        Row {
+            scenario: "startup: run starter".into(),
+            size: "5".into(),
+            median,
+            min,
+            note: "5 models, 3 CSV sources, process start to exit (target < 300 ms)".into(),
+        },
+        Row {
+            scenario: "startup: ls starter".into(),
+            size: "5".into(),
+            median: ls_median,
+            min: ls_min,
+            note: "load + parse only".into(),
+        },
+    ])
+}
+
+/// A project of `n` models where model i refs two earlier models (2n refs in all).
+fn generate_wide(dir: &Path, n: usize) -> Result<()> {
+    base_project(dir, 4)?;
+    for i in 0..n {
+        let sql = if i < 2 {
+            format!("select {i} as id, 'm{i}' as name")
+        } else {
+            let a = i - 1;
+            let b = (i * 7919) % i;
+            format!(
+                "{{{{ config(tags=['g{}']) }}}}\nselect id + 1 as id, name from {{{{ ref('m{a}') }}}}\nunion all\nselect id, name from {{{{ ref('m{b}') }}}} where id > {i}",
+                i % 10
+            )
+        };
+        write(dir, &format!("models/g{}/m{i}.sql", i / 500), &sql)?;
+    }
+    Ok(())
+}
+
+fn parse(strata: &Path, runs: usize) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for n in [1_000, 5_000] {
+        let tmp = tempfile::tempdir()?;
+        generate_wide(tmp.path(), n)?;
+        let (median, min) = measure(runs, || time_strata(strata, tmp.path(), &["ls", "--output", "name"]))?;
+        rows.push(Row {
+            scenario: "parse: ls".into(),
+            size: n.to_string(),
+            median,
+            min,
+            note: format!("{n} models, {} refs", 2 * n.saturating_sub(2)),
+        });
+        let (median, min) = measure(runs, || time_strata(strata, tmp.path(), &["compile"]))?;
+        rows.push(Row {
+            scenario: "parse + compile".into(),
+            size: n.to_string(),
+            median,
+            min,
+            note: if n == 5_000 { "target < 2 s".into() } else { String::new() },
+        });
+    }
+    Ok(rows)
+}
+
+fn generate_chain(dir: &Path, n: usize, materialized: &str) -> Result<()> {
+    base_project(dir, 1)?;
+    write(dir, "models/c0.sql", &format!("{{{{ config(materialized='{materialized}') }}}}select 1 as id"))?;
+    for i in 1..n {
+        write(
+            dir,
+            &format!("models/c{i}.sql"),
+            &format!("{{{{ config(materialized='{materialized}') }}}}select id + 1 as id from {{{{ ref('c{}') }}}}", i - 1),
+        )?;
+    }
+    Ok(())
+}
+
+fn chain(strata: &Path, runs: usize) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for materialized in ["view", "table"] {
+        for n in [50, 200] {
+            let tmp = tempfile::tempdir()?;
+            generate_chain(tmp.path(), n, materialized)?;
+            let (median, min) = measure(runs, || time_strata(strata, tmp.path(), &["run"]))?;
+            let per_model = median.as_secs_f64() * 1e3 / n as f64;
+            rows.push(Row {
+                scenario: format!("chain of {materialized}s: run"),
+                size: n.to_string(),
+                median,
+                min,
+                note: format!("{per_model:.2} ms per model (target < 15 ms)"),
+            });
+        }
+    }
+    Ok(rows)
+}
