@@ -5,4 +5,5 @@ mod errors;
 mod execution;
 mod project;
 mod selection;
+mod sources;
 mod workflow;
