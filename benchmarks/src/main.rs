@@ -43,12 +43,17 @@ fn main() -> Result<()> {
     let strata = match args.strata.clone() {
         Some(p) => p,
         None => {
-            let dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
+            let dir = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("target"));
             dir.join("release").join("strata")
         }
     };
     if !strata.is_file() {
-        bail!("no strata binary at {}; build it with `cargo build --release -p strata` or pass --strata", strata.display());
+        bail!(
+            "no strata binary at {}; build it with `cargo build --release -p strata` or pass --strata",
+            strata.display()
+        );
     }
     let all = ["startup", "parse", "chain"];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
@@ -66,7 +71,10 @@ fn main() -> Result<()> {
         }
     }
     println!();
-    println!("{:<28} {:>8} {:>12} {:>12}  {}", "scenario", "size", "median", "min", "note");
+    println!(
+        "{:<28} {:>8} {:>12} {:>12}  {}",
+        "scenario", "size", "median", "min", "note"
+    );
     for r in rows {
         println!(
             "{:<28} {:>8} {:>10.1}ms {:>10.1}ms  {}",
@@ -121,7 +129,9 @@ fn base_project(dir: &Path, threads: usize) -> Result<()> {
     write(
         dir,
         "profiles.yml",
-        &format!("bench:\n  target: dev\n  outputs:\n    dev: {{type: strata, schema: main, threads: {threads}}}\n"),
+        &format!(
+            "bench:\n  target: dev\n  outputs:\n    dev: {{type: strata, schema: main, threads: {threads}}}\n"
+        ),
     )
 }
 
@@ -130,7 +140,10 @@ fn startup(strata: &Path, runs: usize) -> Result<Vec<Row>> {
     let dir = tmp.path().join("shop");
     let status = Command::new(strata).args(["init"]).arg(&dir).output()?;
     if !status.status.success() {
-        bail!("strata init failed: {}", String::from_utf8_lossy(&status.stderr));
+        bail!(
+            "strata init failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
     }
     let (median, min) = measure(runs, || time_strata(strata, &dir, &["run"]))?;
     let (ls_median, ls_min) = measure(runs, || time_strata(strata, &dir, &["ls"]))?;
@@ -176,7 +189,9 @@ fn parse(strata: &Path, runs: usize) -> Result<Vec<Row>> {
     for n in [1_000, 5_000] {
         let tmp = tempfile::tempdir()?;
         generate_wide(tmp.path(), n)?;
-        let (median, min) = measure(runs, || time_strata(strata, tmp.path(), &["ls", "--output", "name"]))?;
+        let (median, min) = measure(runs, || {
+            time_strata(strata, tmp.path(), &["ls", "--output", "name"])
+        })?;
         rows.push(Row {
             scenario: "parse: ls".into(),
             size: n.to_string(),
@@ -190,7 +205,11 @@ fn parse(strata: &Path, runs: usize) -> Result<Vec<Row>> {
             size: n.to_string(),
             median,
             min,
-            note: if n == 5_000 { "target < 2 s".into() } else { String::new() },
+            note: if n == 5_000 {
+                "target < 2 s".into()
+            } else {
+                String::new()
+            },
         });
     }
     Ok(rows)
@@ -198,12 +217,19 @@ fn parse(strata: &Path, runs: usize) -> Result<Vec<Row>> {
 
 fn generate_chain(dir: &Path, n: usize, materialized: &str) -> Result<()> {
     base_project(dir, 1)?;
-    write(dir, "models/c0.sql", &format!("{{{{ config(materialized='{materialized}') }}}}select 1 as id"))?;
+    write(
+        dir,
+        "models/c0.sql",
+        &format!("{{{{ config(materialized='{materialized}') }}}}select 1 as id"),
+    )?;
     for i in 1..n {
         write(
             dir,
             &format!("models/c{i}.sql"),
-            &format!("{{{{ config(materialized='{materialized}') }}}}select id + 1 as id from {{{{ ref('c{}') }}}}", i - 1),
+            &format!(
+                "{{{{ config(materialized='{materialized}') }}}}select id + 1 as id from {{{{ ref('c{}') }}}}",
+                i - 1
+            ),
         )?;
     }
     Ok(())

@@ -12,9 +12,18 @@ fn csv_json_ndjson_parquet_and_delta_sources() {
     upstream.ok(&["run"]);
     let delta_dir = upstream.path().join(".strata/dev/main/events");
     let p = TestProject::with_files(&[
-        ("data/users.csv", "id,name,signed_up\n1,Ava,2024-01-02\n2,Ben,2024-02-03\n"),
-        ("data/plans.json", "[{\"plan\": \"free\", \"price\": 0}, {\"plan\": \"pro\", \"price\": 20}]"),
-        ("data/logins.ndjson", "{\"user_id\": 1, \"at\": \"2024-03-01\"}\n{\"user_id\": 1, \"at\": \"2024-03-02\"}\n{\"user_id\": 2, \"at\": \"2024-03-02\"}\n"),
+        (
+            "data/users.csv",
+            "id,name,signed_up\n1,Ava,2024-01-02\n2,Ben,2024-02-03\n",
+        ),
+        (
+            "data/plans.json",
+            "[{\"plan\": \"free\", \"price\": 0}, {\"plan\": \"pro\", \"price\": 20}]",
+        ),
+        (
+            "data/logins.ndjson",
+            "{\"user_id\": 1, \"at\": \"2024-03-01\"}\n{\"user_id\": 1, \"at\": \"2024-03-02\"}\n{\"user_id\": 2, \"at\": \"2024-03-02\"}\n",
+        ),
         (
             "models/sources.yml",
             &format!(
@@ -30,7 +39,10 @@ fn csv_json_ndjson_parquet_and_delta_sources() {
     p.ok(&["run"]);
     assert_eq!(
         p.query("select * from summary"),
-        vec!["early_users,prices,active,delta_clicks,parquet_rows", "1,20,2,2,3"]
+        vec![
+            "early_users,prices,active,delta_clicks,parquet_rows",
+            "1,20,2,2,3"
+        ]
     );
 }
 
@@ -41,7 +53,10 @@ fn a_dbt_project_file_and_profiles_found_as_dbt_finds_them() {
         "dbt_project.yml",
         "name: legacy\nversion: '1.0'\nconfig-version: 2\nprofile: legacy\nmodels:\n  legacy:\n    +materialized: table\n",
     );
-    p.write("models/m.sql", "select {{ var('n', 1) }} as n, '{{ target.name }}' as t");
+    p.write(
+        "models/m.sql",
+        "select {{ var('n', 1) }} as n, '{{ target.name }}' as t",
+    );
     p.write(
         "elsewhere/profiles.yml",
         "legacy:\n  target: ci\n  outputs:\n    ci: {type: strata, schema: analytics, threads: 1}\n",
@@ -52,10 +67,22 @@ fn a_dbt_project_file_and_profiles_found_as_dbt_finds_them() {
         .env("DBT_PROFILES_DIR", p.path().join("elsewhere"))
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("model analytics.m"));
     // ... and through --profiles-dir.
-    let shown = p.ok(&["--profiles-dir", "elsewhere", "show", "--inline", "select * from analytics.m", "-o", "csv"]);
+    let shown = p.ok(&[
+        "--profiles-dir",
+        "elsewhere",
+        "show",
+        "--inline",
+        "select * from analytics.m",
+        "-o",
+        "csv",
+    ]);
     assert_eq!(shown, "n,t\n1,ci\n");
     assert!(p.path().join(".strata/ci/analytics/m/_delta_log").is_dir());
 }
@@ -65,10 +92,14 @@ fn runs_and_node_results_are_kept_in_the_catalog() {
     let p = TestProject::starter();
     p.ok(&["run"]);
     p.ok(&["run", "-s", "orders"]);
-    let meta = strata_meta::MetaStore::open(&p.path().join(".strata/dev/metadata.sqlite")).expect("catalog");
+    let meta = strata_meta::MetaStore::open(&p.path().join(".strata/dev/metadata.sqlite"))
+        .expect("catalog");
     let runs = meta.runs(10).expect("runs");
     assert_eq!(runs.len(), 2);
-    assert!(runs.iter().all(|r| r.status == "success" && r.command == "run" && r.target == "dev"));
+    assert!(
+        runs.iter()
+            .all(|r| r.status == "success" && r.command == "run" && r.target == "dev")
+    );
     let latest = meta.node_results(&runs[0].run_id).expect("nodes");
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[0].unique_id, "model.shop.orders");
@@ -81,9 +112,18 @@ fn runs_and_node_results_are_kept_in_the_catalog() {
 #[test]
 fn this_target_and_macros_render_in_models() {
     let p = TestProject::with_files(&[
-        ("macros/util.sql", "{% macro label(x) %}{{ return(x | upper) }}{% endmacro %}\n{% macro twice(col) %}{{ col }} * 2{% endmacro %}"),
-        ("models/m.sql", "{%- set cols = ['a', 'b'] -%}\nselect\n{%- for c in cols %}\n  {{ twice('1') }} as {{ c }},\n{%- endfor %}\n  '{{ label(this.identifier) }}' as me,\n  '{{ this.schema }}' as s,\n  '{{ target.name }}' as t"),
+        (
+            "macros/util.sql",
+            "{% macro label(x) %}{{ return(x | upper) }}{% endmacro %}\n{% macro twice(col) %}{{ col }} * 2{% endmacro %}",
+        ),
+        (
+            "models/m.sql",
+            "{%- set cols = ['a', 'b'] -%}\nselect\n{%- for c in cols %}\n  {{ twice('1') }} as {{ c }},\n{%- endfor %}\n  '{{ label(this.identifier) }}' as me,\n  '{{ this.schema }}' as s,\n  '{{ target.name }}' as t",
+        ),
     ]);
     p.ok(&["run"]);
-    assert_eq!(p.query("select * from m"), vec!["a,b,me,s,t", "2,2,M,main,dev"]);
+    assert_eq!(
+        p.query("select * from m"),
+        vec!["a,b,me,s,t", "2,2,M,main,dev"]
+    );
 }

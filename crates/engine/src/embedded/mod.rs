@@ -117,6 +117,28 @@ impl EmbeddedWarehouse {
         Ok(self.ctx.sql_with_options(sql, read_only()).await?)
     }
 
+    /// Record a relation just built in the catalog.
+    fn record(
+        &self,
+        req: &MaterializeRequest,
+        kind: RelationKind,
+        location: Option<String>,
+        sql: Option<String>,
+    ) -> Result<()> {
+        self.shared.meta.upsert_relation(&RelationRecord {
+            database: self.shared.database.clone(),
+            schema: req.relation.schema.clone(),
+            name: req.relation.identifier.clone(),
+            kind,
+            location,
+            sql,
+            unique_id: Some(req.unique_id.clone()),
+            run_id: Some(req.run_id.clone()),
+            updated_at: now(),
+        })?;
+        Ok(())
+    }
+
     async fn build_view(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
         let df = self.plan(&req.sql).await?;
         let (schema, name) = (&req.relation.schema, &req.relation.identifier);
@@ -124,17 +146,7 @@ impl EmbeddedWarehouse {
             .shared
             .meta
             .relation(&self.shared.database, schema, name)?;
-        self.shared.meta.upsert_relation(&RelationRecord {
-            database: self.shared.database.clone(),
-            schema: schema.clone(),
-            name: name.clone(),
-            kind: RelationKind::View,
-            location: None,
-            sql: Some(req.sql.clone()),
-            unique_id: Some(req.unique_id.clone()),
-            run_id: Some(req.run_id.clone()),
-            updated_at: now(),
-        })?;
+        self.record(req, RelationKind::View, None, Some(req.sql.clone()))?;
         self.shared.invalidate(schema, name);
         self.shared
             .record_reads(&self.ctx.state(), schema, name, &req.sql);
@@ -218,17 +230,7 @@ impl EmbeddedWarehouse {
         };
         let version = table.version();
         let rows = last_commit_rows(&table).await;
-        self.shared.meta.upsert_relation(&RelationRecord {
-            database: self.shared.database.clone(),
-            schema: schema.clone(),
-            name: name.clone(),
-            kind: RelationKind::Table,
-            location: Some(url.to_string()),
-            sql: None,
-            unique_id: Some(req.unique_id.clone()),
-            run_id: Some(req.run_id.clone()),
-            updated_at: now(),
-        })?;
+        self.record(req, RelationKind::Table, Some(url.to_string()), None)?;
         self.shared.invalidate(schema, name);
         self.shared
             .remember(schema, name, lake::provider_of(&table).await?);

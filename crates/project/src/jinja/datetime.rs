@@ -20,6 +20,15 @@ pub struct PyDate(pub NaiveDate);
 #[derive(Debug, Clone, Copy)]
 pub struct PyTimedelta(pub Duration);
 
+/// The one `timedelta` argument of `add()`.
+fn timedelta_arg(args: &[Value]) -> Result<Duration, Error> {
+    let (delta,): (Value,) = from_args(args)?;
+    delta
+        .downcast_object_ref::<PyTimedelta>()
+        .map(|d| d.0)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "add() takes a timedelta"))
+}
+
 fn strftime_arg(args: &[Value]) -> Result<String, Error> {
     let (fmt,): (String,) = from_args(args)?;
     Ok(fmt)
@@ -78,13 +87,9 @@ impl Object for PyDateTime {
                 kwargs.assert_all_used()?;
                 Ok(Value::from_object(PyDateTime(d)))
             }
-            "add" => {
-                let (delta,): (Value,) = from_args(args)?;
-                let delta = delta.downcast_object_ref::<PyTimedelta>().ok_or_else(|| {
-                    Error::new(ErrorKind::InvalidOperation, "add() takes a timedelta")
-                })?;
-                Ok(Value::from_object(PyDateTime(self.0 + delta.0)))
-            }
+            "add" => Ok(Value::from_object(PyDateTime(
+                self.0 + timedelta_arg(args)?,
+            ))),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }
@@ -118,13 +123,7 @@ impl Object for PyDate {
         match method {
             "strftime" => Ok(Value::from(self.0.format(&strftime_arg(args)?).to_string())),
             "isoformat" => Ok(Value::from(self.0.format("%Y-%m-%d").to_string())),
-            "add" => {
-                let (delta,): (Value,) = from_args(args)?;
-                let delta = delta.downcast_object_ref::<PyTimedelta>().ok_or_else(|| {
-                    Error::new(ErrorKind::InvalidOperation, "add() takes a timedelta")
-                })?;
-                Ok(Value::from_object(PyDate(self.0 + delta.0)))
-            }
+            "add" => Ok(Value::from_object(PyDate(self.0 + timedelta_arg(args)?))),
             _ => Err(Error::from(ErrorKind::UnknownMethod)),
         }
     }

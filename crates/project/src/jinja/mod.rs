@@ -406,16 +406,8 @@ impl JinjaEnv {
         node: NodeInfo,
         resolver: Option<Arc<dyn Resolver>>,
     ) -> Result<(String, Captured), JError> {
-        let scope = Arc::new(Scope {
-            mode,
-            node,
-            resolver,
-            captured: Mutex::new(Captured::default()),
-        });
         let tmpl = self.env.get_template(&template_name(path))?;
-        let out = tmpl.render(scope.context())?;
-        let captured = scope.captured.lock().map(|c| c.clone()).unwrap_or_default();
-        Ok((out, captured))
+        Scope::new(mode, node, resolver).run(|ctx| tmpl.render(ctx))
     }
 
     /// Render SQL that is not a project file (such as `strata show --inline`), named `name`
@@ -428,26 +420,14 @@ impl JinjaEnv {
         node: NodeInfo,
         resolver: Option<Arc<dyn Resolver>>,
     ) -> Result<(String, Captured), JError> {
-        let scope = Arc::new(Scope {
-            mode,
-            node,
-            resolver,
-            captured: Mutex::new(Captured::default()),
-        });
-        let out = self.env.render_named_str(name, source, scope.context())?;
-        let captured = scope.captured.lock().map(|c| c.clone()).unwrap_or_default();
-        Ok((out, captured))
+        Scope::new(mode, node, resolver).run(|ctx| self.env.render_named_str(name, source, ctx))
     }
 
     /// Render a snippet (for example a call to `generate_schema_name`) in a node's context.
     pub fn render_snippet(&self, source: &str, node: NodeInfo) -> Result<String, JError> {
-        let scope = Arc::new(Scope {
-            mode: Mode::Compile,
-            node,
-            resolver: None,
-            captured: Mutex::new(Captured::default()),
-        });
-        self.env.render_str(source, scope.context())
+        Scope::new(Mode::Compile, node, None)
+            .run(|ctx| self.env.render_str(source, ctx))
+            .map(|(out, _)| out)
     }
 
     /// Render a string (such as a YAML description) with the project context and no node.
@@ -523,6 +503,25 @@ struct Scope {
 }
 
 impl Scope {
+    fn new(mode: Mode, node: NodeInfo, resolver: Option<Arc<dyn Resolver>>) -> Arc<Self> {
+        Arc::new(Scope {
+            mode,
+            node,
+            resolver,
+            captured: Mutex::new(Captured::default()),
+        })
+    }
+
+    /// Render with this scope's context; returns the output and what the render recorded.
+    fn run(
+        self: Arc<Self>,
+        render: impl FnOnce(Value) -> Result<String, JError>,
+    ) -> Result<(String, Captured), JError> {
+        let out = render(self.context())?;
+        let captured = self.captured.lock().map(|c| c.clone()).unwrap_or_default();
+        Ok((out, captured))
+    }
+
     fn context(self: &Arc<Self>) -> Value {
         let this = match &self.node.relation {
             Some(r) => Value::from_object(JRelation {
