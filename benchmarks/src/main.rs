@@ -72,8 +72,8 @@ fn main() -> Result<()> {
     }
     println!();
     println!(
-        "{:<28} {:>8} {:>12} {:>12}  {}",
-        "scenario", "size", "median", "min", "note"
+        "{:<28} {:>8} {:>12} {:>12}  note",
+        "scenario", "size", "median", "min"
     );
     for r in rows {
         println!(

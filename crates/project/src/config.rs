@@ -341,9 +341,10 @@ fn apply_level(config: &mut NodeConfig, level: &serde_yaml::Value) {
         let key = yaml_key(k);
         if let Some(name) = key.strip_prefix('+') {
             config.set(name, yaml_to_json(v));
-        } else if KNOWN_CONFIGS.contains(&key.as_str()) && !v.is_mapping() {
-            config.set(&key, yaml_to_json(v));
-        } else if key == "meta" || key == "docs" || key == "contract" {
+        } else if (KNOWN_CONFIGS.contains(&key.as_str()) && !v.is_mapping())
+            || matches!(key.as_str(), "meta" | "docs" | "contract")
+        {
+            // Plain keys are configs when they name one (and are not a folder's mapping).
             config.set(&key, yaml_to_json(v));
         }
     }

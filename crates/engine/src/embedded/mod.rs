@@ -236,7 +236,7 @@ impl EmbeddedWarehouse {
             .remember(schema, name, lake::provider_of(&table).await?);
         Ok(MaterializeOutcome {
             rows_affected: rows,
-            version: version.map(|v| v as u64),
+            version,
             message: match rows {
                 Some(n) => format!("SELECT {n}"),
                 None => "OK".into(),
