@@ -169,3 +169,86 @@ fn many_models_run_in_parallel_in_dependency_order() {
     assert!(out.contains("PASS=40"), "{out}");
     assert_eq!(p.query("select max(n) as n from m39"), vec!["n", "39"]);
 }
+
+/// Paths of data files the Delta log of a table references in any version.
+fn referenced_files(table_dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(table_dir.join("_delta_log"))
+        .expect("log")
+        .flatten()
+    {
+        if entry.path().extension().is_some_and(|e| e == "json") {
+            for line in std::fs::read_to_string(entry.path())
+                .expect("commit")
+                .lines()
+            {
+                let action: serde_json::Value = serde_json::from_str(line).expect("action");
+                if let Some(path) = action["add"]["path"].as_str() {
+                    out.insert(path.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_killed_build_keeps_the_previous_table_and_the_next_build_cleans_up() {
+    let small = "{{ config(materialized='table') }}select value as v from generate_series(1, 3)";
+    let big = "{{ config(materialized='table') }}select value as v, repeat('x', 200) as pad from generate_series(1, 30000000)";
+    let p = TestProject::with_files(&[("models/big.sql", small)]);
+    p.ok(&["run"]);
+    let dir = p.path().join(".strata/dev/main/big");
+    let before = p.files_under(".strata/dev/main/big");
+
+    p.write("models/big.sql", big);
+    let mut child = p
+        .std_command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the build finished before it could be killed"
+        );
+        let now = p.files_under(".strata/dev/main/big");
+        if now
+            .iter()
+            .any(|f| !before.contains(f) && !f.to_string_lossy().contains("_strata_write"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build wrote nothing in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+
+    // The previous version is intact.
+    assert_eq!(p.query("select sum(v) as s from big"), vec!["s", "6"]);
+
+    // The next build finishes and leaves only files the log knows about.
+    p.write(
+        "models/big.sql",
+        "{{ config(materialized='table') }}select value as v from generate_series(1, 4)",
+    );
+    p.ok(&["run"]);
+    assert_eq!(p.query("select sum(v) as s from big"), vec!["s", "10"]);
+    let referenced = referenced_files(&dir);
+    for f in p.files_under(".strata/dev/main/big") {
+        let rel = f
+            .strip_prefix(&dir)
+            .expect("inside")
+            .to_string_lossy()
+            .into_owned();
+        if rel.starts_with("_delta_log") {
+            continue;
+        }
+        assert!(referenced.contains(&rel), "orphan file left behind: {rel}");
+    }
+}

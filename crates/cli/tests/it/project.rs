@@ -60,7 +60,12 @@ impl TestProject {
 
     /// `strata ARGS` in this project.
     pub fn strata(&self, args: &[&str]) -> Command {
-        let mut c = strata_in(self.path());
+        Command::from_std(self.std_command(args))
+    }
+
+    /// `strata ARGS` as a plain process, to spawn and signal.
+    pub fn std_command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std_strata_in(self.path());
         c.args(args);
         c
     }
@@ -121,7 +126,11 @@ impl TestProject {
 
 /// `strata` with its working directory set to `dir` and no inherited profile settings.
 pub fn strata_in(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+    Command::from_std(std_strata_in(dir))
+}
+
+fn std_strata_in(dir: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
     c.current_dir(dir)
         .env_remove("DBT_PROFILES_DIR")
         .env_remove("STRATA_PROFILES_DIR")

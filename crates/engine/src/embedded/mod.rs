@@ -2,9 +2,9 @@
 
 mod catalog;
 mod external;
+mod guard;
 mod lake;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::semantics::TrueDivision;
 use crate::{Materialization, MaterializeOutcome, MaterializeRequest, Warehouse};
 use catalog::{CatalogShared, LakeCatalog};
+use guard::WriteGuard;
 
 /// How to open an embedded warehouse.
 #[derive(Debug, Clone)]
@@ -182,21 +183,27 @@ impl EmbeddedWarehouse {
         let (schema, name) = (&req.relation.schema, &req.relation.identifier);
         self.shared.lake.ensure_writable()?;
         let dir = self.shared.lake.table_dir(schema, name);
-        let existed = dir.as_ref().is_some_and(|d| d.exists());
-        let before = dir.as_deref().map(list_files).unwrap_or_default();
         let url = self.shared.lake.table_url(schema, name)?;
-        if let Some(d) = &dir {
-            std::fs::create_dir_all(d).map_err(|e| {
-                Error::user(format!("cannot create {}: {e}", d.display()))
-                    .with_hint("check that the lake folder is writable")
-            })?;
-        }
-        let table = if dir.as_ref().is_some_and(|d| d.join("_delta_log").is_dir()) || dir.is_none()
-        {
+        let exists = dir.as_ref().is_none_or(|d| d.join("_delta_log").is_dir());
+        let table = if exists {
             DeltaTable::try_from_url(url.clone()).await?
         } else {
             // A new table: the first write creates it, in the same commit as its data.
             deltalake::DeltaTableBuilder::from_url(url.clone())?.build()?
+        };
+        let guard = match &dir {
+            Some(d) => {
+                let live: Vec<String> = if exists {
+                    table.get_file_uris()?.collect()
+                } else {
+                    Vec::new()
+                };
+                Some(WriteGuard::begin(d, &live).map_err(|e| {
+                    Error::user(format!("cannot write {}: {e}", d.display()))
+                        .with_hint("check that the lake folder is writable")
+                })?)
+            }
+            None => None,
         };
         let commit = CommitProperties::default().with_metadata([
             ("strata.run_id".to_string(), serde_json::json!(req.run_id)),
@@ -211,20 +218,13 @@ impl EmbeddedWarehouse {
             .with_commit_properties(commit)
             .await;
         let table = match written {
-            Ok(t) => t,
+            Ok(t) => {
+                guard.map(WriteGuard::finish);
+                t
+            }
             Err(e) => {
                 // Nothing was committed: remove what the failed write left behind.
-                if let Some(d) = &dir {
-                    if existed {
-                        for f in list_files(d) {
-                            if !before.contains(&f) {
-                                let _ = std::fs::remove_file(&f);
-                            }
-                        }
-                    } else {
-                        let _ = std::fs::remove_dir_all(d);
-                    }
-                }
+                guard.map(WriteGuard::abort);
                 return Err(delta_write_error(e));
             }
         };
@@ -261,28 +261,6 @@ fn delta_write_error(e: deltalake::DeltaTableError) -> Error {
             }
         }
     }
-}
-
-/// Files under a folder, except the Delta log.
-fn list_files(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.filter_map(std::result::Result::ok) {
-            let p = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                if p.file_name().is_some_and(|n| n != "_delta_log") {
-                    stack.push(p);
-                }
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 async fn last_commit_rows(table: &DeltaTable) -> Option<u64> {
