@@ -39,7 +39,9 @@ pub async fn debug(global: &GlobalArgs) -> Result<ExitCode> {
         project.jinja.macros().len()
     );
     let (warehouse, _meta) = open_warehouse(&project)?;
-    strata_engine::embedded::Lake::parse(&t.lake)?.ensure_writable()?;
+    strata_engine::embedded::Lake::parse(&t.lake)?
+        .ensure_writable()
+        .await?;
     println!("  lake writable: OK");
     println!("  metadata:      OK");
     let batches = warehouse

@@ -226,3 +226,26 @@ fn missing_vars_and_env_vars_say_how_to_set_them() {
     p.remove("models/v.sql");
     assert_intact(&p);
 }
+
+#[test]
+fn disabled_models_are_skipped_and_refs_to_them_explained() {
+    let p = TestProject::with_files(&[
+        ("models/live/a.sql", "select 1 as id"),
+        ("models/old/b.sql", "select 2 as id"),
+        (
+            "models/live/c.sql",
+            "{{ config(enabled=false) }}select 3 as id",
+        ),
+    ]);
+    p.write(
+        "strata.yml",
+        "name: t\nprofile: t\nmodels:\n  t:\n    +materialized: table\n    old:\n      +enabled: false\n",
+    );
+    let out = p.ok(&["run"]);
+    assert!(out.contains("TOTAL=1"), "{out}");
+    assert!(out.contains("table model main.a"), "{out}");
+    p.write("models/live/d.sql", "select * from {{ ref('b') }}");
+    let out = p.fails(&["run"], 2);
+    assert!(out.contains("ref('b') does not exist"), "{out}");
+    assert!(out.contains("model `b` is disabled"), "{out}");
+}

@@ -4,6 +4,7 @@
 mod errors;
 mod execution;
 mod project;
+mod s3;
 mod selection;
 mod sources;
 mod workflow;

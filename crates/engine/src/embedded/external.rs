@@ -111,6 +111,24 @@ fn glob_first(path: &str) -> Option<std::path::PathBuf> {
     entries.into_iter().next()
 }
 
+/// Make the object store of an `s3://` location known to the session (local paths need none).
+fn register_store(location: &str, state: &SessionState) -> Result<()> {
+    let Ok(url) = url::Url::parse(location) else {
+        return Ok(());
+    };
+    if !super::lake::SUPPORTED_SCHEMES.contains(&url.scheme()) {
+        return Ok(());
+    }
+    let mut bucket = url.clone();
+    bucket.set_path("/");
+    let runtime = state.runtime_env();
+    let store =
+        deltalake::logstore::store_for(&bucket, std::collections::HashMap::<String, String>::new())
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    runtime.register_object_store(&bucket, store);
+    Ok(())
+}
+
 /// Open a file source as a DataFusion table.
 pub async fn open_external(
     src: &ExternalSource,
@@ -163,6 +181,7 @@ pub async fn open_external(
         Format::Parquet => (Arc::new(ParquetFormat::default()), None),
     };
     let url = ListingTableUrl::parse(&src.location).map_err(missing)?;
+    register_store(&src.location, state).map_err(missing)?;
     // The file's own extension, so a `.json` file is read even when the format is ndjson.
     let file_ext = src
         .location

@@ -1,5 +1,9 @@
-//! The lake: a folder (or object-store prefix) holding one Delta table per relation, at
-//! `<root>/<schema>/<table>/`.
+//! The lake: a folder or an object-store prefix (`s3://bucket/prefix`) holding one Delta table
+//! per relation, at `<root>/<schema>/<table>/`.
+//!
+//! Object stores are configured the way delta-rs and the AWS tools read it, from the
+//! environment: `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! and `AWS_ALLOW_HTTP=true` for a plain-HTTP S3-compatible server. Secrets never go in files.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,7 +11,12 @@ use std::sync::Arc;
 use datafusion::catalog::TableProvider;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use deltalake::{DeltaTable, DeltaTableError};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
+
+/// Object-store URL schemes a lake may use.
+pub const SUPPORTED_SCHEMES: [&str; 2] = ["s3", "s3a"];
 
 use crate::error::{Error, Result};
 
@@ -22,13 +31,29 @@ impl Lake {
     /// A lake at a local folder (absolute) or a URL.
     pub fn parse(location: &str) -> Result<Self> {
         if location.contains("://") && !location.starts_with("file://") {
-            let url = Url::parse(location)
+            let mut url = Url::parse(location)
                 .map_err(|e| Error::user(format!("lake `{location}` is not a valid URL: {e}")))?;
-            return Err(Error::user(format!(
-                "lake `{url}`: object stores ({}://) are not supported by this build yet",
-                url.scheme()
-            ))
-            .with_hint("use a local folder for `lake:` in profiles.yml"));
+            if !SUPPORTED_SCHEMES.contains(&url.scheme()) {
+                return Err(Error::user(format!(
+                    "lake `{url}`: `{}://` object stores are not supported",
+                    url.scheme()
+                ))
+                .with_hint(format!(
+                    "use a local folder or one of: {}",
+                    SUPPORTED_SCHEMES
+                        .iter()
+                        .map(|s| format!("{s}://"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            if !url.path().ends_with('/') {
+                url.set_path(&format!("{}/", url.path()));
+            }
+            return Ok(Self {
+                root: url,
+                local: None,
+            });
         }
         let path = PathBuf::from(location.trim_start_matches("file://"));
         if !path.is_absolute() {
@@ -54,15 +79,52 @@ impl Lake {
         self.local.as_deref()
     }
 
-    /// Create the root folder, failing clearly when it cannot be written.
-    pub fn ensure_writable(&self) -> Result<()> {
+    /// Create the root folder (or write a probe object), failing clearly when the lake cannot
+    /// be written.
+    pub async fn ensure_writable(&self) -> Result<()> {
         if let Some(root) = &self.local {
-            std::fs::create_dir_all(root).map_err(|e| lake_not_writable(root, &e))?;
+            std::fs::create_dir_all(root).map_err(|e| lake_not_writable(&root.display(), &e))?;
             let probe = root.join(".strata-write-probe");
-            std::fs::write(&probe, b"").map_err(|e| lake_not_writable(root, &e))?;
+            std::fs::write(&probe, b"").map_err(|e| lake_not_writable(&root.display(), &e))?;
             let _ = std::fs::remove_file(&probe);
+            return Ok(());
         }
+        let store = self.object_store()?;
+        let probe = ObjectPath::from(format!(
+            "{}/.strata-write-probe",
+            self.root.path().trim_matches('/')
+        ));
+        store
+            .put(&probe, PutPayload::from_static(b""))
+            .await
+            .map_err(|e| lake_not_writable(&self.root, &e))?;
+        let _ = store.delete(&probe).await;
         Ok(())
+    }
+
+    /// The object store holding the lake's bucket (object-store lakes).
+    pub fn object_store(&self) -> Result<Arc<dyn ObjectStore>> {
+        let mut bucket = self.root.clone();
+        bucket.set_path("/");
+        deltalake::logstore::store_for(&bucket, std::collections::HashMap::<String, String>::new())
+            .map_err(|e| {
+                Error::user(format!("cannot reach the lake {}: {e}", self.root)).with_hint(
+                    "set AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                     (and AWS_ALLOW_HTTP=true for a plain-HTTP server)",
+                )
+            })
+    }
+
+    /// Whether a Delta table exists at `url`.
+    pub async fn table_exists(&self, schema: &str, name: &str) -> Result<bool> {
+        if let Some(dir) = self.table_dir(schema, name) {
+            return Ok(dir.join("_delta_log").is_dir());
+        }
+        let url = self.table_url(schema, name)?;
+        Ok(deltalake::DeltaTableBuilder::from_url(url)?
+            .build()?
+            .verify_deltatable_existence()
+            .await?)
     }
 
     /// The folder of a table (local lakes).
@@ -83,9 +145,11 @@ impl Lake {
         schema: &str,
         name: &str,
     ) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        if let Some(dir) = self.table_dir(schema, name)
-            && !dir.join("_delta_log").is_dir()
-        {
+        let exists = self
+            .table_exists(schema, name)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if !exists {
             return Ok(None);
         }
         let url = self
@@ -128,9 +192,9 @@ impl Lake {
     }
 }
 
-fn lake_not_writable(root: &Path, e: &std::io::Error) -> Error {
-    Error::user(format!("the lake {} is not writable: {e}", root.display())).with_hint(
-        "point `lake:` of the target in profiles.yml at a folder you can write, or fix its permissions",
+fn lake_not_writable(root: &dyn std::fmt::Display, e: &dyn std::fmt::Display) -> Error {
+    Error::user(format!("the lake {root} is not writable: {e}")).with_hint(
+        "point `lake:` of the target in profiles.yml at a place you can write, or fix its permissions",
     )
 }
 

@@ -181,10 +181,10 @@ impl EmbeddedWarehouse {
     async fn build_table(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
         let df = self.plan(&req.sql).await?;
         let (schema, name) = (&req.relation.schema, &req.relation.identifier);
-        self.shared.lake.ensure_writable()?;
+        self.shared.lake.ensure_writable().await?;
         let dir = self.shared.lake.table_dir(schema, name);
         let url = self.shared.lake.table_url(schema, name)?;
-        let exists = dir.as_ref().is_none_or(|d| d.join("_delta_log").is_dir());
+        let exists = self.shared.lake.table_exists(schema, name).await?;
         let table = if exists {
             DeltaTable::try_from_url(url.clone()).await?
         } else {
@@ -219,12 +219,16 @@ impl EmbeddedWarehouse {
             .await;
         let table = match written {
             Ok(t) => {
-                guard.map(WriteGuard::finish);
+                if let Some(g) = guard {
+                    g.finish();
+                }
                 t
             }
             Err(e) => {
                 // Nothing was committed: remove what the failed write left behind.
-                guard.map(WriteGuard::abort);
+                if let Some(g) = guard {
+                    g.abort();
+                }
                 return Err(delta_write_error(e));
             }
         };
