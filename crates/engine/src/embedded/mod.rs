@@ -51,6 +51,8 @@ pub struct WarehouseOptions {
 pub struct EmbeddedWarehouse {
     ctx: SessionContext,
     shared: Arc<CatalogShared>,
+    /// Set once the lake has been found writable (checked before the first write only).
+    writable: tokio::sync::OnceCell<()>,
 }
 
 impl std::fmt::Debug for EmbeddedWarehouse {
@@ -101,7 +103,11 @@ impl EmbeddedWarehouse {
                 shared: shared.clone(),
             }),
         );
-        Ok(Self { ctx, shared })
+        Ok(Self {
+            ctx,
+            shared,
+            writable: tokio::sync::OnceCell::new(),
+        })
     }
 
     /// The DataFusion session, for callers that need more than [`Warehouse`] offers.
@@ -181,7 +187,9 @@ impl EmbeddedWarehouse {
     async fn build_table(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
         let df = self.plan(&req.sql).await?;
         let (schema, name) = (&req.relation.schema, &req.relation.identifier);
-        self.shared.lake.ensure_writable().await?;
+        self.writable
+            .get_or_try_init(|| self.shared.lake.ensure_writable())
+            .await?;
         let dir = self.shared.lake.table_dir(schema, name);
         let url = self.shared.lake.table_url(schema, name)?;
         let exists = self.shared.lake.table_exists(schema, name).await?;
