@@ -6,6 +6,7 @@
 //!   (load + parse + compile + write compiled SQL).
 //! - `chain`: a chain of N tiny models (views, then tables): `strata run`; the per-model
 //!   overhead is the run time divided by N.
+//! - `seed`: a CSV of N rows (integers, text, decimals, dates, booleans): `strata seed`.
 //!
 //! Build the binary first (`cargo build --release -p strata`), then
 //! `cargo run --release -p strata-benchmarks -- [--strata PATH] [--runs N] [SCENARIO...]`.
@@ -55,7 +56,7 @@ fn main() -> Result<()> {
             strata.display()
         );
     }
-    let all = ["startup", "parse", "chain"];
+    let all = ["startup", "parse", "chain", "seed"];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
     } else {
@@ -67,6 +68,7 @@ fn main() -> Result<()> {
             "startup" => rows.extend(startup(&strata, args.runs)?),
             "parse" => rows.extend(parse(&strata, args.runs)?),
             "chain" => rows.extend(chain(&strata, args.runs)?),
+            "seed" => rows.extend(seed(&strata, args.runs)?),
             other => bail!("unknown scenario `{other}`; choose from {}", all.join(", ")),
         }
     }
@@ -251,6 +253,47 @@ fn chain(strata: &Path, runs: usize) -> Result<Vec<Row>> {
                 note: format!("{per_model:.2} ms per model (target < 15 ms)"),
             });
         }
+    }
+    Ok(rows)
+}
+
+fn seed(strata: &Path, runs: usize) -> Result<Vec<Row>> {
+    use std::io::Write;
+    let mut rows = Vec::new();
+    for n in [100_000usize, 1_000_000] {
+        let tmp = tempfile::tempdir()?;
+        base_project(tmp.path(), 1)?;
+        std::fs::create_dir_all(tmp.path().join("seeds"))?;
+        let file = std::fs::File::create(tmp.path().join("seeds/events.csv"))?;
+        let mut w = std::io::BufWriter::new(file);
+        writeln!(w, "id,customer,amount,day,paid,channel")?;
+        for i in 0..n {
+            writeln!(
+                w,
+                "{i},customer_{},{}.{:02},2024-{:02}-{:02},{},{}",
+                i % 5_000,
+                i % 1_000,
+                i % 100,
+                i % 12 + 1,
+                i % 28 + 1,
+                i % 3 == 0,
+                ["web", "store", "phone"][i % 3]
+            )?;
+        }
+        w.flush()?;
+        drop(w);
+        let (median, min) = measure(runs, || time_strata(strata, tmp.path(), &["seed"]))?;
+        rows.push(Row {
+            scenario: "seed: load csv".into(),
+            size: n.to_string(),
+            median,
+            min,
+            note: if n == 1_000_000 {
+                "6 columns, type inference over every row (target < 2 s)".into()
+            } else {
+                String::new()
+            },
+        });
     }
     Ok(rows)
 }

@@ -88,6 +88,8 @@ enum Command {
     Compile(commands::compile::CompileArgs),
     /// Build the selected models in the warehouse, in dependency order.
     Run(commands::run::RunArgs),
+    /// Load the selected CSV seeds (seed-paths) as tables.
+    Seed(commands::run::SeedArgs),
     /// List the selected nodes.
     #[command(alias = "list")]
     Ls(commands::ls::LsArgs),
@@ -117,6 +119,7 @@ fn main() -> ExitCode {
             Command::Debug => commands::debug::debug(&cli.global).await,
             Command::Compile(args) => commands::compile::compile(&cli.global, &args),
             Command::Run(args) => commands::run::run(&cli.global, &args).await,
+            Command::Seed(args) => commands::run::seed(&cli.global, &args).await,
             Command::Ls(args) => commands::ls::ls(&cli.global, &args),
             Command::Show(args) => commands::show::show(&cli.global, &args).await,
             Command::Clean => commands::clean::clean(&cli.global),

@@ -141,7 +141,13 @@ impl Console {
             );
             for f in failures {
                 println!();
-                println!("{}  Failure in model {} ({})", clock(), f.name, f.file);
+                println!(
+                    "{}  Failure in {} {} ({})",
+                    clock(),
+                    f.resource_type,
+                    f.name,
+                    f.file
+                );
                 for l in f.message.lines() {
                     println!("{}    {l}", clock());
                 }
@@ -156,11 +162,22 @@ impl Console {
 }
 
 fn status_line(index: usize, total: usize, r: &NodeResult) -> String {
+    let seed = r.resource_type == "seed";
     let (word, desc, tail) = match r.status {
+        NodeStatus::Success if seed => (
+            "OK",
+            format!("loaded seed file {}", r.relation_name),
+            format!("[{} in {:.2}s]", r.message, r.seconds),
+        ),
         NodeStatus::Success => (
             "OK",
             format!("created sql {} model {}", r.materialized, r.relation_name),
             format!("[{} in {:.2}s]", r.message, r.seconds),
+        ),
+        NodeStatus::Error if seed => (
+            "ERROR",
+            format!("loading seed file {}", r.relation_name),
+            format!("[ERROR in {:.2}s]", r.seconds),
         ),
         NodeStatus::Error => (
             "ERROR",

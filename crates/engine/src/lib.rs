@@ -57,6 +57,25 @@ pub struct MaterializeRequest {
     pub run_id: String,
 }
 
+/// A request to load a CSV file as a table (a seed).
+#[derive(Debug, Clone)]
+pub struct SeedRequest {
+    /// The seed's unique id.
+    pub unique_id: String,
+    /// Where to load it.
+    pub relation: Relation,
+    /// The CSV file.
+    pub path: std::path::PathBuf,
+    /// The file as the user knows it (`seeds/countries.csv`), for messages.
+    pub display_path: String,
+    /// The field delimiter.
+    pub delimiter: u8,
+    /// SQL types for columns that should not be inferred, by column name.
+    pub column_types: Vec<(String, String)>,
+    /// The run loading it.
+    pub run_id: String,
+}
+
 /// What building a relation did.
 #[derive(Debug, Clone)]
 pub struct MaterializeOutcome {
@@ -73,6 +92,9 @@ pub struct MaterializeOutcome {
 pub trait Warehouse: Send + Sync {
     /// Build (or rebuild) one relation from a query.
     async fn materialize(&self, request: &MaterializeRequest) -> Result<MaterializeOutcome>;
+
+    /// Load a CSV file as a table, inferring column types as dbt does, in one commit.
+    async fn load_seed(&self, request: &SeedRequest) -> Result<MaterializeOutcome>;
 
     /// Run a read-only query, streaming its result (at most `limit` rows when given).
     async fn query(&self, sql: &str, limit: Option<usize>) -> Result<SendableRecordBatchStream>;

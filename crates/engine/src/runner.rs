@@ -9,10 +9,10 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use strata_meta::{MetaStore, NodeResultRecord, RunRecord};
-use strata_project::Project;
 use strata_project::compile::Compiler;
+use strata_project::{Node, Project};
 
-use crate::{Materialization, MaterializeRequest, Warehouse};
+use crate::{Materialization, MaterializeRequest, SeedRequest, Warehouse};
 
 /// What happened to one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,6 +44,8 @@ pub struct NodeResult {
     pub unique_id: String,
     /// Its name.
     pub name: String,
+    /// `model` or `seed`.
+    pub resource_type: String,
     /// `schema.identifier`, as printed.
     pub relation_name: String,
     /// The full quoted relation.
@@ -183,17 +185,17 @@ impl<'a> Runner<'a> {
         self
     }
 
-    /// The models of `selected` that the warehouse builds (ephemeral ones are inlined).
-    pub fn runnable(project: &Project, selected: &BTreeSet<String>) -> Vec<String> {
+    /// The nodes of `selected` of the given resource types (`model`, `seed`) that the
+    /// warehouse builds, in dependency order (ephemeral models are inlined, not built).
+    pub fn runnable(project: &Project, selected: &BTreeSet<String>, types: &[&str]) -> Vec<String> {
         let order = project.graph.topological_order().unwrap_or_default();
         order
             .into_iter()
             .filter(|id| selected.contains(*id))
             .filter(|id| {
-                project
-                    .models
-                    .get(*id)
-                    .is_some_and(|m| m.materialized() != "ephemeral")
+                project.node(id).is_some_and(|n| {
+                    types.contains(&n.resource_type()) && n.materialized() != "ephemeral"
+                })
             })
             .map(str::to_string)
             .collect()
@@ -262,55 +264,42 @@ impl<'a> Runner<'a> {
                     total,
                     unique_id: id,
                 });
-                let model = &self.project.models[id];
+                let Some(node) = self.project.node(id) else {
+                    continue;
+                };
                 let started_at = chrono::Utc::now();
                 let clock = Instant::now();
-                let compiled = compiler.compile(id);
+                // Models compile here, just before they run, so compile errors are node errors.
+                let work = match node {
+                    Node::Model(model) => Work::Model(model, compiler.compile(id)),
+                    Node::Seed(seed) => Work::Seed(seed),
+                };
                 let warehouse = self.warehouse;
                 let run_id = run_id.clone();
                 running.push(async move {
-                    let outcome = match compiled {
-                        Err(e) => Err((e.to_string(), None)),
-                        Ok(c) => {
-                            let materialization = Materialization::parse(model.materialized());
-                            match materialization {
-                                None => Err((
-                                    format!(
-                                        "materialization `{}` is not supported; use table, view or ephemeral",
-                                        model.materialized()
-                                    ),
-                                    Some(c.sql),
-                                )),
-                                Some(materialization) => {
-                                    let req = MaterializeRequest {
-                                        unique_id: id.to_string(),
-                                        relation: model.relation.clone(),
-                                        materialization,
-                                        sql: c.sql.clone(),
-                                        run_id,
-                                    };
-                                    match warehouse.materialize(&req).await {
-                                        Ok(o) => Ok((o, c.sql)),
-                                        Err(e) => Err((e.to_string(), Some(c.sql))),
-                                    }
-                                }
-                            }
-                        }
-                    };
-                    (id, index, started_at, clock.elapsed().as_secs_f64(), outcome)
+                    let outcome = work.execute(warehouse, run_id).await;
+                    (
+                        id,
+                        index,
+                        started_at,
+                        clock.elapsed().as_secs_f64(),
+                        outcome,
+                    )
                 });
             }
             let Some((id, index, started_at, seconds, outcome)) = running.next().await else {
                 break;
             };
-            let model = &self.project.models[id];
-            let mut result = self.result_for(model, started_at, seconds);
+            let Some(node) = self.project.node(id) else {
+                continue;
+            };
+            let mut result = self.result_for(node, started_at, seconds);
             match outcome {
                 Ok((o, sql)) => {
                     result.status = NodeStatus::Success;
                     result.message = o.message;
                     result.rows_affected = o.rows_affected;
-                    result.compiled_sql = Some(sql);
+                    result.compiled_sql = sql;
                 }
                 Err((message, sql)) => {
                     result.status = NodeStatus::Error;
@@ -334,10 +323,16 @@ impl<'a> Runner<'a> {
                 // Skip every descendant in the run.
                 for d in self.project.graph.descendants(id, None) {
                     if in_run.contains(d) && !done.contains(d) && done.insert(d) {
-                        let m = &self.project.models[d];
+                        let Some(m) = self.project.node(d) else {
+                            continue;
+                        };
                         let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
                         r.status = NodeStatus::Skipped;
-                        r.message = format!("skipped: upstream model `{}` failed", model.name);
+                        r.message = format!(
+                            "skipped: upstream {} `{}` failed",
+                            node.resource_type(),
+                            node.name()
+                        );
                         self.record(&run_id, &r)?;
                         reporter.report(RunEvent::NodeFinished {
                             index: position[d],
@@ -361,7 +356,9 @@ impl<'a> Runner<'a> {
         // With --fail-fast, nodes never started are reported as skipped.
         for id in nodes {
             if !done.contains(id.as_str()) {
-                let m = &self.project.models[id.as_str()];
+                let Some(m) = self.project.node(id) else {
+                    continue;
+                };
                 let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
                 r.status = NodeStatus::Skipped;
                 r.message = "skipped: the run stopped at the first failure (--fail-fast)".into();
@@ -422,16 +419,18 @@ impl<'a> Runner<'a> {
 
     fn result_for(
         &self,
-        model: &strata_project::Model,
+        node: Node<'_>,
         started_at: chrono::DateTime<chrono::Utc>,
         seconds: f64,
     ) -> NodeResult {
+        let relation = node.relation();
         NodeResult {
-            unique_id: model.unique_id.clone(),
-            name: model.name.clone(),
-            relation_name: format!("{}.{}", model.relation.schema, model.relation.identifier),
-            relation: model.relation.to_string(),
-            materialized: model.materialized().to_string(),
+            unique_id: node.unique_id().to_string(),
+            name: node.name().to_string(),
+            resource_type: node.resource_type().to_string(),
+            relation_name: format!("{}.{}", relation.schema, relation.identifier),
+            relation: relation.to_string(),
+            materialized: node.materialized().to_string(),
             status: NodeStatus::Skipped,
             message: String::new(),
             seconds,
@@ -439,7 +438,7 @@ impl<'a> Runner<'a> {
             started_at: rfc3339(started_at),
             completed_at: rfc3339(chrono::Utc::now()),
             compiled_sql: None,
-            file: model.original_file_path.to_string_lossy().into_owned(),
+            file: node.file().to_string_lossy().into_owned(),
         }
     }
 
@@ -457,6 +456,63 @@ impl<'a> Runner<'a> {
             })?;
         }
         Ok(())
+    }
+}
+
+/// One node's work, prepared on the scheduler and run concurrently.
+enum Work<'a> {
+    Model(
+        &'a strata_project::Model,
+        strata_project::Result<strata_project::compile::CompiledModel>,
+    ),
+    Seed(&'a strata_project::Seed),
+}
+
+type Outcome = Result<(crate::MaterializeOutcome, Option<String>), (String, Option<String>)>;
+
+impl Work<'_> {
+    async fn execute(self, warehouse: &dyn Warehouse, run_id: String) -> Outcome {
+        match self {
+            Work::Model(_, Err(e)) => Err((e.to_string(), None)),
+            Work::Model(model, Ok(c)) => {
+                let Some(materialization) = Materialization::parse(model.materialized()) else {
+                    return Err((
+                        format!(
+                            "materialization `{}` is not supported; use table, view or ephemeral",
+                            model.materialized()
+                        ),
+                        Some(c.sql),
+                    ));
+                };
+                let req = MaterializeRequest {
+                    unique_id: model.unique_id.clone(),
+                    relation: model.relation.clone(),
+                    materialization,
+                    sql: c.sql.clone(),
+                    run_id,
+                };
+                match warehouse.materialize(&req).await {
+                    Ok(o) => Ok((o, Some(c.sql))),
+                    Err(e) => Err((e.to_string(), Some(c.sql))),
+                }
+            }
+            Work::Seed(seed) => {
+                let req = SeedRequest {
+                    unique_id: seed.unique_id.clone(),
+                    relation: seed.relation.clone(),
+                    path: seed.abs_path.clone(),
+                    display_path: seed.original_file_path.to_string_lossy().into_owned(),
+                    delimiter: seed.delimiter(),
+                    column_types: seed.column_types().into_iter().collect(),
+                    run_id,
+                };
+                warehouse
+                    .load_seed(&req)
+                    .await
+                    .map(|o| (o, None))
+                    .map_err(|e| (e.to_string(), None))
+            }
+        }
     }
 }
 

@@ -97,6 +97,44 @@ pub fn manifest(project: &Project) -> Value {
             }),
         );
     }
+    for s in project.seeds.values() {
+        let mut config = s.config.to_json();
+        if let Value::Object(c) = &mut config {
+            c.entry("materialized").or_insert(json!("seed"));
+            c.entry("enabled").or_insert(json!(true));
+        }
+        nodes.insert(
+            s.unique_id.clone(),
+            json!({
+                "database": s.relation.database,
+                "schema": s.relation.schema,
+                "name": s.name,
+                "resource_type": "seed",
+                "package_name": s.package,
+                "path": s.path.to_string_lossy(),
+                "original_file_path": s.original_file_path.to_string_lossy(),
+                "unique_id": s.unique_id,
+                "fqn": s.fqn,
+                "alias": s.relation.identifier,
+                "checksum": {"name": if s.checksum.starts_with("path:") { "path" } else { "sha256" }, "checksum": s.checksum},
+                "config": config,
+                "tags": s.config.tags(),
+                "description": s.description,
+                "columns": columns_json(&s.columns),
+                "meta": s.config.get("meta").cloned().unwrap_or(json!({})),
+                "group": null,
+                "docs": {"show": true, "node_color": null},
+                "patch_path": s.patch_path.as_ref().map(|p| format!("{package}://{}", p.to_string_lossy())),
+                "build_path": null,
+                "unrendered_config": {},
+                "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
+                "relation_name": s.relation.to_string(),
+                "raw_code": "",
+                "root_path": project.root.to_string_lossy(),
+                "depends_on": {"macros": []},
+            }),
+        );
+    }
     let mut sources = Map::new();
     for s in project.sources.values() {
         sources.insert(

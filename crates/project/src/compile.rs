@@ -47,6 +47,15 @@ impl ProjectResolver {
                     },
                 )
             })
+            .chain(project.seeds.values().map(|s| {
+                (
+                    s.name.clone(),
+                    Resolved {
+                        relation: s.relation.clone(),
+                        ephemeral: None,
+                    },
+                )
+            }))
             .collect();
         let sources = project
             .sources

@@ -20,6 +20,6 @@ pub mod select;
 
 pub use config::{NodeConfig, ProjectConfig};
 pub use error::{Error, Result};
-pub use node::{Model, RefCall, Relation, Source};
+pub use node::{Model, Node, RefCall, Relation, Seed, Source};
 pub use profile::Target;
 pub use project::{LoadOptions, Project};

@@ -150,3 +150,138 @@ pub struct Source {
     /// `loader`, free text.
     pub loader: String,
 }
+
+/// A CSV file loaded as a table (`strata seed`).
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// `seed.<package>.<name>`.
+    pub unique_id: String,
+    /// The seed name (the file stem).
+    pub name: String,
+    /// The package it belongs to.
+    pub package: String,
+    /// The CSV file, relative to the project root.
+    pub original_file_path: PathBuf,
+    /// The CSV file, absolute.
+    pub abs_path: PathBuf,
+    /// The file, relative to its seed folder.
+    pub path: PathBuf,
+    /// Fully qualified name: package, folders, name.
+    pub fqn: Vec<String>,
+    /// The resolved configuration (`column_types`, `delimiter`, `quote_columns`, ...).
+    pub config: NodeConfig,
+    /// Description from properties files.
+    pub description: String,
+    /// Columns from properties files.
+    pub columns: IndexMap<String, Column>,
+    /// The properties file that documents it, when any.
+    pub patch_path: Option<PathBuf>,
+    /// Where it is loaded.
+    pub relation: Relation,
+    /// SHA-256 of the file for files up to 1 MiB, else `path:<file>` (as dbt does).
+    pub checksum: String,
+}
+
+impl Seed {
+    /// The field delimiter (`delimiter` config, default `,`).
+    pub fn delimiter(&self) -> u8 {
+        self.config
+            .get_str("delimiter")
+            .and_then(|d| d.as_bytes().first().copied())
+            .unwrap_or(b',')
+    }
+
+    /// Column type overrides (`column_types`), column name to SQL type.
+    pub fn column_types(&self) -> IndexMap<String, String> {
+        match self.config.get("column_types") {
+            Some(serde_json::Value::Object(m)) => m
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|t| (k.clone(), t.to_string())))
+                .collect(),
+            _ => IndexMap::new(),
+        }
+    }
+}
+
+/// A node that builds a relation: a model or a seed.
+#[derive(Debug, Clone, Copy)]
+pub enum Node<'a> {
+    /// A SQL model.
+    Model(&'a Model),
+    /// A CSV seed.
+    Seed(&'a Seed),
+}
+
+impl<'a> Node<'a> {
+    /// Its unique id.
+    pub fn unique_id(&self) -> &'a str {
+        match self {
+            Node::Model(m) => &m.unique_id,
+            Node::Seed(s) => &s.unique_id,
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &'a str {
+        match self {
+            Node::Model(m) => &m.name,
+            Node::Seed(s) => &s.name,
+        }
+    }
+
+    /// `model` or `seed`.
+    pub fn resource_type(&self) -> &'static str {
+        match self {
+            Node::Model(_) => "model",
+            Node::Seed(_) => "seed",
+        }
+    }
+
+    /// Where it is built.
+    pub fn relation(&self) -> &'a Relation {
+        match self {
+            Node::Model(m) => &m.relation,
+            Node::Seed(s) => &s.relation,
+        }
+    }
+
+    /// Its file, relative to the project root.
+    pub fn file(&self) -> &'a std::path::Path {
+        match self {
+            Node::Model(m) => &m.original_file_path,
+            Node::Seed(s) => &s.original_file_path,
+        }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &'a NodeConfig {
+        match self {
+            Node::Model(m) => &m.config,
+            Node::Seed(s) => &s.config,
+        }
+    }
+
+    /// Its fully qualified name.
+    pub fn fqn(&self) -> &'a [String] {
+        match self {
+            Node::Model(m) => &m.fqn,
+            Node::Seed(s) => &s.fqn,
+        }
+    }
+
+    /// Its package.
+    pub fn package(&self) -> &'a str {
+        match self {
+            Node::Model(m) => &m.package,
+            Node::Seed(s) => &s.package,
+        }
+    }
+
+    /// How it is materialized: the model's `materialized`, or `seed`.
+    pub fn materialized(&self) -> &'a str {
+        match self {
+            Node::Model(m) => m.materialized(),
+            Node::Seed(_) => "seed",
+        }
+    }
+}

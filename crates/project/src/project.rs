@@ -8,11 +8,11 @@ use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 use strata_common::{Location, did_you_mean, relative_to};
 
-use crate::config::{NodeConfig, ProjectConfig, config_from_tree, yaml_to_json};
+use crate::config::{ProjectConfig, config_from_tree, yaml_to_json};
 use crate::error::{Error, Result, read_to_string, yaml_error};
 use crate::graph::Graph;
 use crate::jinja::{Globals, JinjaEnv, Mode, NodeInfo, describe_error};
-use crate::node::{Column, Model, RefCall, Relation, Source};
+use crate::node::{Column, Model, Node, RefCall, Relation, Seed, Source};
 use crate::profile::{Target, load_target};
 use crate::properties::{ColumnEntry, PropertiesFile, SourceEntry};
 
@@ -46,6 +46,8 @@ pub struct Project {
     pub models: IndexMap<String, Model>,
     /// Sources by unique id.
     pub sources: IndexMap<String, Source>,
+    /// Enabled seeds by unique id.
+    pub seeds: IndexMap<String, Seed>,
     /// Docs blocks by name.
     pub docs: HashMap<String, String>,
     /// Parents-to-children edges between nodes.
@@ -87,6 +89,22 @@ impl Project {
     /// A model by name (in the root package).
     pub fn model_by_name(&self, name: &str) -> Option<&Model> {
         self.models.values().find(|m| m.name == name)
+    }
+
+    /// A model or seed by unique id.
+    pub fn node(&self, unique_id: &str) -> Option<Node<'_>> {
+        self.models
+            .get(unique_id)
+            .map(Node::Model)
+            .or_else(|| self.seeds.get(unique_id).map(Node::Seed))
+    }
+
+    /// Every model and seed.
+    pub fn nodes(&self) -> impl Iterator<Item = Node<'_>> {
+        self.models
+            .values()
+            .map(Node::Model)
+            .chain(self.seeds.values().map(Node::Seed))
     }
 
     /// The folder for artifacts and compiled SQL.
@@ -254,7 +272,16 @@ impl Loader {
         // Properties files.
         let mut patches: HashMap<String, (PathBuf, crate::properties::ModelEntry)> = HashMap::new();
         let mut source_entries: Vec<(PathBuf, SourceEntry)> = Vec::new();
-        for (abs, rel) in files_with_ext(&self.root, &self.config.model_paths, &["yml", "yaml"]) {
+        let mut seed_patches: HashMap<String, (PathBuf, crate::properties::ModelEntry)> =
+            HashMap::new();
+        let property_dirs: Vec<String> = self
+            .config
+            .model_paths
+            .iter()
+            .chain(&self.config.seed_paths)
+            .cloned()
+            .collect();
+        for (abs, rel) in files_with_ext(&self.root, &property_dirs, &["yml", "yaml"]) {
             let text = read_to_string(&abs)?;
             if text.trim().is_empty() {
                 continue;
@@ -277,6 +304,9 @@ impl Loader {
             }
             for s in file.sources {
                 source_entries.push((rel.clone(), s));
+            }
+            for entry in file.seeds {
+                seed_patches.insert(entry.name.clone(), (rel.clone(), entry));
             }
         }
 
@@ -397,7 +427,19 @@ impl Loader {
                 ),
                 None => (String::new(), IndexMap::new()),
             };
-            let relation = self.relation_for(&jinja, &f.name, &config, &unique_id, &f)?;
+            let relation = self.relation_for(
+                &jinja,
+                &NodeInfo {
+                    unique_id: unique_id.clone(),
+                    name: f.name.clone(),
+                    package: package.clone(),
+                    resource_type: "model".into(),
+                    fqn: f.fqn.clone(),
+                    original_file_path: f.rel.clone(),
+                    config: config.clone(),
+                    relation: None,
+                },
+            )?;
             let checksum = format!("{:x}", Sha256::digest(f.raw_sql.as_bytes()));
             models.insert(
                 unique_id.clone(),
@@ -422,27 +464,36 @@ impl Loader {
             );
         }
 
+        let seeds = self.seeds(&jinja, &seed_patches, &mut by_name, &package, &mut disabled)?;
         let sources = self.sources(&jinja, &source_entries, &package)?;
 
         // Relations must be unique: two models writing the same table would clobber each other.
-        let mut relations: HashMap<&Relation, &Model> = HashMap::new();
-        for m in models.values() {
-            if m.materialized() == "ephemeral" {
+        let mut relations: HashMap<&Relation, Node<'_>> = HashMap::new();
+        for n in models
+            .values()
+            .map(Node::Model)
+            .chain(seeds.values().map(Node::Seed))
+        {
+            if n.materialized() == "ephemeral" {
                 continue;
             }
-            if let Some(other) = relations.insert(&m.relation, m) {
+            if let Some(other) = relations.insert(n.relation(), n) {
                 return Err(Error::at(
-                    Location::file(&m.original_file_path),
+                    Location::file(n.file()),
                     format!(
-                        "models `{}` and `{}` both build {}",
-                        other.name, m.name, m.relation
+                        "{} `{}` and {} `{}` both build {}",
+                        other.resource_type(),
+                        other.name(),
+                        n.resource_type(),
+                        n.name(),
+                        n.relation()
                     ),
                 )
                 .with_hint("give one of them another `alias` or `schema`"));
             }
         }
 
-        let graph = build_graph(&models, &sources, &disabled)?;
+        let graph = build_graph(&models, &seeds, &sources, &disabled)?;
         Ok(Project {
             root: self.root,
             config: self.config,
@@ -450,6 +501,7 @@ impl Loader {
             target: self.target,
             models,
             sources,
+            seeds,
             docs,
             graph,
             jinja,
@@ -506,24 +558,10 @@ impl Loader {
     }
 
     /// Where a model is built: database, schema (dbt's `generate_schema_name`) and alias.
-    fn relation_for(
-        &self,
-        jinja: &JinjaEnv,
-        name: &str,
-        config: &NodeConfig,
-        unique_id: &str,
-        f: &ModelFile,
-    ) -> Result<Relation> {
-        let info = NodeInfo {
-            unique_id: unique_id.to_string(),
-            name: name.to_string(),
-            package: self.config.name.clone(),
-            resource_type: "model".into(),
-            fqn: f.fqn.clone(),
-            original_file_path: f.rel.clone(),
-            config: config.clone(),
-            relation: None,
-        };
+    fn relation_for(&self, jinja: &JinjaEnv, info: &NodeInfo) -> Result<Relation> {
+        let (name, config) = (info.name.as_str(), &info.config);
+        let file = &info.original_file_path;
+        let kind = &info.resource_type;
         let call = |macro_name: &str, arg: Option<&str>| -> Result<Option<String>> {
             if !jinja.macros().contains_key(macro_name) {
                 return Ok(None);
@@ -538,10 +576,10 @@ impl Loader {
                 .map(|s| Some(s.trim().to_string()))
                 .map_err(|e| {
                     Error::at(
-                        Location::file(&f.rel),
+                        Location::file(file),
                         format!("{macro_name} failed: {}", describe_error(&e)),
                     )
-                    .with_node(format!("model `{name}`"))
+                    .with_node(format!("{kind} `{name}`"))
                 })
         };
         let schema = match call("generate_schema_name", config.schema())? {
@@ -569,13 +607,119 @@ impl Loader {
         ] {
             if value.is_empty() {
                 return Err(Error::at(
-                    Location::file(&f.rel),
-                    format!("the {what} of this model is empty"),
+                    Location::file(file),
+                    format!("the {what} of this {kind} is empty"),
                 )
-                .with_node(format!("model `{name}`")));
+                .with_node(format!("{kind} `{name}`")));
             }
         }
         Ok(Relation::new(database, schema, identifier))
+    }
+
+    fn seeds(
+        &self,
+        jinja: &JinjaEnv,
+        patches: &HashMap<String, (PathBuf, crate::properties::ModelEntry)>,
+        by_name: &mut HashMap<String, PathBuf>,
+        package: &str,
+        disabled: &mut Vec<String>,
+    ) -> Result<IndexMap<String, Seed>> {
+        let mut out = IndexMap::new();
+        for seed_dir in &self.config.seed_paths {
+            for (abs, rel) in files_with_ext(&self.root, std::slice::from_ref(seed_dir), &["csv"]) {
+                let path = relative_to(&abs, &self.root.join(seed_dir));
+                let name = abs
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(first) = by_name.insert(name.clone(), rel.clone()) {
+                    return Err(Error::at(
+                        Location::file(&rel),
+                        format!("`{name}` is both {} and {}", first.display(), rel.display()),
+                    )
+                    .with_hint(
+                        "models and seeds share one namespace for ref(): rename one of the files",
+                    ));
+                }
+                let mut fqn = vec![package.to_string()];
+                if let Some(parent) = path.parent() {
+                    fqn.extend(
+                        parent
+                            .components()
+                            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+                    );
+                }
+                fqn.push(name.clone());
+                let mut config = config_from_tree(self.config.seeds.as_ref(), &fqn);
+                let patch = patches.get(&name);
+                if let Some((_, entry)) = patch {
+                    for (k, v) in &entry.config {
+                        config.set(k, yaml_to_json(v));
+                    }
+                }
+                let unique_id = format!("seed.{package}.{name}");
+                if !config.enabled() {
+                    disabled.push(unique_id);
+                    continue;
+                }
+                let info = NodeInfo {
+                    unique_id: unique_id.clone(),
+                    name: name.clone(),
+                    package: package.to_string(),
+                    resource_type: "seed".into(),
+                    fqn: fqn.clone(),
+                    original_file_path: rel.clone(),
+                    config: config.clone(),
+                    relation: None,
+                };
+                let relation = self.relation_for(jinja, &info)?;
+                let (description, columns) = match patch {
+                    Some((file, entry)) => (
+                        self.render_description(jinja, entry.description.as_deref(), file)?,
+                        self.columns(jinja, &entry.columns, file)?,
+                    ),
+                    None => (String::new(), IndexMap::new()),
+                };
+                let size = std::fs::metadata(&abs).map(|m| m.len()).unwrap_or(u64::MAX);
+                let checksum = if size <= 1 << 20 {
+                    let bytes = std::fs::read(&abs).map_err(|e| Error::io("read", &abs, e))?;
+                    format!("{:x}", Sha256::digest(&bytes))
+                } else {
+                    format!("path:{}", rel.display())
+                };
+                out.insert(
+                    unique_id.clone(),
+                    Seed {
+                        unique_id,
+                        name,
+                        package: package.to_string(),
+                        original_file_path: rel,
+                        abs_path: abs,
+                        path,
+                        fqn,
+                        config,
+                        description,
+                        columns,
+                        patch_path: patch.map(|(p, _)| p.clone()),
+                        relation,
+                        checksum,
+                    },
+                );
+            }
+        }
+        for (name, (file, _)) in patches {
+            if !out.values().any(|s: &Seed| &s.name == name)
+                && !disabled.iter().any(|d| d.ends_with(&format!(".{name}")))
+            {
+                return Err(Error::at(
+                    Location::file(file),
+                    format!("describes seed `{name}`, but there is no seed file `{name}.csv`"),
+                )
+                .with_hint("fix the `name:` or remove the entry"));
+            }
+        }
+        Ok(out)
     }
 
     fn sources(
@@ -696,6 +840,7 @@ fn target_context(t: &Target) -> IndexMap<String, serde_json::Value> {
 
 fn build_graph(
     models: &IndexMap<String, Model>,
+    seeds: &IndexMap<String, Seed>,
     sources: &IndexMap<String, Source>,
     disabled: &[String],
 ) -> Result<Graph> {
@@ -703,12 +848,17 @@ fn build_graph(
     let names: HashMap<&str, &str> = models
         .values()
         .map(|m| (m.name.as_str(), m.unique_id.as_str()))
+        .chain(
+            seeds
+                .values()
+                .map(|s| (s.name.as_str(), s.unique_id.as_str())),
+        )
         .collect();
     let disabled: HashSet<&str> = disabled
         .iter()
         .filter_map(|d| d.rsplit('.').next())
         .collect();
-    for s in sources.keys() {
+    for s in sources.keys().chain(seeds.keys()) {
         graph.add_node(s);
     }
     for m in models.values() {

@@ -16,12 +16,15 @@ pub struct PropertiesFile {
     /// Source entries.
     #[serde(default)]
     pub sources: Vec<SourceEntry>,
+    /// Seed entries (same shape as model entries).
+    #[serde(default)]
+    pub seeds: Vec<ModelEntry>,
     /// Other sections (seeds, snapshots, macros, exposures, ...), read by later stages.
     #[serde(flatten)]
     pub other: IndexMap<String, serde_yaml::Value>,
 }
 
-/// A `models:` entry.
+/// A `models:` (or `seeds:`) entry.
 #[derive(Debug, Deserialize, Clone)]
 pub struct ModelEntry {
     /// The model it describes.

@@ -232,32 +232,44 @@ fn path_match(value: &str, file: &Path, model_paths: &[String]) -> bool {
 }
 
 impl Atom {
-    fn matches_model(&self, project: &Project, m: &crate::node::Model) -> bool {
-        let model_paths = &project.config.model_paths;
+    fn matches_node(&self, project: &Project, n: crate::node::Node<'_>) -> bool {
+        let paths: Vec<String> = project
+            .config
+            .model_paths
+            .iter()
+            .chain(&project.config.seed_paths)
+            .cloned()
+            .collect();
         match &self.method {
             Method::Default => {
-                if self.value.contains('/') || self.value.ends_with(".sql") {
-                    path_match(&self.value, &m.original_file_path, model_paths)
+                if self.value.contains('/')
+                    || self.value.ends_with(".sql")
+                    || self.value.ends_with(".csv")
+                {
+                    path_match(&self.value, n.file(), &paths)
                 } else {
-                    glob_match(&self.value, &m.name)
-                        || fqn_match(&self.value.split('.').collect::<Vec<_>>(), &m.fqn)
+                    glob_match(&self.value, n.name())
+                        || fqn_match(&self.value.split('.').collect::<Vec<_>>(), n.fqn())
                 }
             }
-            Method::Fqn => fqn_match(&self.value.split('.').collect::<Vec<_>>(), &m.fqn),
-            Method::Tag => m.config.tags().iter().any(|t| glob_match(&self.value, t)),
-            Method::Path => path_match(&self.value, &m.original_file_path, model_paths),
-            Method::File => m
-                .original_file_path
+            Method::Fqn => fqn_match(&self.value.split('.').collect::<Vec<_>>(), n.fqn()),
+            Method::Tag => n.config().tags().iter().any(|t| glob_match(&self.value, t)),
+            Method::Path => path_match(&self.value, n.file(), &paths),
+            Method::File => n
+                .file()
                 .file_name()
                 .and_then(|f| f.to_str())
                 .is_some_and(|f| {
                     glob_match(&self.value, f)
-                        || glob_match(&self.value, f.trim_end_matches(".sql"))
+                        || f.rsplit_once('.')
+                            .is_some_and(|(stem, _)| glob_match(&self.value, stem))
                 }),
-            Method::Package => glob_match(&self.value, &m.package),
-            Method::ResourceType => self.value == "model",
+            Method::Package => glob_match(&self.value, n.package()),
+            Method::ResourceType => self.value == n.resource_type(),
             Method::Source => false,
-            Method::Config(key) => config_match(m.config.get(&key.replace('-', "_")), &self.value),
+            Method::Config(key) => {
+                config_match(n.config().get(&key.replace('-', "_")), &self.value)
+            }
         }
     }
 
@@ -285,10 +297,9 @@ impl Atom {
 
     fn select(&self, project: &Project) -> BTreeSet<String> {
         let mut seeds: Vec<&str> = project
-            .models
-            .values()
-            .filter(|m| self.matches_model(project, m))
-            .map(|m| m.unique_id.as_str())
+            .nodes()
+            .filter(|n| self.matches_node(project, *n))
+            .map(|n| n.unique_id())
             .collect();
         seeds.extend(
             project

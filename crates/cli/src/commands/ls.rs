@@ -26,7 +26,7 @@ pub enum LsOutput {
 pub struct LsArgs {
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Only nodes of this type: model or source.
+    /// Only nodes of this type: model, seed or source.
     #[arg(long)]
     pub resource_type: Option<String>,
     /// What to print for each node.
@@ -55,6 +55,23 @@ pub fn ls(global: &GlobalArgs, args: &LsArgs) -> Result<ExitCode> {
                         "original_file_path": m.original_file_path, "unique_id": m.unique_id,
                         "alias": m.relation.identifier, "config": m.config.to_json(), "tags": m.config.tags(),
                         "depends_on": {"nodes": project.graph.parents(&m.unique_id)},
+                    })
+                ),
+            }
+        } else if let Some(s) = project.seeds.get(id) {
+            if !want("seed") {
+                continue;
+            }
+            match args.output {
+                LsOutput::Selector => println!("{}", s.fqn.join(".")),
+                LsOutput::Name => println!("{}", s.name),
+                LsOutput::Path => println!("{}", s.original_file_path.display()),
+                LsOutput::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "name": s.name, "resource_type": "seed", "package_name": s.package,
+                        "original_file_path": s.original_file_path, "unique_id": s.unique_id,
+                        "alias": s.relation.identifier, "config": s.config.to_json(), "tags": s.config.tags(),
                     })
                 ),
             }

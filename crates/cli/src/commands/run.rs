@@ -28,18 +28,50 @@ pub struct RunArgs {
 
 /// Run the command.
 pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<ExitCode> {
+    execute(global, &args.select, args.fail_fast, "run", &["model"]).await
+}
+
+/// Options of `strata seed`.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Stop at the first failure; seeds not yet started are skipped.
+    #[arg(long, short = 'x')]
+    pub fail_fast: bool,
+    /// Accepted for dbt compatibility: seeds are always reloaded in full.
+    #[arg(long)]
+    pub full_refresh: bool,
+}
+
+/// `strata seed`: load the selected CSV seeds.
+pub async fn seed(global: &GlobalArgs, args: &SeedArgs) -> Result<ExitCode> {
+    execute(global, &args.select, args.fail_fast, "seed", &["seed"]).await
+}
+
+/// Build the selected nodes of the given resource types and report as dbt does.
+async fn execute(
+    global: &GlobalArgs,
+    select_args: &SelectArgs,
+    fail_fast: bool,
+    command: &str,
+    types: &[&str],
+) -> Result<ExitCode> {
     let project = load_project(global)?;
     write_artifact(&project, "manifest.json", &manifest(&project))?;
-    let selected = select(&project, &args.select)?;
-    let nodes = Runner::runnable(&project, &selected);
+    let selected = select(&project, select_args)?;
+    let nodes = Runner::runnable(&project, &selected, types);
     let console = Console::new(global);
+    let noun = types.join(" and ");
     if nodes.is_empty() {
-        console.info("Nothing to do: the selection matched no models to build.");
+        console.info(&format!(
+            "Nothing to do: the selection matched no {noun}s to build."
+        ));
         return Ok(ExitCode::SUCCESS);
     }
     let (warehouse, meta) = open_warehouse(&project)?;
     console.info(&format!(
-        "Running {} model{} on target `{}` with {} thread{}",
+        "Running {} {noun}{} on target `{}` with {} thread{}",
         nodes.len(),
         if nodes.len() == 1 { "" } else { "s" },
         project.target.name,
@@ -49,17 +81,17 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<ExitCode> {
     let argv: Vec<String> = std::env::args().collect();
     let results = Runner::new(&project, &warehouse)
         .with_meta(meta)
-        .with_fail_fast(args.fail_fast)
-        .with_command("run", &argv.join(" "))
+        .with_fail_fast(fail_fast)
+        .with_command(command, &argv.join(" "))
         .run(&nodes, &console)
         .await?;
     write_compiled(&project, &results)?;
     write_artifact(
         &project,
         "run_results.json",
-        &run_results(&project, &results, "run"),
+        &run_results(&project, &results, command),
     )?;
-    console.summary(&results, "model");
+    console.summary(&results, &noun);
     Ok(if results.success() {
         ExitCode::SUCCESS
     } else {

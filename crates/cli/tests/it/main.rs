@@ -5,6 +5,7 @@ mod errors;
 mod execution;
 mod project;
 mod s3;
+mod seeds;
 mod selection;
 mod sources;
 mod workflow;

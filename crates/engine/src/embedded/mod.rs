@@ -4,6 +4,7 @@ mod catalog;
 mod external;
 mod guard;
 mod lake;
+mod seed;
 
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ pub use lake::Lake;
 
 use crate::error::{Error, Result};
 use crate::semantics::TrueDivision;
-use crate::{Materialization, MaterializeOutcome, MaterializeRequest, Warehouse};
+use crate::{Materialization, MaterializeOutcome, MaterializeRequest, SeedRequest, Warehouse};
 use catalog::{CatalogShared, LakeCatalog};
 use guard::WriteGuard;
 
@@ -127,20 +128,20 @@ impl EmbeddedWarehouse {
     /// Record a relation just built in the catalog.
     fn record(
         &self,
-        req: &MaterializeRequest,
+        target: &WriteTarget<'_>,
         kind: RelationKind,
         location: Option<String>,
         sql: Option<String>,
     ) -> Result<()> {
         self.shared.meta.upsert_relation(&RelationRecord {
             database: self.shared.database.clone(),
-            schema: req.relation.schema.clone(),
-            name: req.relation.identifier.clone(),
+            schema: target.relation.schema.clone(),
+            name: target.relation.identifier.clone(),
             kind,
             location,
             sql,
-            unique_id: Some(req.unique_id.clone()),
-            run_id: Some(req.run_id.clone()),
+            unique_id: Some(target.unique_id.to_string()),
+            run_id: Some(target.run_id.to_string()),
             updated_at: now(),
         })?;
         Ok(())
@@ -153,7 +154,12 @@ impl EmbeddedWarehouse {
             .shared
             .meta
             .relation(&self.shared.database, schema, name)?;
-        self.record(req, RelationKind::View, None, Some(req.sql.clone()))?;
+        self.record(
+            &WriteTarget::of(req),
+            RelationKind::View,
+            None,
+            Some(req.sql.clone()),
+        )?;
         self.shared.invalidate(schema, name);
         self.shared
             .record_reads(&self.ctx.state(), schema, name, &req.sql);
@@ -186,7 +192,17 @@ impl EmbeddedWarehouse {
 
     async fn build_table(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
         let df = self.plan(&req.sql).await?;
-        let (schema, name) = (&req.relation.schema, &req.relation.identifier);
+        self.write_table(&WriteTarget::of(req), df.logical_plan().clone())
+            .await
+    }
+
+    /// Replace a table with the result of a plan, in one commit.
+    async fn write_table(
+        &self,
+        target: &WriteTarget<'_>,
+        plan: datafusion::logical_expr::LogicalPlan,
+    ) -> Result<MaterializeOutcome> {
+        let (schema, name) = (&target.relation.schema, &target.relation.identifier);
         self.writable
             .get_or_try_init(|| self.shared.lake.ensure_writable())
             .await?;
@@ -214,12 +230,18 @@ impl EmbeddedWarehouse {
             None => None,
         };
         let commit = CommitProperties::default().with_metadata([
-            ("strata.run_id".to_string(), serde_json::json!(req.run_id)),
-            ("strata.node".to_string(), serde_json::json!(req.unique_id)),
+            (
+                "strata.run_id".to_string(),
+                serde_json::json!(target.run_id),
+            ),
+            (
+                "strata.node".to_string(),
+                serde_json::json!(target.unique_id),
+            ),
         ]);
         let written = table
             .write(Vec::<RecordBatch>::new())
-            .with_input_plan(df.logical_plan().clone())
+            .with_input_plan(plan)
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite)
             .with_session_state(Arc::new(self.ctx.state()))
@@ -242,7 +264,7 @@ impl EmbeddedWarehouse {
         };
         let version = table.version();
         let rows = last_commit_rows(&table).await;
-        self.record(req, RelationKind::Table, Some(url.to_string()), None)?;
+        self.record(target, RelationKind::Table, Some(url.to_string()), None)?;
         self.shared.invalidate(schema, name);
         self.shared
             .remember(schema, name, lake::provider_of(&table).await?);
@@ -254,6 +276,23 @@ impl EmbeddedWarehouse {
                 None => "OK".into(),
             },
         })
+    }
+}
+
+/// What a table write needs to know about its node.
+struct WriteTarget<'a> {
+    unique_id: &'a str,
+    run_id: &'a str,
+    relation: &'a strata_project::Relation,
+}
+
+impl<'a> WriteTarget<'a> {
+    fn of(req: &'a MaterializeRequest) -> Self {
+        Self {
+            unique_id: &req.unique_id,
+            run_id: &req.run_id,
+            relation: &req.relation,
+        }
     }
 }
 
@@ -295,6 +334,19 @@ impl Warehouse for EmbeddedWarehouse {
             Materialization::Table => self.build_table(request).await,
             Materialization::View => self.build_view(request).await,
         }
+    }
+
+    async fn load_seed(&self, req: &SeedRequest) -> Result<MaterializeOutcome> {
+        let target = WriteTarget {
+            unique_id: &req.unique_id,
+            run_id: &req.run_id,
+            relation: &req.relation,
+        };
+        let plan = seed::plan(&self.ctx, req).await?;
+        self.write_table(&target, plan).await.map_err(|e| match e {
+            Error::Sql(msg) => Error::Sql(format!("{}: {msg}", req.display_path)),
+            other => other,
+        })
     }
 
     async fn query(&self, sql: &str, limit: Option<usize>) -> Result<SendableRecordBatchStream> {
