@@ -90,6 +90,10 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Load the selected CSV seeds (seed-paths) as tables.
     Seed(commands::run::SeedArgs),
+    /// Run the data tests of the selected nodes (a test passes when it finds no rows).
+    Test(commands::run::TestArgs),
+    /// Seeds, models and tests together, in dependency order.
+    Build(commands::run::BuildArgs),
     /// List the selected nodes.
     #[command(alias = "list")]
     Ls(commands::ls::LsArgs),
@@ -120,6 +124,8 @@ fn main() -> ExitCode {
             Command::Compile(args) => commands::compile::compile(&cli.global, &args),
             Command::Run(args) => commands::run::run(&cli.global, &args).await,
             Command::Seed(args) => commands::run::seed(&cli.global, &args).await,
+            Command::Test(args) => commands::run::test(&cli.global, &args).await,
+            Command::Build(args) => commands::run::build(&cli.global, &args).await,
             Command::Ls(args) => commands::ls::ls(&cli.global, &args),
             Command::Show(args) => commands::show::show(&cli.global, &args).await,
             Command::Clean => commands::clean::clean(&cli.global),

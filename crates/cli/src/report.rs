@@ -103,8 +103,9 @@ impl Console {
         {
             b.finish_and_clear();
         }
-        let pass = results.count(NodeStatus::Success);
-        let error = results.count(NodeStatus::Error);
+        let pass = results.count(NodeStatus::Success) + results.count(NodeStatus::Pass);
+        let warn = results.count(NodeStatus::Warn);
+        let error = results.count(NodeStatus::Error) + results.count(NodeStatus::Fail);
         let skip = results.count(NodeStatus::Skipped);
         let total = results.results.len();
         if self.format == LogFormat::Json {
@@ -112,7 +113,7 @@ impl Console {
                 "{}",
                 serde_json::json!({
                     "ts": now(), "level": if error > 0 { "error" } else { "info" }, "event": "run_finished",
-                    "pass": pass, "error": error, "skip": skip, "total": total, "elapsed": results.elapsed,
+                    "pass": pass, "warn": warn, "error": error, "skip": skip, "total": total, "elapsed": results.elapsed,
                 })
             );
             return;
@@ -129,7 +130,7 @@ impl Console {
         let failures: Vec<&NodeResult> = results
             .results
             .iter()
-            .filter(|r| r.status == NodeStatus::Error)
+            .filter(|r| r.status.is_failure())
             .collect();
         if !failures.is_empty() {
             println!();
@@ -153,9 +154,24 @@ impl Console {
                 }
             }
         }
+        for w in results
+            .results
+            .iter()
+            .filter(|r| r.status == NodeStatus::Warn)
+        {
+            println!();
+            println!(
+                "{}  Warning in {} {} ({})",
+                clock(),
+                w.resource_type,
+                w.name,
+                w.file
+            );
+            println!("{}    {}", clock(), w.message);
+        }
         println!();
         println!(
-            "{}  Done. PASS={pass} WARN=0 ERROR={error} SKIP={skip} TOTAL={total}",
+            "{}  Done. PASS={pass} WARN={warn} ERROR={error} SKIP={skip} TOTAL={total}",
             clock()
         );
     }
@@ -163,7 +179,28 @@ impl Console {
 
 fn status_line(index: usize, total: usize, r: &NodeResult) -> String {
     let seed = r.resource_type == "seed";
+    let failures = r.failures.unwrap_or(0);
     let (word, desc, tail) = match r.status {
+        NodeStatus::Pass => (
+            "PASS",
+            r.name.clone(),
+            format!("[PASS in {:.2}s]", r.seconds),
+        ),
+        NodeStatus::Fail => (
+            "FAIL",
+            format!("{failures} {}", r.name),
+            format!("[FAIL {failures} in {:.2}s]", r.seconds),
+        ),
+        NodeStatus::Warn => (
+            "WARN",
+            format!("{failures} {}", r.name),
+            format!("[WARN {failures} in {:.2}s]", r.seconds),
+        ),
+        NodeStatus::Error if r.resource_type == "test" => (
+            "ERROR",
+            r.name.clone(),
+            format!("[ERROR in {:.2}s]", r.seconds),
+        ),
         NodeStatus::Success if seed => (
             "OK",
             format!("loaded seed file {}", r.relation_name),
@@ -184,6 +221,9 @@ fn status_line(index: usize, total: usize, r: &NodeResult) -> String {
             format!("creating sql {} model {}", r.materialized, r.relation_name),
             format!("[ERROR in {:.2}s]", r.seconds),
         ),
+        NodeStatus::Skipped if r.resource_type == "test" => {
+            ("SKIP", format!("test {}", r.name), "[SKIP]".to_string())
+        }
         NodeStatus::Skipped => (
             "SKIP",
             format!("relation {}", r.relation_name),
@@ -241,7 +281,7 @@ impl Reporter for Console {
                         "{}",
                         serde_json::json!({
                             "ts": now(),
-                            "level": if result.status == NodeStatus::Error { "error" } else { "info" },
+                            "level": if result.status.is_failure() { "error" } else if result.status == NodeStatus::Warn { "warn" } else { "info" },
                             "event": "node_finished",
                             "index": index,
                             "total": total,
@@ -251,10 +291,11 @@ impl Reporter for Console {
                             "status": result.status,
                             "message": result.message,
                             "rows_affected": result.rows_affected,
+                            "failures": result.failures,
                             "seconds": result.seconds,
                         })
                     );
-                } else if !self.quiet || result.status == NodeStatus::Error {
+                } else if !self.quiet || result.status.is_failure() {
                     self.line(&status_line(index, total, result));
                 }
             }

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
+use futures::TryStreamExt;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use strata_meta::{MetaStore, NodeResultRecord, RunRecord};
 use strata_project::compile::Compiler;
+use strata_project::data_tests::DataTest;
 use strata_project::{Node, Project};
 
 use crate::{Materialization, MaterializeRequest, SeedRequest, Warehouse};
@@ -20,20 +22,34 @@ use crate::{Materialization, MaterializeRequest, SeedRequest, Warehouse};
 pub enum NodeStatus {
     /// Built.
     Success,
-    /// Failed to compile or build.
+    /// Failed to compile or build (or a test's query failed to run).
     Error,
     /// Not run because a parent failed (or the run stopped early).
     Skipped,
+    /// A test found no failing rows.
+    Pass,
+    /// A test found failing rows (severity error).
+    Fail,
+    /// A test found failing rows (severity warn, or `warn_if` met).
+    Warn,
 }
 
 impl NodeStatus {
-    /// The word dbt prints.
+    /// The word dbt writes in run results.
     pub fn as_str(self) -> &'static str {
         match self {
             NodeStatus::Success => "success",
             NodeStatus::Error => "error",
             NodeStatus::Skipped => "skipped",
+            NodeStatus::Pass => "pass",
+            NodeStatus::Fail => "fail",
+            NodeStatus::Warn => "warn",
         }
+    }
+
+    /// Whether the run should count this node as failed (its descendants are skipped).
+    pub fn is_failure(self) -> bool {
+        matches!(self, NodeStatus::Error | NodeStatus::Fail)
     }
 }
 
@@ -44,7 +60,7 @@ pub struct NodeResult {
     pub unique_id: String,
     /// Its name.
     pub name: String,
-    /// `model` or `seed`.
+    /// `model`, `seed` or `test`.
     pub resource_type: String,
     /// `schema.identifier`, as printed.
     pub relation_name: String,
@@ -60,6 +76,8 @@ pub struct NodeResult {
     pub seconds: f64,
     /// Rows written, for tables.
     pub rows_affected: Option<u64>,
+    /// Failing rows, for tests.
+    pub failures: Option<u64>,
     /// When it started (RFC 3339).
     pub started_at: String,
     /// When it finished.
@@ -124,9 +142,11 @@ pub struct RunResults {
 }
 
 impl RunResults {
-    /// Whether every node succeeded.
+    /// Whether nothing failed (warnings do not count).
     pub fn success(&self) -> bool {
-        self.results.iter().all(|r| r.status == NodeStatus::Success)
+        self.results
+            .iter()
+            .all(|r| !r.status.is_failure() && r.status != NodeStatus::Skipped)
     }
 
     /// How many nodes ended with `status`.
@@ -192,10 +212,9 @@ impl<'a> Runner<'a> {
         order
             .into_iter()
             .filter(|id| selected.contains(*id))
-            .filter(|id| {
-                project.node(id).is_some_and(|n| {
-                    types.contains(&n.resource_type()) && n.materialized() != "ephemeral"
-                })
+            .filter(|id| match project.node(id) {
+                Some(n) => types.contains(&n.resource_type()) && n.materialized() != "ephemeral",
+                None => types.contains(&"test") && project.tests.contains_key(*id),
             })
             .map(str::to_string)
             .collect()
@@ -248,6 +267,7 @@ impl<'a> Runner<'a> {
             .map(|n| (position[n], n))
             .collect();
         let mut done: HashSet<&str> = HashSet::new();
+        let mut started_nodes: HashSet<&str> = HashSet::new();
         let mut results: Vec<NodeResult> = Vec::with_capacity(total);
         let mut compiler = Compiler::new(self.project);
         let mut running = FuturesUnordered::new();
@@ -264,15 +284,18 @@ impl<'a> Runner<'a> {
                     total,
                     unique_id: id,
                 });
-                let Some(node) = self.project.node(id) else {
+                let Some(subject) = Subject::of(self.project, id) else {
                     continue;
                 };
+                started_nodes.insert(id);
                 let started_at = chrono::Utc::now();
                 let clock = Instant::now();
-                // Models compile here, just before they run, so compile errors are node errors.
-                let work = match node {
-                    Node::Model(model) => Work::Model(model, compiler.compile(id)),
-                    Node::Seed(seed) => Work::Seed(seed),
+                // Models and tests compile here, just before they run, so compile errors are
+                // node errors.
+                let work = match subject {
+                    Subject::Node(Node::Model(model)) => Work::Model(model, compiler.compile(id)),
+                    Subject::Node(Node::Seed(seed)) => Work::Seed(seed),
+                    Subject::Test(test) => Work::Test(test, compiler.compile_test(id)),
                 };
                 let warehouse = self.warehouse;
                 let run_id = run_id.clone();
@@ -290,25 +313,17 @@ impl<'a> Runner<'a> {
             let Some((id, index, started_at, seconds, outcome)) = running.next().await else {
                 break;
             };
-            let Some(node) = self.project.node(id) else {
+            let Some(node) = Subject::of(self.project, id) else {
                 continue;
             };
             let mut result = self.result_for(node, started_at, seconds);
-            match outcome {
-                Ok((o, sql)) => {
-                    result.status = NodeStatus::Success;
-                    result.message = o.message;
-                    result.rows_affected = o.rows_affected;
-                    result.compiled_sql = sql;
-                }
-                Err((message, sql)) => {
-                    result.status = NodeStatus::Error;
-                    result.message = message;
-                    result.compiled_sql = sql;
-                }
-            }
+            result.status = outcome.status;
+            result.message = outcome.message;
+            result.rows_affected = outcome.rows_affected;
+            result.failures = outcome.failures;
+            result.compiled_sql = outcome.sql;
             done.insert(id);
-            let failed = result.status == NodeStatus::Error;
+            let failed = result.status.is_failure();
             self.record(&run_id, &result)?;
             reporter.report(RunEvent::NodeFinished {
                 index,
@@ -320,10 +335,30 @@ impl<'a> Runner<'a> {
                 if self.fail_fast {
                     stop = true;
                 }
-                // Skip every descendant in the run.
-                for d in self.project.graph.descendants(id, None) {
-                    if in_run.contains(d) && !done.contains(d) && done.insert(d) {
-                        let Some(m) = self.project.node(d) else {
+                // Skip every descendant in the run; for a failing test, the descendants of the
+                // node it tests (its other tests still run).
+                let origin = self
+                    .project
+                    .tests
+                    .get(id)
+                    .and_then(|t| t.attached_node.as_deref())
+                    .unwrap_or(id);
+                let sibling_test = |d: &str| {
+                    self.project
+                        .tests
+                        .get(d)
+                        .is_some_and(|t| t.attached_node.as_deref() == Some(origin))
+                };
+                let descendants: Vec<&str> = self
+                    .project
+                    .graph
+                    .descendants(origin, None)
+                    .into_iter()
+                    .filter(|d| origin == id || !sibling_test(d))
+                    .collect();
+                for d in descendants {
+                    if in_run.contains(d) && !started_nodes.contains(d) && done.insert(d) {
+                        let Some(m) = Subject::of(self.project, d) else {
                             continue;
                         };
                         let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
@@ -356,7 +391,7 @@ impl<'a> Runner<'a> {
         // With --fail-fast, nodes never started are reported as skipped.
         for id in nodes {
             if !done.contains(id.as_str()) {
-                let Some(m) = self.project.node(id) else {
+                let Some(m) = Subject::of(self.project, id) else {
                     continue;
                 };
                 let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
@@ -412,6 +447,26 @@ impl<'a> Runner<'a> {
                     stack.extend(g.parents(p));
                 }
             }
+            // As in `dbt build`: a model waits for the tests of its parents, except tests that
+            // themselves read this model or something downstream of it.
+            if !self.project.tests.contains_key(n.as_str()) {
+                let mut ancestors: Option<HashSet<&str>> = None;
+                let parents: Vec<String> = found.iter().cloned().collect();
+                for p in parents {
+                    for t in self.project.tests.values() {
+                        if t.attached_node.as_deref() != Some(p.as_str())
+                            || !in_run.contains(t.unique_id.as_str())
+                        {
+                            continue;
+                        }
+                        let anc = ancestors
+                            .get_or_insert_with(|| g.ancestors(n, None).into_iter().collect());
+                        if t.depends_on.iter().all(|d| anc.contains(d.as_str())) {
+                            found.insert(t.unique_id.clone());
+                        }
+                    }
+                }
+            }
             out.insert(n.as_str(), found.into_iter().collect());
         }
         out
@@ -419,26 +474,37 @@ impl<'a> Runner<'a> {
 
     fn result_for(
         &self,
-        node: Node<'_>,
+        subject: Subject<'_>,
         started_at: chrono::DateTime<chrono::Utc>,
         seconds: f64,
     ) -> NodeResult {
-        let relation = node.relation();
+        let (relation_name, relation, materialized) = match subject {
+            Subject::Node(node) => {
+                let r = node.relation();
+                (
+                    format!("{}.{}", r.schema, r.identifier),
+                    r.to_string(),
+                    node.materialized().to_string(),
+                )
+            }
+            Subject::Test(t) => (t.name.clone(), String::new(), "test".to_string()),
+        };
         NodeResult {
-            unique_id: node.unique_id().to_string(),
-            name: node.name().to_string(),
-            resource_type: node.resource_type().to_string(),
-            relation_name: format!("{}.{}", relation.schema, relation.identifier),
-            relation: relation.to_string(),
-            materialized: node.materialized().to_string(),
+            unique_id: subject.unique_id().to_string(),
+            name: subject.name().to_string(),
+            resource_type: subject.resource_type().to_string(),
+            relation_name,
+            relation,
+            materialized,
             status: NodeStatus::Skipped,
             message: String::new(),
             seconds,
             rows_affected: None,
+            failures: None,
             started_at: rfc3339(started_at),
             completed_at: rfc3339(chrono::Utc::now()),
             compiled_sql: None,
-            file: node.file().to_string_lossy().into_owned(),
+            file: subject.file().to_string_lossy().into_owned(),
         }
     }
 
@@ -459,6 +525,81 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// What a run acts on: a model or seed, or a data test.
+#[derive(Debug, Clone, Copy)]
+enum Subject<'a> {
+    Node(Node<'a>),
+    Test(&'a DataTest),
+}
+
+impl<'a> Subject<'a> {
+    fn of(project: &'a Project, id: &str) -> Option<Self> {
+        project
+            .node(id)
+            .map(Subject::Node)
+            .or_else(|| project.tests.get(id).map(Subject::Test))
+    }
+
+    fn unique_id(&self) -> &'a str {
+        match self {
+            Subject::Node(n) => n.unique_id(),
+            Subject::Test(t) => &t.unique_id,
+        }
+    }
+
+    fn name(&self) -> &'a str {
+        match self {
+            Subject::Node(n) => n.name(),
+            Subject::Test(t) => &t.name,
+        }
+    }
+
+    fn resource_type(&self) -> &'static str {
+        match self {
+            Subject::Node(n) => n.resource_type(),
+            Subject::Test(_) => "test",
+        }
+    }
+
+    fn file(&self) -> &'a std::path::Path {
+        match self {
+            Subject::Node(n) => n.file(),
+            Subject::Test(t) => &t.original_file_path,
+        }
+    }
+}
+
+/// How one node ended.
+struct Done {
+    status: NodeStatus,
+    message: String,
+    rows_affected: Option<u64>,
+    failures: Option<u64>,
+    sql: Option<String>,
+}
+
+impl Done {
+    fn error(message: String, sql: Option<String>) -> Self {
+        Self {
+            status: NodeStatus::Error,
+            message,
+            rows_affected: None,
+            failures: None,
+            sql,
+        }
+    }
+
+    fn built(o: crate::MaterializeOutcome, sql: Option<String>) -> Self {
+        Self {
+            status: NodeStatus::Success,
+            message: o.message,
+            rows_affected: o.rows_affected,
+            failures: None,
+            sql,
+        }
+    }
+}
+
 /// One node's work, prepared on the scheduler and run concurrently.
 enum Work<'a> {
     Model(
@@ -466,23 +607,22 @@ enum Work<'a> {
         strata_project::Result<strata_project::compile::CompiledModel>,
     ),
     Seed(&'a strata_project::Seed),
+    Test(&'a DataTest, strata_project::Result<String>),
 }
 
-type Outcome = Result<(crate::MaterializeOutcome, Option<String>), (String, Option<String>)>;
-
 impl Work<'_> {
-    async fn execute(self, warehouse: &dyn Warehouse, run_id: String) -> Outcome {
+    async fn execute(self, warehouse: &dyn Warehouse, run_id: String) -> Done {
         match self {
-            Work::Model(_, Err(e)) => Err((e.to_string(), None)),
+            Work::Model(_, Err(e)) | Work::Test(_, Err(e)) => Done::error(e.to_string(), None),
             Work::Model(model, Ok(c)) => {
                 let Some(materialization) = Materialization::parse(model.materialized()) else {
-                    return Err((
+                    return Done::error(
                         format!(
                             "materialization `{}` is not supported; use table, view or ephemeral",
                             model.materialized()
                         ),
                         Some(c.sql),
-                    ));
+                    );
                 };
                 let req = MaterializeRequest {
                     unique_id: model.unique_id.clone(),
@@ -492,8 +632,8 @@ impl Work<'_> {
                     run_id,
                 };
                 match warehouse.materialize(&req).await {
-                    Ok(o) => Ok((o, Some(c.sql))),
-                    Err(e) => Err((e.to_string(), Some(c.sql))),
+                    Ok(o) => Done::built(o, Some(c.sql)),
+                    Err(e) => Done::error(e.to_string(), Some(c.sql)),
                 }
             }
             Work::Seed(seed) => {
@@ -506,13 +646,85 @@ impl Work<'_> {
                     column_types: seed.column_types().into_iter().collect(),
                     run_id,
                 };
-                warehouse
-                    .load_seed(&req)
-                    .await
-                    .map(|o| (o, None))
-                    .map_err(|e| (e.to_string(), None))
+                match warehouse.load_seed(&req).await {
+                    Ok(o) => Done::built(o, None),
+                    Err(e) => Done::error(e.to_string(), None),
+                }
             }
+            Work::Test(test, Ok(sql)) => run_test(warehouse, test, sql).await,
         }
+    }
+}
+
+/// Count a test's failing rows and judge them by `severity`, `warn_if` and `error_if`.
+async fn run_test(warehouse: &dyn Warehouse, test: &DataTest, sql: String) -> Done {
+    let limited = match test.limit() {
+        Some(n) => format!("select * from (\n{sql}\n) as dbt_limited limit {n}"),
+        None => sql.clone(),
+    };
+    let query = format!(
+        "select count(*) as failures, count(*) {} as should_warn, count(*) {} as should_error \
+         from (\n{limited}\n) as dbt_internal_test",
+        test.warn_if(),
+        test.error_if()
+    );
+    let batches: Vec<datafusion::arrow::record_batch::RecordBatch> = match warehouse
+        .query(&query, None)
+        .await
+    {
+        Ok(stream) => match stream.try_collect().await {
+            Ok(b) => b,
+            Err(e) => return Done::error(crate::error::describe_datafusion_error(&e), Some(sql)),
+        },
+        Err(e) => return Done::error(e.to_string(), Some(sql)),
+    };
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Done::error("the test query returned no count".into(), Some(sql));
+    };
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    let failures = batch
+        .column(0)
+        .as_primitive_opt::<Int64Type>()
+        .map(|a| a.value(0))
+        .unwrap_or(0);
+    let flag = |i: usize| {
+        batch
+            .column(i)
+            .as_boolean_opt()
+            .is_some_and(|a| a.is_valid(0) && a.value(0))
+    };
+    let (should_warn, should_error) = (flag(1), flag(2));
+    let status = if test.severity() == "error" && should_error {
+        NodeStatus::Fail
+    } else if should_warn {
+        NodeStatus::Warn
+    } else {
+        NodeStatus::Pass
+    };
+    let message = match status {
+        NodeStatus::Pass => "PASS".to_string(),
+        _ => format!(
+            "Got {failures} result{}, configured to {} if {}",
+            if failures == 1 { "" } else { "s" },
+            if status == NodeStatus::Fail {
+                "fail"
+            } else {
+                "warn"
+            },
+            if status == NodeStatus::Fail {
+                test.error_if()
+            } else {
+                test.warn_if()
+            }
+        ),
+    };
+    Done {
+        status,
+        message,
+        rows_affected: None,
+        failures: Some(failures.max(0) as u64),
+        sql: Some(sql),
     }
 }
 

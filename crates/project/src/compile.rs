@@ -144,6 +144,57 @@ impl<'p> Compiler<'p> {
         Ok(compiled)
     }
 
+    /// Compile a data test to its failing-rows query.
+    pub fn compile_test(&mut self, unique_id: &str) -> Result<String> {
+        let test = self
+            .project
+            .tests
+            .get(unique_id)
+            .ok_or_else(|| Error::Internal(format!("compile: unknown test {unique_id}")))?;
+        let info = NodeInfo {
+            unique_id: test.unique_id.clone(),
+            name: test.name.clone(),
+            package: test.package.clone(),
+            resource_type: "test".into(),
+            fqn: test.fqn.clone(),
+            original_file_path: test.original_file_path.clone(),
+            config: test.config.clone(),
+            relation: None,
+        };
+        let resolver: Arc<dyn Resolver> = self.resolver.clone();
+        let rendered = match &test.kind {
+            crate::data_tests::TestKind::Generic { .. } => self.project.jinja.render_source(
+                &test.original_file_path.to_string_lossy(),
+                &test.jinja_call().unwrap_or_default(),
+                Mode::Compile,
+                info,
+                Some(resolver),
+            ),
+            crate::data_tests::TestKind::Singular { .. } => self.project.jinja.render(
+                &test.original_file_path,
+                Mode::Compile,
+                info,
+                Some(resolver),
+            ),
+        };
+        let (body, captured) = rendered.map_err(|e| {
+            Error::at(
+                Location {
+                    file: test.original_file_path.clone(),
+                    line: e.line(),
+                    column: None,
+                },
+                describe_error(&e),
+            )
+            .with_node(format!("test `{}`", test.name))
+        })?;
+        let mut ctes = Vec::new();
+        for (eph_id, cte) in &captured.ephemerals {
+            ctes.push((cte.clone(), self.compile(eph_id)?.sql));
+        }
+        Ok(inject_ctes(&clean_sql(&body), &ctes))
+    }
+
     /// Compile SQL given on the command line (`show --inline`): Jinja with refs and sources.
     pub fn compile_inline(&mut self, sql: &str) -> Result<String> {
         let package = self.project.name().to_string();

@@ -9,6 +9,7 @@
 pub mod artifacts;
 pub mod compile;
 pub mod config;
+pub mod data_tests;
 pub mod error;
 pub mod graph;
 pub mod jinja;

@@ -8,13 +8,25 @@ use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 use strata_common::{Location, did_you_mean, relative_to};
 
-use crate::config::{ProjectConfig, config_from_tree, yaml_to_json};
+use crate::config::{NodeConfig, ProjectConfig, config_from_tree, yaml_to_json};
+use crate::data_tests::{DataTest, TestKind, TestTarget, parse_test_list};
 use crate::error::{Error, Result, read_to_string, yaml_error};
 use crate::graph::Graph;
 use crate::jinja::{Globals, JinjaEnv, Mode, NodeInfo, describe_error};
 use crate::node::{Column, Model, Node, RefCall, Relation, Seed, Source};
 use crate::profile::{Target, load_target};
 use crate::properties::{ColumnEntry, PropertiesFile, SourceEntry};
+
+/// Strata's own generic tests: not_null, unique, accepted_values, relationships.
+const BUILTIN_GENERIC_TESTS: &str = include_str!("builtin/generic_tests.sql");
+
+/// What the test loader reads.
+struct TestInputs<'a> {
+    model_patches: &'a HashMap<String, (PathBuf, crate::properties::ModelEntry)>,
+    seed_patches: &'a HashMap<String, (PathBuf, crate::properties::ModelEntry)>,
+    source_entries: &'a [(PathBuf, SourceEntry)],
+    singular: Vec<(PathBuf, String, String)>,
+}
 
 /// How to load a project.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +60,8 @@ pub struct Project {
     pub sources: IndexMap<String, Source>,
     /// Enabled seeds by unique id.
     pub seeds: IndexMap<String, Seed>,
+    /// Enabled data tests by unique id.
+    pub tests: IndexMap<String, DataTest>,
     /// Docs blocks by name.
     pub docs: HashMap<String, String>,
     /// Parents-to-children edges between nodes.
@@ -228,9 +242,20 @@ impl Loader {
         }
 
         // Macros.
+        // Macros: project macro paths and generic tests under test paths (`tests/generic`).
+        let generic_dirs: Vec<String> = self
+            .config
+            .test_paths
+            .iter()
+            .map(|t| format!("{}/generic", t.trim_end_matches('/')))
+            .collect();
         let mut macro_files = Vec::new();
-        for (abs, rel) in files_with_ext(&self.root, &self.config.macro_paths, &["sql"]) {
-            macro_files.push((rel, package.clone(), read_to_string(&abs)?));
+        for (abs, rel) in files_with_ext(&self.root, &self.config.macro_paths, &["sql"])
+            .into_iter()
+            .chain(files_with_ext(&self.root, &generic_dirs, &["sql"]))
+        {
+            let text = crate::jinja::tests_as_macros(&read_to_string(&abs)?);
+            macro_files.push((rel, package.clone(), text));
         }
         let mut seen_macros: HashMap<String, PathBuf> = HashMap::new();
         for (file, _, text) in &macro_files {
@@ -244,6 +269,15 @@ impl Loader {
                 }
             }
         }
+        // Built-in generic tests come first, so a project's own definitions replace them.
+        macro_files.insert(
+            0,
+            (
+                PathBuf::from("<strata>/generic_tests.sql"),
+                "strata".to_string(),
+                crate::jinja::tests_as_macros(BUILTIN_GENERIC_TESTS),
+            ),
+        );
         let globals = Globals {
             project_name: package.clone(),
             project_vars: self
@@ -379,6 +413,31 @@ impl Loader {
                 .with_hint("fix the `name:` or remove the entry"));
             }
         }
+        // Singular tests: SQL files under test paths, outside `generic/`.
+        let mut singular = Vec::new();
+        for (abs, rel) in files_with_ext(&self.root, &self.config.test_paths, &["sql"]) {
+            if generic_dirs.iter().any(|g| rel.starts_with(g)) {
+                continue;
+            }
+            let name = abs
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let raw_sql = read_to_string(&abs)?;
+            jinja.add_template(&rel, raw_sql.clone()).map_err(|e| {
+                Error::at(
+                    Location {
+                        file: rel.clone(),
+                        line: e.line(),
+                        column: None,
+                    },
+                    describe_error(&e),
+                )
+                .with_node(format!("test `{name}`"))
+            })?;
+            singular.push((rel, name, raw_sql));
+        }
         let jinja = Arc::new(jinja);
 
         // Parse-render each model: refs, sources and inline config.
@@ -466,6 +525,18 @@ impl Loader {
 
         let seeds = self.seeds(&jinja, &seed_patches, &mut by_name, &package, &mut disabled)?;
         let sources = self.sources(&jinja, &source_entries, &package)?;
+        let tests = self.tests(
+            &jinja,
+            TestInputs {
+                model_patches: &patches,
+                seed_patches: &seed_patches,
+                source_entries: &source_entries,
+                singular,
+            },
+            &models,
+            &seeds,
+            &sources,
+        )?;
 
         // Relations must be unique: two models writing the same table would clobber each other.
         let mut relations: HashMap<&Relation, Node<'_>> = HashMap::new();
@@ -493,7 +564,13 @@ impl Loader {
             }
         }
 
-        let graph = build_graph(&models, &seeds, &sources, &disabled)?;
+        let mut graph = build_graph(&models, &seeds, &sources, &disabled)?;
+        for t in tests.values() {
+            graph.add_node(&t.unique_id);
+            for d in &t.depends_on {
+                graph.add_edge(d, &t.unique_id);
+            }
+        }
         Ok(Project {
             root: self.root,
             config: self.config,
@@ -502,6 +579,7 @@ impl Loader {
             models,
             sources,
             seeds,
+            tests,
             docs,
             graph,
             jinja,
@@ -718,6 +796,197 @@ impl Loader {
                 )
                 .with_hint("fix the `name:` or remove the entry"));
             }
+        }
+        Ok(out)
+    }
+
+    fn tests(
+        &self,
+        jinja: &JinjaEnv,
+        inputs: TestInputs<'_>,
+        models: &IndexMap<String, Model>,
+        seeds: &IndexMap<String, Seed>,
+        sources: &IndexMap<String, Source>,
+    ) -> Result<IndexMap<String, DataTest>> {
+        let package = self.config.name.as_str();
+        let mut found: Vec<DataTest> = Vec::new();
+        let entries = inputs
+            .model_patches
+            .values()
+            .chain(inputs.seed_patches.values());
+        for (file, entry) in entries {
+            let target = TestTarget::Ref(entry.name.clone());
+            found.extend(parse_test_list(
+                crate::data_tests::tests_key(&entry.other),
+                &target,
+                None,
+                package,
+                file,
+            )?);
+            for c in &entry.columns {
+                found.extend(parse_test_list(
+                    crate::data_tests::tests_key(&c.other),
+                    &target,
+                    Some(&c.name),
+                    package,
+                    file,
+                )?);
+            }
+        }
+        for (file, s) in inputs.source_entries {
+            for t in &s.tables {
+                let target = TestTarget::Source(s.name.clone(), t.name.clone());
+                found.extend(parse_test_list(
+                    crate::data_tests::tests_key(&t.other),
+                    &target,
+                    None,
+                    package,
+                    file,
+                )?);
+                for c in &t.columns {
+                    found.extend(parse_test_list(
+                        crate::data_tests::tests_key(&c.other),
+                        &target,
+                        Some(&c.name),
+                        package,
+                        file,
+                    )?);
+                }
+            }
+        }
+        for (rel, name, raw_sql) in inputs.singular {
+            found.push(DataTest {
+                unique_id: format!("test.{package}.{name}"),
+                name: name.clone(),
+                package: package.to_string(),
+                original_file_path: rel,
+                fqn: vec![package.to_string(), name],
+                kind: TestKind::Singular { raw_sql },
+                config: NodeConfig::new(),
+                depends_on: Vec::new(),
+                attached_node: None,
+            });
+        }
+
+        let tree = self
+            .config
+            .other
+            .get("data_tests")
+            .or_else(|| self.config.other.get("tests"));
+        let by_name: HashMap<&str, &str> = models
+            .values()
+            .map(|m| (m.name.as_str(), m.unique_id.as_str()))
+            .chain(
+                seeds
+                    .values()
+                    .map(|s| (s.name.as_str(), s.unique_id.as_str())),
+            )
+            .collect();
+        let mut out: IndexMap<String, DataTest> = IndexMap::new();
+        for mut t in found {
+            // A test of a disabled (or missing) model is dropped, as dbt does.
+            if let TestKind::Generic {
+                target: TestTarget::Ref(name),
+                ..
+            } = &t.kind
+                && !by_name.contains_key(name.as_str())
+            {
+                continue;
+            }
+            let mut config = config_from_tree(tree, &t.fqn);
+            config.merge(&t.config);
+            t.config = config;
+            if !t.config.enabled() {
+                continue;
+            }
+            let info = NodeInfo {
+                unique_id: t.unique_id.clone(),
+                name: t.name.clone(),
+                package: package.to_string(),
+                resource_type: "test".into(),
+                fqn: t.fqn.clone(),
+                original_file_path: t.original_file_path.clone(),
+                config: t.config.clone(),
+                relation: None,
+            };
+            let rendered = match &t.kind {
+                TestKind::Generic { .. } => {
+                    let call = t.jinja_call().unwrap_or_default();
+                    jinja.render_source(
+                        &t.original_file_path.to_string_lossy(),
+                        &call,
+                        Mode::Parse,
+                        info,
+                        None,
+                    )
+                }
+                TestKind::Singular { .. } => {
+                    jinja.render(&t.original_file_path, Mode::Parse, info, None)
+                }
+            };
+            let (_, captured) = rendered.map_err(|e| {
+                Error::at(
+                    Location {
+                        file: t.original_file_path.clone(),
+                        line: if matches!(t.kind, TestKind::Singular { .. }) { e.line() } else { None },
+                        column: None,
+                    },
+                    describe_error(&e),
+                )
+                .with_node(format!("test `{}`", t.name))
+                .with_hint("generic tests are macros named test_<name>: define them in macros/ or tests/generic/ with {% test name(model, column_name) %}")
+            })?;
+            t.config.merge(&captured.config);
+            let mut deps = Vec::new();
+            for r in &captured.refs {
+                let id = by_name.get(r.name.as_str()).ok_or_else(|| {
+                    Error::at(
+                        Location::file(&t.original_file_path),
+                        format!(
+                            "ref('{}') does not exist{}",
+                            r.name,
+                            strata_common::did_you_mean(&r.name, by_name.keys().copied())
+                        ),
+                    )
+                    .with_node(format!("test `{}`", t.name))
+                })?;
+                deps.push(id.to_string());
+            }
+            for (s, tb) in &captured.sources {
+                let id = format!("source.{package}.{s}.{tb}");
+                if !sources.contains_key(&id) {
+                    return Err(Error::at(
+                        Location::file(&t.original_file_path),
+                        format!("source('{s}', '{tb}') is not declared"),
+                    )
+                    .with_node(format!("test `{}`", t.name)));
+                }
+                deps.push(id);
+            }
+            t.attached_node = match &t.kind {
+                TestKind::Generic {
+                    target: TestTarget::Ref(name),
+                    ..
+                } => by_name.get(name.as_str()).map(|s| s.to_string()),
+                TestKind::Generic {
+                    target: TestTarget::Source(s, tb),
+                    ..
+                } => Some(format!("source.{package}.{s}.{tb}")),
+                TestKind::Singular { .. } => None,
+            };
+            t.depends_on = deps;
+            if let Some(first) = out.get(&t.unique_id) {
+                return Err(Error::at(
+                    Location::file(&t.original_file_path),
+                    format!(
+                        "two tests are named `{}` (the other is in {})",
+                        t.name,
+                        first.original_file_path.display()
+                    ),
+                )
+                .with_hint("give one of them a `name:`"));
+            }
+            out.insert(t.unique_id.clone(), t);
         }
         Ok(out)
     }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use strata_engine::runner::{NodeStatus, RunResults, Runner};
+use strata_engine::runner::{RunResults, Runner};
 use strata_project::Project;
 use strata_project::artifacts::{STRATA_VERSION, manifest, write_artifact};
 
@@ -49,6 +49,47 @@ pub async fn seed(global: &GlobalArgs, args: &SeedArgs) -> Result<ExitCode> {
     execute(global, &args.select, args.fail_fast, "seed", &["seed"]).await
 }
 
+/// Options of `strata test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Stop at the first failing test.
+    #[arg(long, short = 'x')]
+    pub fail_fast: bool,
+}
+
+/// `strata test`: run the data tests of the selected nodes.
+pub async fn test(global: &GlobalArgs, args: &TestArgs) -> Result<ExitCode> {
+    execute(global, &args.select, args.fail_fast, "test", &["test"]).await
+}
+
+/// Options of `strata build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Stop at the first failure.
+    #[arg(long, short = 'x')]
+    pub fail_fast: bool,
+    /// Rebuild incremental models and reload seeds from scratch (tables always are).
+    #[arg(long)]
+    pub full_refresh: bool,
+}
+
+/// `strata build`: seeds, models and tests in DAG order; a failing test skips what is
+/// downstream of the node it tests.
+pub async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
+    execute(
+        global,
+        &args.select,
+        args.fail_fast,
+        "build",
+        &["seed", "model", "test"],
+    )
+    .await
+}
+
 /// Build the selected nodes of the given resource types and report as dbt does.
 async fn execute(
     global: &GlobalArgs,
@@ -59,10 +100,16 @@ async fn execute(
 ) -> Result<ExitCode> {
     let project = load_project(global)?;
     write_artifact(&project, "manifest.json", &manifest(&project))?;
-    let selected = select(&project, select_args)?;
+    let mut selected = select(&project, select_args)?;
+    if types.contains(&"test") {
+        add_tests_of(&project, select_args, &mut selected)?;
+    }
     let nodes = Runner::runnable(&project, &selected, types);
     let console = Console::new(global);
-    let noun = types.join(" and ");
+    let noun = match command {
+        "build" => "node".to_string(),
+        _ => types.join(" and "),
+    };
     if nodes.is_empty() {
         console.info(&format!(
             "Nothing to do: the selection matched no {noun}s to build."
@@ -99,6 +146,28 @@ async fn execute(
     })
 }
 
+/// dbt's indirect selection: the tests of selected nodes are selected too, and the tests of
+/// excluded nodes are left out.
+fn add_tests_of(
+    project: &Project,
+    args: &SelectArgs,
+    selected: &mut std::collections::BTreeSet<String>,
+) -> Result<()> {
+    if args.select.is_empty() && args.exclude.is_empty() {
+        return Ok(());
+    }
+    let excluded = strata_project::select::Selector::parse(&args.exclude)?.select(project);
+    for t in project.tests.values() {
+        let touches_excluded = t.depends_on.iter().any(|d| excluded.contains(d));
+        if touches_excluded {
+            selected.remove(&t.unique_id);
+        } else if t.depends_on.iter().any(|d| selected.contains(d)) {
+            selected.insert(t.unique_id.clone());
+        }
+    }
+    Ok(())
+}
+
 /// Keep each node's compiled SQL under target/compiled/ (and target/run/), as dbt does.
 pub fn write_compiled(project: &Project, results: &RunResults) -> Result<()> {
     for r in &results.results {
@@ -127,11 +196,7 @@ pub fn run_results(project: &Project, results: &RunResults, which: &str) -> serd
         .iter()
         .map(|r| {
             json!({
-                "status": match r.status {
-                    NodeStatus::Success => "success",
-                    NodeStatus::Error => "error",
-                    NodeStatus::Skipped => "skipped",
-                },
+                "status": r.status.as_str(),
                 "timing": [
                     {"name": "compile", "started_at": r.started_at, "completed_at": r.started_at},
                     {"name": "execute", "started_at": r.started_at, "completed_at": r.completed_at},
@@ -140,7 +205,7 @@ pub fn run_results(project: &Project, results: &RunResults, which: &str) -> serd
                 "execution_time": r.seconds,
                 "adapter_response": {"_message": r.message, "code": r.message.split(' ').next(), "rows_affected": r.rows_affected},
                 "message": r.message,
-                "failures": null,
+                "failures": r.failures,
                 "unique_id": r.unique_id,
                 "compiled": r.compiled_sql.is_some(),
                 "compiled_code": r.compiled_sql,

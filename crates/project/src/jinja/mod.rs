@@ -208,6 +208,23 @@ fn macro_tag_regex() -> &'static regex::Regex {
     })
 }
 
+/// dbt's `{% test name(...) %} ... {% endtest %}` blocks are macros named `test_<name>`.
+pub fn tests_as_macros(source: &str) -> String {
+    static OPEN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    static CLOSE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    #[allow(clippy::unwrap_used)] // constant patterns
+    let open = OPEN.get_or_init(|| {
+        regex::Regex::new(r"\{%(-?)\s*test\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(").unwrap()
+    });
+    #[allow(clippy::unwrap_used)]
+    let close = CLOSE.get_or_init(|| regex::Regex::new(r"\{%(-?)\s*endtest\s*(-?)%\}").unwrap());
+    if !source.contains("test") {
+        return source.to_string();
+    }
+    let s = open.replace_all(source, "{%${1} macro test_${2}(");
+    close.replace_all(&s, "{%${1} endmacro ${2}%}").into_owned()
+}
+
 /// The macros a macro file defines, with their lines and sources.
 pub fn find_macros(source: &str) -> Vec<(String, usize, String)> {
     static END: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
@@ -240,6 +257,8 @@ impl JinjaEnv {
     ) -> Result<Self, (PathBuf, JError)> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
+        // SQL is never HTML- or JSON-escaped, whatever the template's file name.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_debug(false);
         let globals = Arc::new(globals);
 
