@@ -284,6 +284,10 @@ impl<'a> Runner<'a> {
                     total,
                     unique_id: id,
                 });
+                // A node skipped while it waited is not started.
+                if done.contains(id) {
+                    continue;
+                }
                 let Some(subject) = Subject::of(self.project, id) else {
                     continue;
                 };
@@ -335,27 +339,31 @@ impl<'a> Runner<'a> {
                 if self.fail_fast {
                     stop = true;
                 }
-                // Skip every descendant in the run; for a failing test, the descendants of the
-                // node it tests (its other tests still run).
-                let origin = self
-                    .project
-                    .tests
-                    .get(id)
-                    .and_then(|t| t.attached_node.as_deref())
-                    .unwrap_or(id);
-                let sibling_test = |d: &str| {
-                    self.project
-                        .tests
-                        .get(d)
-                        .is_some_and(|t| t.attached_node.as_deref() == Some(origin))
+                // A failing model or seed skips everything below it. A failing test skips the
+                // models and seeds below the node it tests, and their tests; other tests of
+                // that node still run (as in `dbt build`; `dbt test` skips nothing).
+                let descendants: Vec<&str> = match self.project.tests.get(id) {
+                    None => self.project.graph.descendants(id, None),
+                    Some(test) => {
+                        let origin = test.attached_node.as_deref().unwrap_or(id);
+                        let below: HashSet<&str> = self
+                            .project
+                            .graph
+                            .descendants(origin, None)
+                            .into_iter()
+                            .filter(|d| self.project.node(d).is_some() && in_run.contains(d))
+                            .collect();
+                        let mut list: Vec<&str> = below.iter().copied().collect();
+                        list.extend(
+                            self.project
+                                .tests
+                                .values()
+                                .filter(|t| t.depends_on.iter().any(|x| below.contains(x.as_str())))
+                                .map(|t| t.unique_id.as_str()),
+                        );
+                        list
+                    }
                 };
-                let descendants: Vec<&str> = self
-                    .project
-                    .graph
-                    .descendants(origin, None)
-                    .into_iter()
-                    .filter(|d| origin == id || !sibling_test(d))
-                    .collect();
                 for d in descendants {
                     if in_run.contains(d) && !started_nodes.contains(d) && done.insert(d) {
                         let Some(m) = Subject::of(self.project, d) else {

@@ -135,6 +135,62 @@ pub fn manifest(project: &Project) -> Value {
             }),
         );
     }
+    for t in project.tests.values() {
+        let mut config = t.config.to_json();
+        if let Value::Object(c) = &mut config {
+            c.entry("materialized").or_insert(json!("test"));
+            c.entry("severity")
+                .or_insert(json!(t.severity().to_uppercase()));
+            c.entry("warn_if").or_insert(json!(t.warn_if()));
+            c.entry("error_if").or_insert(json!(t.error_if()));
+            c.entry("enabled").or_insert(json!(true));
+        }
+        let (raw_code, test_metadata, column_name) = match &t.kind {
+            crate::data_tests::TestKind::Generic {
+                test_name,
+                column,
+                args,
+                ..
+            } => (
+                t.jinja_call().unwrap_or_default(),
+                json!({"name": test_name, "kwargs": args, "namespace": null}),
+                json!(column),
+            ),
+            crate::data_tests::TestKind::Singular { raw_sql } => {
+                (raw_sql.clone(), Value::Null, Value::Null)
+            }
+        };
+        nodes.insert(
+            t.unique_id.clone(),
+            json!({
+                "database": project.target.database,
+                "schema": format!("{}_dbt_test__audit", project.target.schema),
+                "name": t.name,
+                "resource_type": "test",
+                "package_name": t.package,
+                "path": t.original_file_path.to_string_lossy(),
+                "original_file_path": t.original_file_path.to_string_lossy(),
+                "unique_id": t.unique_id,
+                "fqn": t.fqn,
+                "alias": t.name,
+                "checksum": {"name": "none", "checksum": ""},
+                "config": config,
+                "tags": t.config.tags(),
+                "description": "",
+                "columns": {},
+                "meta": {},
+                "raw_code": raw_code,
+                "language": "sql",
+                "test_metadata": test_metadata,
+                "column_name": column_name,
+                "attached_node": t.attached_node,
+                "depends_on": {"macros": [], "nodes": t.depends_on},
+                "refs": [],
+                "sources": [],
+                "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
+            }),
+        );
+    }
     let mut sources = Map::new();
     for s in project.sources.values() {
         sources.insert(

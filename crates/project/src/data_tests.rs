@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use indexmap::IndexMap;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
-use strata_common::{Location, quote_literal};
+use strata_common::Location;
 
 use crate::config::{NodeConfig, yaml_to_json};
 use crate::error::{Error, Result};
@@ -126,21 +126,21 @@ impl DataTest {
             return None;
         };
         let relation = match target {
-            TestTarget::Ref(name) => format!("ref({})", quote_literal(name)),
+            TestTarget::Ref(name) => format!("ref({})", jinja_string(name)),
             TestTarget::Source(s, t) => {
-                format!("source({}, {})", quote_literal(s), quote_literal(t))
+                format!("source({}, {})", jinja_string(s), jinja_string(t))
             }
         };
         let model = match self.where_clause() {
             Some(w) => format!(
                 "('(select * from ' ~ {relation} ~ ' where ' ~ {} ~ ') dbt_subquery')",
-                quote_literal(w)
+                jinja_string(w)
             ),
             None => relation,
         };
         let mut call = format!("test_{test_name}(model={model}");
         if let Some(c) = column {
-            call.push_str(&format!(", column_name={}", quote_literal(c)));
+            call.push_str(&format!(", column_name={}", jinja_string(c)));
         }
         for (k, v) in args {
             call.push_str(&format!(", {k}={}", jinja_literal(v)));
@@ -148,6 +148,11 @@ impl DataTest {
         call.push(')');
         Some(format!("{{{{ {call} }}}}"))
     }
+}
+
+/// A string as a Jinja string literal (JSON's escaping is Jinja's).
+fn jinja_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "''".to_string())
 }
 
 /// A JSON value as a Jinja expression. Strings that are `ref(...)` or `source(...)` calls are
@@ -162,7 +167,7 @@ fn jinja_literal(v: &Json) -> String {
             if (t.starts_with("ref(") || t.starts_with("source(")) && t.ends_with(')') {
                 t.to_string()
             } else {
-                quote_literal(s).replace('\\', "\\\\")
+                jinja_string(s)
             }
         }
         Json::Array(a) => format!(
@@ -172,7 +177,7 @@ fn jinja_literal(v: &Json) -> String {
         Json::Object(o) => format!(
             "{{{}}}",
             o.iter()
-                .map(|(k, v)| format!("{}: {}", quote_literal(k), jinja_literal(v)))
+                .map(|(k, v)| format!("{}: {}", jinja_string(k), jinja_literal(v)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -387,6 +392,6 @@ mod tests {
         assert_eq!(t[0].name, "relationships_orders_status__id__ref_customers_");
         let call = t[0].jinja_call().expect("generic");
         assert!(call.contains("to=ref('customers')"), "{call}");
-        assert!(call.contains("field='id'"), "{call}");
+        assert!(call.contains("field=\"id\""), "{call}");
     }
 }

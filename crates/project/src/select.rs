@@ -3,8 +3,8 @@
 //! Arguments are unions; inside one argument, spaces separate unions too and commas join
 //! intersections. An atom is `[@][N+]method:value[+N]`; without a method the value is a node
 //! name, an fqn prefix (`staging`, `shop.staging.stg_orders`) or a path (when it holds `/`).
-//! Methods: `tag`, `path`, `file`, `fqn`, `package`, `source`, `resource_type` and
-//! `config.<key>`. `*` and `?` are wildcards in names, tags and config values.
+//! Methods: `tag`, `path`, `file`, `fqn`, `package`, `source`, `resource_type`,
+//! `test_type` (generic, singular), `test_name` and `config.<key>`. `*` and `?` are wildcards in names, tags and config values.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -37,6 +37,8 @@ enum Method {
     Package,
     Source,
     ResourceType,
+    TestType,
+    TestName,
     Config(String),
 }
 
@@ -145,6 +147,8 @@ fn parse_atom(text: &str) -> Result<Atom> {
                 "package" => Method::Package,
                 "source" => Method::Source,
                 "resource_type" => Method::ResourceType,
+                "test_type" => Method::TestType,
+                "test_name" => Method::TestName,
                 other => match other.strip_prefix("config.") {
                     Some(key) if !key.is_empty() => Method::Config(key.to_string()),
                     _ => {
@@ -266,10 +270,46 @@ impl Atom {
                 }),
             Method::Package => glob_match(&self.value, n.package()),
             Method::ResourceType => self.value == n.resource_type(),
-            Method::Source => false,
+            Method::Source | Method::TestType | Method::TestName => false,
             Method::Config(key) => {
                 config_match(n.config().get(&key.replace('-', "_")), &self.value)
             }
+        }
+    }
+
+    fn matches_test(&self, project: &Project, t: &crate::data_tests::DataTest) -> bool {
+        match &self.method {
+            Method::Default | Method::Fqn => {
+                glob_match(&self.value, &t.name)
+                    || fqn_match(&self.value.split('.').collect::<Vec<_>>(), &t.fqn)
+            }
+            Method::Tag => t.config.tags().iter().any(|x| glob_match(&self.value, x)),
+            Method::Path => path_match(
+                &self.value,
+                &t.original_file_path,
+                &project.config.test_paths,
+            ),
+            Method::File => t
+                .original_file_path
+                .file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| glob_match(&self.value, f)),
+            Method::Package => glob_match(&self.value, &t.package),
+            Method::ResourceType => self.value == "test",
+            Method::TestType => match t.kind {
+                crate::data_tests::TestKind::Generic { .. } => self.value == "generic",
+                crate::data_tests::TestKind::Singular { .. } => {
+                    self.value == "singular" || self.value == "data"
+                }
+            },
+            Method::TestName => match &t.kind {
+                crate::data_tests::TestKind::Generic { test_name, .. } => {
+                    glob_match(&self.value, test_name)
+                }
+                crate::data_tests::TestKind::Singular { .. } => false,
+            },
+            Method::Source => false,
+            Method::Config(key) => config_match(t.config.get(&key.replace('-', "_")), &self.value),
         }
     }
 
@@ -291,7 +331,7 @@ impl Atom {
                 &s.original_file_path,
                 &project.config.model_paths,
             ),
-            Method::Default | Method::File => false,
+            Method::Default | Method::File | Method::TestType | Method::TestName => false,
         }
     }
 
@@ -301,6 +341,13 @@ impl Atom {
             .filter(|n| self.matches_node(project, *n))
             .map(|n| n.unique_id())
             .collect();
+        seeds.extend(
+            project
+                .tests
+                .values()
+                .filter(|t| self.matches_test(project, t))
+                .map(|t| t.unique_id.as_str()),
+        );
         seeds.extend(
             project
                 .sources

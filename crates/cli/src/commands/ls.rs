@@ -26,7 +26,7 @@ pub enum LsOutput {
 pub struct LsArgs {
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Only nodes of this type: model, seed or source.
+    /// Only nodes of this type: model, seed, test or source.
     #[arg(long)]
     pub resource_type: Option<String>,
     /// What to print for each node.
@@ -72,6 +72,23 @@ pub fn ls(global: &GlobalArgs, args: &LsArgs) -> Result<ExitCode> {
                         "name": s.name, "resource_type": "seed", "package_name": s.package,
                         "original_file_path": s.original_file_path, "unique_id": s.unique_id,
                         "alias": s.relation.identifier, "config": s.config.to_json(), "tags": s.config.tags(),
+                    })
+                ),
+            }
+        } else if let Some(t) = project.tests.get(id) {
+            if !want("test") {
+                continue;
+            }
+            match args.output {
+                LsOutput::Selector => println!("{}", t.fqn.join(".")),
+                LsOutput::Name => println!("{}", t.name),
+                LsOutput::Path => println!("{}", t.original_file_path.display()),
+                LsOutput::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "name": t.name, "resource_type": "test", "package_name": t.package,
+                        "original_file_path": t.original_file_path, "unique_id": t.unique_id,
+                        "config": t.config.to_json(), "depends_on": {"nodes": t.depends_on},
                     })
                 ),
             }

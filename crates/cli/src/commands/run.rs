@@ -158,7 +158,8 @@ fn add_tests_of(
     }
     let excluded = strata_project::select::Selector::parse(&args.exclude)?.select(project);
     for t in project.tests.values() {
-        let touches_excluded = t.depends_on.iter().any(|d| excluded.contains(d));
+        let touches_excluded =
+            excluded.contains(&t.unique_id) || t.depends_on.iter().any(|d| excluded.contains(d));
         if touches_excluded {
             selected.remove(&t.unique_id);
         } else if t.depends_on.iter().any(|d| selected.contains(d)) {
