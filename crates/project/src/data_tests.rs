@@ -380,10 +380,10 @@ mod tests {
         assert_eq!(t[2].limit(), Some(5));
         let call = t[2].jinja_call().expect("generic");
         assert!(
-            call.contains("test_accepted_values(model=('(select * from ' ~ ref('orders')"),
+            call.contains(r#"test_accepted_values(model=('(select * from ' ~ ref("orders") ~ ' where ' ~ "x > 1""#),
             "{call}"
         );
-        assert!(call.contains("values=['a']"), "{call}");
+        assert!(call.contains(r#"values=["a"]"#), "{call}");
     }
 
     #[test]
