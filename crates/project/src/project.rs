@@ -20,6 +20,9 @@ use crate::properties::{ColumnEntry, PropertiesFile, SourceEntry};
 /// Strata's own generic tests: not_null, unique, accepted_values, relationships.
 const BUILTIN_GENERIC_TESTS: &str = include_str!("builtin/generic_tests.sql");
 
+/// Strata's implementations of dbt's cross-database macros (`dbt.datediff`, ...).
+const BUILTIN_CROSS_DB: &str = include_str!("builtin/cross_db.sql");
+
 /// What the test loader reads.
 struct TestInputs<'a> {
     model_patches: &'a HashMap<String, (PathBuf, crate::properties::ModelEntry)>,
@@ -269,13 +272,21 @@ impl Loader {
                 }
             }
         }
-        // Built-in generic tests come first, so a project's own definitions replace them.
+        // Built-in macros come first, so a project's own definitions replace them.
         macro_files.insert(
             0,
             (
                 PathBuf::from("<strata>/generic_tests.sql"),
                 "strata".to_string(),
                 crate::jinja::tests_as_macros(BUILTIN_GENERIC_TESTS),
+            ),
+        );
+        macro_files.insert(
+            1,
+            (
+                PathBuf::from("<strata>/cross_db.sql"),
+                "strata".to_string(),
+                BUILTIN_CROSS_DB.to_string(),
             ),
         );
         let globals = Globals {

@@ -4,6 +4,7 @@
 mod data_tests;
 mod errors;
 mod execution;
+mod jinja;
 mod project;
 mod s3;
 mod seeds;

@@ -280,6 +280,10 @@ impl JinjaEnv {
                 );
             }
         }
+        let macros = Arc::new(macros);
+        env.add_global("dbt", Value::from_object(Namespace(macros.clone())));
+        env.add_global("adapter", Value::from_object(Adapter(macros.clone())));
+        env.add_global("api", Value::from_object(Api));
         for def in macros.values() {
             let template = template_name(&def.file);
             let mangled = format!("{MACRO_PREFIX}{}", def.name);
@@ -401,10 +405,7 @@ impl JinjaEnv {
         });
         env.add_filter("as_text", |v: Value| -> String { v.to_string() });
         env.add_filter("as_native", |v: Value| v);
-        Ok(Self {
-            env,
-            macros: Arc::new(macros),
-        })
+        Ok(Self { env, macros })
     }
 
     /// Compile a node's template. Call once per node before rendering it.
@@ -798,6 +799,135 @@ impl Object for ConfigObj {
             }),
             _ => Err(JError::from(ErrorKind::UnknownMethod)),
         }
+    }
+}
+
+/// A callable for the macro `name`, looked up as dbt's dispatch does: `strata__name`, then
+/// `default__name`, then `name` itself.
+fn dispatch(macros: &IndexMap<String, MacroDef>, name: &str) -> Option<Value> {
+    let def = ["strata__", "default__", ""]
+        .iter()
+        .find_map(|p| macros.get(&format!("{p}{name}")))?;
+    let template = template_name(&def.file);
+    let mangled = format!("{MACRO_PREFIX}{}", def.name);
+    let macro_name = def.name.clone();
+    Some(Value::from_function(
+        move |state: &State, args: Rest<Value>, kwargs: Kwargs| -> Result<Value, JError> {
+            let mut args = args.0;
+            if kwargs.args().next().is_some() {
+                args.push(Value::from(kwargs));
+            }
+            call_macro(state, &template, &mangled, &macro_name, &args)
+        },
+    ))
+}
+
+/// `dbt`: dbt's cross-database macros (`dbt.date_trunc`, `dbt.datediff`, ...).
+#[derive(Debug)]
+struct Namespace(Arc<IndexMap<String, MacroDef>>);
+
+impl Object for Namespace {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        dispatch(&self.0, key.as_str()?)
+    }
+}
+
+/// `adapter`: `quote`, `dispatch` and the names dbt's adapters share.
+#[derive(Debug)]
+struct Adapter(Arc<IndexMap<String, MacroDef>>);
+
+impl Object for Adapter {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "type" => Some(Value::from("strata")),
+            _ => None,
+        }
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, JError> {
+        match method {
+            "quote" => {
+                let (ident,): (String,) = from_args(args)?;
+                Ok(Value::from_safe_string(strata_common::quote_ident(&ident)))
+            }
+            "quote_as_configured" => {
+                let (ident, _kind): (String, Option<String>) = from_args(args)?;
+                Ok(Value::from(ident))
+            }
+            "dispatch" => {
+                let (name, kwargs): (String, Kwargs) = from_args(args)?;
+                let _namespace: Option<Value> = kwargs.get("macro_namespace")?;
+                dispatch(&self.0, &name).ok_or_else(|| {
+                    JError::new(
+                        ErrorKind::UnknownFunction,
+                        format!(
+                            "adapter.dispatch('{name}'): no macro `strata__{name}` or `default__{name}` exists"
+                        ),
+                    )
+                })
+            }
+            other => Err(JError::new(
+                ErrorKind::UnknownMethod,
+                format!("adapter.{other}() is not available in Strata yet"),
+            )),
+        }
+    }
+}
+
+/// `api.Relation.create(database=, schema=, identifier=)`.
+#[derive(Debug)]
+struct Api;
+
+impl Object for Api {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        (key.as_str()? == "Relation").then(|| Value::from_object(RelationFactory))
+    }
+}
+
+#[derive(Debug)]
+struct RelationFactory;
+
+impl Object for RelationFactory {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, JError> {
+        if method != "create" {
+            return Err(JError::from(ErrorKind::UnknownMethod));
+        }
+        let (kwargs,): (Kwargs,) = from_args(args)?;
+        let part = |k: &str| -> Result<String, JError> {
+            Ok(kwargs.get::<Option<String>>(k)?.unwrap_or_default())
+        };
+        let relation = Relation::new(part("database")?, part("schema")?, part("identifier")?);
+        let _ = kwargs.get::<Option<Value>>("type")?;
+        Ok(Value::from_object(JRelation {
+            relation,
+            cte: None,
+        }))
     }
 }
 

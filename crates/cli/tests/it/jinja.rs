@@ -1,0 +1,76 @@
+//! The Jinja that real dbt projects use: dbt's cross-database macros, adapter and api.
+
+use crate::project::TestProject;
+
+const CROSS_DB: &str = r#"select
+  {{ dbt.datediff("date '2024-01-15'", "date '2024-03-01'", 'day') }} as days,
+  {{ dbt.datediff("date '2024-01-15'", "date '2024-03-01'", 'month') }} as months,
+  {{ dbt.datediff("date '2023-12-31'", "date '2024-01-01'", 'year') }} as years,
+  {{ dbt.datediff("timestamp '2024-01-01 10:59:00'", "timestamp '2024-01-01 12:01:00'", 'hour') }} as hours,
+  {{ dbt.datediff("date '2024-01-01'", "date '2024-01-15'", 'week') }} as weeks,
+  {{ dbt.dateadd('month', 1, "date '2024-01-31'") }} as next_month,
+  {{ dbt.dateadd('day', '-2', "date '2024-03-01'") }} as two_days_before,
+  {{ dbt.date_trunc('month', "date '2024-03-17'") }} as month_start,
+  {{ dbt.safe_cast("'abc'", api.Relation.create(identifier='x').identifier | replace('x', dbt.type_int())) }} as bad_int,
+  {{ dbt.concat(["'a'", "'b'"]) }} as ab,
+  {{ dbt.hash("'x'") }} as h,
+  {{ dbt.split_part("'a-b-c'", "'-'", 2) }} as part,
+  {{ dbt.position("'ll'", "'hello'") }} as pos,
+  {{ dbt.string_literal("it's") }} as lit,
+  {{ adapter.quote('Mixed Case') }} is null as quoted,
+  '{{ adapter.dispatch('type_string')() }}' as t,
+  {{ dbt.last_day("date '2024-02-10'", 'month') }} as last_day
+from (select null as "Mixed Case") as q
+"#;
+
+#[test]
+fn cross_database_macros_compute_what_dbt_documents() {
+    let p = TestProject::with_files(&[("models/xdb.sql", CROSS_DB)]);
+    p.ok(&["run"]);
+    let json = p.ok(&["show", "-s", "xdb", "-o", "json"]);
+    let row: serde_json::Value = serde_json::from_str(json.trim()).expect("json");
+    let row = &row[0];
+    assert_eq!(row["days"], 46);
+    assert_eq!(row["months"], 2);
+    assert_eq!(row["years"], 1);
+    assert_eq!(row["hours"], 2);
+    assert_eq!(row["weeks"], 2);
+    assert_eq!(row["next_month"], "2024-02-29");
+    assert_eq!(row["two_days_before"], "2024-02-28");
+    assert_eq!(row["month_start"], "2024-03-01T00:00:00");
+    assert!(
+        row.get("bad_int").is_none(),
+        "safe_cast of bad text is NULL: {row}"
+    );
+    assert_eq!(row["ab"], "ab");
+    assert_eq!(row["h"], "9dd4e461268c8034f5c8564e155c67a6");
+    assert_eq!(row["part"], "b");
+    assert_eq!(row["pos"], 3);
+    assert_eq!(row["lit"], "it's");
+    assert_eq!(row["quoted"], true);
+    assert_eq!(row["t"], "varchar");
+    assert_eq!(row["last_day"], "2024-02-29");
+}
+
+#[test]
+fn a_project_macro_overrides_a_cross_database_macro() {
+    let p = TestProject::with_files(&[
+        (
+            "macros/hash.sql",
+            "{% macro default__hash(field) %}sha256(cast({{ field }} as varchar)){% endmacro %}",
+        ),
+        ("models/h.sql", "select {{ dbt.hash(\"'x'\") }} as h"),
+    ]);
+    let sql = p.ok(&["compile", "-s", "h"]);
+    assert!(sql.contains("sha256(cast('x' as varchar))"), "{sql}");
+}
+
+#[test]
+fn unknown_dispatch_targets_are_named() {
+    let p = TestProject::with_files(&[(
+        "models/m.sql",
+        "select {{ adapter.dispatch('nope')() }} as x",
+    )]);
+    let out = p.fails(&["run"], 2);
+    assert!(out.contains("adapter.dispatch('nope')"), "{out}");
+}
