@@ -99,6 +99,11 @@ enum Command {
     Ls(commands::ls::LsArgs),
     /// Run a model's query, or an inline query, and print the first rows.
     Show(commands::show::ShowArgs),
+    /// Documentation artifacts: `strata docs generate`.
+    Docs {
+        #[command(subcommand)]
+        command: commands::docs::DocsCommand,
+    },
     /// Delete the target folder (compiled SQL and artifacts) and the project's clean-targets.
     Clean,
 }
@@ -129,6 +134,7 @@ fn main() -> ExitCode {
             Command::Ls(args) => commands::ls::ls(&cli.global, &args),
             Command::Show(args) => commands::show::show(&cli.global, &args).await,
             Command::Clean => commands::clean::clean(&cli.global),
+            Command::Docs { command } => commands::docs::docs(&cli.global, &command).await,
         }
     });
     match result {

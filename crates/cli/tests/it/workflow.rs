@@ -265,3 +265,32 @@ fn json_logs_are_one_object_per_line() {
     assert!(nodes.iter().all(|n| n["status"] == "success"));
     assert_eq!(events.last().expect("summary")["event"], "run_finished");
 }
+
+#[test]
+fn docs_generate_writes_manifest_and_catalog() {
+    let p = TestProject::starter();
+    p.ok(&["run", "-s", "+orders"]);
+    let out = p.ok(&["docs", "generate"]);
+    assert!(out.contains("catalog.json"), "{out}");
+    let catalog: serde_json::Value =
+        serde_json::from_str(&p.read("target/catalog.json")).expect("catalog");
+    assert_eq!(
+        catalog["metadata"]["dbt_schema_version"],
+        "https://schemas.getdbt.com/dbt/catalog/v1.json"
+    );
+    let orders = &catalog["nodes"]["model.shop.orders"];
+    assert_eq!(orders["metadata"]["type"], "BASE TABLE");
+    assert_eq!(orders["columns"]["order_id"]["type"], "BIGINT");
+    assert_eq!(orders["columns"]["order_date"]["type"], "DATE");
+    assert_eq!(orders["columns"]["amount"]["index"], 9);
+    assert_eq!(
+        catalog["nodes"]["model.shop.stg_orders"]["metadata"]["type"],
+        "VIEW"
+    );
+    // customers was not built, so it is not in the catalog; sources are.
+    assert!(catalog["nodes"]["model.shop.customers"].is_null());
+    assert_eq!(
+        catalog["sources"]["source.shop.raw.payments"]["columns"]["amount"]["type"],
+        "BIGINT"
+    );
+}
