@@ -632,11 +632,15 @@ impl Work<'_> {
                         Some(c.sql),
                     );
                 };
+                let sql = match crate::contract::enforce(warehouse, model, &c.sql).await {
+                    Ok(sql) => sql,
+                    Err(message) => return Done::error(message, Some(c.sql)),
+                };
                 let req = MaterializeRequest {
                     unique_id: model.unique_id.clone(),
                     relation: model.relation.clone(),
                     materialization,
-                    sql: c.sql.clone(),
+                    sql,
                     run_id,
                 };
                 match warehouse.materialize(&req).await {

@@ -224,3 +224,42 @@ fn a_test_on_a_missing_column_or_an_unknown_test_is_explained() {
     assert!(out.contains("test_is_positive"), "{out}");
     assert!(out.contains("{% test name(model, column_name) %}"), "{out}");
 }
+
+#[test]
+fn contracts_are_checked_before_anything_is_written() {
+    let p = TestProject::with_files(&[
+        (
+            "models/c.sql",
+            "{{ config(materialized='table') }}select 1 as id, 'a' as name, 2.5 as price",
+        ),
+        (
+            "models/schema.yml",
+            "version: 2\nmodels:\n  - name: c\n    config:\n      contract: {enforced: true}\n    columns:\n      - {name: price, data_type: double}\n      - {name: id, data_type: bigint}\n      - {name: name, data_type: varchar}\n",
+        ),
+    ]);
+    p.ok(&["run"]);
+    // The table takes the contract's column order.
+    assert_eq!(p.query("select * from c"), vec!["price,id,name", "2.5,1,a"]);
+    // A type that differs, a missing column and an extra one: the run fails with a diff.
+    p.write(
+        "models/c.sql",
+        "{{ config(materialized='table') }}select 'x' as id, 2.5 as price, true as extra",
+    );
+    let out = p.fails(&["run"], 1);
+    assert!(
+        out.contains("does not match its contract; nothing was written"),
+        "{out}"
+    );
+    assert!(out.contains("type differs"), "{out}");
+    assert!(out.contains("missing from the query"), "{out}");
+    assert!(out.contains("not in the contract"), "{out}");
+    // The previous table is untouched.
+    assert_eq!(p.query("select * from c"), vec!["price,id,name", "2.5,1,a"]);
+    // A contract needs types.
+    p.write(
+        "models/schema.yml",
+        "version: 2\nmodels:\n  - name: c\n    config:\n      contract: {enforced: true}\n    columns:\n      - {name: id}\n",
+    );
+    let out = p.fails(&["run"], 1);
+    assert!(out.contains("these columns have no data_type: id"), "{out}");
+}
