@@ -203,6 +203,9 @@ impl EmbeddedWarehouse {
         plan: datafusion::logical_expr::LogicalPlan,
     ) -> Result<MaterializeOutcome> {
         let (schema, name) = (&target.relation.schema, &target.relation.identifier);
+        // Analyse (and optimise) in this session, so Strata's SQL semantics apply to what is
+        // written exactly as they apply to queries.
+        let plan = self.ctx.state().optimize(&plan)?;
         self.writable
             .get_or_try_init(|| self.shared.lake.ensure_writable())
             .await?;
