@@ -94,6 +94,10 @@ pub trait Warehouse: Send + Sync {
     /// Build (or rebuild) one relation from a query.
     async fn materialize(&self, request: &MaterializeRequest) -> Result<MaterializeOutcome>;
 
+    /// Add the rows of a query to a table (creating it), in one commit; columns the table
+    /// lacks are added. Used to keep the history of test failures.
+    async fn append(&self, request: &MaterializeRequest) -> Result<MaterializeOutcome>;
+
     /// Load a CSV file as a table, inferring column types as dbt does, in one commit.
     async fn load_seed(&self, request: &SeedRequest) -> Result<MaterializeOutcome>;
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use strata_meta::{MetaStore, NodeResultRecord, RunRecord};
 use strata_project::compile::Compiler;
 use strata_project::data_tests::DataTest;
-use strata_project::{Node, Project};
+use strata_project::{Node, Project, Relation};
 
 use crate::{Materialization, MaterializeRequest, SeedRequest, Warehouse};
 
@@ -270,6 +270,7 @@ impl<'a> Runner<'a> {
         let mut started_nodes: HashSet<&str> = HashSet::new();
         let mut results: Vec<NodeResult> = Vec::with_capacity(total);
         let mut compiler = Compiler::new(self.project);
+        let audit_schema = format!("{}_dbt_test__audit", self.project.target.schema);
         let mut running = FuturesUnordered::new();
         let mut stop = false;
 
@@ -303,8 +304,12 @@ impl<'a> Runner<'a> {
                 };
                 let warehouse = self.warehouse;
                 let run_id = run_id.clone();
+                let database = self.project.target.database.as_str();
+                let audit_schema = audit_schema.as_str();
                 running.push(async move {
-                    let outcome = work.execute(warehouse, run_id).await;
+                    let outcome = work
+                        .execute(warehouse, run_id, Some((database, audit_schema)))
+                        .await;
                     (
                         id,
                         index,
@@ -619,7 +624,13 @@ enum Work<'a> {
 }
 
 impl Work<'_> {
-    async fn execute(self, warehouse: &dyn Warehouse, run_id: String) -> Done {
+    /// `audit` is the (database, schema) where `store_failures` keeps failing rows.
+    async fn execute(
+        self,
+        warehouse: &dyn Warehouse,
+        run_id: String,
+        audit: Option<(&str, &str)>,
+    ) -> Done {
         match self {
             Work::Model(_, Err(e)) | Work::Test(_, Err(e)) => Done::error(e.to_string(), None),
             Work::Model(model, Ok(c)) => {
@@ -663,16 +674,55 @@ impl Work<'_> {
                     Err(e) => Done::error(e.to_string(), None),
                 }
             }
-            Work::Test(test, Ok(sql)) => run_test(warehouse, test, sql).await,
+            Work::Test(test, Ok(sql)) => {
+                let done = run_test(warehouse, test, &sql).await;
+                let found_rows = done.status.is_failure() || done.status == NodeStatus::Warn;
+                if found_rows && let Some((db, schema)) = audit.filter(|_| test.store_failures()) {
+                    let relation = Relation::new(db, schema, test.name.clone());
+                    if let Err(e) = store_failures(warehouse, test, &sql, relation, &run_id).await {
+                        return Done::error(
+                            format!("storing the failing rows failed: {e}"),
+                            Some(sql),
+                        );
+                    }
+                }
+                done
+            }
         }
     }
 }
 
-/// Count a test's failing rows and judge them by `severity`, `warn_if` and `error_if`.
-async fn run_test(warehouse: &dyn Warehouse, test: &DataTest, sql: String) -> Done {
+/// Append a test's failing rows, stamped with the run, to its audit table: the history of
+/// failures is kept, not replaced each run.
+async fn store_failures(
+    warehouse: &dyn Warehouse,
+    test: &DataTest,
+    sql: &str,
+    relation: Relation,
+    run_id: &str,
+) -> crate::Result<()> {
     let limited = match test.limit() {
         Some(n) => format!("select * from (\n{sql}\n) as dbt_limited limit {n}"),
-        None => sql.clone(),
+        None => sql.to_string(),
+    };
+    let request = MaterializeRequest {
+        unique_id: test.unique_id.clone(),
+        relation,
+        materialization: Materialization::Table,
+        sql: format!(
+            "select {} as strata_run_id, now() as strata_stored_at, failing.* from (\n{limited}\n) as failing",
+            strata_common::quote_literal(run_id)
+        ),
+        run_id: run_id.to_string(),
+    };
+    warehouse.append(&request).await.map(|_| ())
+}
+
+/// Count a test's failing rows and judge them by `severity`, `warn_if` and `error_if`.
+async fn run_test(warehouse: &dyn Warehouse, test: &DataTest, sql: &str) -> Done {
+    let limited = match test.limit() {
+        Some(n) => format!("select * from (\n{sql}\n) as dbt_limited limit {n}"),
+        None => sql.to_string(),
     };
     let query = format!(
         "select count(*) as failures, count(*) {} as should_warn, count(*) {} as should_error \
@@ -680,18 +730,24 @@ async fn run_test(warehouse: &dyn Warehouse, test: &DataTest, sql: String) -> Do
         test.warn_if(),
         test.error_if()
     );
-    let batches: Vec<datafusion::arrow::record_batch::RecordBatch> = match warehouse
-        .query(&query, None)
-        .await
-    {
-        Ok(stream) => match stream.try_collect().await {
-            Ok(b) => b,
-            Err(e) => return Done::error(crate::error::describe_datafusion_error(&e), Some(sql)),
-        },
-        Err(e) => return Done::error(e.to_string(), Some(sql)),
-    };
+    let batches: Vec<datafusion::arrow::record_batch::RecordBatch> =
+        match warehouse.query(&query, None).await {
+            Ok(stream) => match stream.try_collect().await {
+                Ok(b) => b,
+                Err(e) => {
+                    return Done::error(
+                        crate::error::describe_datafusion_error(&e),
+                        Some(sql.to_string()),
+                    );
+                }
+            },
+            Err(e) => return Done::error(e.to_string(), Some(sql.to_string())),
+        };
     let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
-        return Done::error("the test query returned no count".into(), Some(sql));
+        return Done::error(
+            "the test query returned no count".into(),
+            Some(sql.to_string()),
+        );
     };
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::Int64Type;
@@ -736,7 +792,7 @@ async fn run_test(warehouse: &dyn Warehouse, test: &DataTest, sql: String) -> Do
         message,
         rows_affected: None,
         failures: Some(failures.max(0) as u64),
-        sql: Some(sql),
+        sql: Some(sql.to_string()),
     }
 }
 

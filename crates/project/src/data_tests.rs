@@ -107,6 +107,15 @@ impl DataTest {
         self.config.get("limit").and_then(Json::as_u64)
     }
 
+    /// Whether failing rows are kept in the audit schema (`store_failures`).
+    pub fn store_failures(&self) -> bool {
+        matches!(self.config.get("store_failures"), Some(Json::Bool(true)))
+            || self
+                .config
+                .get_str("store_failures_as")
+                .is_some_and(|s| s == "table")
+    }
+
     /// A filter applied to the tested relation before testing it.
     pub fn where_clause(&self) -> Option<&str> {
         self.config

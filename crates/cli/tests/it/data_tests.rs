@@ -263,3 +263,36 @@ fn contracts_are_checked_before_anything_is_written() {
     let out = p.fails(&["run"], 1);
     assert!(out.contains("these columns have no data_type: id"), "{out}");
 }
+
+#[test]
+fn store_failures_keeps_the_history_of_failing_rows() {
+    let p = shop();
+    schema(
+        &p,
+        "version: 2\nmodels:\n  - name: orders\n    columns:\n      - name: customer_id\n        tests:\n          - relationships:\n              to: ref('customers')\n              field: id\n              config: {store_failures: true}\n      - name: id\n        tests: [{not_null: {config: {store_failures: true, severity: warn}}}]\n",
+    );
+    p.ok(&["seed"]);
+    p.ok(&["run"]);
+    p.fails(&["test"], 1);
+    let audit = "main_dbt_test__audit";
+    assert_eq!(
+        p.query(&format!(
+            "select from_field from {audit}.relationships_orders_customer_id__id__ref_customers_"
+        )),
+        vec!["from_field", "9"]
+    );
+    assert_eq!(
+        p.query(&format!(
+            "select count(*) as n from {audit}.not_null_orders_id"
+        )),
+        vec!["n", "1"]
+    );
+    // A second run adds to the history instead of replacing it.
+    p.fails(&["test"], 1);
+    assert_eq!(
+        p.query(&format!(
+            "select count(*) as n, count(distinct strata_run_id) as runs from {audit}.relationships_orders_customer_id__id__ref_customers_"
+        )),
+        vec!["n,runs", "2,2"]
+    );
+}

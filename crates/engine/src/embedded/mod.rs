@@ -202,6 +202,18 @@ impl EmbeddedWarehouse {
         target: &WriteTarget<'_>,
         plan: datafusion::logical_expr::LogicalPlan,
     ) -> Result<MaterializeOutcome> {
+        self.write_with_mode(target, plan, SaveMode::Overwrite)
+            .await
+    }
+
+    /// Write a plan to a table in one commit: replace it (`Overwrite`, schema replaced) or add
+    /// to it (`Append`, new columns merged in).
+    async fn write_with_mode(
+        &self,
+        target: &WriteTarget<'_>,
+        plan: datafusion::logical_expr::LogicalPlan,
+        mode: SaveMode,
+    ) -> Result<MaterializeOutcome> {
         let (schema, name) = (&target.relation.schema, &target.relation.identifier);
         // Analyse (and optimise) in this session, so Strata's SQL semantics apply to what is
         // written exactly as they apply to queries.
@@ -245,8 +257,12 @@ impl EmbeddedWarehouse {
         let written = table
             .write(Vec::<RecordBatch>::new())
             .with_input_plan(plan)
-            .with_save_mode(SaveMode::Overwrite)
-            .with_schema_mode(SchemaMode::Overwrite)
+            .with_save_mode(mode)
+            .with_schema_mode(if mode == SaveMode::Append {
+                SchemaMode::Merge
+            } else {
+                SchemaMode::Overwrite
+            })
             .with_session_state(Arc::new(self.ctx.state()))
             .with_commit_properties(commit)
             .await;
@@ -350,6 +366,16 @@ impl Warehouse for EmbeddedWarehouse {
             Error::Sql(msg) => Error::Sql(format!("{}: {msg}", req.display_path)),
             other => other,
         })
+    }
+
+    async fn append(&self, request: &MaterializeRequest) -> Result<MaterializeOutcome> {
+        let df = self.plan(&request.sql).await?;
+        self.write_with_mode(
+            &WriteTarget::of(request),
+            df.logical_plan().clone(),
+            SaveMode::Append,
+        )
+        .await
     }
 
     async fn query(&self, sql: &str, limit: Option<usize>) -> Result<SendableRecordBatchStream> {
