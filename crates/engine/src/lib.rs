@@ -13,6 +13,7 @@ pub mod embedded;
 pub mod error;
 pub mod runner;
 pub mod semantics;
+pub mod types;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -106,4 +107,9 @@ pub trait Warehouse: Send + Sync {
 
     /// Plan a read-only query and return its output schema without running it.
     async fn describe(&self, sql: &str) -> Result<SchemaRef>;
+
+    /// A handle templates use to run queries while compiling (`run_query`, `statement`).
+    fn introspector(&self) -> Option<std::sync::Arc<dyn strata_project::jinja::Introspector>> {
+        None
+    }
 }

@@ -269,7 +269,8 @@ impl<'a> Runner<'a> {
         let mut done: HashSet<&str> = HashSet::new();
         let mut started_nodes: HashSet<&str> = HashSet::new();
         let mut results: Vec<NodeResult> = Vec::with_capacity(total);
-        let mut compiler = Compiler::new(self.project);
+        let mut compiler =
+            Compiler::new(self.project).with_introspector(self.warehouse.introspector());
         let audit_schema = format!("{}_dbt_test__audit", self.project.target.schema);
         let mut running = FuturesUnordered::new();
         let mut stop = false;

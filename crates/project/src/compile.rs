@@ -8,7 +8,7 @@ use std::sync::Arc;
 use strata_common::{Location, did_you_mean};
 
 use crate::error::{Error, Result};
-use crate::jinja::{Mode, NodeInfo, Resolved, Resolver, describe_error};
+use crate::jinja::{Introspector, Mode, NodeInfo, Resolved, Resolver, describe_error};
 use crate::node::{Model, RefCall};
 use crate::project::Project;
 
@@ -28,6 +28,7 @@ pub struct CompiledModel {
 pub struct ProjectResolver {
     models: HashMap<String, Resolved>,
     sources: HashMap<(String, String), Resolved>,
+    introspector: Option<Arc<dyn Introspector>>,
 }
 
 impl ProjectResolver {
@@ -70,7 +71,11 @@ impl ProjectResolver {
                 )
             })
             .collect();
-        Self { models, sources }
+        Self {
+            models,
+            sources,
+            introspector: None,
+        }
     }
 }
 
@@ -90,6 +95,10 @@ impl Resolver for ProjectResolver {
             .get(&(source.to_string(), table.to_string()))
             .cloned()
             .ok_or_else(|| format!("source('{source}', '{table}') is not declared"))
+    }
+
+    fn introspector(&self) -> Option<&dyn Introspector> {
+        self.introspector.as_deref()
     }
 }
 
@@ -114,6 +123,16 @@ impl<'p> Compiler<'p> {
             resolver: Arc::new(ProjectResolver::new(project)),
             cache: HashMap::new(),
         }
+    }
+
+    /// Let templates run queries on a warehouse (`run_query`, `statement`,
+    /// `adapter.get_relation`, `adapter.get_columns_in_relation`).
+    pub fn with_introspector(mut self, introspector: Option<Arc<dyn Introspector>>) -> Self {
+        let mut resolver = ProjectResolver::new(self.project);
+        resolver.introspector = introspector;
+        self.resolver = Arc::new(resolver);
+        self.cache.clear();
+        self
     }
 
     /// Compile one model by unique id.

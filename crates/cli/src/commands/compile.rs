@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use strata_engine::Warehouse;
 use strata_project::artifacts::{manifest, write_artifact};
 use strata_project::compile::Compiler;
 
@@ -23,7 +24,9 @@ pub fn compile(global: &GlobalArgs, args: &CompileArgs) -> Result<ExitCode> {
     let project = load_project(global)?;
     write_artifact(&project, "manifest.json", &manifest(&project))?;
     let selected = select(&project, &args.select)?;
-    let mut compiler = Compiler::new(&project);
+    // Templates may query the warehouse (run_query, statement, adapter.get_relation).
+    let (warehouse, _meta) = crate::context::open_warehouse(&project)?;
+    let mut compiler = Compiler::new(&project).with_introspector(warehouse.introspector());
     let console = Console::new(global);
     let mut count = 0;
     let mut last = None;

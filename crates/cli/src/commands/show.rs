@@ -48,7 +48,8 @@ pub struct ShowArgs {
 /// Run the command.
 pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode> {
     let project = load_project(global)?;
-    let mut compiler = Compiler::new(&project);
+    let (warehouse, _meta) = open_warehouse(&project)?;
+    let mut compiler = Compiler::new(&project).with_introspector(warehouse.introspector());
     let (label, sql) = match (&args.select, &args.inline) {
         (Some(name), _) => {
             let Some(model) = project.model_by_name(name) else {
@@ -63,7 +64,6 @@ pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode> {
         (None, Some(inline)) => ("inline query".to_string(), compiler.compile_inline(inline)?),
         (None, None) => bail!("give --select MODEL or --inline \"SQL\""),
     };
-    let (warehouse, _meta) = open_warehouse(&project)?;
     let limit = usize::try_from(args.limit).ok();
     let batches: Vec<RecordBatch> = warehouse
         .query(&sql, limit)

@@ -74,3 +74,44 @@ fn unknown_dispatch_targets_are_named() {
     let out = p.fails(&["run"], 2);
     assert!(out.contains("adapter.dispatch('nope')"), "{out}");
 }
+
+const INTROSPECTION: &str = r#"{% set statuses = run_query("select distinct status from " ~ ref('stg_orders') ~ " order by 1") %}
+{% call statement('n_orders', fetch_result=True) %}
+select count(*) as n from {{ ref('stg_orders') }}
+{% endcall %}
+{% set n = load_result('n_orders')['data'][0][0] if execute else 0 %}
+{% set cols = adapter.get_columns_in_relation(ref('stg_orders')) %}
+{% set missing = adapter.get_relation(database=this.database, schema='nowhere', identifier='nothing') %}
+select
+{% if execute %}
+  {% for s in statuses.columns[0].values() %}
+  sum(case when status = '{{ s }}' then 1 else 0 end) as {{ s }}_orders,
+  {% endfor %}
+{% endif %}
+  {{ n }} as total,
+  '{{ cols | map(attribute="name") | join(",") }}' as columns,
+  {{ 'true' if missing is none else 'false' }} as missing_is_none
+from {{ ref('stg_orders') }}
+"#;
+
+#[test]
+fn templates_can_query_the_warehouse() {
+    let p = TestProject::with_files(&[
+        (
+            "models/stg_orders.sql",
+            "{{ config(materialized='table') }}select * from (values (1, 'placed'), (2, 'shipped'), (3, 'placed')) as t(order_id, status)",
+        ),
+        ("models/intro.sql", INTROSPECTION),
+    ]);
+    p.ok(&["run"]);
+    assert_eq!(
+        p.query("select placed_orders, shipped_orders, total, columns, missing_is_none from intro"),
+        vec![
+            "placed_orders,shipped_orders,total,columns,missing_is_none",
+            "2,1,3,\"order_id,status\",true"
+        ]
+    );
+    // `compile` connects too, so the same queries render there.
+    let sql = p.ok(&["compile", "-s", "intro"]);
+    assert!(sql.contains("as shipped_orders"), "{sql}");
+}

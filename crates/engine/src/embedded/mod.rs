@@ -3,6 +3,7 @@
 mod catalog;
 mod external;
 mod guard;
+mod introspect;
 mod lake;
 mod seed;
 
@@ -49,6 +50,8 @@ pub struct WarehouseOptions {
 }
 
 /// DataFusion over Delta Lake tables, with views and table locations in the metadata store.
+/// Clones share the session, catalog and caches.
+#[derive(Clone)]
 pub struct EmbeddedWarehouse {
     ctx: SessionContext,
     shared: Arc<CatalogShared>,
@@ -384,6 +387,10 @@ impl Warehouse for EmbeddedWarehouse {
             df = df.limit(0, Some(n))?;
         }
         Ok(df.execute_stream().await?)
+    }
+
+    fn introspector(&self) -> Option<Arc<dyn strata_project::jinja::Introspector>> {
+        Some(Arc::new(introspect::SqlIntrospector::new(self.clone())))
     }
 
     async fn describe(&self, sql: &str) -> Result<SchemaRef> {

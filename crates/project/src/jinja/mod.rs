@@ -42,12 +42,34 @@ pub struct Resolved {
     pub ephemeral: Option<(String, String)>,
 }
 
-/// Resolves `ref` and `source` calls while compiling.
+/// The result of a query run from a template (`run_query`, `statement`).
+#[derive(Debug, Clone, Default)]
+pub struct QueryResult {
+    /// Column names and SQL types.
+    pub columns: Vec<(String, String)>,
+    /// Rows, as JSON values in column order.
+    pub rows: Vec<Vec<serde_json::Value>>,
+}
+
+/// Runs queries and looks at relations for templates, while compiling against a warehouse.
+pub trait Introspector: Send + Sync + fmt::Debug {
+    /// Run a query and return its rows.
+    fn run_query(&self, sql: &str) -> Result<QueryResult, String>;
+    /// The columns (name, SQL type) of a relation, or `None` when it does not exist.
+    fn columns(&self, relation: &Relation) -> Result<Option<Vec<(String, String)>>, String>;
+}
+
+/// Resolves `ref` and `source` calls while compiling, and reaches the warehouse when one is
+/// connected.
 pub trait Resolver: Send + Sync + fmt::Debug {
     /// The relation `ref(...)` points to, or a message saying why there is none.
     fn resolve_ref(&self, call: &RefCall) -> Result<Resolved, String>;
     /// The relation `source(source, table)` points to, or a message saying why there is none.
     fn resolve_source(&self, source: &str, table: &str) -> Result<Resolved, String>;
+    /// The warehouse, for `run_query`, `statement` and `adapter.get_relation`.
+    fn introspector(&self) -> Option<&dyn Introspector> {
+        None
+    }
 }
 
 /// What a render knows about the node being rendered.
@@ -334,6 +356,9 @@ impl JinjaEnv {
                 })
         });
         env.add_function("ref", ref_fn);
+        env.add_function("run_query", run_query_fn);
+        env.add_function("statement", statement_fn);
+        env.add_function("load_result", load_result_fn);
         env.add_function("source", source_fn);
         env.add_function("is_incremental", |_: &State| false);
         env.add_function(
@@ -520,6 +545,8 @@ struct Scope {
     node: NodeInfo,
     resolver: Option<Arc<dyn Resolver>>,
     captured: Mutex<Captured>,
+    /// Results of `{% call statement(name, fetch_result=True) %}` blocks, for `load_result`.
+    statements: Mutex<HashMap<String, QueryResult>>,
 }
 
 impl Scope {
@@ -529,6 +556,7 @@ impl Scope {
             node,
             resolver,
             captured: Mutex::new(Captured::default()),
+            statements: Mutex::new(HashMap::new()),
         })
     }
 
@@ -585,6 +613,169 @@ impl Scope {
 impl Object for Scope {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
         ObjectRepr::Plain
+    }
+}
+
+impl Scope {
+    /// The warehouse, when this render may run queries (compiling with a connection).
+    fn introspector(&self) -> Option<&dyn Introspector> {
+        if self.mode != Mode::Compile {
+            return None;
+        }
+        self.resolver.as_ref()?.introspector()
+    }
+}
+
+fn query_error(msg: String) -> JError {
+    JError::new(ErrorKind::InvalidOperation, msg)
+}
+
+/// `run_query(sql)`: the result as a table, or none while parsing (as dbt does).
+fn run_query_fn(state: &State, sql: String) -> Result<Value, JError> {
+    let Some(scope) = current_scope(state) else {
+        return Ok(Value::from(()));
+    };
+    match scope.introspector() {
+        Some(i) => Ok(Value::from_object(JTable(
+            i.run_query(&sql).map_err(query_error)?,
+        ))),
+        None => Ok(Value::from(())),
+    }
+}
+
+/// `{% call statement('name', fetch_result=True) %} SQL {% endcall %}`.
+fn statement_fn(state: &mut State, name: String, kwargs: Kwargs) -> Result<Value, JError> {
+    let caller: Value = kwargs.get("caller")?;
+    let fetch: Option<bool> = kwargs.get("fetch_result")?;
+    let _: Option<Value> = kwargs.get("auto_begin")?;
+    let sql = caller.call(state, &[])?.to_string();
+    let Some(scope) = current_scope(state) else {
+        return Ok(Value::from(""));
+    };
+    if let Some(i) = scope.introspector() {
+        let result = i.run_query(&sql).map_err(query_error)?;
+        if fetch.unwrap_or(false)
+            && let Ok(mut st) = scope.statements.lock()
+        {
+            st.insert(name, result);
+        }
+    }
+    Ok(Value::from(""))
+}
+
+/// `load_result('name')`: `{data, table, response}` of a statement block.
+fn load_result_fn(state: &State, name: String) -> Result<Value, JError> {
+    let Some(scope) = current_scope(state) else {
+        return Ok(Value::from(()));
+    };
+    let result = scope
+        .statements
+        .lock()
+        .ok()
+        .and_then(|st| st.get(&name).cloned());
+    Ok(match result {
+        Some(r) => {
+            let n = r.rows.len();
+            minijinja::context! {
+                data => Value::from(Serde(&r.rows)),
+                table => Value::from_object(JTable(r)),
+                response => minijinja::context! { code => "SELECT", rows_affected => n },
+            }
+        }
+        None => Value::from(()),
+    })
+}
+
+/// A query result as dbt's agate table: `.rows`, `.columns[i].values()`, `.column_names`.
+#[derive(Debug)]
+struct JTable(QueryResult);
+
+impl Object for JTable {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        if let Some(i) = key.as_usize() {
+            return self.0.rows.get(i).map(|r| Value::from(Serde(r)));
+        }
+        match key.as_str()? {
+            "rows" => Some(Value::from(Serde(&self.0.rows))),
+            "column_names" => Some(Value::from(
+                self.0
+                    .columns
+                    .iter()
+                    .map(|(n, _)| Value::from(n.clone()))
+                    .collect::<Vec<_>>(),
+            )),
+            "column_types" => Some(Value::from(
+                self.0
+                    .columns
+                    .iter()
+                    .map(|(_, t)| Value::from(t.clone()))
+                    .collect::<Vec<_>>(),
+            )),
+            "columns" => Some(Value::from(
+                (0..self.0.columns.len())
+                    .map(|i| Value::from_object(JColumn(self.clone(), i)))
+                    .collect::<Vec<_>>(),
+            )),
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Seq(self.0.rows.len())
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, JError> {
+        match method {
+            "print_table" => Ok(Value::from("")),
+            _ => Err(JError::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+/// One column of a [`JTable`].
+#[derive(Debug)]
+struct JColumn(Arc<JTable>, usize);
+
+impl Object for JColumn {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let (name, ty) = self.0.0.columns.get(self.1)?;
+        match key.as_str()? {
+            "name" => Some(Value::from(name.clone())),
+            "data_type" | "dtype" => Some(Value::from(ty.clone())),
+            _ => None,
+        }
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, JError> {
+        match method {
+            "values" => Ok(Value::from(
+                self.0
+                    .0
+                    .rows
+                    .iter()
+                    .map(|r| Value::from(Serde(r.get(self.1).cloned().unwrap_or_default())))
+                    .collect::<Vec<_>>(),
+            )),
+            _ => Err(JError::from(ErrorKind::UnknownMethod)),
+        }
     }
 }
 
@@ -854,11 +1045,64 @@ impl Object for Adapter {
 
     fn call_method(
         self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
+        state: &mut State<'_, '_>,
         method: &str,
         args: &[Value],
     ) -> Result<Value, JError> {
         match method {
+            "get_relation" => {
+                let (kwargs,): (Kwargs,) = from_args(args)?;
+                let part = |k: &str| -> Result<String, JError> {
+                    Ok(kwargs.get::<Option<String>>(k)?.unwrap_or_default())
+                };
+                let relation =
+                    Relation::new(part("database")?, part("schema")?, part("identifier")?);
+                let Some(scope) = current_scope(state) else {
+                    return Ok(Value::from(()));
+                };
+                let Some(i) = scope.introspector() else {
+                    return Ok(Value::from(()));
+                };
+                Ok(match i.columns(&relation).map_err(query_error)? {
+                    Some(_) => Value::from_object(JRelation {
+                        relation,
+                        cte: None,
+                    }),
+                    None => Value::from(()),
+                })
+            }
+            "get_columns_in_relation" => {
+                let (rel,): (Value,) = from_args(args)?;
+                let Some(r) = rel.downcast_object_ref::<JRelation>() else {
+                    return Err(query_error(
+                        "get_columns_in_relation() takes a relation".into(),
+                    ));
+                };
+                let Some(scope) = current_scope(state) else {
+                    return Ok(Value::from(Vec::<Value>::new()));
+                };
+                let Some(i) = scope.introspector() else {
+                    return Ok(Value::from(Vec::<Value>::new()));
+                };
+                let columns = i
+                    .columns(&r.relation)
+                    .map_err(query_error)?
+                    .unwrap_or_default();
+                Ok(Value::from(
+                    columns
+                        .into_iter()
+                        .map(|(name, ty)| {
+                            minijinja::context! {
+                                name => name.clone(),
+                                column => name.clone(),
+                                quoted => strata_common::quote_ident(&name),
+                                data_type => ty.clone(),
+                                dtype => ty,
+                            }
+                        })
+                        .collect::<Vec<_>>(),
+                ))
+            }
             "quote" => {
                 let (ident,): (String,) = from_args(args)?;
                 Ok(Value::from_safe_string(strata_common::quote_ident(&ident)))
