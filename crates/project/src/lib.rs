@@ -14,6 +14,7 @@ pub mod error;
 pub mod graph;
 pub mod jinja;
 pub mod node;
+pub mod packages;
 pub mod profile;
 pub mod project;
 pub mod properties;

@@ -272,6 +272,35 @@ impl Loader {
                 }
             }
         }
+        // Package macros come before the root project's, so the root's definitions win.
+        let install_path = self
+            .config
+            .other
+            .get("packages-install-path")
+            .and_then(|v| v.as_str())
+            .unwrap_or("dbt_packages")
+            .to_string();
+        let packages = crate::packages::load(&self.root, &install_path)?;
+        let mut package_macros = Vec::new();
+        for pkg in &packages {
+            let dirs: Vec<String> = pkg
+                .config
+                .macro_paths
+                .iter()
+                .cloned()
+                .chain(
+                    pkg.config
+                        .test_paths
+                        .iter()
+                        .map(|t| format!("{}/generic", t.trim_end_matches('/'))),
+                )
+                .collect();
+            for (abs, _) in files_with_ext(&pkg.root, &dirs, &["sql"]) {
+                let text = crate::jinja::tests_as_macros(&read_to_string(&abs)?);
+                package_macros.push((relative_to(&abs, &self.root), pkg.name.clone(), text));
+            }
+        }
+        macro_files.splice(0..0, package_macros);
         // Built-in macros come first, so a project's own definitions replace them.
         macro_files.insert(
             0,

@@ -5,6 +5,7 @@ mod data_tests;
 mod errors;
 mod execution;
 mod jinja;
+mod packages;
 mod project;
 mod s3;
 mod seeds;

@@ -302,6 +302,27 @@ impl JinjaEnv {
                 );
             }
         }
+        // Each package's macros are also reachable through its name: `dbt_utils.star(...)`.
+        let mut by_package: HashMap<String, IndexMap<String, MacroDef>> = HashMap::new();
+        for (path, package, source) in macro_files {
+            for (macro_name, line, sql) in find_macros(source) {
+                by_package.entry(package.clone()).or_default().insert(
+                    macro_name.clone(),
+                    MacroDef {
+                        name: macro_name,
+                        file: path.clone(),
+                        line,
+                        package: package.clone(),
+                        sql,
+                    },
+                );
+            }
+        }
+        for (package, defs) in by_package {
+            if package != globals.project_name && package != "strata" && package != "dbt" {
+                env.add_global(package, Value::from_object(Namespace(Arc::new(defs))));
+            }
+        }
         let macros = Arc::new(macros);
         env.add_global("dbt", Value::from_object(Namespace(macros.clone())));
         env.add_global("adapter", Value::from_object(Adapter(macros.clone())));
@@ -1112,8 +1133,8 @@ impl Object for Adapter {
                 Ok(Value::from(ident))
             }
             "dispatch" => {
-                let (name, kwargs): (String, Kwargs) = from_args(args)?;
-                let _namespace: Option<Value> = kwargs.get("macro_namespace")?;
+                let (name, namespace, kwargs): (String, Option<String>, Kwargs) = from_args(args)?;
+                let _namespace: Option<String> = namespace.or(kwargs.get("macro_namespace")?);
                 dispatch(&self.0, &name).ok_or_else(|| {
                     JError::new(
                         ErrorKind::UnknownFunction,

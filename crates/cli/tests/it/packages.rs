@@ -1,0 +1,60 @@
+//! Packages: local ones in place, hub and git ones from dbt_packages/ when installed there.
+
+use crate::project::TestProject;
+
+fn with_package(entry: &str, pkg_dir: &str) -> TestProject {
+    let p = TestProject::with_files(&[
+        (
+            &format!("{pkg_dir}/dbt_project.yml"),
+            "name: my_utils\nversion: '1.0'\nconfig-version: 2\n",
+        ),
+        (
+            &format!("{pkg_dir}/macros/money.sql"),
+            "{% macro cents_to_units(x) %}({{ x }} / 100.0){% endmacro %}\n{% macro default__label(x) %}upper({{ x }}){% endmacro %}",
+        ),
+        (
+            &format!("{pkg_dir}/tests/generic/is_positive.sql"),
+            "{% test is_positive(model, column_name) %}select * from {{ model }} where {{ column_name }} <= 0{% endtest %}",
+        ),
+        ("packages.yml", entry),
+        (
+            "models/m.sql",
+            "select {{ my_utils.cents_to_units('250') }} as units, {{ cents_to_units('100') }} as plain, {{ adapter.dispatch('label', 'my_utils')(\"'x'\") }} as l",
+        ),
+        (
+            "models/schema.yml",
+            "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: units\n        tests: [my_utils.is_positive]\n",
+        ),
+    ]);
+    p
+}
+
+#[test]
+fn local_packages_provide_macros_and_tests() {
+    let p = with_package("packages:\n  - local: vendor/my_utils\n", "vendor/my_utils");
+    let out = p.ok(&["build"]);
+    assert!(out.contains("PASS is_positive_m_units"), "{out}");
+    assert_eq!(
+        p.query("select * from m"),
+        vec!["units,plain,l", "2.5,1.0,X"]
+    );
+}
+
+#[test]
+fn hub_packages_are_used_when_installed_and_explained_when_not() {
+    let p = with_package(
+        "packages:\n  - package: acme/my_utils\n    version: 1.0.0\n",
+        "dbt_packages/my_utils",
+    );
+    assert!(p.ok(&["run"]).contains("PASS=1"));
+    let p = TestProject::with_files(&[(
+        "packages.yml",
+        "packages:\n  - package: dbt-labs/dbt_utils\n    version: [\">=1.0.0\"]\n",
+    )]);
+    let out = p.fails(&["run"], 2);
+    assert!(
+        out.contains("package `dbt-labs/dbt_utils` must be downloaded"),
+        "{out}"
+    );
+    assert!(out.contains("- local: path/to/dbt_utils"), "{out}");
+}

@@ -1,0 +1,98 @@
+//! Packages from `packages.yml` (or `dependencies.yml`): local packages are read in place;
+//! hub and git packages are used from `dbt_packages/` when `dbt deps` installed them there,
+//! and otherwise explained, since fetching them needs a network.
+//!
+//! A package contributes its macros (callable as `package_name.macro()`, and by plain name
+//! when the root project does not define the same name) and its generic tests.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use strata_common::Location;
+
+use crate::config::ProjectConfig;
+use crate::error::{Error, Result, read_to_string, yaml_error};
+
+/// An installed package.
+#[derive(Debug, Clone)]
+pub struct Package {
+    /// Its name (from its own project file).
+    pub name: String,
+    /// Its folder.
+    pub root: PathBuf,
+    /// Its project file.
+    pub config: ProjectConfig,
+}
+
+#[derive(Debug, Deserialize)]
+struct PackagesFile {
+    #[serde(default)]
+    packages: Vec<serde_yaml::Value>,
+}
+
+/// The packages the project at `root` declares.
+pub fn load(root: &Path, install_path: &str) -> Result<Vec<Package>> {
+    let Some(file) = ["packages.yml", "dependencies.yml"]
+        .iter()
+        .map(|f| root.join(f))
+        .find(|p| p.is_file())
+    else {
+        return Ok(Vec::new());
+    };
+    let rel = PathBuf::from(file.file_name().unwrap_or_default());
+    let text = read_to_string(&file)?;
+    let parsed: PackagesFile =
+        serde_yaml::from_str(&text).map_err(|e| yaml_error(rel.clone(), &e))?;
+    let mut out = Vec::new();
+    for entry in parsed.packages {
+        let get = |k: &str| entry.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let dir = if let Some(local) = get("local") {
+            root.join(local)
+        } else if let Some(name) = get("package").or_else(|| get("git")) {
+            // `dbt deps` installs `org/name` as dbt_packages/name; a git URL as its repo name.
+            let short = name
+                .trim_end_matches('/')
+                .trim_end_matches(".git")
+                .rsplit('/')
+                .next()
+                .unwrap_or(&name)
+                .to_string();
+            let installed = root.join(install_path).join(&short);
+            if !installed.join("dbt_project.yml").is_file() {
+                return Err(Error::at(
+                    Location::file(&rel),
+                    format!("package `{name}` must be downloaded, and this machine does not fetch packages"),
+                )
+                .with_hint(format!(
+                    "vendor it: copy the package into the project (for example {install_path}/{short}, as `dbt deps` would) \
+                     or anywhere else and declare it as `- local: path/to/{short}`"
+                )));
+            }
+            installed
+        } else {
+            return Err(Error::at(
+                Location::file(&rel),
+                "a package entry needs `local:`, `package:` or `git:`",
+            ));
+        };
+        if !dir.is_dir() {
+            return Err(Error::at(
+                Location::file(&rel),
+                format!("package folder {} does not exist", dir.display()),
+            )
+            .with_hint("fix the `local:` path; it is relative to the project folder"));
+        }
+        let (config, _) = ProjectConfig::load(&dir).map_err(|e| {
+            e.with_hint(format!(
+                "{} should be a dbt package with a dbt_project.yml",
+                dir.display()
+            ))
+        })?;
+        out.push(Package {
+            name: config.name.clone(),
+            root: dir,
+            config,
+        });
+    }
+    Ok(out)
+}
