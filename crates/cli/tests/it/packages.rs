@@ -3,7 +3,7 @@
 use crate::project::TestProject;
 
 fn with_package(entry: &str, pkg_dir: &str) -> TestProject {
-    let p = TestProject::with_files(&[
+    TestProject::with_files(&[
         (
             &format!("{pkg_dir}/dbt_project.yml"),
             "name: my_utils\nversion: '1.0'\nconfig-version: 2\n",
@@ -25,8 +25,7 @@ fn with_package(entry: &str, pkg_dir: &str) -> TestProject {
             "models/schema.yml",
             "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: units\n        tests: [my_utils.is_positive]\n",
         ),
-    ]);
-    p
+    ])
 }
 
 #[test]
