@@ -27,7 +27,11 @@ pub fn load_project(global: &GlobalArgs) -> Result<Project> {
 pub fn select(project: &Project, args: &SelectArgs) -> Result<BTreeSet<String>> {
     let select = Selector::parse(&args.select)?;
     let exclude = Selector::parse(&args.exclude)?;
-    Ok(resolve(project, &select, &exclude))
+    let state = match &args.state {
+        Some(dir) => Some(strata_project::select::State::load(dir)?),
+        None => None,
+    };
+    Ok(resolve(project, &select, &exclude, state.as_ref())?)
 }
 
 /// Sources that read files, with locations made absolute.

@@ -12,6 +12,77 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::project::Project;
 
+/// An earlier run's manifest, for `state:new` and `state:modified`.
+#[derive(Debug, Clone)]
+pub struct State {
+    nodes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl State {
+    /// Read `<dir>/manifest.json`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::user(format!(
+                "--state {}: cannot read {}: {e}",
+                dir.display(),
+                path.display()
+            ))
+            .with_hint("point --state at the target/ folder of the run to compare with")
+        })?;
+        let manifest: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::user(format!("{} is not a manifest: {e}", path.display())))?;
+        let nodes = manifest
+            .get("nodes")
+            .and_then(serde_json::Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        Ok(Self { nodes })
+    }
+
+    fn node(&self, id: &str) -> Option<&serde_json::Value> {
+        self.nodes.get(id)
+    }
+}
+
+/// What a node looks like to state comparison: its checksum, configuration and relation.
+fn fingerprint(project: &Project, id: &str) -> Option<(String, serde_json::Value, String)> {
+    let n = project.node(id)?;
+    let checksum = match n {
+        crate::node::Node::Model(m) => m.checksum.clone(),
+        crate::node::Node::Seed(s) => s.checksum.clone(),
+    };
+    Some((checksum, n.config().to_json(), n.relation().to_string()))
+}
+
+fn state_match(project: &Project, state: &State, id: &str, value: &str) -> bool {
+    let Some(old) = state.node(id) else {
+        // Not in the earlier manifest: new (and so also modified).
+        return matches!(
+            value,
+            "new" | "modified" | "modified.body" | "modified.configs" | "modified.relation"
+        );
+    };
+    let Some((checksum, config, relation)) = fingerprint(project, id) else {
+        return false;
+    };
+    let body = old["checksum"]["checksum"].as_str() != Some(checksum.as_str());
+    // Compare only the keys this project sets, so defaults filled in by the manifest writer
+    // do not count as changes.
+    let configs = config
+        .as_object()
+        .is_some_and(|c| c.iter().any(|(k, v)| old["config"].get(k) != Some(v)));
+    let moved = old["relation_name"].as_str().is_some_and(|r| r != relation);
+    match value {
+        "new" => false,
+        "modified" => body || configs || moved,
+        "modified.body" => body,
+        "modified.configs" => configs,
+        "modified.relation" => moved,
+        _ => false,
+    }
+}
+
 /// A parsed selection: a union of intersections of atoms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selector {
@@ -39,6 +110,7 @@ enum Method {
     ResourceType,
     TestType,
     TestName,
+    State,
     Config(String),
 }
 
@@ -68,11 +140,24 @@ impl Selector {
 
     /// The unique ids (models and sources) this selector picks in `project`.
     pub fn select(&self, project: &Project) -> BTreeSet<String> {
+        self.select_with_state(project, None)
+    }
+
+    /// Whether any atom uses the `state:` method.
+    pub fn uses_state(&self) -> bool {
+        self.unions
+            .iter()
+            .flatten()
+            .any(|a| a.method == Method::State)
+    }
+
+    /// Like [`Selector::select`], comparing with an earlier manifest for `state:` atoms.
+    pub fn select_with_state(&self, project: &Project, state: Option<&State>) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for inter in &self.unions {
             let mut acc: Option<BTreeSet<String>> = None;
             for atom in inter {
-                let set = atom.select(project);
+                let set = atom.select(project, state);
                 acc = Some(match acc {
                     None => set,
                     Some(prev) => prev.intersection(&set).cloned().collect(),
@@ -85,18 +170,29 @@ impl Selector {
 }
 
 /// The nodes to act on: `select` (or every node) minus `exclude`.
-pub fn resolve(project: &Project, select: &Selector, exclude: &Selector) -> BTreeSet<String> {
+pub fn resolve(
+    project: &Project,
+    select: &Selector,
+    exclude: &Selector,
+    state: Option<&State>,
+) -> Result<BTreeSet<String>> {
+    if (select.uses_state() || exclude.uses_state()) && state.is_none() {
+        return Err(Error::user(
+            "`state:` selection compares with an earlier run, but no --state was given",
+        )
+        .with_hint("pass --state DIR, the target/ folder (with manifest.json) of that run"));
+    }
     let mut chosen: BTreeSet<String> = if select.is_empty() {
         project.graph.ids().iter().cloned().collect()
     } else {
-        select.select(project)
+        select.select_with_state(project, state)
     };
     if !exclude.is_empty() {
-        for id in exclude.select(project) {
+        for id in exclude.select_with_state(project, state) {
             chosen.remove(&id);
         }
     }
-    chosen
+    Ok(chosen)
 }
 
 fn parse_depth(digits: &str, atom: &str) -> Result<Option<usize>> {
@@ -149,6 +245,7 @@ fn parse_atom(text: &str) -> Result<Atom> {
                 "resource_type" => Method::ResourceType,
                 "test_type" => Method::TestType,
                 "test_name" => Method::TestName,
+                "state" => Method::State,
                 other => match other.strip_prefix("config.") {
                     Some(key) if !key.is_empty() => Method::Config(key.to_string()),
                     _ => {
@@ -270,7 +367,7 @@ impl Atom {
                 }),
             Method::Package => glob_match(&self.value, n.package()),
             Method::ResourceType => self.value == n.resource_type(),
-            Method::Source | Method::TestType | Method::TestName => false,
+            Method::Source | Method::TestType | Method::TestName | Method::State => false,
             Method::Config(key) => {
                 config_match(n.config().get(&key.replace('-', "_")), &self.value)
             }
@@ -308,7 +405,7 @@ impl Atom {
                 }
                 crate::data_tests::TestKind::Singular { .. } => false,
             },
-            Method::Source => false,
+            Method::Source | Method::State => false,
             Method::Config(key) => config_match(t.config.get(&key.replace('-', "_")), &self.value),
         }
     }
@@ -331,14 +428,22 @@ impl Atom {
                 &s.original_file_path,
                 &project.config.model_paths,
             ),
-            Method::Default | Method::File | Method::TestType | Method::TestName => false,
+            Method::Default
+            | Method::File
+            | Method::TestType
+            | Method::TestName
+            | Method::State => false,
         }
     }
 
-    fn select(&self, project: &Project) -> BTreeSet<String> {
+    fn select(&self, project: &Project, state: Option<&State>) -> BTreeSet<String> {
         let mut seeds: Vec<&str> = project
             .nodes()
-            .filter(|n| self.matches_node(project, *n))
+            .filter(|n| match (&self.method, state) {
+                (Method::State, Some(st)) => state_match(project, st, n.unique_id(), &self.value),
+                (Method::State, None) => false,
+                _ => self.matches_node(project, *n),
+            })
             .map(|n| n.unique_id())
             .collect();
         seeds.extend(

@@ -80,3 +80,59 @@ fn bad_selectors_are_explained() {
     assert!(out.contains("unknown selector method `tags`"), "{out}");
     assert!(out.contains("did you mean `tag`"), "{out}");
 }
+
+#[test]
+fn state_selection_compares_with_an_earlier_manifest() {
+    let p = TestProject::starter();
+    p.ok(&["compile"]);
+    std::fs::create_dir_all(p.path().join("prod-state")).expect("mkdir");
+    std::fs::copy(
+        p.path().join("target/manifest.json"),
+        p.path().join("prod-state/manifest.json"),
+    )
+    .expect("copy");
+    assert_eq!(
+        p.ok(&["ls", "-s", "state:modified", "--state", "prod-state"]),
+        ""
+    );
+
+    p.write(
+        "models/staging/stg_orders.sql",
+        &format!(
+            "{}\nwhere status is not null\n",
+            p.read("models/staging/stg_orders.sql")
+        ),
+    );
+    p.write("models/marts/new_mart.sql", "select 1 as x");
+    p.write(
+        "strata.yml",
+        &p.read("strata.yml").replace(
+            "      +tags: [\"staging\"]",
+            "      +tags: [\"staging\", \"hourly\"]",
+        ),
+    );
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut full = vec!["ls", "-o", "name", "--state", "prod-state"];
+        full.extend_from_slice(args);
+        p.ok(&full).lines().map(str::to_string).collect()
+    };
+    assert_eq!(names(&["-s", "state:new"]), ["new_mart"]);
+    assert_eq!(
+        names(&["-s", "state:modified.body"]),
+        ["new_mart", "stg_orders"]
+    );
+    assert_eq!(
+        names(&["-s", "state:modified"]),
+        ["new_mart", "stg_customers", "stg_orders", "stg_payments"]
+    );
+    assert_eq!(
+        names(&["-s", "state:modified.body+", "--resource-type", "model"]),
+        ["customers", "new_mart", "orders", "stg_orders"]
+    );
+    // Building only what changed.
+    let out = p.ok(&["run", "-s", "state:modified.body", "--state", "prod-state"]);
+    assert!(out.contains("TOTAL=2"), "{out}");
+
+    let out = p.fails(&["ls", "-s", "state:modified"], 2);
+    assert!(out.contains("no --state was given"), "{out}");
+}
