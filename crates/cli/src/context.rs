@@ -77,3 +77,58 @@ pub fn open_warehouse(project: &Project) -> Result<(EmbeddedWarehouse, Arc<MetaS
     )?;
     Ok((warehouse, meta))
 }
+
+/// The catalog name under which `--defer` reads the state run's relations.
+pub const DEFER_CATALOG: &str = "strata_state";
+
+/// Set up `--defer`: attach the state run's lake and catalog to `warehouse`, and map each model
+/// of that run to its relation there.
+pub fn defer(
+    project: &Project,
+    args: &SelectArgs,
+    warehouse: &EmbeddedWarehouse,
+    selected: &BTreeSet<String>,
+) -> Result<Option<strata_project::compile::Defer>> {
+    let (true, Some(dir)) = (args.defer, &args.state) else {
+        return Ok(None);
+    };
+    let path = dir.join("manifest.json");
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
+        .map_err(|e| anyhow::anyhow!("{} is not a manifest: {e}", path.display()))?;
+    let meta = &manifest["metadata"]["strata"];
+    let (Some(database), Some(lake), Some(metadata)) = (
+        meta["database"].as_str(),
+        meta["lake"].as_str(),
+        meta["metadata"].as_str(),
+    ) else {
+        anyhow::bail!(
+            "--defer: {} was not written by Strata, so it does not say where its tables are",
+            path.display()
+        );
+    };
+    let store = Arc::new(MetaStore::open(std::path::Path::new(metadata))?);
+    warehouse.attach(DEFER_CATALOG, database, lake, store)?;
+    let mut relations = std::collections::HashMap::new();
+    if let Some(nodes) = manifest["nodes"].as_object() {
+        for n in nodes.values() {
+            if n["resource_type"] != "model" && n["resource_type"] != "seed" {
+                continue;
+            }
+            if let (Some(name), Some(schema), Some(alias)) = (
+                n["name"].as_str(),
+                n["schema"].as_str(),
+                n["alias"].as_str(),
+            ) {
+                relations.insert(
+                    name.to_string(),
+                    strata_project::Relation::new(DEFER_CATALOG, schema, alias),
+                );
+            }
+        }
+    }
+    let _ = project;
+    Ok(Some(strata_project::compile::Defer {
+        selected: selected.iter().cloned().collect(),
+        relations,
+    }))
+}

@@ -71,6 +71,10 @@ pub struct SelectArgs {
     /// A folder holding an earlier run's manifest.json, for `state:new` and `state:modified`.
     #[arg(long, env = "STRATA_STATE")]
     pub state: Option<std::path::PathBuf>,
+    /// Read models outside the selection that this target has not built from the run in
+    /// --state (its target's tables), instead of failing.
+    #[arg(long, requires = "state")]
+    pub defer: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -164,6 +164,7 @@ pub struct Runner<'a> {
     fail_fast: bool,
     command: String,
     args: String,
+    defer: Option<strata_project::compile::Defer>,
 }
 
 impl<'a> Runner<'a> {
@@ -177,7 +178,14 @@ impl<'a> Runner<'a> {
             fail_fast: false,
             command: "run".into(),
             args: String::new(),
+            defer: None,
         }
+    }
+
+    /// Resolve refs to unbuilt, unselected models to an earlier run's relations (`--defer`).
+    pub fn with_defer(mut self, defer: Option<strata_project::compile::Defer>) -> Self {
+        self.defer = defer;
+        self
     }
 
     /// Record the run and each node in a metadata store.
@@ -269,8 +277,9 @@ impl<'a> Runner<'a> {
         let mut done: HashSet<&str> = HashSet::new();
         let mut started_nodes: HashSet<&str> = HashSet::new();
         let mut results: Vec<NodeResult> = Vec::with_capacity(total);
-        let mut compiler =
-            Compiler::new(self.project).with_introspector(self.warehouse.introspector());
+        let mut compiler = Compiler::new(self.project)
+            .with_introspector(self.warehouse.introspector())
+            .with_defer(self.defer.clone());
         let audit_schema = format!("{}_dbt_test__audit", self.project.target.schema);
         let mut running = FuturesUnordered::new();
         let mut stop = false;

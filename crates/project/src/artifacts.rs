@@ -276,6 +276,12 @@ pub fn manifest(project: &Project) -> Value {
             "user_id": null,
             "send_anonymous_usage_stats": false,
             "adapter_type": project.target.kind,
+            "strata": {
+                "target": project.target.name,
+                "database": project.target.database,
+                "lake": project.target.lake,
+                "metadata": project.target.metadata.to_string_lossy(),
+            },
         },
         "nodes": nodes,
         "sources": sources,

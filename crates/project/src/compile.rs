@@ -29,6 +29,17 @@ pub struct ProjectResolver {
     models: HashMap<String, Resolved>,
     sources: HashMap<(String, String), Resolved>,
     introspector: Option<Arc<dyn Introspector>>,
+    defer: Option<Defer>,
+}
+
+/// `--defer`: refs to models outside the selection that the current target has not built
+/// resolve to the relations an earlier run built (read through another catalog).
+#[derive(Debug, Clone, Default)]
+pub struct Defer {
+    /// Unique ids in the current selection (never deferred).
+    pub selected: std::collections::HashSet<String>,
+    /// Relations of the earlier run by model name, with the catalog that reads them.
+    pub relations: HashMap<String, crate::node::Relation>,
 }
 
 impl ProjectResolver {
@@ -75,12 +86,32 @@ impl ProjectResolver {
             models,
             sources,
             introspector: None,
+            defer: None,
         }
     }
 }
 
 impl Resolver for ProjectResolver {
     fn resolve_ref(&self, call: &RefCall) -> std::result::Result<Resolved, String> {
+        if let (Some(defer), Some(current)) = (&self.defer, self.models.get(&call.name))
+            && current.ephemeral.is_none()
+            && let Some(earlier) = defer.relations.get(&call.name)
+        {
+            let selected = defer
+                .selected
+                .iter()
+                .any(|id| id.rsplit('.').next() == Some(call.name.as_str()));
+            let built = self
+                .introspector
+                .as_ref()
+                .is_some_and(|i| matches!(i.columns(&current.relation), Ok(Some(_))));
+            if !selected && !built {
+                return Ok(Resolved {
+                    relation: earlier.clone(),
+                    ephemeral: None,
+                });
+            }
+        }
         self.models.get(&call.name).cloned().ok_or_else(|| {
             format!(
                 "ref('{}') does not exist{}",
@@ -130,6 +161,17 @@ impl<'p> Compiler<'p> {
     pub fn with_introspector(mut self, introspector: Option<Arc<dyn Introspector>>) -> Self {
         let mut resolver = ProjectResolver::new(self.project);
         resolver.introspector = introspector;
+        resolver.defer = self.resolver.defer.clone();
+        self.resolver = Arc::new(resolver);
+        self.cache.clear();
+        self
+    }
+
+    /// Resolve refs to unbuilt, unselected models to an earlier run's relations.
+    pub fn with_defer(mut self, defer: Option<Defer>) -> Self {
+        let mut resolver = ProjectResolver::new(self.project);
+        resolver.introspector = self.resolver.introspector.clone();
+        resolver.defer = defer;
         self.resolver = Arc::new(resolver);
         self.cache.clear();
         self

@@ -126,7 +126,9 @@ async fn execute(
         if project.target.threads == 1 { "" } else { "s" }
     ));
     let argv: Vec<String> = std::env::args().collect();
+    let deferral = crate::context::defer(&project, select_args, &warehouse, &selected)?;
     let results = Runner::new(&project, &warehouse)
+        .with_defer(deferral)
         .with_meta(meta)
         .with_fail_fast(fail_fast)
         .with_command(command, &argv.join(" "))

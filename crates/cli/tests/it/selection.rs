@@ -136,3 +136,28 @@ fn state_selection_compares_with_an_earlier_manifest() {
     let out = p.fails(&["ls", "-s", "state:modified"], 2);
     assert!(out.contains("no --state was given"), "{out}");
 }
+
+#[test]
+fn defer_reads_unbuilt_parents_from_the_state_run() {
+    let p = TestProject::starter();
+    p.ok(&["--target", "prod", "run"]);
+    std::fs::create_dir_all(p.path().join("prod-state")).expect("mkdir");
+    std::fs::copy(
+        p.path().join("target/manifest.json"),
+        p.path().join("prod-state/manifest.json"),
+    )
+    .expect("copy");
+    // Without --defer, dev cannot build customers alone: its parents are not in dev.
+    let out = p.fails(&["run", "-s", "customers"], 1);
+    assert!(out.contains("Failure in model customers"), "{out}");
+    // With it, the parents come from prod; only customers is built in dev.
+    let out = p.ok(&["run", "-s", "customers", "--state", "prod-state", "--defer"]);
+    assert!(out.contains("PASS=1"), "{out}");
+    assert_eq!(
+        p.query("select count(*) as n from gold.customers"),
+        vec!["n", "20"]
+    );
+    assert!(!p.path().join(".strata/dev/gold/orders").exists());
+    let sql = p.read("target/compiled/shop/models/marts/customers.sql");
+    assert!(sql.contains(r#""strata_state"."gold"."orders""#), "{sql}");
+}

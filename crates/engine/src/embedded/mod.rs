@@ -114,6 +114,27 @@ impl EmbeddedWarehouse {
         })
     }
 
+    /// Make another target's relations readable under the catalog name `alias` (for
+    /// `--defer`): its lake and metadata store, read-only.
+    pub fn attach(
+        &self,
+        alias: &str,
+        database: &str,
+        lake: &str,
+        meta: Arc<MetaStore>,
+    ) -> Result<()> {
+        let shared = Arc::new(CatalogShared::new(
+            database.to_string(),
+            Lake::parse(lake)?,
+            meta,
+            Vec::new(),
+        ));
+        *shared.state.lock() = self.ctx.state_weak_ref();
+        self.ctx
+            .register_catalog(alias, Arc::new(LakeCatalog { shared }));
+        Ok(())
+    }
+
     /// The DataFusion session, for callers that need more than [`Warehouse`] offers.
     pub fn session(&self) -> &SessionContext {
         &self.ctx
