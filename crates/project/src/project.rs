@@ -205,6 +205,8 @@ struct ModelFile {
     name: String,
     fqn: Vec<String>,
     raw_sql: String,
+    /// The package (root project or installed package) the model belongs to.
+    package: String,
 }
 
 impl Loader {
@@ -348,14 +350,29 @@ impl Loader {
         let mut source_entries: Vec<(PathBuf, SourceEntry)> = Vec::new();
         let mut seed_patches: HashMap<String, (PathBuf, crate::properties::ModelEntry)> =
             HashMap::new();
-        let property_dirs: Vec<String> = self
-            .config
-            .model_paths
-            .iter()
-            .chain(&self.config.seed_paths)
-            .cloned()
-            .collect();
-        for (abs, rel) in files_with_ext(&self.root, &property_dirs, &["yml", "yaml"]) {
+        // The root project, then each package: (folder, project file, package name).
+        let roots: Vec<(PathBuf, &ProjectConfig, String)> =
+            std::iter::once((self.root.clone(), &self.config, package.clone()))
+                .chain(
+                    packages
+                        .iter()
+                        .map(|p| (p.root.clone(), &p.config, p.name.clone())),
+                )
+                .collect();
+        let mut property_files = Vec::new();
+        for (root, config, _) in &roots {
+            let dirs: Vec<String> = config
+                .model_paths
+                .iter()
+                .chain(&config.seed_paths)
+                .cloned()
+                .collect();
+            for (abs, _) in files_with_ext(root, &dirs, &["yml", "yaml"]) {
+                let rel = relative_to(&abs, &self.root);
+                property_files.push((abs, rel));
+            }
+        }
+        for (abs, rel) in property_files {
             let text = read_to_string(&abs)?;
             if text.trim().is_empty() {
                 continue;
@@ -387,39 +404,40 @@ impl Loader {
         // Model files.
         let mut files: Vec<ModelFile> = Vec::new();
         let mut by_name: HashMap<String, PathBuf> = HashMap::new();
-        for model_dir in &self.config.model_paths {
-            for (abs, rel) in files_with_ext(&self.root, std::slice::from_ref(model_dir), &["sql"])
-            {
-                let path_in_model_dir = relative_to(&abs, &self.root.join(model_dir));
-                let name = abs
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or_default()
-                    .to_string();
-                if let Some(first) = by_name.insert(name.clone(), rel.clone()) {
-                    return Err(Error::at(
-                        Location::file(&rel),
-                        format!(
-                            "two models are named `{name}`: {} and {}",
-                            first.display(),
-                            rel.display()
-                        ),
-                    )
-                    .with_hint(
-                        "model names must be unique in a project: rename one of the files",
-                    ));
-                }
-                let mut fqn = vec![package.clone()];
-                if let Some(parent) = path_in_model_dir.parent() {
-                    fqn.extend(
-                        parent
-                            .components()
-                            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-                    );
-                }
-                fqn.push(name.clone());
-                let raw_sql = read_to_string(&abs)?;
-                jinja.add_template(&rel, raw_sql.clone()).map_err(|e| {
+        for (root, config, pkg_name) in &roots {
+            for model_dir in &config.model_paths {
+                for (abs, _) in files_with_ext(root, std::slice::from_ref(model_dir), &["sql"]) {
+                    let rel = relative_to(&abs, &self.root);
+                    let path_in_model_dir = relative_to(&abs, &root.join(model_dir));
+                    let name = abs
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or_default()
+                        .to_string();
+                    if let Some(first) = by_name.insert(name.clone(), rel.clone()) {
+                        return Err(Error::at(
+                            Location::file(&rel),
+                            format!(
+                                "two models are named `{name}`: {} and {}",
+                                first.display(),
+                                rel.display()
+                            ),
+                        )
+                        .with_hint(
+                            "model names must be unique in a project: rename one of the files",
+                        ));
+                    }
+                    let mut fqn = vec![pkg_name.clone()];
+                    if let Some(parent) = path_in_model_dir.parent() {
+                        fqn.extend(
+                            parent
+                                .components()
+                                .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+                        );
+                    }
+                    fqn.push(name.clone());
+                    let raw_sql = read_to_string(&abs)?;
+                    jinja.add_template(&rel, raw_sql.clone()).map_err(|e| {
                     Error::at(
                         Location {
                             file: rel.clone(),
@@ -431,14 +449,16 @@ impl Loader {
                     .with_node(format!("model `{name}`"))
                     .with_hint("check that every {{ }} and {% %} is closed and every {% if %}/{% for %} has its end tag")
                 })?;
-                files.push(ModelFile {
-                    abs,
-                    rel,
-                    path_in_model_dir,
-                    name,
-                    fqn,
-                    raw_sql,
-                });
+                    files.push(ModelFile {
+                        abs,
+                        rel,
+                        path_in_model_dir,
+                        name,
+                        fqn,
+                        raw_sql,
+                        package: pkg_name.clone(),
+                    });
+                }
             }
         }
         for (name, (file, _)) in &patches {
@@ -485,7 +505,16 @@ impl Loader {
         let mut disabled = Vec::new();
         for f in files {
             let _ = &f.abs;
-            let mut config = config_from_tree(self.config.models.as_ref(), &f.fqn);
+            // A package's own `models:` tree first, then the root project's, which wins.
+            let mut config = match packages.iter().find(|p| p.name == f.package) {
+                Some(pkg) => {
+                    let mut c = config_from_tree(pkg.config.models.as_ref(), &f.fqn);
+                    c.merge(&config_from_tree(self.config.models.as_ref(), &f.fqn));
+                    c
+                }
+                None => config_from_tree(self.config.models.as_ref(), &f.fqn),
+            };
+            let package = f.package.clone();
             let patch = patches.get(&f.name);
             if let Some((_, entry)) = patch {
                 for (k, v) in &entry.config {
@@ -1245,18 +1274,24 @@ fn build_graph(
 
 fn resolve_ref_id<'a>(
     names: &HashMap<&str, &'a str>,
-    from: &Model,
+    _from: &Model,
     r: &RefCall,
 ) -> std::result::Result<&'a str, String> {
-    if let Some(pkg) = &r.package
-        && pkg != &from.package
-    {
-        return Err(format!(
-            "ref('{pkg}', '{}') names package `{pkg}`, which is not installed",
-            r.name
-        ));
+    let found = names.get(r.name.as_str()).copied();
+    if let Some(pkg) = &r.package {
+        return match found {
+            Some(id) if id.split('.').nth(1) == Some(pkg.as_str()) => Ok(id),
+            Some(id) => Err(format!(
+                "ref('{pkg}', '{}'): `{}` is not in package `{pkg}` (it is {id})",
+                r.name, r.name
+            )),
+            None => Err(format!(
+                "ref('{pkg}', '{}') does not exist; is package `{pkg}` in packages.yml?",
+                r.name
+            )),
+        };
     }
-    names.get(r.name.as_str()).copied().ok_or_else(|| {
+    found.ok_or_else(|| {
         format!(
             "ref('{}') does not exist{}",
             r.name,

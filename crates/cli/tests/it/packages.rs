@@ -57,3 +57,43 @@ fn hub_packages_are_used_when_installed_and_explained_when_not() {
     );
     assert!(out.contains("- local: path/to/dbt_utils"), "{out}");
 }
+
+#[test]
+fn package_models_are_built_with_the_root_projects_configs() {
+    let p = with_package("packages:\n  - local: vendor/my_utils\n", "vendor/my_utils");
+    p.write(
+        "vendor/my_utils/dbt_project.yml",
+        "name: my_utils\nversion: '1.0'\nconfig-version: 2\nmodels:\n  my_utils:\n    +materialized: table\n",
+    );
+    p.write(
+        "vendor/my_utils/models/calendar.sql",
+        "select 1 as day union all select 2",
+    );
+    p.write(
+        "models/uses_calendar.sql",
+        "select count(*) as days from {{ ref('my_utils', 'calendar') }}",
+    );
+    p.write(
+        "strata.yml",
+        "name: t\nprofile: t\nmodels:\n  my_utils:\n    +schema: utils\n",
+    );
+    let out = p.ok(&["run"]);
+    assert!(
+        out.contains("OK created sql table model main_utils.calendar"),
+        "{out}"
+    );
+    assert_eq!(p.query("select days from uses_calendar"), vec!["days", "2"]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&p.read("target/manifest.json")).expect("manifest");
+    assert_eq!(
+        manifest["nodes"]["model.my_utils.calendar"]["package_name"],
+        "my_utils"
+    );
+    // A two-argument ref names the package that holds the model.
+    p.write(
+        "models/uses_calendar.sql",
+        "select * from {{ ref('t', 'calendar') }}",
+    );
+    let out = p.fails(&["run"], 2);
+    assert!(out.contains("is not in package `t`"), "{out}");
+}
