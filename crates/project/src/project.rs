@@ -533,7 +533,7 @@ impl Loader {
                 relation: None,
             };
             let (_, captured) = jinja.render(&f.rel, Mode::Parse, info, None).map_err(|e| {
-                Error::at(
+                let err = Error::at(
                     Location {
                         file: f.rel.clone(),
                         line: e.line(),
@@ -541,7 +541,15 @@ impl Loader {
                     },
                     describe_error(&e),
                 )
-                .with_node(format!("model `{}`", f.name))
+                .with_node(format!("model `{}`", f.name));
+                match unknown_name(&e) {
+                    Some(name) => err.with_hint(format!(
+                        "no macro or function is named `{name}`{} (macros live in {})",
+                        did_you_mean(&name, jinja.macros().keys().map(String::as_str)),
+                        self.config.macro_paths.join(", ")
+                    )),
+                    None => err,
+                }
             })?;
             config.merge(&captured.config);
             if !config.enabled() {
@@ -1298,6 +1306,15 @@ fn resolve_ref_id<'a>(
             did_you_mean(&r.name, names.keys().copied())
         )
     })
+}
+
+/// The name in a Jinja "unknown function" error.
+fn unknown_name(e: &minijinja::Error) -> Option<String> {
+    if e.kind() != minijinja::ErrorKind::UnknownFunction {
+        return None;
+    }
+    let detail = e.detail()?;
+    Some(detail.trim_end_matches(" is unknown").trim().to_string())
 }
 
 fn uuid_like() -> String {

@@ -296,3 +296,54 @@ fn store_failures_keeps_the_history_of_failing_rows() {
         vec!["n,runs", "2,2"]
     );
 }
+
+#[test]
+fn source_tests_root_generic_tests_and_tags() {
+    let p = TestProject::with_files(&[
+        ("data/people.csv", "id,age\n1,30\n2,-4\n"),
+        (
+            "tests/generic/non_negative.sql",
+            "{% test non_negative(model, column_name) %}select * from {{ model }} where {{ column_name }} < 0{% endtest %}",
+        ),
+        (
+            "models/sources.yml",
+            "version: 2\nsources:\n  - name: raw\n    meta: {external_location: 'data/{name}.csv'}\n    tables:\n      - name: people\n        columns:\n          - name: id\n            tests: [unique, not_null]\n          - name: age\n            tests:\n              - non_negative:\n                  config: {tags: [quality]}\n",
+        ),
+    ]);
+    let out = p.fails(&["test"], 1);
+    assert!(out.contains("PASS source_unique_raw_people_id"), "{out}");
+    assert!(out.contains("PASS source_not_null_raw_people_id"), "{out}");
+    assert!(
+        out.contains("FAIL 1 source_non_negative_raw_people_age"),
+        "{out}"
+    );
+    let out = p.fails(&["test", "-s", "tag:quality"], 1);
+    assert!(out.contains("TOTAL=1"), "{out}");
+    let out = p.ok(&[
+        "test",
+        "-s",
+        "source:raw.people",
+        "--exclude",
+        "tag:quality",
+    ]);
+    assert!(out.contains("PASS=2"), "{out}");
+}
+
+#[test]
+fn an_unknown_macro_in_a_model_is_named() {
+    let p = TestProject::with_files(&[
+        (
+            "macros/m.sql",
+            "{% macro cents(x) %}{{ x }} / 100{% endmacro %}",
+        ),
+        ("models/a.sql", "select {{ centz('amount') }} as x"),
+    ]);
+    let out = p.fails(&["run"], 2);
+    assert!(out.contains("models/a.sql"), "{out}");
+    assert!(
+        out.contains(
+            "no macro or function is named `centz` — did you mean `cents`? (macros live in macros)"
+        ),
+        "{out}"
+    );
+}
