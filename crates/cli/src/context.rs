@@ -107,7 +107,13 @@ pub fn defer(
         );
     };
     let store = Arc::new(MetaStore::open(std::path::Path::new(metadata))?);
-    warehouse.attach(DEFER_CATALOG, database, lake, store)?;
+    warehouse.attach(
+        DEFER_CATALOG,
+        database,
+        lake,
+        store,
+        external_sources(project),
+    )?;
     let mut relations = std::collections::HashMap::new();
     if let Some(nodes) = manifest["nodes"].as_object() {
         for n in nodes.values() {
@@ -126,7 +132,6 @@ pub fn defer(
             }
         }
     }
-    let _ = project;
     Ok(Some(strata_project::compile::Defer {
         selected: selected.iter().cloned().collect(),
         relations,

@@ -160,4 +160,19 @@ fn defer_reads_unbuilt_parents_from_the_state_run() {
     assert!(!p.path().join(".strata/dev/gold/orders").exists());
     let sql = p.read("target/compiled/shop/models/marts/customers.sql");
     assert!(sql.contains(r#""strata_state"."gold"."orders""#), "{sql}");
+    // Deferred tables and views are read from the state run: change prod's orders and see it.
+    p.write(
+        "models/marts/orders.sql",
+        "select order_id, customer_id, status, 0.0 as amount from {{ ref('stg_orders') }} where order_id <= 10",
+    );
+    p.ok(&["--target", "prod", "run", "-s", "orders"]);
+    p.write(
+        "models/marts/counts.sql",
+        "select (select count(*) from {{ ref('orders') }}) as orders, (select count(*) from {{ ref('stg_orders') }}) as staged",
+    );
+    p.ok(&["run", "-s", "counts", "--state", "prod-state", "--defer"]);
+    assert_eq!(
+        p.query("select * from gold.counts"),
+        vec!["orders,staged", "10,60"]
+    );
 }

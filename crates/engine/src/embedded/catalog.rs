@@ -30,6 +30,9 @@ pub(crate) struct CatalogShared {
     pub lake: Lake,
     pub meta: Arc<MetaStore>,
     pub sources: HashMap<Key, ExternalSource>,
+    /// For a catalog attached under another name (`--defer`): view SQL names relations with
+    /// the original database, which must read this catalog instead: (`"db".`, `"alias".`).
+    pub rename: Option<(String, String)>,
     pub state: Mutex<Weak<RwLock<SessionState>>>,
     cache: Mutex<HashMap<Key, Arc<dyn TableProvider>>>,
     /// For each relation, the cached views that read it.
@@ -51,6 +54,7 @@ impl CatalogShared {
                 .into_iter()
                 .map(|s| ((s.schema.clone(), s.name.clone()), s))
                 .collect(),
+            rename: None,
             state: Mutex::new(Weak::new()),
             cache: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
@@ -111,7 +115,10 @@ impl CatalogShared {
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             match record {
                 Some(r) if r.kind == RelationKind::View => {
-                    let sql = r.sql.unwrap_or_default();
+                    let mut sql = r.sql.unwrap_or_default();
+                    if let Some((from, to)) = &self.rename {
+                        sql = sql.replace(from.as_str(), to);
+                    }
                     let state = self.session()?;
                     let plan = state.create_logical_plan(&sql).await.map_err(|e| {
                         DataFusionError::Plan(format!(

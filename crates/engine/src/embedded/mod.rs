@@ -122,13 +122,15 @@ impl EmbeddedWarehouse {
         database: &str,
         lake: &str,
         meta: Arc<MetaStore>,
+        sources: Vec<ExternalSource>,
     ) -> Result<()> {
-        let shared = Arc::new(CatalogShared::new(
-            database.to_string(),
-            Lake::parse(lake)?,
-            meta,
-            Vec::new(),
+        let mut shared =
+            CatalogShared::new(database.to_string(), Lake::parse(lake)?, meta, sources);
+        shared.rename = Some((
+            format!("{}.", strata_common::quote_ident(database)),
+            format!("{}.", strata_common::quote_ident(alias)),
         ));
+        let shared = Arc::new(shared);
         *shared.state.lock() = self.ctx.state_weak_ref();
         self.ctx
             .register_catalog(alias, Arc::new(LakeCatalog { shared }));
