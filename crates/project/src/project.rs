@@ -427,15 +427,7 @@ impl Loader {
                             "model names must be unique in a project: rename one of the files",
                         ));
                     }
-                    let mut fqn = vec![pkg_name.clone()];
-                    if let Some(parent) = path_in_model_dir.parent() {
-                        fqn.extend(
-                            parent
-                                .components()
-                                .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-                        );
-                    }
-                    fqn.push(name.clone());
+                    let fqn = fqn_of(pkg_name, &path_in_model_dir, &name);
                     let raw_sql = read_to_string(&abs)?;
                     jinja.add_template(&rel, raw_sql.clone()).map_err(|e| {
                     Error::at(
@@ -797,15 +789,7 @@ impl Loader {
                         "models and seeds share one namespace for ref(): rename one of the files",
                     ));
                 }
-                let mut fqn = vec![package.to_string()];
-                if let Some(parent) = path.parent() {
-                    fqn.extend(
-                        parent
-                            .components()
-                            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-                    );
-                }
-                fqn.push(name.clone());
+                let fqn = fqn_of(package, &path, &name);
                 let mut config = config_from_tree(self.config.seeds.as_ref(), &fqn);
                 let patch = patches.get(&name);
                 if let Some((_, entry)) = patch {
@@ -1306,6 +1290,20 @@ fn resolve_ref_id<'a>(
             did_you_mean(&r.name, names.keys().copied())
         )
     })
+}
+
+/// dbt's fully qualified name: the package, the folders under the node's path, the name.
+fn fqn_of(package: &str, path_in_dir: &Path, name: &str) -> Vec<String> {
+    let mut fqn = vec![package.to_string()];
+    if let Some(parent) = path_in_dir.parent() {
+        fqn.extend(
+            parent
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+        );
+    }
+    fqn.push(name.to_string());
+    fqn
 }
 
 /// The name in a Jinja "unknown function" error.

@@ -1073,11 +1073,7 @@ impl Object for Adapter {
         match method {
             "get_relation" => {
                 let (kwargs,): (Kwargs,) = from_args(args)?;
-                let part = |k: &str| -> Result<String, JError> {
-                    Ok(kwargs.get::<Option<String>>(k)?.unwrap_or_default())
-                };
-                let relation =
-                    Relation::new(part("database")?, part("schema")?, part("identifier")?);
+                let relation = relation_from_kwargs(&kwargs)?;
                 let Some(scope) = current_scope(state) else {
                     return Ok(Value::from(()));
                 };
@@ -1166,6 +1162,18 @@ impl Object for Api {
     }
 }
 
+/// A relation from `database=`, `schema=` and `identifier=` keyword arguments.
+fn relation_from_kwargs(kwargs: &Kwargs) -> Result<Relation, JError> {
+    let part = |k: &str| -> Result<String, JError> {
+        Ok(kwargs.get::<Option<String>>(k)?.unwrap_or_default())
+    };
+    Ok(Relation::new(
+        part("database")?,
+        part("schema")?,
+        part("identifier")?,
+    ))
+}
+
 #[derive(Debug)]
 struct RelationFactory;
 
@@ -1184,10 +1192,7 @@ impl Object for RelationFactory {
             return Err(JError::from(ErrorKind::UnknownMethod));
         }
         let (kwargs,): (Kwargs,) = from_args(args)?;
-        let part = |k: &str| -> Result<String, JError> {
-            Ok(kwargs.get::<Option<String>>(k)?.unwrap_or_default())
-        };
-        let relation = Relation::new(part("database")?, part("schema")?, part("identifier")?);
+        let relation = relation_from_kwargs(&kwargs)?;
         let _ = kwargs.get::<Option<Value>>("type")?;
         Ok(Value::from_object(JRelation {
             relation,
