@@ -877,42 +877,18 @@ impl Loader {
             .chain(inputs.seed_patches.values());
         for (file, entry) in entries {
             let target = TestTarget::Ref(entry.name.clone());
-            found.extend(parse_test_list(
-                crate::data_tests::tests_key(&entry.other),
+            found.extend(tests_of(
                 &target,
-                None,
+                &entry.other,
+                &entry.columns,
                 package,
                 file,
             )?);
-            for c in &entry.columns {
-                found.extend(parse_test_list(
-                    crate::data_tests::tests_key(&c.other),
-                    &target,
-                    Some(&c.name),
-                    package,
-                    file,
-                )?);
-            }
         }
         for (file, s) in inputs.source_entries {
             for t in &s.tables {
                 let target = TestTarget::Source(s.name.clone(), t.name.clone());
-                found.extend(parse_test_list(
-                    crate::data_tests::tests_key(&t.other),
-                    &target,
-                    None,
-                    package,
-                    file,
-                )?);
-                for c in &t.columns {
-                    found.extend(parse_test_list(
-                        crate::data_tests::tests_key(&c.other),
-                        &target,
-                        Some(&c.name),
-                        package,
-                        file,
-                    )?);
-                }
+                found.extend(tests_of(&target, &t.other, &t.columns, package, file)?);
             }
         }
         for (rel, name, raw_sql) in inputs.singular {
@@ -1290,6 +1266,33 @@ fn resolve_ref_id<'a>(
             did_you_mean(&r.name, names.keys().copied())
         )
     })
+}
+
+/// The tests declared on a node (`tests:` of its entry) and on each of its columns.
+fn tests_of(
+    target: &TestTarget,
+    other: &IndexMap<String, serde_yaml::Value>,
+    columns: &[ColumnEntry],
+    package: &str,
+    file: &PathBuf,
+) -> Result<Vec<DataTest>> {
+    let mut out = parse_test_list(
+        crate::data_tests::tests_key(other),
+        target,
+        None,
+        package,
+        file,
+    )?;
+    for c in columns {
+        out.extend(parse_test_list(
+            crate::data_tests::tests_key(&c.other),
+            target,
+            Some(&c.name),
+            package,
+            file,
+        )?);
+    }
+    Ok(out)
 }
 
 /// dbt's fully qualified name: the package, the folders under the node's path, the name.
