@@ -106,6 +106,10 @@ enum Command {
     Ls(commands::ls::LsArgs),
     /// Run a model's query, or an inline query, and print the first rows.
     Show(commands::show::ShowArgs),
+    /// List the versions of a table model (time, operation, rows written, run).
+    History(commands::history::HistoryArgs),
+    /// Make an earlier version of a table model current again, as a new version.
+    Rollback(commands::history::RollbackArgs),
     /// Documentation artifacts: `strata docs generate`.
     Docs {
         #[command(subcommand)]
@@ -142,6 +146,8 @@ fn main() -> ExitCode {
             Command::Show(args) => commands::show::show(&cli.global, &args).await,
             Command::Clean => commands::clean::clean(&cli.global),
             Command::Docs { command } => commands::docs::docs(&cli.global, &command).await,
+            Command::History(args) => commands::history::history(&cli.global, &args).await,
+            Command::Rollback(args) => commands::history::rollback(&cli.global, &args).await,
         }
     });
     match result {

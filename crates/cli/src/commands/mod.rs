@@ -4,6 +4,7 @@ pub mod clean;
 pub mod compile;
 pub mod debug;
 pub mod docs;
+pub mod history;
 pub mod init;
 pub mod ls;
 pub mod run;

@@ -252,3 +252,42 @@ fn a_killed_build_keeps_the_previous_table_and_the_next_build_cleans_up() {
         assert!(referenced.contains(&rel), "orphan file left behind: {rel}");
     }
 }
+
+#[test]
+fn history_lists_versions_and_rollback_restores_one() {
+    let p = TestProject::with_files(&[(
+        "models/t.sql",
+        "{{ config(materialized='table') }}select 1 as v",
+    )]);
+    p.ok(&["run"]);
+    p.write(
+        "models/t.sql",
+        "{{ config(materialized='table') }}select 2 as v union all select 3",
+    );
+    p.ok(&["run"]);
+    let history: serde_json::Value =
+        serde_json::from_str(p.ok(&["history", "t", "--json"]).trim()).expect("json");
+    let versions = history.as_array().expect("list");
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["version"], 1);
+    assert_eq!(versions[0]["operation"], "WRITE");
+    assert_eq!(versions[0]["rows_written"], 2);
+    assert!(versions[0]["run_id"].is_string());
+    assert_eq!(versions[1]["version"], 0);
+    assert!(p.ok(&["history", "t"]).contains("WRITE"));
+
+    let out = p.ok(&["rollback", "t", "--to-version", "0"]);
+    assert!(out.contains("version 0 again"), "{out}");
+    assert_eq!(p.query("select v from t"), vec!["v", "1"]);
+    let history: serde_json::Value =
+        serde_json::from_str(p.ok(&["history", "t", "--json"]).trim()).expect("json");
+    assert_eq!(history[0]["operation"], "RESTORE");
+    assert_eq!(history[0]["version"], 2);
+
+    let out = p.fails(&["rollback", "t", "--to-version", "9"], 2);
+    assert!(out.contains("there is no version 9"), "{out}");
+    p.write("models/w.sql", "select 1 as x");
+    p.ok(&["run", "-s", "w"]);
+    let out = p.fails(&["history", "w"], 2);
+    assert!(out.contains("is a view"), "{out}");
+}

@@ -34,6 +34,21 @@ use crate::{Materialization, MaterializeOutcome, MaterializeRequest, SeedRequest
 use catalog::{CatalogShared, LakeCatalog};
 use guard::WriteGuard;
 
+/// One version of a table, as `strata history` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TableVersion {
+    /// The Delta version.
+    pub version: u64,
+    /// When it was committed (RFC 3339).
+    pub timestamp: Option<String>,
+    /// `WRITE`, `RESTORE`, ...
+    pub operation: String,
+    /// Rows the commit added.
+    pub rows_written: Option<u64>,
+    /// The Strata run that wrote it.
+    pub run_id: Option<String>,
+}
+
 /// How to open an embedded warehouse.
 #[derive(Debug, Clone)]
 pub struct WarehouseOptions {
@@ -135,6 +150,83 @@ impl EmbeddedWarehouse {
         self.ctx
             .register_catalog(alias, Arc::new(LakeCatalog { shared }));
         Ok(())
+    }
+
+    /// The Delta table a relation is stored in (tables only).
+    async fn delta_table(&self, relation: &strata_project::Relation) -> Result<DeltaTable> {
+        let (schema, name) = (&relation.schema, &relation.identifier);
+        let record = self
+            .shared
+            .meta
+            .relation(&self.shared.database, schema, name)?;
+        if record
+            .as_ref()
+            .is_some_and(|r| r.kind == RelationKind::View)
+        {
+            return Err(
+                Error::user(format!("{relation} is a view; only tables have versions")).with_hint(
+                    "make the model a table (`materialized: table`) to keep its history",
+                ),
+            );
+        }
+        let url = match record.and_then(|r| r.location) {
+            Some(loc) => url::Url::parse(&loc)
+                .map_err(|e| Error::Internal(format!("bad location {loc}: {e}")))?,
+            None => self.shared.lake.table_url(schema, name)?,
+        };
+        if !self.shared.lake.table_exists(schema, name).await? {
+            return Err(
+                Error::user(format!("{relation} has not been built in this target"))
+                    .with_hint("build it first with `strata run --select <model>`"),
+            );
+        }
+        Ok(deltalake::open_table(url).await?)
+    }
+
+    /// The versions of a table, newest first: time, operation, rows written, run.
+    pub async fn history(&self, relation: &strata_project::Relation) -> Result<Vec<TableVersion>> {
+        let table = self.delta_table(relation).await?;
+        let latest = table.version().unwrap_or(0);
+        let infos: Vec<deltalake::kernel::CommitInfo> = table.history(None).try_collect().await?;
+        Ok(infos
+            .into_iter()
+            .enumerate()
+            .map(|(i, info)| TableVersion {
+                version: latest.saturating_sub(i as u64),
+                timestamp: info
+                    .timestamp
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                operation: info.operation.clone().unwrap_or_default(),
+                rows_written: info
+                    .info
+                    .get("operationMetrics")
+                    .and_then(|m| m.get("num_added_rows"))
+                    .and_then(|v| v.as_u64()),
+                run_id: info
+                    .info
+                    .get("strata.run_id")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+            })
+            .collect())
+    }
+
+    /// Make `version` the current content of a table again, as a new version (Delta RESTORE).
+    /// Returns the new version.
+    pub async fn rollback(&self, relation: &strata_project::Relation, version: u64) -> Result<u64> {
+        let table = self.delta_table(relation).await?;
+        let latest = table.version().unwrap_or(0);
+        if version > latest {
+            return Err(Error::user(format!(
+                "{relation} has versions 0 to {latest}; there is no version {version}"
+            ))
+            .with_hint("see them with `strata history <model>`"));
+        }
+        let (table, _metrics) = table.restore().with_version_to_restore(version).await?;
+        self.shared
+            .invalidate(&relation.schema, &relation.identifier);
+        Ok(table.version().unwrap_or(0))
     }
 
     /// The DataFusion session, for callers that need more than [`Warehouse`] offers.
