@@ -6,6 +6,7 @@ mod guard;
 mod introspect;
 mod lake;
 mod seed;
+mod time_travel;
 
 use std::sync::Arc;
 
@@ -120,6 +121,13 @@ impl EmbeddedWarehouse {
             &options.database,
             Arc::new(LakeCatalog {
                 shared: shared.clone(),
+            }),
+        );
+        ctx.register_udtf(
+            "table_at_version",
+            Arc::new(time_travel::TableAtVersion {
+                shared: shared.clone(),
+                default_schema: options.default_schema.clone(),
             }),
         );
         Ok(Self {
