@@ -110,6 +110,10 @@ enum Command {
     History(commands::history::HistoryArgs),
     /// Make an earlier version of a table model current again, as a new version.
     Rollback(commands::history::RollbackArgs),
+    /// Compact the selected tables' files (z-ordered by `cluster_by` when set).
+    Optimize(commands::history::OptimizeArgs),
+    /// Delete table files that no version within the retention period needs.
+    Vacuum(commands::history::VacuumArgs),
     /// Documentation artifacts: `strata docs generate`.
     Docs {
         #[command(subcommand)]
@@ -147,6 +151,8 @@ fn main() -> ExitCode {
             Command::Clean => commands::clean::clean(&cli.global),
             Command::Docs { command } => commands::docs::docs(&cli.global, &command).await,
             Command::History(args) => commands::history::history(&cli.global, &args).await,
+            Command::Optimize(args) => commands::history::optimize(&cli.global, &args).await,
+            Command::Vacuum(args) => commands::history::vacuum(&cli.global, &args).await,
             Command::Rollback(args) => commands::history::rollback(&cli.global, &args).await,
         }
     });

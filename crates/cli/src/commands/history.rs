@@ -85,3 +85,86 @@ pub async fn rollback(global: &GlobalArgs, args: &RollbackArgs) -> Result<ExitCo
     ));
     Ok(ExitCode::SUCCESS)
 }
+
+/// Options of `strata optimize`.
+#[derive(Debug, Args)]
+pub struct OptimizeArgs {
+    #[command(flatten)]
+    pub select: crate::SelectArgs,
+}
+
+/// Options of `strata vacuum`.
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    #[command(flatten)]
+    pub select: crate::SelectArgs,
+    /// Keep files needed by versions newer than this many hours (at least the table's
+    /// retention, 168 hours by default; shorter is refused).
+    #[arg(long)]
+    pub retain_hours: Option<i64>,
+    /// List the files that would be deleted, and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// The selected table models and seeds: (name, relation, cluster_by columns).
+fn selected_tables(
+    project: &strata_project::Project,
+    select: &crate::SelectArgs,
+) -> Result<Vec<(String, strata_project::Relation, Vec<String>)>> {
+    let chosen = crate::context::select(project, select)?;
+    Ok(project
+        .nodes()
+        .filter(|n| chosen.contains(n.unique_id()) && matches!(n.materialized(), "table" | "seed"))
+        .map(|n| {
+            let cluster = match n.config().get("cluster_by") {
+                Some(serde_json::Value::String(s)) => vec![s.clone()],
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            (n.name().to_string(), n.relation().clone(), cluster)
+        })
+        .collect())
+}
+
+/// `strata optimize`: compact the selected tables (z-ordered by `cluster_by` when set).
+pub async fn optimize(global: &GlobalArgs, args: &OptimizeArgs) -> Result<ExitCode> {
+    let project = load_project(global)?;
+    let (warehouse, _meta) = open_warehouse(&project)?;
+    let console = Console::new(global);
+    for (name, relation, cluster) in selected_tables(&project, &args.select)? {
+        match warehouse.optimize(&relation, cluster).await {
+            Ok((added, removed)) => {
+                console.info(&format!("{name}: {removed} files compacted into {added}"))
+            }
+            Err(e) => console.info(&format!("{name}: skipped: {e}")),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `strata vacuum`: delete files no recent version needs.
+pub async fn vacuum(global: &GlobalArgs, args: &VacuumArgs) -> Result<ExitCode> {
+    let project = load_project(global)?;
+    let (warehouse, _meta) = open_warehouse(&project)?;
+    let console = Console::new(global);
+    for (name, relation, _) in selected_tables(&project, &args.select)? {
+        let files = warehouse
+            .vacuum(&relation, args.retain_hours, args.dry_run)
+            .await?;
+        console.info(&format!(
+            "{name}: {} file{} {}",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" },
+            if args.dry_run {
+                "would be deleted"
+            } else {
+                "deleted"
+            }
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}

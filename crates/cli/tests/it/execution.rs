@@ -291,3 +291,32 @@ fn history_lists_versions_and_rollback_restores_one() {
     let out = p.fails(&["history", "w"], 2);
     assert!(out.contains("is a view"), "{out}");
 }
+
+#[test]
+fn optimize_compacts_and_vacuum_keeps_what_readers_need() {
+    let p = TestProject::with_files(&[(
+        "models/t.sql",
+        "{{ config(materialized='table', cluster_by=['id']) }}select 1 as id",
+    )]);
+    for i in 0..3 {
+        p.write(
+            "models/t.sql",
+            &format!("{{{{ config(materialized='table', cluster_by=['id']) }}}}select {i} as id"),
+        );
+        p.ok(&["run"]);
+    }
+    let out = p.ok(&["optimize", "-s", "t"]);
+    assert!(out.contains("t: "), "{out}");
+    assert_eq!(p.query("select id from t"), vec!["id", "2"]);
+    // Old versions' files are kept within the retention period...
+    let out = p.ok(&["vacuum", "--dry-run"]);
+    assert!(out.contains("t: 0 files would be deleted"), "{out}");
+    assert_eq!(
+        p.query("select id from table_at_version('main.t', 0)"),
+        vec!["id", "0"]
+    );
+    // ...and a shorter retention is refused.
+    let out = p.fails(&["vacuum", "--retain-hours", "0"], 2);
+    assert!(out.contains("Invalid retention period"), "{out}");
+    assert!(out.contains("hint:"), "{out}");
+}

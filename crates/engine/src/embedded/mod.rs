@@ -237,6 +237,59 @@ impl EmbeddedWarehouse {
         Ok(table.version().unwrap_or(0))
     }
 
+    /// Compact a table's small files into larger ones (and z-order them by `zorder` columns),
+    /// in one commit. Returns (files added, files removed).
+    pub async fn optimize(
+        &self,
+        relation: &strata_project::Relation,
+        zorder: Vec<String>,
+    ) -> Result<(u64, u64)> {
+        let table = self.delta_table(relation).await?;
+        let builder = table.optimize();
+        let builder = if zorder.is_empty() {
+            builder
+        } else {
+            builder.with_type(deltalake::operations::optimize::OptimizeType::ZOrder(
+                zorder,
+            ))
+        };
+        let (_, metrics) = builder.await?;
+        self.shared
+            .invalidate(&relation.schema, &relation.identifier);
+        Ok((metrics.num_files_added, metrics.num_files_removed))
+    }
+
+    /// Delete files no version newer than the retention period needs. Shorter periods than
+    /// the table's `delta.deletedFileRetentionDuration` (7 days by default) are refused, so
+    /// readers of recent versions never lose files. Returns the files deleted (or that would
+    /// be, with `dry_run`).
+    pub async fn vacuum(
+        &self,
+        relation: &strata_project::Relation,
+        retain_hours: Option<i64>,
+        dry_run: bool,
+    ) -> Result<Vec<String>> {
+        let table = self.delta_table(relation).await?;
+        let mut builder = table
+            .vacuum()
+            .with_dry_run(dry_run)
+            .with_enforce_retention_duration(true);
+        if let Some(h) = retain_hours {
+            builder = builder.with_retention_period(chrono::Duration::hours(h));
+        }
+        let (_, metrics) = builder.await.map_err(|e| {
+            if e.to_string().contains("Invalid retention period") {
+                Error::user(format!("{relation}: {e}")).with_hint(
+                    "a shorter retention could delete files that readers of recent versions still use; \
+                     keep at least the table's retention (168 hours by default)",
+                )
+            } else {
+                Error::Delta(e)
+            }
+        })?;
+        Ok(metrics.files_deleted)
+    }
+
     /// The DataFusion session, for callers that need more than [`Warehouse`] offers.
     pub fn session(&self) -> &SessionContext {
         &self.ctx
