@@ -57,6 +57,8 @@ pub struct MaterializeRequest {
     pub sql: String,
     /// The run building it.
     pub run_id: String,
+    /// Columns a table is partitioned by (`partition_by`), one folder per value.
+    pub partition_by: Vec<String>,
 }
 
 /// A request to load a CSV file as a table (a seed).

@@ -663,6 +663,7 @@ impl Work<'_> {
                     materialization,
                     sql,
                     run_id,
+                    partition_by: partition_columns(model.config.get("partition_by")),
                 };
                 match warehouse.materialize(&req).await {
                     Ok(o) => Done::built(o, Some(c.sql)),
@@ -702,6 +703,24 @@ impl Work<'_> {
     }
 }
 
+/// `partition_by` as column names: a name, a list of names, or dbt-BigQuery's
+/// `{field: name, ...}`.
+fn partition_columns(value: Option<&serde_json::Value>) -> Vec<String> {
+    match value {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(serde_json::Value::Object(o)) => o
+            .get("field")
+            .and_then(|f| f.as_str())
+            .map(|f| vec![f.to_string()])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
 /// Append a test's failing rows, stamped with the run, to its audit table: the history of
 /// failures is kept, not replaced each run.
 async fn store_failures(
@@ -724,6 +743,7 @@ async fn store_failures(
             strata_common::quote_literal(run_id)
         ),
         run_id: run_id.to_string(),
+        partition_by: Vec::new(),
     };
     warehouse.append(&request).await.map(|_| ())
 }

@@ -100,6 +100,7 @@ impl AsyncDB for StrataDb {
                     materialization,
                     sql: trimmed[query_start..].to_string(),
                     run_id: "slt".into(),
+                    partition_by: Vec::new(),
                 };
                 self.warehouse
                     .materialize(&request)

@@ -320,3 +320,29 @@ fn optimize_compacts_and_vacuum_keeps_what_readers_need() {
     assert!(out.contains("Invalid retention period"), "{out}");
     assert!(out.contains("hint:"), "{out}");
 }
+
+#[test]
+fn partitioned_tables_write_one_folder_per_value() {
+    let p = TestProject::with_files(&[(
+        "models/events.sql",
+        "{{ config(materialized='table', partition_by='day') }}select * from (values (1, '2024-01-01'), (2, '2024-01-01'), (3, '2024-01-02')) as t(id, day)",
+    )]);
+    p.ok(&["run"]);
+    let dir = p.path().join(".strata/dev/main/events");
+    assert!(dir.join("day=2024-01-01").is_dir(), "no partition folder");
+    assert!(dir.join("day=2024-01-02").is_dir(), "no partition folder");
+    assert_eq!(
+        p.query("select day, count(*) as n from events group by day order by day"),
+        vec!["day,n", "2024-01-01,2", "2024-01-02,1"]
+    );
+    // Rebuilding without partitions replaces the layout in one commit.
+    p.write(
+        "models/events.sql",
+        "{{ config(materialized='table') }}select 9 as id, '2024-01-03' as day",
+    );
+    p.ok(&["run"]);
+    assert_eq!(
+        p.query("select id, day from events"),
+        vec!["id,day", "9,2024-01-03"]
+    );
+}

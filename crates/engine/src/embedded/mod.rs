@@ -436,6 +436,7 @@ impl EmbeddedWarehouse {
         let written = table
             .write(Vec::<RecordBatch>::new())
             .with_input_plan(plan)
+            .with_partition_columns(target.partition_by.iter().cloned())
             .with_save_mode(mode)
             .with_schema_mode(if mode == SaveMode::Append {
                 SchemaMode::Merge
@@ -482,6 +483,7 @@ struct WriteTarget<'a> {
     unique_id: &'a str,
     run_id: &'a str,
     relation: &'a strata_project::Relation,
+    partition_by: &'a [String],
 }
 
 impl<'a> WriteTarget<'a> {
@@ -490,6 +492,7 @@ impl<'a> WriteTarget<'a> {
             unique_id: &req.unique_id,
             run_id: &req.run_id,
             relation: &req.relation,
+            partition_by: &req.partition_by,
         }
     }
 }
@@ -539,6 +542,7 @@ impl Warehouse for EmbeddedWarehouse {
             unique_id: &req.unique_id,
             run_id: &req.run_id,
             relation: &req.relation,
+            partition_by: &[],
         };
         let plan = seed::plan(&self.ctx, req).await?;
         self.write_table(&target, plan).await.map_err(|e| match e {
