@@ -13,12 +13,18 @@ use crate::{GlobalArgs, SelectArgs};
 
 /// Load the project the global options point at.
 pub fn load_project(global: &GlobalArgs) -> Result<Project> {
+    load_project_with(global, false)
+}
+
+/// Load the project, for a `--full-refresh` run when `full_refresh`.
+pub fn load_project_with(global: &GlobalArgs, full_refresh: bool) -> Result<Project> {
     let project = Project::load(&LoadOptions {
         project_dir: global.project_dir.clone(),
         profiles_dir: global.profiles_dir.clone(),
         target: global.target.clone(),
         vars: global.vars.clone(),
         threads: global.threads,
+        full_refresh,
     })?;
     Ok(project)
 }

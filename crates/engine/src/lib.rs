@@ -30,6 +30,10 @@ pub enum Materialization {
     Table,
     /// A view, stored as SQL.
     View,
+    /// A table that new rows are added to (`append`) or merged into by key (`merge`,
+    /// `delete+insert`), one commit per run; built in full the first time and with
+    /// `--full-refresh`.
+    Incremental,
 }
 
 impl Materialization {
@@ -39,6 +43,7 @@ impl Materialization {
         match s {
             "table" => Some(Self::Table),
             "view" => Some(Self::View),
+            "incremental" => Some(Self::Incremental),
             _ => None,
         }
     }
@@ -59,6 +64,12 @@ pub struct MaterializeRequest {
     pub run_id: String,
     /// Columns a table is partitioned by (`partition_by`), one folder per value.
     pub partition_by: Vec<String>,
+    /// Incremental models: `append`, `merge` or `delete+insert`.
+    pub incremental_strategy: Option<String>,
+    /// Incremental models: the key rows are matched on (`unique_key`).
+    pub unique_key: Vec<String>,
+    /// Rebuild incremental models in full.
+    pub full_refresh: bool,
 }
 
 /// A request to load a CSV file as a table (a seed).

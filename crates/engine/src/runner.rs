@@ -165,6 +165,7 @@ pub struct Runner<'a> {
     command: String,
     args: String,
     defer: Option<strata_project::compile::Defer>,
+    full_refresh: bool,
 }
 
 impl<'a> Runner<'a> {
@@ -179,7 +180,14 @@ impl<'a> Runner<'a> {
             command: "run".into(),
             args: String::new(),
             defer: None,
+            full_refresh: false,
         }
+    }
+
+    /// Rebuild incremental models in full (`--full-refresh`).
+    pub fn with_full_refresh(mut self, yes: bool) -> Self {
+        self.full_refresh = yes;
+        self
     }
 
     /// Resolve refs to unbuilt, unselected models to an earlier run's relations (`--defer`).
@@ -315,10 +323,16 @@ impl<'a> Runner<'a> {
                 let warehouse = self.warehouse;
                 let run_id = run_id.clone();
                 let database = self.project.target.database.as_str();
+                let full_refresh = self.full_refresh;
                 let audit_schema = audit_schema.as_str();
                 running.push(async move {
                     let outcome = work
-                        .execute(warehouse, run_id, Some((database, audit_schema)))
+                        .execute(
+                            warehouse,
+                            run_id,
+                            Some((database, audit_schema)),
+                            full_refresh,
+                        )
                         .await;
                     (
                         id,
@@ -634,12 +648,14 @@ enum Work<'a> {
 }
 
 impl Work<'_> {
-    /// `audit` is the (database, schema) where `store_failures` keeps failing rows.
+    /// `audit` is the (database, schema) where `store_failures` keeps failing rows;
+    /// `full_refresh` rebuilds incremental models in full.
     async fn execute(
         self,
         warehouse: &dyn Warehouse,
         run_id: String,
         audit: Option<(&str, &str)>,
+        full_refresh: bool,
     ) -> Done {
         match self {
             Work::Model(_, Err(e)) | Work::Test(_, Err(e)) => Done::error(e.to_string(), None),
@@ -664,6 +680,17 @@ impl Work<'_> {
                     sql,
                     run_id,
                     partition_by: partition_columns(model.config.get("partition_by")),
+                    incremental_strategy: model
+                        .config
+                        .get_str("incremental_strategy")
+                        .map(str::to_string),
+                    unique_key: partition_columns(model.config.get("unique_key")),
+                    full_refresh: full_refresh
+                        && model
+                            .config
+                            .get("full_refresh")
+                            .and_then(serde_json::Value::as_bool)
+                            != Some(false),
                 };
                 match warehouse.materialize(&req).await {
                     Ok(o) => Done::built(o, Some(c.sql)),
@@ -744,6 +771,9 @@ async fn store_failures(
         ),
         run_id: run_id.to_string(),
         partition_by: Vec::new(),
+        incremental_strategy: None,
+        unique_key: Vec::new(),
+        full_refresh: false,
     };
     warehouse.append(&request).await.map(|_| ())
 }

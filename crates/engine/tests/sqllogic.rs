@@ -101,6 +101,9 @@ impl AsyncDB for StrataDb {
                     sql: trimmed[query_start..].to_string(),
                     run_id: "slt".into(),
                     partition_by: Vec::new(),
+                    incremental_strategy: None,
+                    unique_key: Vec::new(),
+                    full_refresh: false,
                 };
                 self.warehouse
                     .materialize(&request)

@@ -44,6 +44,8 @@ pub struct LoadOptions {
     pub vars: Option<String>,
     /// `--threads`, overriding the target's.
     pub threads: Option<usize>,
+    /// `--full-refresh`.
+    pub full_refresh: bool,
 }
 
 /// A loaded project: configuration, target, nodes and their graph.
@@ -95,7 +97,9 @@ impl Project {
             target.threads = t.max(1);
         }
         let cli_vars = parse_cli_vars(opts.vars.as_deref())?;
-        Loader::new(root, config, config_path, target, cli_vars).load()
+        let mut loader = Loader::new(root, config, config_path, target, cli_vars);
+        loader.full_refresh = opts.full_refresh;
+        loader.load()
     }
 
     /// The project's name.
@@ -195,6 +199,7 @@ struct Loader {
     cli_vars: IndexMap<String, serde_json::Value>,
     run_started_at: chrono::DateTime<chrono::Utc>,
     invocation_id: String,
+    full_refresh: bool,
 }
 
 /// A model file found on disk, before rendering.
@@ -225,6 +230,7 @@ impl Loader {
             cli_vars,
             run_started_at: chrono::Utc::now(),
             invocation_id: uuid_like(),
+            full_refresh: false,
         }
     }
 
@@ -333,6 +339,7 @@ impl Loader {
             target: target_context(&self.target),
             run_started_at: self.run_started_at,
             invocation_id: self.invocation_id.clone(),
+            full_refresh: self.full_refresh,
         };
         let mut jinja = JinjaEnv::new(globals, &macro_files).map_err(|(file, e)| {
             Error::at(

@@ -9,7 +9,7 @@ use strata_engine::runner::{RunResults, Runner};
 use strata_project::Project;
 use strata_project::artifacts::{STRATA_VERSION, manifest, write_artifact};
 
-use crate::context::{load_project, open_warehouse, select};
+use crate::context::{open_warehouse, select};
 use crate::report::Console;
 use crate::{GlobalArgs, SelectArgs};
 
@@ -28,7 +28,15 @@ pub struct RunArgs {
 
 /// Run the command.
 pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<ExitCode> {
-    execute(global, &args.select, args.fail_fast, "run", &["model"]).await
+    execute(
+        global,
+        &args.select,
+        args.fail_fast,
+        args.full_refresh,
+        "run",
+        &["model"],
+    )
+    .await
 }
 
 /// Options of `strata seed`.
@@ -46,7 +54,15 @@ pub struct SeedArgs {
 
 /// `strata seed`: load the selected CSV seeds.
 pub async fn seed(global: &GlobalArgs, args: &SeedArgs) -> Result<ExitCode> {
-    execute(global, &args.select, args.fail_fast, "seed", &["seed"]).await
+    execute(
+        global,
+        &args.select,
+        args.fail_fast,
+        args.full_refresh,
+        "seed",
+        &["seed"],
+    )
+    .await
 }
 
 /// Options of `strata test`.
@@ -61,7 +77,15 @@ pub struct TestArgs {
 
 /// `strata test`: run the data tests of the selected nodes.
 pub async fn test(global: &GlobalArgs, args: &TestArgs) -> Result<ExitCode> {
-    execute(global, &args.select, args.fail_fast, "test", &["test"]).await
+    execute(
+        global,
+        &args.select,
+        args.fail_fast,
+        false,
+        "test",
+        &["test"],
+    )
+    .await
 }
 
 /// Options of `strata build`.
@@ -84,6 +108,7 @@ pub async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
         global,
         &args.select,
         args.fail_fast,
+        args.full_refresh,
         "build",
         &["seed", "model", "test"],
     )
@@ -95,10 +120,11 @@ async fn execute(
     global: &GlobalArgs,
     select_args: &SelectArgs,
     fail_fast: bool,
+    full_refresh: bool,
     command: &str,
     types: &[&str],
 ) -> Result<ExitCode> {
-    let project = load_project(global)?;
+    let project = crate::context::load_project_with(global, full_refresh)?;
     write_artifact(&project, "manifest.json", &manifest(&project))?;
     let mut selected = select(&project, select_args)?;
     if types.contains(&"test") {
@@ -129,6 +155,7 @@ async fn execute(
     let deferral = crate::context::defer(&project, select_args, &warehouse, &selected)?;
     let results = Runner::new(&project, &warehouse)
         .with_defer(deferral)
+        .with_full_refresh(full_refresh)
         .with_meta(meta)
         .with_fail_fast(fail_fast)
         .with_command(command, &argv.join(" "))

@@ -346,3 +346,47 @@ fn partitioned_tables_write_one_folder_per_value() {
         vec!["id,day", "9,2024-01-03"]
     );
 }
+
+#[test]
+fn incremental_models_append_and_merge() {
+    let p = TestProject::with_files(&[
+        ("seeds/events.csv", "id,amount\n1,10\n2,20\n"),
+        (
+            "models/appended.sql",
+            "{{ config(materialized='incremental') }}\nselect id, amount from {{ ref('events') }}\n{% if is_incremental() %}where id > (select max(id) from {{ this }}){% endif %}",
+        ),
+        (
+            "models/merged.sql",
+            "{{ config(materialized='incremental', unique_key='id') }}\nselect id, amount from {{ ref('events') }}",
+        ),
+    ]);
+    p.ok(&["seed"]);
+    p.ok(&["run"]);
+    assert_eq!(
+        p.query("select count(*) as n from appended"),
+        vec!["n", "2"]
+    );
+    // New and changed rows arrive.
+    p.write("seeds/events.csv", "id,amount\n1,10\n2,25\n3,30\n");
+    p.ok(&["seed"]);
+    let out = p.ok(&["run"]);
+    assert!(out.contains("MERGE 3"), "{out}");
+    // append: only the new row was added; merge: row 2 updated, row 3 inserted.
+    assert_eq!(
+        p.query("select id, amount from appended order by id"),
+        vec!["id,amount", "1,10", "2,20", "3,30"]
+    );
+    assert_eq!(
+        p.query("select id, amount from merged order by id"),
+        vec!["id,amount", "1,10", "2,25", "3,30"]
+    );
+    let history: serde_json::Value =
+        serde_json::from_str(p.ok(&["history", "merged", "--json"]).trim()).expect("json");
+    assert_eq!(history[0]["operation"], "MERGE");
+    // --full-refresh rebuilds from the query alone.
+    p.write("seeds/events.csv", "id,amount\n7,70\n");
+    p.ok(&["seed"]);
+    p.ok(&["run", "--full-refresh"]);
+    assert_eq!(p.query("select id from appended"), vec!["id", "7"]);
+    assert_eq!(p.query("select id from merged"), vec!["id", "7"]);
+}

@@ -375,6 +375,117 @@ impl EmbeddedWarehouse {
             .await
     }
 
+    /// An incremental model: the first build (or `--full-refresh`) writes the table in full;
+    /// later ones append or merge the query's rows in one commit.
+    async fn build_incremental(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
+        let (schema, name) = (&req.relation.schema, &req.relation.identifier);
+        let exists = self.shared.lake.table_exists(schema, name).await?;
+        if !exists || req.full_refresh {
+            return self.build_table(req).await;
+        }
+        let strategy = req.incremental_strategy.clone().unwrap_or_else(|| {
+            if req.unique_key.is_empty() {
+                "append"
+            } else {
+                "merge"
+            }
+            .to_string()
+        });
+        match strategy.as_str() {
+            "append" => self.append(req).await,
+            "merge" | "delete+insert" => {
+                if req.unique_key.is_empty() {
+                    return Err(Error::user(format!(
+                        "incremental strategy `{strategy}` needs a `unique_key`"
+                    ))
+                    .with_hint("set unique_key: 'id' (or a list) in the model's config, or use incremental_strategy: append"));
+                }
+                self.merge(req).await
+            }
+            other => Err(
+                Error::user(format!("incremental strategy `{other}` is not supported"))
+                    .with_hint("use append, merge or delete+insert"),
+            ),
+        }
+    }
+
+    /// Merge the query's rows into the table by `unique_key`: matched rows are replaced,
+    /// new ones inserted, in one commit.
+    async fn merge(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
+        let df = self.plan(&req.sql).await?;
+        let df = DataFrame::new(
+            self.ctx.state(),
+            self.ctx.state().optimize(df.logical_plan())?,
+        );
+        let columns: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        for k in &req.unique_key {
+            if !columns.contains(k) {
+                return Err(Error::user(format!(
+                    "unique_key `{k}` is not a column of the model's query (columns: {})",
+                    columns.join(", ")
+                )));
+            }
+        }
+        let q = strata_common::quote_ident;
+        let predicate = req
+            .unique_key
+            .iter()
+            .map(|k| format!("target.{} = source.{}", q(k), q(k)))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let table = deltalake::open_table(
+            self.shared
+                .lake
+                .table_url(&req.relation.schema, &req.relation.identifier)?,
+        )
+        .await?;
+        let commit = CommitProperties::default().with_metadata([
+            ("strata.run_id".to_string(), serde_json::json!(req.run_id)),
+            ("strata.node".to_string(), serde_json::json!(req.unique_id)),
+        ]);
+        let update_cols = columns.clone();
+        let insert_cols = columns.clone();
+        let (table, metrics) = table
+            .merge(df, predicate)
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .with_session_state(Arc::new(self.ctx.state()))
+            .with_commit_properties(commit)
+            .when_matched_update(|mut u| {
+                for c in &update_cols {
+                    u = u.update(q(c), format!("source.{}", q(c)));
+                }
+                u
+            })?
+            .when_not_matched_insert(|mut i| {
+                for c in &insert_cols {
+                    i = i.set(q(c), format!("source.{}", q(c)));
+                }
+                i
+            })?
+            .await
+            .map_err(delta_write_error)?;
+        self.record(
+            &WriteTarget::of(req),
+            RelationKind::Table,
+            Some(table.table_url().to_string()),
+            None,
+        )?;
+        self.shared
+            .invalidate(&req.relation.schema, &req.relation.identifier);
+        let rows = (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64;
+        Ok(MaterializeOutcome {
+            rows_affected: Some(rows),
+            version: table.version(),
+            message: format!("MERGE {rows}"),
+        })
+    }
+
     /// Replace a table with the result of a plan, in one commit.
     async fn write_table(
         &self,
@@ -534,6 +645,7 @@ impl Warehouse for EmbeddedWarehouse {
         match request.materialization {
             Materialization::Table => self.build_table(request).await,
             Materialization::View => self.build_view(request).await,
+            Materialization::Incremental => self.build_incremental(request).await,
         }
     }
 
@@ -552,6 +664,9 @@ impl Warehouse for EmbeddedWarehouse {
     }
 
     async fn append(&self, request: &MaterializeRequest) -> Result<MaterializeOutcome> {
+        self.writable
+            .get_or_try_init(|| self.shared.lake.ensure_writable())
+            .await?;
         let df = self.plan(&request.sql).await?;
         self.write_with_mode(
             &WriteTarget::of(request),

@@ -140,6 +140,8 @@ pub struct Globals {
     pub run_started_at: chrono::DateTime<chrono::Utc>,
     /// The invocation id.
     pub invocation_id: String,
+    /// `--full-refresh`: incremental models are rebuilt, `is_incremental()` is false.
+    pub full_refresh: bool,
 }
 
 /// The compiled templates of a project and its dbt-compatible context.
@@ -381,7 +383,26 @@ impl JinjaEnv {
         env.add_function("statement", statement_fn);
         env.add_function("load_result", load_result_fn);
         env.add_function("source", source_fn);
-        env.add_function("is_incremental", |_: &State| false);
+        let g = globals.clone();
+        env.add_function("is_incremental", move |state: &State| -> bool {
+            // True when compiling an incremental model whose table already exists, and
+            // neither --full-refresh nor `full_refresh: true` asks for a rebuild.
+            let Some(scope) = current_scope(state) else {
+                return false;
+            };
+            let config = &scope.node.config;
+            let forced = match config.get("full_refresh") {
+                Some(serde_json::Value::Bool(b)) => *b,
+                _ => g.full_refresh,
+            };
+            if config.materialized() != "incremental" || forced {
+                return false;
+            }
+            match (scope.introspector(), &scope.node.relation) {
+                (Some(i), Some(r)) => matches!(i.columns(r), Ok(Some(_))),
+                _ => false,
+            }
+        });
         env.add_function(
             "log",
             |msg: Value, kwargs: Kwargs| -> Result<String, JError> {
@@ -433,7 +454,7 @@ impl JinjaEnv {
         env.add_global(
             "flags",
             Value::from(Serde(
-                serde_json::json!({"FULL_REFRESH": false, "WHICH": "run"}),
+                serde_json::json!({"FULL_REFRESH": globals.full_refresh}),
             )),
         );
         env.add_filter("as_bool", |v: Value| -> bool {
