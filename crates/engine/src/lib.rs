@@ -70,6 +70,13 @@ pub struct MaterializeRequest {
     pub unique_key: Vec<String>,
     /// Rebuild incremental models in full.
     pub full_refresh: bool,
+    /// Incremental merges: only these columns are updated (`merge_update_columns`).
+    pub merge_update_columns: Vec<String>,
+    /// Incremental merges: these columns are not updated (`merge_exclude_columns`).
+    pub merge_exclude_columns: Vec<String>,
+    /// Incremental models: what to do when the query's columns differ from the table's
+    /// (`ignore`, `fail`, `append_new_columns`).
+    pub on_schema_change: Option<String>,
 }
 
 /// A request to load a CSV file as a table (a seed).

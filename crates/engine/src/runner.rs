@@ -691,6 +691,13 @@ impl Work<'_> {
                             .get("full_refresh")
                             .and_then(serde_json::Value::as_bool)
                             != Some(false),
+                    merge_update_columns: partition_columns(
+                        model.config.get("merge_update_columns"),
+                    ),
+                    merge_exclude_columns: partition_columns(
+                        model.config.get("merge_exclude_columns"),
+                    ),
+                    on_schema_change: model.config.get_str("on_schema_change").map(str::to_string),
                 };
                 match warehouse.materialize(&req).await {
                     Ok(o) => Done::built(o, Some(c.sql)),
@@ -774,6 +781,9 @@ async fn store_failures(
         incremental_strategy: None,
         unique_key: Vec::new(),
         full_refresh: false,
+        merge_update_columns: Vec::new(),
+        merge_exclude_columns: Vec::new(),
+        on_schema_change: None,
     };
     warehouse.append(&request).await.map(|_| ())
 }

@@ -104,6 +104,9 @@ impl AsyncDB for StrataDb {
                     incremental_strategy: None,
                     unique_key: Vec::new(),
                     full_refresh: false,
+                    merge_update_columns: Vec::new(),
+                    merge_exclude_columns: Vec::new(),
+                    on_schema_change: None,
                 };
                 self.warehouse
                     .materialize(&request)

@@ -390,3 +390,52 @@ fn incremental_models_append_and_merge() {
     assert_eq!(p.query("select id from appended"), vec!["id", "7"]);
     assert_eq!(p.query("select id from merged"), vec!["id", "7"]);
 }
+
+#[test]
+fn incremental_schema_changes_and_merge_columns() {
+    let p = TestProject::with_files(&[
+        ("seeds/src.csv", "id,a,b\n1,x,10\n"),
+        (
+            "models/inc.sql",
+            "{{ config(materialized='incremental', unique_key='id', merge_exclude_columns=['b']) }}\nselect id, a, b from {{ ref('src') }}",
+        ),
+    ]);
+    p.ok(&["seed"]);
+    p.ok(&["run"]);
+    // merge_exclude_columns: b keeps its first value when the row is updated.
+    p.write("seeds/src.csv", "id,a,b\n1,y,99\n");
+    p.ok(&["seed"]);
+    p.ok(&["run"]);
+    assert_eq!(
+        p.query("select id, a, b from inc"),
+        vec!["id,a,b", "1,y,10"]
+    );
+    // A new column: ignored by default (the table keeps its columns)...
+    p.write(
+        "models/inc.sql",
+        "{{ config(materialized='incremental', unique_key='id') }}\nselect id, a, b, 'new' as c from {{ ref('src') }}",
+    );
+    p.ok(&["run"]);
+    assert_eq!(p.query("select * from inc"), vec!["id,a,b", "1,y,99"]);
+    // ...refused with `fail`, without writing anything...
+    p.write(
+        "models/inc.sql",
+        "{{ config(materialized='incremental', unique_key='id', on_schema_change='fail') }}\nselect id, a, b, 'new' as c from {{ ref('src') }}",
+    );
+    let out = p.fails(&["run"], 1);
+    assert!(
+        out.contains("on_schema_change is `fail`; nothing was written"),
+        "{out}"
+    );
+    assert!(out.contains("new: c"), "{out}");
+    // ...and added with `append_new_columns`.
+    p.write(
+        "models/inc.sql",
+        "{{ config(materialized='incremental', on_schema_change='append_new_columns') }}\nselect id + 1 as id, a, b, 'new' as c from {{ ref('src') }}",
+    );
+    p.ok(&["run"]);
+    assert_eq!(
+        p.query("select id, c from inc order by id"),
+        vec!["id,c", "1,", "2,new"]
+    );
+}

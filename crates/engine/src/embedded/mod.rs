@@ -383,6 +383,7 @@ impl EmbeddedWarehouse {
         if !exists || req.full_refresh {
             return self.build_table(req).await;
         }
+        let req = &self.check_schema_change(req).await?;
         let strategy = req.incremental_strategy.clone().unwrap_or_else(|| {
             if req.unique_key.is_empty() {
                 "append"
@@ -406,6 +407,60 @@ impl EmbeddedWarehouse {
                 Error::user(format!("incremental strategy `{other}` is not supported"))
                     .with_hint("use append, merge or delete+insert"),
             ),
+        }
+    }
+
+    /// `on_schema_change`: compare the query's columns with the table's. `ignore` (the
+    /// default) keeps the table's columns (new ones are dropped, missing ones are NULL),
+    /// `fail` stops with the differences, `append_new_columns` adds new columns.
+    async fn check_schema_change(&self, req: &MaterializeRequest) -> Result<MaterializeRequest> {
+        let source = self.describe(&req.sql).await?;
+        let target = self
+            .describe(&format!("select * from {}", req.relation))
+            .await?;
+        let names = |s: &datafusion::arrow::datatypes::Schema| -> Vec<String> {
+            s.fields().iter().map(|f| f.name().clone()).collect()
+        };
+        let (src, tgt) = (names(&source), names(&target));
+        let added: Vec<&String> = src.iter().filter(|c| !tgt.contains(c)).collect();
+        let missing: Vec<&String> = tgt.iter().filter(|c| !src.contains(c)).collect();
+        if added.is_empty() && missing.is_empty() {
+            return Ok(req.clone());
+        }
+        let mode = req.on_schema_change.as_deref().unwrap_or("ignore");
+        match mode {
+            "append_new_columns" => Ok(req.clone()),
+            "fail" => Err(Error::user(format!(
+                "the columns of {} changed (new: {}; missing: {}) and on_schema_change is `fail`; nothing was written",
+                req.relation,
+                if added.is_empty() { "none".to_string() } else { added.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") },
+                if missing.is_empty() { "none".to_string() } else { missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") },
+            ))
+            .with_hint("run with --full-refresh to rebuild the table, or set on_schema_change: append_new_columns")),
+            "ignore" => {
+                // Keep the table's columns: drop new ones, fill missing ones with NULL.
+                let q = strata_common::quote_ident;
+                let cols: Vec<String> = target
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        if src.contains(f.name()) {
+                            q(f.name())
+                        } else {
+                            format!(
+                                "cast(null as {}) as {}",
+                                crate::types::sql_type(f.data_type()),
+                                q(f.name())
+                            )
+                        }
+                    })
+                    .collect();
+                let mut projected = req.clone();
+                projected.sql = format!("select {} from (\n{}\n) as incoming", cols.join(", "), req.sql);
+                Ok(projected)
+            }
+            other => Err(Error::user(format!("on_schema_change `{other}` is not supported"))
+                .with_hint("use ignore, fail or append_new_columns")),
         }
     }
 
@@ -448,7 +503,12 @@ impl EmbeddedWarehouse {
             ("strata.run_id".to_string(), serde_json::json!(req.run_id)),
             ("strata.node".to_string(), serde_json::json!(req.unique_id)),
         ]);
-        let update_cols = columns.clone();
+        let update_cols: Vec<String> = columns
+            .iter()
+            .filter(|c| req.merge_update_columns.is_empty() || req.merge_update_columns.contains(c))
+            .filter(|c| !req.merge_exclude_columns.contains(c))
+            .cloned()
+            .collect();
         let insert_cols = columns.clone();
         let (table, metrics) = table
             .merge(df, predicate)
