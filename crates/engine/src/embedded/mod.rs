@@ -565,7 +565,7 @@ impl EmbeddedWarehouse {
         mode: SaveMode,
     ) -> Result<MaterializeOutcome> {
         let (schema, name) = (&target.relation.schema, &target.relation.identifier);
-        // Analyse (and optimise) in this session, so Strata's SQL semantics apply to what is
+        // Analyse (and optimise) in Strata's own DataFusion session, so its SQL semantics apply to what is
         // written exactly as they apply to queries.
         let plan = self.ctx.state().optimize(&plan)?;
         self.writable
