@@ -79,6 +79,32 @@ pub struct MaterializeRequest {
     pub on_schema_change: Option<String>,
 }
 
+impl MaterializeRequest {
+    /// A request with no partitioning and no incremental options.
+    pub fn new(
+        unique_id: impl Into<String>,
+        relation: Relation,
+        materialization: Materialization,
+        sql: impl Into<String>,
+        run_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            unique_id: unique_id.into(),
+            relation,
+            materialization,
+            sql: sql.into(),
+            run_id: run_id.into(),
+            partition_by: Vec::new(),
+            incremental_strategy: None,
+            unique_key: Vec::new(),
+            full_refresh: false,
+            merge_update_columns: Vec::new(),
+            merge_exclude_columns: Vec::new(),
+            on_schema_change: None,
+        }
+    }
+}
+
 /// A request to load a CSV file as a table (a seed).
 #[derive(Debug, Clone)]
 pub struct SeedRequest {

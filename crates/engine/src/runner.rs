@@ -768,23 +768,16 @@ async fn store_failures(
         Some(n) => format!("select * from (\n{sql}\n) as dbt_limited limit {n}"),
         None => sql.to_string(),
     };
-    let request = MaterializeRequest {
-        unique_id: test.unique_id.clone(),
+    let request = MaterializeRequest::new(
+        test.unique_id.clone(),
         relation,
-        materialization: Materialization::Table,
-        sql: format!(
+        Materialization::Table,
+        format!(
             "select {} as strata_run_id, now() as strata_stored_at, failing.* from (\n{limited}\n) as failing",
             strata_common::quote_literal(run_id)
         ),
-        run_id: run_id.to_string(),
-        partition_by: Vec::new(),
-        incremental_strategy: None,
-        unique_key: Vec::new(),
-        full_refresh: false,
-        merge_update_columns: Vec::new(),
-        merge_exclude_columns: Vec::new(),
-        on_schema_change: None,
-    };
+        run_id,
+    );
     warehouse.append(&request).await.map(|_| ())
 }
 

@@ -94,20 +94,13 @@ impl AsyncDB for StrataDb {
                     .split_once(" as ")
                     .ok_or_else(|| SltError("expected CREATE TABLE|VIEW name AS query".into()))?;
                 let query_start = prefix.len() + name.len() + 4;
-                let request = MaterializeRequest {
-                    unique_id: format!("model.slt.{}", name.trim()),
-                    relation: Relation::new("strata", "main", name.trim()),
+                let request = MaterializeRequest::new(
+                    format!("model.slt.{}", name.trim()),
+                    Relation::new("strata", "main", name.trim()),
                     materialization,
-                    sql: trimmed[query_start..].to_string(),
-                    run_id: "slt".into(),
-                    partition_by: Vec::new(),
-                    incremental_strategy: None,
-                    unique_key: Vec::new(),
-                    full_refresh: false,
-                    merge_update_columns: Vec::new(),
-                    merge_exclude_columns: Vec::new(),
-                    on_schema_change: None,
-                };
+                    &trimmed[query_start..],
+                    "slt",
+                );
                 self.warehouse
                     .materialize(&request)
                     .await

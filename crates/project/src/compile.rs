@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use strata_common::{Location, did_you_mean};
+use strata_common::did_you_mean;
 
 use crate::error::{Error, Result};
 use crate::jinja::{Introspector, Mode, NodeInfo, Resolved, Resolver, describe_error};
@@ -239,15 +239,8 @@ impl<'p> Compiler<'p> {
             ),
         };
         let (body, captured) = rendered.map_err(|e| {
-            Error::at(
-                Location {
-                    file: test.original_file_path.clone(),
-                    line: e.line(),
-                    column: None,
-                },
-                describe_error(&e),
-            )
-            .with_node(format!("test `{}`", test.name))
+            Error::jinja(test.original_file_path.clone(), &e)
+                .with_node(format!("test `{}`", test.name))
         })?;
         let mut ctes = Vec::new();
         for (eph_id, cte) in &captured.ephemerals {
@@ -304,15 +297,8 @@ impl<'p> Compiler<'p> {
                 Some(resolver),
             )
             .map_err(|e| {
-                Error::at(
-                    Location {
-                        file: model.original_file_path.clone(),
-                        line: e.line(),
-                        column: None,
-                    },
-                    describe_error(&e),
-                )
-                .with_node(format!("model `{}`", model.name))
+                Error::jinja(model.original_file_path.clone(), &e)
+                    .with_node(format!("model `{}`", model.name))
             })?;
         Ok((clean_sql(&sql), captured))
     }

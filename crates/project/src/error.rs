@@ -77,6 +77,18 @@ impl Error {
         Error::user(message).with_location(location)
     }
 
+    /// A Jinja error in `file`, at the line the template engine reports.
+    pub fn jinja(file: impl Into<PathBuf>, err: &minijinja::Error) -> Self {
+        Error::at(
+            Location {
+                file: file.into(),
+                line: err.line(),
+                column: None,
+            },
+            crate::jinja::describe_error(err),
+        )
+    }
+
     /// Attach a location (user errors only; others are returned unchanged).
     pub fn with_location(mut self, location: Location) -> Self {
         if let Error::User(u) = &mut self {
@@ -108,11 +120,6 @@ impl Error {
             path: path.into(),
             source,
         }
-    }
-
-    /// Whether this is the user's mistake (as opposed to an environment problem or bug).
-    pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::User(_))
     }
 }
 

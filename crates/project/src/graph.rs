@@ -171,23 +171,6 @@ impl Graph {
         }
         (out.len() == n).then_some(out)
     }
-
-    /// The subgraph induced by `keep` (edges between kept nodes only).
-    pub fn subgraph<'a, I: IntoIterator<Item = &'a str>>(&self, keep: I) -> Graph {
-        let mut g = Graph::new();
-        let kept: Vec<&str> = keep.into_iter().collect();
-        for id in &kept {
-            g.add_node(id);
-        }
-        for id in &kept {
-            for p in self.parents(id) {
-                if g.contains(p) {
-                    g.add_edge(p, id);
-                }
-            }
-        }
-        g
-    }
 }
 
 #[cfg(test)]

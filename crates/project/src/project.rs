@@ -342,15 +342,9 @@ impl Loader {
             full_refresh: self.full_refresh,
         };
         let mut jinja = JinjaEnv::new(globals, &macro_files).map_err(|(file, e)| {
-            Error::at(
-                Location {
-                    file,
-                    line: e.line(),
-                    column: None,
-                },
-                describe_error(&e),
+            Error::jinja(file, &e).with_hint(
+                "fix the macro's Jinja syntax: every {% macro %} needs an {% endmacro %}",
             )
-            .with_hint("fix the macro's Jinja syntax: every {% macro %} needs an {% endmacro %}")
         })?;
         // Properties files.
         let mut patches: HashMap<String, (PathBuf, crate::properties::ModelEntry)> = HashMap::new();
@@ -437,14 +431,7 @@ impl Loader {
                     let fqn = fqn_of(pkg_name, &path_in_model_dir, &name);
                     let raw_sql = read_to_string(&abs)?;
                     jinja.add_template(&rel, raw_sql.clone()).map_err(|e| {
-                    Error::at(
-                        Location {
-                            file: rel.clone(),
-                            line: e.line(),
-                            column: None,
-                        },
-                        describe_error(&e),
-                    )
+                    Error::jinja(rel.clone(), &e)
                     .with_node(format!("model `{name}`"))
                     .with_hint("check that every {{ }} and {% %} is closed and every {% if %}/{% for %} has its end tag")
                 })?;
@@ -484,17 +471,9 @@ impl Loader {
                 .unwrap_or_default()
                 .to_string();
             let raw_sql = read_to_string(&abs)?;
-            jinja.add_template(&rel, raw_sql.clone()).map_err(|e| {
-                Error::at(
-                    Location {
-                        file: rel.clone(),
-                        line: e.line(),
-                        column: None,
-                    },
-                    describe_error(&e),
-                )
-                .with_node(format!("test `{name}`"))
-            })?;
+            jinja
+                .add_template(&rel, raw_sql.clone())
+                .map_err(|e| Error::jinja(rel.clone(), &e).with_node(format!("test `{name}`")))?;
             singular.push((rel, name, raw_sql));
         }
         let jinja = Arc::new(jinja);
@@ -532,15 +511,7 @@ impl Loader {
                 relation: None,
             };
             let (_, captured) = jinja.render(&f.rel, Mode::Parse, info, None).map_err(|e| {
-                let err = Error::at(
-                    Location {
-                        file: f.rel.clone(),
-                        line: e.line(),
-                        column: None,
-                    },
-                    describe_error(&e),
-                )
-                .with_node(format!("model `{}`", f.name));
+                let err = Error::jinja(f.rel.clone(), &e).with_node(format!("model `{}`", f.name));
                 match unknown_name(&e) {
                     Some(name) => err.with_hint(format!(
                         "no macro or function is named `{name}`{} (macros live in {})",

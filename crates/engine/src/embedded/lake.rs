@@ -74,11 +74,6 @@ impl Lake {
         &self.root
     }
 
-    /// The local folder, for local lakes.
-    pub fn local_root(&self) -> Option<&Path> {
-        self.local.as_deref()
-    }
-
     /// Create the root folder (or write a probe object), failing clearly when the lake cannot
     /// be written.
     pub async fn ensure_writable(&self) -> Result<()> {
