@@ -84,6 +84,32 @@ pub fn open_warehouse(project: &Project) -> Result<(EmbeddedWarehouse, Arc<MetaS
     Ok((warehouse, meta))
 }
 
+/// Take the target's write lock for `command`, waiting up to `--lock-timeout` seconds for
+/// another strata process writing to the same target (and saying so once).
+pub fn lock_target(
+    project: &Project,
+    global: &GlobalArgs,
+    command: &str,
+) -> Result<strata_meta::TargetLock> {
+    let lock = strata_meta::TargetLock::acquire(
+        &project.target.metadata,
+        &format!("strata {command}"),
+        std::time::Duration::from_secs(global.lock_timeout),
+        |holder| {
+            eprintln!(
+                "Waiting for {holder} to finish writing to target `{}` (up to {}s; see --lock-timeout)",
+                project.target.name, global.lock_timeout
+            )
+        },
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\n  hint: wait for it to finish, or raise --lock-timeout; two commands never write to one target at once"
+        )
+    })?;
+    Ok(lock)
+}
+
 /// The catalog name under which `--defer` reads the state run's relations.
 pub const DEFER_CATALOG: &str = "strata_state";
 

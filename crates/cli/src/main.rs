@@ -47,6 +47,15 @@ pub struct GlobalArgs {
     /// Print only errors and the final summary.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    /// Seconds to wait when another strata process is writing to the same target, before
+    /// giving up (0: fail at once).
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 600,
+        env = "STRATA_LOCK_TIMEOUT"
+    )]
+    pub lock_timeout: u64,
 }
 
 /// How log and status lines are written.
@@ -99,7 +108,9 @@ enum Command {
     Seed(commands::run::SeedArgs),
     /// Run the data tests of the selected nodes (a test passes when it finds no rows).
     Test(commands::run::TestArgs),
-    /// Seeds, models and tests together, in dependency order.
+    /// Record what changed in the selected snapshots' queries (slowly changing dimensions).
+    Snapshot(commands::run::SnapshotArgs),
+    /// Seeds, models, snapshots and tests together, in dependency order.
     Build(commands::run::BuildArgs),
     /// List the selected nodes.
     #[command(alias = "list")]
@@ -145,6 +156,7 @@ fn main() -> ExitCode {
             Command::Run(args) => commands::run::run(&cli.global, &args).await,
             Command::Seed(args) => commands::run::seed(&cli.global, &args).await,
             Command::Test(args) => commands::run::test(&cli.global, &args).await,
+            Command::Snapshot(args) => commands::run::snapshot(&cli.global, &args).await,
             Command::Build(args) => commands::run::build(&cli.global, &args).await,
             Command::Ls(args) => commands::ls::ls(&cli.global, &args),
             Command::Show(args) => commands::show::show(&cli.global, &args).await,

@@ -206,6 +206,11 @@ fn status_line(index: usize, total: usize, r: &NodeResult) -> String {
             format!("loaded seed file {}", r.relation_name),
             format!("[{} in {:.2}s]", r.message, r.seconds),
         ),
+        NodeStatus::Success if r.resource_type == "snapshot" => (
+            "OK",
+            format!("snapshotted {}", r.relation_name),
+            format!("[{} in {:.2}s]", r.message, r.seconds),
+        ),
         NodeStatus::Success => (
             "OK",
             format!("created sql {} model {}", r.materialized, r.relation_name),
@@ -214,6 +219,11 @@ fn status_line(index: usize, total: usize, r: &NodeResult) -> String {
         NodeStatus::Error if seed => (
             "ERROR",
             format!("loading seed file {}", r.relation_name),
+            format!("[ERROR in {:.2}s]", r.seconds),
+        ),
+        NodeStatus::Error if r.resource_type == "snapshot" => (
+            "ERROR",
+            format!("snapshotting {}", r.relation_name),
             format!("[ERROR in {:.2}s]", r.seconds),
         ),
         NodeStatus::Error => (

@@ -34,6 +34,8 @@ pub enum Materialization {
     /// `delete+insert`), one commit per run; built in full the first time and with
     /// `--full-refresh`.
     Incremental,
+    /// A snapshot: the history of a query's rows, one version per change (SCD type 2).
+    Snapshot,
 }
 
 impl Materialization {
@@ -44,6 +46,7 @@ impl Materialization {
             "table" => Some(Self::Table),
             "view" => Some(Self::View),
             "incremental" => Some(Self::Incremental),
+            "snapshot" => Some(Self::Snapshot),
             _ => None,
         }
     }
@@ -75,8 +78,45 @@ pub struct MaterializeRequest {
     /// Incremental merges: these columns are not updated (`merge_exclude_columns`).
     pub merge_exclude_columns: Vec<String>,
     /// Incremental models: what to do when the query's columns differ from the table's
-    /// (`ignore`, `fail`, `append_new_columns`).
+    /// (`ignore`, `fail`, `append_new_columns`, `sync_all_columns`).
     pub on_schema_change: Option<String>,
+    /// Incremental merges: extra conditions on the match (`incremental_predicates`), SQL over
+    /// `DBT_INTERNAL_DEST` (the table) and `DBT_INTERNAL_SOURCE` (the new rows).
+    pub incremental_predicates: Vec<String>,
+    /// Microbatch models: the batch this write replaces.
+    pub batch: Option<Batch>,
+    /// Snapshots: how changes are detected and recorded.
+    pub snapshot: Option<SnapshotSpec>,
+}
+
+/// One batch of a microbatch model: the rows whose `event_time` is in `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The model's event-time column.
+    pub event_time: String,
+    /// The first instant of the batch (`YYYY-MM-DD HH:MM:SS`).
+    pub start: String,
+    /// The first instant after it.
+    pub end: String,
+}
+
+/// How a snapshot finds changed rows and records their history (dbt's snapshot configs).
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotSpec {
+    /// The columns identifying a record (`unique_key`).
+    pub unique_key: Vec<String>,
+    /// `timestamp` or `check`.
+    pub strategy: String,
+    /// `timestamp`: the column telling when a record last changed.
+    pub updated_at: Option<String>,
+    /// `check`: the columns compared, or empty for all of them (`check_cols: all`).
+    pub check_cols: Vec<String>,
+    /// Records gone from the source: `ignore`, `invalidate` or `new_record`.
+    pub hard_deletes: String,
+    /// What `dbt_valid_to` holds for current rows, as SQL (NULL when unset).
+    pub valid_to_current: Option<String>,
+    /// When this snapshot run happened (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC).
+    pub now: String,
 }
 
 impl MaterializeRequest {
@@ -101,6 +141,9 @@ impl MaterializeRequest {
             merge_update_columns: Vec::new(),
             merge_exclude_columns: Vec::new(),
             on_schema_change: None,
+            incremental_predicates: Vec::new(),
+            batch: None,
+            snapshot: None,
         }
     }
 }

@@ -289,6 +289,12 @@ impl<'a> Runner<'a> {
             .with_introspector(self.warehouse.introspector())
             .with_defer(self.defer.clone());
         let audit_schema = format!("{}_dbt_test__audit", self.project.target.schema);
+        // Snapshots record changes as of the run's start.
+        let now = self
+            .project
+            .run_started_at
+            .format("%Y-%m-%d %H:%M:%S%.6f")
+            .to_string();
         let mut running = FuturesUnordered::new();
         let mut stop = false;
 
@@ -325,6 +331,7 @@ impl<'a> Runner<'a> {
                 let database = self.project.target.database.as_str();
                 let full_refresh = self.full_refresh;
                 let audit_schema = audit_schema.as_str();
+                let now = now.as_str();
                 running.push(async move {
                     let outcome = work
                         .execute(
@@ -332,6 +339,7 @@ impl<'a> Runner<'a> {
                             run_id,
                             Some((database, audit_schema)),
                             full_refresh,
+                            now,
                         )
                         .await;
                     (
@@ -649,13 +657,15 @@ enum Work<'a> {
 
 impl Work<'_> {
     /// `audit` is the (database, schema) where `store_failures` keeps failing rows;
-    /// `full_refresh` rebuilds incremental models in full.
+    /// `full_refresh` rebuilds incremental models in full; `now` is the run's time, for
+    /// snapshots.
     async fn execute(
         self,
         warehouse: &dyn Warehouse,
         run_id: String,
         audit: Option<(&str, &str)>,
         full_refresh: bool,
+        now: &str,
     ) -> Done {
         match self {
             Work::Model(_, Err(e)) | Work::Test(_, Err(e)) => Done::error(e.to_string(), None),
@@ -663,7 +673,7 @@ impl Work<'_> {
                 let Some(materialization) = Materialization::parse(model.materialized()) else {
                     return Done::error(
                         format!(
-                            "materialization `{}` is not supported; use table, view or ephemeral",
+                            "materialization `{}` is not supported; use table, view, incremental or ephemeral",
                             model.materialized()
                         ),
                         Some(c.sql),
@@ -698,6 +708,12 @@ impl Work<'_> {
                         model.config.get("merge_exclude_columns"),
                     ),
                     on_schema_change: model.config.get_str("on_schema_change").map(str::to_string),
+                    incremental_predicates: partition_columns(
+                        model.config.get("incremental_predicates"),
+                    ),
+                    batch: None,
+                    snapshot: (materialization == Materialization::Snapshot)
+                        .then(|| snapshot_spec(model, now)),
                 };
                 match warehouse.materialize(&req).await {
                     Ok(o) => Done::built(o, Some(c.sql)),
@@ -734,6 +750,36 @@ impl Work<'_> {
                 done
             }
         }
+    }
+}
+
+/// A snapshot's configs: `unique_key`, `strategy`, `updated_at`, `check_cols`,
+/// `hard_deletes` (or the older `invalidate_hard_deletes`), `dbt_valid_to_current`.
+fn snapshot_spec(model: &strata_project::Model, now: &str) -> crate::SnapshotSpec {
+    let c = &model.config;
+    let check_cols = match c.get("check_cols") {
+        Some(serde_json::Value::String(s)) if s == "all" => Vec::new(),
+        other => partition_columns(other),
+    };
+    let hard_deletes = match c.get_str("hard_deletes") {
+        Some(h) => h.to_string(),
+        None if c
+            .get("invalidate_hard_deletes")
+            .and_then(serde_json::Value::as_bool)
+            == Some(true) =>
+        {
+            "invalidate".to_string()
+        }
+        None => "ignore".to_string(),
+    };
+    crate::SnapshotSpec {
+        unique_key: partition_columns(c.get("unique_key")),
+        strategy: c.get_str("strategy").unwrap_or("timestamp").to_string(),
+        updated_at: c.get_str("updated_at").map(str::to_string),
+        check_cols,
+        hard_deletes,
+        valid_to_current: c.get_str("dbt_valid_to_current").map(str::to_string),
+        now: now.to_string(),
     }
 }
 

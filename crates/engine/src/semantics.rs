@@ -58,8 +58,10 @@ fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     let preserver = NamePreserver::new(&plan);
     let transformed = plan.map_expressions(|expr| {
         let saved = preserver.save(&expr);
-        expr.transform_up(|e| divide(e, &schema))
-            .map(|t| t.update_data(|e| saved.restore(e)))
+        expr.transform_up(|e| {
+            divide(e, &schema)?.transform_data(|e| compare_timestamps(e, &schema))
+        })
+        .map(|t| t.update_data(|e| saved.restore(e)))
     })?;
     if transformed.transformed {
         transformed.map_data(|p| p.recompute_schema())
@@ -85,6 +87,52 @@ fn divide(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     }
     let cast = |x: &Expr| Expr::Cast(Cast::new(Box::new(x.clone()), DataType::Float64));
     Ok(Transformed::yes(DIVIDE.call(vec![cast(left), cast(right)])))
+}
+
+/// A timestamp compared with text or a date: the other side is cast to the timestamp's own
+/// type. DataFusion would cast both to nanoseconds, which cannot hold dates past 2262, so
+/// `dbt_valid_to = '9999-12-31'` on a microsecond column would fail.
+fn compare_timestamps(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
+        return Ok(Transformed::no(e));
+    };
+    if !matches!(
+        op,
+        Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq
+            | Operator::IsDistinctFrom
+            | Operator::IsNotDistinctFrom
+    ) {
+        return Ok(Transformed::no(e));
+    }
+    let (Ok(lt), Ok(rt)) = (left.get_type(schema), right.get_type(schema)) else {
+        return Ok(Transformed::no(e));
+    };
+    let loose = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Date32
+        )
+    };
+    let cast = |x: &Expr, t: &DataType| Expr::Cast(Cast::new(Box::new(x.clone()), t.clone()));
+    let (left, right) = match (&lt, &rt) {
+        (DataType::Timestamp(..), other) if loose(other) => {
+            (left.as_ref().clone(), cast(right, &lt))
+        }
+        (other, DataType::Timestamp(..)) if loose(other) => {
+            (cast(left, &rt), right.as_ref().clone())
+        }
+        _ => return Ok(Transformed::no(e)),
+    };
+    Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+        Box::new(left),
+        *op,
+        Box::new(right),
+    ))))
 }
 
 static DIVIDE: LazyLock<ScalarUDF> = LazyLock::new(|| ScalarUDF::from(StrataDivide::new()));

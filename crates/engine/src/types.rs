@@ -25,3 +25,22 @@ pub fn sql_type(t: &DataType) -> String {
         other => other.to_string().to_uppercase(),
     }
 }
+
+/// A SQL type to cast to that keeps an Arrow type's precision: as [`sql_type`], except that
+/// timestamps keep their unit (`TIMESTAMP(6)` for microseconds, which reach year 9999).
+pub fn cast_type(t: &DataType) -> String {
+    use datafusion::arrow::datatypes::TimeUnit;
+    match t {
+        DataType::Timestamp(unit, None) => format!(
+            "TIMESTAMP({})",
+            match unit {
+                TimeUnit::Second => 0,
+                TimeUnit::Millisecond => 3,
+                TimeUnit::Microsecond => 6,
+                TimeUnit::Nanosecond => 9,
+            }
+        ),
+        DataType::Dictionary(_, v) => cast_type(v),
+        other => sql_type(other),
+    }
+}

@@ -5,6 +5,10 @@
 //! `prod`. The schema is migrated forward on open; writes are short transactions in WAL mode,
 //! so readers (a dashboard, a second CLI) never wait for a long run.
 
+mod lock;
+
+pub use lock::{LockError, TargetLock};
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 

@@ -58,7 +58,7 @@ pub fn manifest(project: &Project) -> Value {
                 "database": m.relation.database,
                 "schema": m.relation.schema,
                 "name": m.name,
-                "resource_type": "model",
+                "resource_type": m.kind.as_str(),
                 "package_name": m.package,
                 "path": m.path.to_string_lossy(),
                 "original_file_path": m.original_file_path.to_string_lossy(),

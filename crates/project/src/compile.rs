@@ -280,7 +280,7 @@ impl<'p> Compiler<'p> {
             unique_id: model.unique_id.clone(),
             name: model.name.clone(),
             package: model.package.clone(),
-            resource_type: "model".into(),
+            resource_type: model.kind.as_str().into(),
             fqn: model.fqn.clone(),
             original_file_path: model.original_file_path.clone(),
             config: model.config.clone(),
@@ -290,12 +290,7 @@ impl<'p> Compiler<'p> {
         let (sql, captured) = self
             .project
             .jinja
-            .render(
-                &model.original_file_path,
-                Mode::Compile,
-                info,
-                Some(resolver),
-            )
+            .render(&model.template, Mode::Compile, info, Some(resolver))
             .map_err(|e| {
                 Error::jinja(model.original_file_path.clone(), &e)
                     .with_node(format!("model `{}`", model.name))

@@ -69,10 +69,35 @@ pub struct RefCall {
     pub name: String,
 }
 
-/// A SQL model.
+/// What a SQL node is: a model, or a snapshot (`{% snapshot %}` blocks and YAML snapshots).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqlKind {
+    /// A model.
+    #[default]
+    Model,
+    /// A snapshot: the history of a query's rows.
+    Snapshot,
+}
+
+impl SqlKind {
+    /// `model` or `snapshot`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SqlKind::Model => "model",
+            SqlKind::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// A SQL model (or snapshot).
 #[derive(Debug, Clone)]
 pub struct Model {
-    /// `model.<package>.<name>`.
+    /// Model or snapshot.
+    pub kind: SqlKind,
+    /// The name its SQL is registered under in the Jinja environment: the file, or
+    /// `file#name` for a snapshot defined in YAML or sharing its file with others.
+    pub template: PathBuf,
+    /// `model.<package>.<name>` (`snapshot.<package>.<name>`).
     pub unique_id: String,
     /// The model name (the file stem).
     pub name: String,
@@ -229,10 +254,10 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// `model` or `seed`.
+    /// `model`, `snapshot` or `seed`.
     pub fn resource_type(&self) -> &'static str {
         match self {
-            Node::Model(_) => "model",
+            Node::Model(m) => m.kind.as_str(),
             Node::Seed(_) => "seed",
         }
     }

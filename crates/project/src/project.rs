@@ -13,7 +13,7 @@ use crate::data_tests::{DataTest, TestKind, TestTarget, parse_test_list};
 use crate::error::{Error, Result, read_to_string, yaml_error};
 use crate::graph::Graph;
 use crate::jinja::{Globals, JinjaEnv, Mode, NodeInfo, describe_error};
-use crate::node::{Column, Model, Node, RefCall, Relation, Seed, Source};
+use crate::node::{Column, Model, Node, RefCall, Relation, Seed, Source, SqlKind};
 use crate::profile::{Target, load_target};
 use crate::properties::{ColumnEntry, PropertiesFile, SourceEntry};
 
@@ -191,6 +191,29 @@ fn docs_blocks(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The `{% snapshot name %} ... {% endsnapshot %}` blocks of a file, as (name, body), each body
+/// preceded by the file's earlier lines as blank lines so Jinja errors point at the file's lines.
+fn snapshot_blocks(text: &str) -> Vec<(String, String)> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    #[allow(clippy::unwrap_used)] // a constant pattern
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(
+            r"(?s)\{%-?\s*snapshot\s+([A-Za-z_][A-Za-z0-9_]*)\s*-?%\}(.*?)\{%-?\s*endsnapshot\s*-?%\}",
+        )
+        .unwrap()
+    });
+    re.captures_iter(text)
+        .filter_map(|c| {
+            let body = c.get(2)?;
+            let lines_before = text[..body.start()].matches('\n').count();
+            Some((
+                c[1].to_string(),
+                format!("{}{}", "\n".repeat(lines_before), body.as_str()),
+            ))
+        })
+        .collect()
+}
+
 struct Loader {
     root: PathBuf,
     config: ProjectConfig,
@@ -212,6 +235,10 @@ struct ModelFile {
     raw_sql: String,
     /// The package (root project or installed package) the model belongs to.
     package: String,
+    /// Model or snapshot.
+    kind: SqlKind,
+    /// The Jinja template name of its SQL.
+    template: PathBuf,
 }
 
 impl Loader {
@@ -366,6 +393,7 @@ impl Loader {
                 .model_paths
                 .iter()
                 .chain(&config.seed_paths)
+                .chain(&config.snapshot_paths)
                 .cloned()
                 .collect();
             for (abs, _) in files_with_ext(root, &dirs, &["yml", "yaml"]) {
@@ -399,6 +427,20 @@ impl Loader {
             }
             for entry in file.seeds {
                 seed_patches.insert(entry.name.clone(), (rel.clone(), entry));
+            }
+            for entry in file.snapshots {
+                if let Some((first, _)) = patches.get(&entry.name) {
+                    return Err(Error::at(
+                        Location::file(&rel),
+                        format!(
+                            "`{}` is described twice: here and in {}",
+                            entry.name,
+                            first.display()
+                        ),
+                    )
+                    .with_hint("keep one `- name:` entry per model or snapshot"));
+                }
+                patches.insert(entry.name.clone(), (rel.clone(), entry));
             }
         }
 
@@ -437,16 +479,19 @@ impl Loader {
                 })?;
                     files.push(ModelFile {
                         abs,
+                        template: rel.clone(),
                         rel,
                         path_in_model_dir,
                         name,
                         fqn,
                         raw_sql,
                         package: pkg_name.clone(),
+                        kind: SqlKind::Model,
                     });
                 }
             }
         }
+        self.snapshot_files(&roots, &patches, &mut jinja, &mut files, &mut by_name)?;
         for (name, (file, _)) in &patches {
             if !by_name.contains_key(name) {
                 return Err(Error::at(
@@ -484,13 +529,17 @@ impl Loader {
         for f in files {
             let _ = &f.abs;
             // A package's own `models:` tree first, then the root project's, which wins.
+            let tree = |c: &ProjectConfig| match f.kind {
+                SqlKind::Model => c.models.clone(),
+                SqlKind::Snapshot => c.other.get("snapshots").cloned(),
+            };
             let mut config = match packages.iter().find(|p| p.name == f.package) {
                 Some(pkg) => {
-                    let mut c = config_from_tree(pkg.config.models.as_ref(), &f.fqn);
-                    c.merge(&config_from_tree(self.config.models.as_ref(), &f.fqn));
+                    let mut c = config_from_tree(tree(&pkg.config).as_ref(), &f.fqn);
+                    c.merge(&config_from_tree(tree(&self.config).as_ref(), &f.fqn));
                     c
                 }
-                None => config_from_tree(self.config.models.as_ref(), &f.fqn),
+                None => config_from_tree(tree(&self.config).as_ref(), &f.fqn),
             };
             let package = f.package.clone();
             let patch = patches.get(&f.name);
@@ -499,29 +548,37 @@ impl Loader {
                     config.set(k, yaml_to_json(v));
                 }
             }
-            let unique_id = format!("model.{package}.{}", f.name);
+            let kind = f.kind.as_str();
+            let unique_id = format!("{kind}.{package}.{}", f.name);
             let info = NodeInfo {
                 unique_id: unique_id.clone(),
                 name: f.name.clone(),
                 package: package.clone(),
-                resource_type: "model".into(),
+                resource_type: kind.into(),
                 fqn: f.fqn.clone(),
                 original_file_path: f.rel.clone(),
                 config: config.clone(),
                 relation: None,
             };
-            let (_, captured) = jinja.render(&f.rel, Mode::Parse, info, None).map_err(|e| {
-                let err = Error::jinja(f.rel.clone(), &e).with_node(format!("model `{}`", f.name));
-                match unknown_name(&e) {
-                    Some(name) => err.with_hint(format!(
-                        "no macro or function is named `{name}`{} (macros live in {})",
-                        did_you_mean(&name, jinja.macros().keys().map(String::as_str)),
-                        self.config.macro_paths.join(", ")
-                    )),
-                    None => err,
-                }
-            })?;
+            let (_, captured) =
+                jinja
+                    .render(&f.template, Mode::Parse, info, None)
+                    .map_err(|e| {
+                        let err = Error::jinja(f.rel.clone(), &e)
+                            .with_node(format!("{kind} `{}`", f.name));
+                        match unknown_name(&e) {
+                            Some(name) => err.with_hint(format!(
+                                "no macro or function is named `{name}`{} (macros live in {})",
+                                did_you_mean(&name, jinja.macros().keys().map(String::as_str)),
+                                self.config.macro_paths.join(", ")
+                            )),
+                            None => err,
+                        }
+                    })?;
             config.merge(&captured.config);
+            if f.kind == SqlKind::Snapshot {
+                config.set("materialized", serde_json::json!("snapshot"));
+            }
             if !config.enabled() {
                 disabled.push(unique_id);
                 continue;
@@ -533,23 +590,34 @@ impl Loader {
                 ),
                 None => (String::new(), IndexMap::new()),
             };
-            let relation = self.relation_for(
+            let mut relation = self.relation_for(
                 &jinja,
                 &NodeInfo {
                     unique_id: unique_id.clone(),
                     name: f.name.clone(),
                     package: package.clone(),
-                    resource_type: "model".into(),
+                    resource_type: kind.into(),
                     fqn: f.fqn.clone(),
                     original_file_path: f.rel.clone(),
                     config: config.clone(),
                     relation: None,
                 },
             )?;
+            // Snapshots' older configs name their schema and database as they are.
+            if f.kind == SqlKind::Snapshot {
+                if let Some(s) = config.get_str("target_schema") {
+                    relation.schema = s.to_string();
+                }
+                if let Some(d) = config.get_str("target_database") {
+                    relation.database = d.to_string();
+                }
+            }
             let checksum = format!("{:x}", Sha256::digest(f.raw_sql.as_bytes()));
             models.insert(
                 unique_id.clone(),
                 Model {
+                    kind: f.kind,
+                    template: f.template,
                     unique_id,
                     name: f.name,
                     package: package.clone(),
@@ -634,6 +702,103 @@ impl Loader {
             run_started_at: self.run_started_at,
             invocation_id: self.invocation_id,
         })
+    }
+
+    /// Snapshots: `{% snapshot %}` blocks in `.sql` files under snapshot paths, and YAML
+    /// entries under `snapshots:` with a `relation:`.
+    fn snapshot_files(
+        &self,
+        roots: &[(PathBuf, &ProjectConfig, String)],
+        patches: &HashMap<String, (PathBuf, crate::properties::ModelEntry)>,
+        jinja: &mut JinjaEnv,
+        files: &mut Vec<ModelFile>,
+        by_name: &mut HashMap<String, PathBuf>,
+    ) -> Result<()> {
+        let mut found: Vec<(PathBuf, PathBuf, PathBuf, String, String, String)> = Vec::new();
+        for (root, config, pkg_name) in roots {
+            for dir in &config.snapshot_paths {
+                for (abs, _) in files_with_ext(root, std::slice::from_ref(dir), &["sql"]) {
+                    let rel = relative_to(&abs, &self.root);
+                    let text = read_to_string(&abs)?;
+                    let blocks = snapshot_blocks(&text);
+                    if blocks.is_empty() {
+                        return Err(Error::at(
+                            Location::file(&rel),
+                            "has no {% snapshot <name> %} ... {% endsnapshot %} block",
+                        )
+                        .with_hint(
+                            "wrap the snapshot's query in a snapshot block, or move the file out of the snapshot folder",
+                        ));
+                    }
+                    let single = blocks.len() == 1;
+                    for (name, body) in blocks {
+                        let template = if single {
+                            rel.clone()
+                        } else {
+                            PathBuf::from(format!("{}#{name}", rel.display()))
+                        };
+                        let in_dir = relative_to(&abs, &root.join(dir));
+                        found.push((rel.clone(), template, in_dir, name, body, pkg_name.clone()));
+                    }
+                }
+            }
+        }
+        for (name, (file, entry)) in patches {
+            let Some(relation) = entry.other.get("relation") else {
+                continue;
+            };
+            let Some(relation) = relation.as_str() else {
+                return Err(Error::at(
+                    Location::file(file),
+                    format!("snapshot `{name}`: `relation` must be text such as ref('orders')"),
+                ));
+            };
+            let relation = relation
+                .trim()
+                .trim_start_matches("{{")
+                .trim_end_matches("}}");
+            let template = PathBuf::from(format!("{}#{name}", file.display()));
+            let in_dir = PathBuf::from(format!("{name}.yml"));
+            let sql = format!("select * from {{{{ {} }}}}", relation.trim());
+            found.push((
+                file.clone(),
+                template,
+                in_dir,
+                name.clone(),
+                sql,
+                self.config.name.clone(),
+            ));
+        }
+        for (rel, template, in_dir, name, body, package) in found {
+            if let Some(first) = by_name.insert(name.clone(), rel.clone()) {
+                return Err(Error::at(
+                    Location::file(&rel),
+                    format!(
+                        "snapshot `{name}` has the name of another model or snapshot, in {}",
+                        first.display()
+                    ),
+                )
+                .with_hint("names must be unique in a project: rename one of them"));
+            }
+            jinja.add_template(&template, body.clone()).map_err(|e| {
+                Error::jinja(rel.clone(), &e)
+                    .with_node(format!("snapshot `{name}`"))
+                    .with_hint("check that every {{ }} and {% %} is closed")
+            })?;
+            let fqn = fqn_of(&package, &in_dir, &name);
+            files.push(ModelFile {
+                abs: self.root.join(&rel),
+                rel,
+                template,
+                path_in_model_dir: in_dir,
+                name,
+                fqn,
+                raw_sql: body.trim().to_string(),
+                package,
+                kind: SqlKind::Snapshot,
+            });
+        }
+        Ok(())
     }
 
     fn render_description(

@@ -19,6 +19,10 @@ pub struct PropertiesFile {
     /// Seed entries (same shape as model entries).
     #[serde(default)]
     pub seeds: Vec<ModelEntry>,
+    /// Snapshot entries: a `relation:` defines a snapshot, otherwise the entry describes a
+    /// `{% snapshot %}` block of the same name.
+    #[serde(default)]
+    pub snapshots: Vec<ModelEntry>,
     /// Other sections (seeds, snapshots, macros, exposures, ...), read by later stages.
     #[serde(flatten)]
     pub other: IndexMap<String, serde_yaml::Value>,

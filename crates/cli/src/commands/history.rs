@@ -77,6 +77,7 @@ pub async fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<ExitCode
 pub async fn rollback(global: &GlobalArgs, args: &RollbackArgs) -> Result<ExitCode> {
     let project = load_project(global)?;
     let relation = relation_of(&project, &args.model)?;
+    let _lock = crate::context::lock_target(&project, global, "rollback")?;
     let (warehouse, _meta) = open_warehouse(&project)?;
     let new_version = warehouse.rollback(&relation, args.to_version).await?;
     Console::new(global).info(&format!(
@@ -133,6 +134,7 @@ fn selected_tables(
 /// `strata optimize`: compact the selected tables (z-ordered by `cluster_by` when set).
 pub async fn optimize(global: &GlobalArgs, args: &OptimizeArgs) -> Result<ExitCode> {
     let project = load_project(global)?;
+    let _lock = crate::context::lock_target(&project, global, "optimize")?;
     let (warehouse, _meta) = open_warehouse(&project)?;
     let console = Console::new(global);
     for (name, relation, cluster) in selected_tables(&project, &args.select)? {
@@ -149,6 +151,7 @@ pub async fn optimize(global: &GlobalArgs, args: &OptimizeArgs) -> Result<ExitCo
 /// `strata vacuum`: delete files no recent version needs.
 pub async fn vacuum(global: &GlobalArgs, args: &VacuumArgs) -> Result<ExitCode> {
     let project = load_project(global)?;
+    let _lock = crate::context::lock_target(&project, global, "vacuum")?;
     let (warehouse, _meta) = open_warehouse(&project)?;
     let console = Console::new(global);
     for (name, relation, _) in selected_tables(&project, &args.select)? {

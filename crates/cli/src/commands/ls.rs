@@ -41,7 +41,7 @@ pub fn ls(global: &GlobalArgs, args: &LsArgs) -> Result<ExitCode> {
     let want = |t: &str| args.resource_type.as_deref().is_none_or(|r| r == t);
     for id in &selected {
         if let Some(m) = project.models.get(id) {
-            if !want("model") {
+            if !want(m.kind.as_str()) {
                 continue;
             }
             match args.output {
@@ -51,7 +51,7 @@ pub fn ls(global: &GlobalArgs, args: &LsArgs) -> Result<ExitCode> {
                 LsOutput::Json => println!(
                     "{}",
                     serde_json::json!({
-                        "name": m.name, "resource_type": "model", "package_name": m.package,
+                        "name": m.name, "resource_type": m.kind.as_str(), "package_name": m.package,
                         "original_file_path": m.original_file_path, "unique_id": m.unique_id,
                         "alias": m.relation.identifier, "config": m.config.to_json(), "tags": m.config.tags(),
                         "depends_on": {"nodes": project.graph.parents(&m.unique_id)},

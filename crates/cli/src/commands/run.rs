@@ -88,6 +88,29 @@ pub async fn test(global: &GlobalArgs, args: &TestArgs) -> Result<ExitCode> {
     .await
 }
 
+/// Options of `strata snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Stop at the first failure; snapshots not yet started are skipped.
+    #[arg(long, short = 'x')]
+    pub fail_fast: bool,
+}
+
+/// `strata snapshot`: record what changed in the selected snapshots' queries.
+pub async fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> Result<ExitCode> {
+    execute(
+        global,
+        &args.select,
+        args.fail_fast,
+        false,
+        "snapshot",
+        &["snapshot"],
+    )
+    .await
+}
+
 /// Options of `strata build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -101,7 +124,7 @@ pub struct BuildArgs {
     pub full_refresh: bool,
 }
 
-/// `strata build`: seeds, models and tests in DAG order; a failing test skips what is
+/// `strata build`: seeds, models, snapshots and tests in DAG order; a failing test skips what is
 /// downstream of the node it tests.
 pub async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
     execute(
@@ -110,7 +133,7 @@ pub async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
         args.fail_fast,
         args.full_refresh,
         "build",
-        &["seed", "model", "test"],
+        &["seed", "model", "snapshot", "test"],
     )
     .await
 }
@@ -142,6 +165,16 @@ async fn execute(
         ));
         return Ok(ExitCode::SUCCESS);
     }
+    // Tests only read (unless they store failures); everything else writes tables.
+    let writes = command != "test"
+        || nodes
+            .iter()
+            .filter_map(|id| project.tests.get(id))
+            .any(|t| t.store_failures());
+    let _lock = match writes {
+        true => Some(crate::context::lock_target(&project, global, command)?),
+        false => None,
+    };
     let (warehouse, meta) = open_warehouse(&project)?;
     console.info(&format!(
         "Running {} {noun}{} on target `{}` with {} thread{}",

@@ -439,3 +439,188 @@ fn incremental_schema_changes_and_merge_columns() {
         vec!["id,c", "1,", "2,new"]
     );
 }
+
+#[test]
+fn incremental_delete_insert_predicates_and_sync_all_columns() {
+    let p = TestProject::with_files(&[
+        (
+            "seeds/lines.csv",
+            "order_id,line,amount,day\n1,1,10,2024-01-01\n1,2,20,2024-01-01\n2,1,5,2024-01-02\n",
+        ),
+        (
+            "models/lines_di.sql",
+            "{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='order_id') }}\nselect order_id, line, amount from {{ ref('lines') }}",
+        ),
+        (
+            "models/lines_recent.sql",
+            "{{ config(materialized='incremental', unique_key=['order_id', 'line'], incremental_predicates=[\"DBT_INTERNAL_DEST.day >= '2024-01-02'\"]) }}\nselect order_id, line, amount, day from {{ ref('lines') }}",
+        ),
+    ]);
+    p.ok(&["seed"]);
+    p.ok(&["run"]);
+    // Order 1 now has one line instead of two: delete+insert removes the stale line, which a
+    // merge would keep.
+    p.write(
+        "seeds/lines.csv",
+        "order_id,line,amount,day\n1,1,11,2024-01-01\n2,1,6,2024-01-02\n",
+    );
+    p.ok(&["seed"]);
+    let out = p.ok(&["run"]);
+    assert!(out.contains("DELETE 3 INSERT 2"), "{out}");
+    assert_eq!(
+        p.query("select order_id, line, amount from lines_di order by order_id, line"),
+        vec!["order_id,line,amount", "1,1,11", "2,1,6"]
+    );
+    // incremental_predicates limit the rows the merge may touch: the old day's row is not
+    // matched, so its new version is inserted beside it; the recent day's row is updated.
+    assert_eq!(
+        p.query("select order_id, line, amount from lines_recent order by order_id, line, amount"),
+        vec![
+            "order_id,line,amount",
+            "1,1,10",
+            "1,1,11",
+            "1,2,20",
+            "2,1,6"
+        ]
+    );
+    // sync_all_columns: a column dropped and one added, rows kept, in one commit.
+    p.write(
+        "models/lines_di.sql",
+        "{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='order_id', on_schema_change='sync_all_columns') }}\nselect order_id, amount, 'eur' as currency from {{ ref('lines') }} where order_id = 2",
+    );
+    p.ok(&["run", "-s", "lines_di"]);
+    assert_eq!(
+        p.query("select * from lines_di order by order_id"),
+        vec!["order_id,amount,currency", "1,11,", "2,6,eur"]
+    );
+    let history: serde_json::Value =
+        serde_json::from_str(p.ok(&["history", "lines_di", "--json"]).trim()).expect("json");
+    assert_eq!(history.as_array().map(Vec::len), Some(3), "{history}");
+    // A strategy that needs a key says so.
+    p.write(
+        "models/lines_di.sql",
+        "{{ config(materialized='incremental', incremental_strategy='delete+insert') }}\nselect 1 as order_id",
+    );
+    let out = p.fails(&["run", "-s", "lines_di"], 1);
+    assert!(out.contains("needs a `unique_key`"), "{out}");
+}
+
+#[test]
+fn snapshots_record_history_both_forms() {
+    let p = TestProject::with_files(&[
+        (
+            "seeds/customers.csv",
+            "id,segment,updated_at\n1,a,2024-01-01 00:00:00\n2,b,2024-01-01 00:00:00\n3,c,2024-01-01 00:00:00\n",
+        ),
+        (
+            "snapshots/customers_history.sql",
+            "{% snapshot customers_history %}\n{{ config(unique_key='id', strategy='timestamp', updated_at='updated_at', hard_deletes='new_record') }}\nselect * from {{ ref('customers') }}\n{% endsnapshot %}\n",
+        ),
+        (
+            "snapshots/snapshots.yml",
+            "snapshots:\n  - name: segments_history\n    relation: ref('customers')\n    config:\n      unique_key: id\n      strategy: check\n      check_cols: [segment]\n      hard_deletes: invalidate\n      dbt_valid_to_current: \"'9999-12-31'\"\n    columns:\n      - name: id\n        tests: [not_null]\n",
+        ),
+        (
+            "models/current_segments.sql",
+            "select id, segment from {{ ref('segments_history') }} where dbt_valid_to = '9999-12-31'",
+        ),
+    ]);
+    p.ok(&["seed"]);
+    // `run` builds models only; snapshots come from `snapshot` (or `build`).
+    let out = p.ok(&["snapshot"]);
+    assert!(
+        out.contains("OK snapshotted main.customers_history"),
+        "{out}"
+    );
+    assert!(
+        out.contains("OK snapshotted main.segments_history"),
+        "{out}"
+    );
+    // Record 2 changes, 3 is deleted, 4 is new.
+    p.write(
+        "seeds/customers.csv",
+        "id,segment,updated_at\n1,a,2024-01-01 00:00:00\n2,z,2024-02-01 00:00:00\n4,d,2024-02-01 00:00:00\n",
+    );
+    p.ok(&["seed"]);
+    p.ok(&["snapshot"]);
+    assert_eq!(
+        p.query(
+            "select id, segment, cast(dbt_valid_from as varchar) as valid_from, cast(dbt_valid_to as varchar) as valid_to, dbt_is_deleted from customers_history where id <> 3 order by id, dbt_valid_from"
+        ),
+        vec![
+            "id,segment,valid_from,valid_to,dbt_is_deleted",
+            "1,a,2024-01-01T00:00:00,,False",
+            "2,b,2024-01-01T00:00:00,2024-02-01T00:00:00,False",
+            "2,z,2024-02-01T00:00:00,,False",
+            "4,d,2024-02-01T00:00:00,,False",
+        ]
+    );
+    // The deleted record is closed, and a version marks it deleted.
+    assert_eq!(
+        p.query(
+            "select dbt_is_deleted, dbt_valid_to is null as current from customers_history where id = 3 order by dbt_valid_from"
+        ),
+        vec!["dbt_is_deleted,current", "False,false", "True,true"]
+    );
+    // check strategy: one current row per live record, dbt_valid_to_current for current rows,
+    // the deleted record closed (invalidate), and unique scd ids.
+    assert_eq!(
+        p.query(
+            "select id, segment from segments_history where dbt_valid_to = '9999-12-31' order by id"
+        ),
+        vec!["id,segment", "1,a", "2,z", "4,d"]
+    );
+    assert_eq!(
+        p.query("select count(*) as n, count(distinct dbt_scd_id) as ids from segments_history"),
+        vec!["n,ids", "5,5"]
+    );
+    // Nothing changed: nothing written. `build` runs snapshots, their tests and models.
+    let out = p.ok(&["build"]);
+    assert!(out.contains("[INSERT 0, UPDATE 0"), "{out}");
+    assert!(out.contains("not_null_segments_history_id"), "{out}");
+    assert_eq!(
+        p.query("select count(*) as n from current_segments"),
+        vec!["n", "3"]
+    );
+    let listed = p.ok(&["ls", "--resource-type", "snapshot"]);
+    assert!(listed.contains("customers_history") && listed.contains("segments_history"));
+    // A config mistake is named before anything is written.
+    p.write(
+        "snapshots/customers_history.sql",
+        "{% snapshot customers_history %}\n{{ config(unique_key='id', strategy='timestamp', updated_at='changed_at') }}\nselect * from {{ ref('customers') }}\n{% endsnapshot %}\n",
+    );
+    let out = p.fails(&["snapshot", "-s", "customers_history"], 1);
+    assert!(
+        out.contains("updated_at `changed_at` of snapshot snapshot.")
+            && out.contains("is not a column of its query"),
+        "{out}"
+    );
+    p.write("snapshots/broken.sql", "select 1");
+    let out = p.fails(&["snapshot"], 2);
+    assert!(
+        out.contains("snapshots/broken.sql") && out.contains("snapshot block"),
+        "{out}"
+    );
+}
+
+#[test]
+fn second_writer_on_a_target_waits_then_fails_clearly() {
+    let p = TestProject::with_files(&[("models/a.sql", "select 1 as id")]);
+    p.ok(&["run"]);
+    // Hold the target's lock as another writer would.
+    let lock = p.path().join(".strata/dev/metadata.sqlite.lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&lock)
+        .expect("lock file exists after a run");
+    file.lock().expect("lock");
+    std::fs::write(&lock, "`strata run` (pid 4242, started now)").expect("write");
+    let out = p.fails(&["run", "--lock-timeout", "1"], 2);
+    assert!(out.contains("Waiting for `strata run` (pid 4242"), "{out}");
+    assert!(out.contains("the target is busy"), "{out}");
+    // Reading is not blocked.
+    p.ok(&["show", "--inline", "select * from a"]);
+    file.unlock().expect("unlock");
+    p.ok(&["run", "--lock-timeout", "0"]);
+}

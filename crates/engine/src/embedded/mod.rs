@@ -3,9 +3,11 @@
 mod catalog;
 mod external;
 mod guard;
+mod incremental;
 mod introspect;
 mod lake;
 mod seed;
+mod snapshot;
 mod time_travel;
 
 use std::sync::Arc;
@@ -304,6 +306,19 @@ impl EmbeddedWarehouse {
         Ok(self.ctx.sql_with_options(sql, read_only()).await?)
     }
 
+    /// Analyse a plan in Strata's session (its SQL semantics, DataFusion's type coercion)
+    /// without optimising it: the writer optimises what it is given, and optimising twice
+    /// can break plans (common subexpressions lose their casts).
+    fn analyzed(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let state = self.ctx.state();
+        Ok(state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})?)
+    }
+
     /// Record a relation just built in the catalog.
     fn record(
         &self,
@@ -375,177 +390,6 @@ impl EmbeddedWarehouse {
             .await
     }
 
-    /// An incremental model: the first build (or `--full-refresh`) writes the table in full;
-    /// later ones append or merge the query's rows in one commit.
-    async fn build_incremental(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
-        let (schema, name) = (&req.relation.schema, &req.relation.identifier);
-        let exists = self.shared.lake.table_exists(schema, name).await?;
-        if !exists || req.full_refresh {
-            return self.build_table(req).await;
-        }
-        let req = &self.check_schema_change(req).await?;
-        let strategy = req.incremental_strategy.clone().unwrap_or_else(|| {
-            if req.unique_key.is_empty() {
-                "append"
-            } else {
-                "merge"
-            }
-            .to_string()
-        });
-        match strategy.as_str() {
-            "append" => self.append(req).await,
-            "merge" | "delete+insert" => {
-                if req.unique_key.is_empty() {
-                    return Err(Error::user(format!(
-                        "incremental strategy `{strategy}` needs a `unique_key`"
-                    ))
-                    .with_hint("set unique_key: 'id' (or a list) in the model's config, or use incremental_strategy: append"));
-                }
-                self.merge(req).await
-            }
-            other => Err(
-                Error::user(format!("incremental strategy `{other}` is not supported"))
-                    .with_hint("use append, merge or delete+insert"),
-            ),
-        }
-    }
-
-    /// `on_schema_change`: compare the query's columns with the table's. `ignore` (the
-    /// default) keeps the table's columns (new ones are dropped, missing ones are NULL),
-    /// `fail` stops with the differences, `append_new_columns` adds new columns.
-    async fn check_schema_change(&self, req: &MaterializeRequest) -> Result<MaterializeRequest> {
-        let source = self.describe(&req.sql).await?;
-        let target = self
-            .describe(&format!("select * from {}", req.relation))
-            .await?;
-        let names = |s: &datafusion::arrow::datatypes::Schema| -> Vec<String> {
-            s.fields().iter().map(|f| f.name().clone()).collect()
-        };
-        let (src, tgt) = (names(&source), names(&target));
-        let added: Vec<&String> = src.iter().filter(|c| !tgt.contains(c)).collect();
-        let missing: Vec<&String> = tgt.iter().filter(|c| !src.contains(c)).collect();
-        if added.is_empty() && missing.is_empty() {
-            return Ok(req.clone());
-        }
-        let mode = req.on_schema_change.as_deref().unwrap_or("ignore");
-        match mode {
-            "append_new_columns" => Ok(req.clone()),
-            "fail" => Err(Error::user(format!(
-                "the columns of {} changed (new: {}; missing: {}) and on_schema_change is `fail`; nothing was written",
-                req.relation,
-                if added.is_empty() { "none".to_string() } else { added.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") },
-                if missing.is_empty() { "none".to_string() } else { missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") },
-            ))
-            .with_hint("run with --full-refresh to rebuild the table, or set on_schema_change: append_new_columns")),
-            "ignore" => {
-                // Keep the table's columns: drop new ones, fill missing ones with NULL.
-                let q = strata_common::quote_ident;
-                let cols: Vec<String> = target
-                    .fields()
-                    .iter()
-                    .map(|f| {
-                        if src.contains(f.name()) {
-                            q(f.name())
-                        } else {
-                            format!(
-                                "cast(null as {}) as {}",
-                                crate::types::sql_type(f.data_type()),
-                                q(f.name())
-                            )
-                        }
-                    })
-                    .collect();
-                let mut projected = req.clone();
-                projected.sql = format!("select {} from (\n{}\n) as incoming", cols.join(", "), req.sql);
-                Ok(projected)
-            }
-            other => Err(Error::user(format!("on_schema_change `{other}` is not supported"))
-                .with_hint("use ignore, fail or append_new_columns")),
-        }
-    }
-
-    /// Merge the query's rows into the table by `unique_key`: matched rows are replaced,
-    /// new ones inserted, in one commit.
-    async fn merge(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
-        let df = self.plan(&req.sql).await?;
-        let df = DataFrame::new(
-            self.ctx.state(),
-            self.ctx.state().optimize(df.logical_plan())?,
-        );
-        let columns: Vec<String> = df
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        for k in &req.unique_key {
-            if !columns.contains(k) {
-                return Err(Error::user(format!(
-                    "unique_key `{k}` is not a column of the model's query (columns: {})",
-                    columns.join(", ")
-                )));
-            }
-        }
-        let q = strata_common::quote_ident;
-        let predicate = req
-            .unique_key
-            .iter()
-            .map(|k| format!("target.{} = source.{}", q(k), q(k)))
-            .collect::<Vec<_>>()
-            .join(" and ");
-        let table = deltalake::open_table(
-            self.shared
-                .lake
-                .table_url(&req.relation.schema, &req.relation.identifier)?,
-        )
-        .await?;
-        let commit = CommitProperties::default().with_metadata([
-            ("strata.run_id".to_string(), serde_json::json!(req.run_id)),
-            ("strata.node".to_string(), serde_json::json!(req.unique_id)),
-        ]);
-        let update_cols: Vec<String> = columns
-            .iter()
-            .filter(|c| req.merge_update_columns.is_empty() || req.merge_update_columns.contains(c))
-            .filter(|c| !req.merge_exclude_columns.contains(c))
-            .cloned()
-            .collect();
-        let insert_cols = columns.clone();
-        let (table, metrics) = table
-            .merge(df, predicate)
-            .with_source_alias("source")
-            .with_target_alias("target")
-            .with_session_state(Arc::new(self.ctx.state()))
-            .with_commit_properties(commit)
-            .when_matched_update(|mut u| {
-                for c in &update_cols {
-                    u = u.update(q(c), format!("source.{}", q(c)));
-                }
-                u
-            })?
-            .when_not_matched_insert(|mut i| {
-                for c in &insert_cols {
-                    i = i.set(q(c), format!("source.{}", q(c)));
-                }
-                i
-            })?
-            .await
-            .map_err(delta_write_error)?;
-        self.record(
-            &WriteTarget::of(req),
-            RelationKind::Table,
-            Some(table.table_url().to_string()),
-            None,
-        )?;
-        self.shared
-            .invalidate(&req.relation.schema, &req.relation.identifier);
-        let rows = (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64;
-        Ok(MaterializeOutcome {
-            rows_affected: Some(rows),
-            version: table.version(),
-            message: format!("MERGE {rows}"),
-        })
-    }
-
     /// Replace a table with the result of a plan, in one commit.
     async fn write_table(
         &self,
@@ -553,6 +397,18 @@ impl EmbeddedWarehouse {
         plan: datafusion::logical_expr::LogicalPlan,
     ) -> Result<MaterializeOutcome> {
         self.write_with_mode(target, plan, SaveMode::Overwrite)
+            .await
+    }
+
+    /// Replace the rows of a table matching `predicate` with the result of a plan, in one
+    /// commit (the plan's rows must all match it).
+    async fn write_replacing(
+        &self,
+        target: &WriteTarget<'_>,
+        plan: datafusion::logical_expr::LogicalPlan,
+        predicate: String,
+    ) -> Result<MaterializeOutcome> {
+        self.write_plan(target, plan, SaveMode::Overwrite, Some(predicate))
             .await
     }
 
@@ -564,10 +420,20 @@ impl EmbeddedWarehouse {
         plan: datafusion::logical_expr::LogicalPlan,
         mode: SaveMode,
     ) -> Result<MaterializeOutcome> {
+        self.write_plan(target, plan, mode, None).await
+    }
+
+    async fn write_plan(
+        &self,
+        target: &WriteTarget<'_>,
+        plan: datafusion::logical_expr::LogicalPlan,
+        mode: SaveMode,
+        replace_where: Option<String>,
+    ) -> Result<MaterializeOutcome> {
         let (schema, name) = (&target.relation.schema, &target.relation.identifier);
-        // Analyse (and optimise) in Strata's own DataFusion session, so its SQL semantics apply to what is
+        // Analyse in Strata's own DataFusion session, so its SQL semantics apply to what is
         // written exactly as they apply to queries.
-        let plan = self.ctx.state().optimize(&plan)?;
+        let plan = self.analyzed(plan)?;
         self.writable
             .get_or_try_init(|| self.shared.lake.ensure_writable())
             .await?;
@@ -580,43 +446,26 @@ impl EmbeddedWarehouse {
             // A new table: the first write creates it, in the same commit as its data.
             deltalake::DeltaTableBuilder::from_url(url.clone())?.build()?
         };
-        let guard = match &dir {
-            Some(d) => {
-                let live: Vec<String> = if exists {
-                    table.get_file_uris()?.collect()
-                } else {
-                    Vec::new()
-                };
-                Some(WriteGuard::begin(d, &live).map_err(|e| {
-                    Error::user(format!("cannot write {}: {e}", d.display()))
-                        .with_hint("check that the lake folder is writable")
-                })?)
-            }
-            None => None,
-        };
-        let commit = CommitProperties::default().with_metadata([
-            (
-                "strata.run_id".to_string(),
-                serde_json::json!(target.run_id),
-            ),
-            (
-                "strata.node".to_string(),
-                serde_json::json!(target.unique_id),
-            ),
-        ]);
-        let written = table
+        let guard = begin_write(dir.as_deref(), exists.then_some(&table))?;
+        let commit = commit_properties(target);
+        let mut builder = table
             .write(Vec::<RecordBatch>::new())
             .with_input_plan(plan)
-            .with_partition_columns(target.partition_by.iter().cloned())
             .with_save_mode(mode)
-            .with_schema_mode(if mode == SaveMode::Append {
-                SchemaMode::Merge
-            } else {
-                SchemaMode::Overwrite
-            })
             .with_session_state(Arc::new(self.ctx.state()))
-            .with_commit_properties(commit)
-            .await;
+            .with_commit_properties(commit);
+        builder = match replace_where {
+            // Part of the table is replaced: its layout and columns stay.
+            Some(p) => builder.with_replace_where(p),
+            None => builder
+                .with_partition_columns(target.partition_by.iter().cloned())
+                .with_schema_mode(if mode == SaveMode::Append {
+                    SchemaMode::Merge
+                } else {
+                    SchemaMode::Overwrite
+                }),
+        };
+        let written = builder.await;
         let table = match written {
             Ok(t) => {
                 if let Some(g) = guard {
@@ -668,6 +517,40 @@ impl<'a> WriteTarget<'a> {
     }
 }
 
+/// Start guarding a write to a local table folder (`None` on object stores): files of an
+/// earlier killed write are removed, and this write's files are removed if it fails.
+/// `existing` is the table's current version, when there is one.
+fn begin_write(
+    dir: Option<&std::path::Path>,
+    existing: Option<&DeltaTable>,
+) -> Result<Option<WriteGuard>> {
+    let Some(d) = dir else {
+        return Ok(None);
+    };
+    let live: Vec<String> = match existing {
+        Some(t) => t.get_file_uris()?.collect(),
+        None => Vec::new(),
+    };
+    WriteGuard::begin(d, &live).map(Some).map_err(|e| {
+        Error::user(format!("cannot write {}: {e}", d.display()))
+            .with_hint("check that the lake folder is writable")
+    })
+}
+
+/// Commit metadata naming the run and node that wrote a version.
+fn commit_properties(target: &WriteTarget<'_>) -> CommitProperties {
+    CommitProperties::default().with_metadata([
+        (
+            "strata.run_id".to_string(),
+            serde_json::json!(target.run_id),
+        ),
+        (
+            "strata.node".to_string(),
+            serde_json::json!(target.unique_id),
+        ),
+    ])
+}
+
 fn delta_write_error(e: deltalake::DeltaTableError) -> Error {
     match e {
         deltalake::DeltaTableError::Arrow { source } => Error::Sql(source.to_string()),
@@ -706,6 +589,7 @@ impl Warehouse for EmbeddedWarehouse {
             Materialization::Table => self.build_table(request).await,
             Materialization::View => self.build_view(request).await,
             Materialization::Incremental => self.build_incremental(request).await,
+            Materialization::Snapshot => self.build_snapshot(request).await,
         }
     }
 

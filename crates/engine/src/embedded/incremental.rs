@@ -1,0 +1,435 @@
+//! Incremental models: `append`, `merge`, `delete+insert` and `microbatch` batches, each one
+//! Delta commit, and `on_schema_change`.
+//!
+//! Merges name the table `DBT_INTERNAL_DEST` and the new rows `DBT_INTERNAL_SOURCE`, as dbt
+//! does, so `incremental_predicates` written for dbt work unchanged.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::prelude::DataFrame;
+use deltalake::operations::merge::{MergeBuilder, MergeMetrics};
+use strata_common::{quote_ident as q, quote_literal};
+use strata_meta::RelationKind;
+
+use super::{EmbeddedWarehouse, WriteTarget, begin_write, commit_properties, delta_write_error};
+use crate::error::{Error, Result};
+use crate::types::{cast_type, sql_type};
+use crate::{MaterializeOutcome, MaterializeRequest, Warehouse};
+
+/// The table's alias in merge predicates.
+pub(super) const DEST: &str = "DBT_INTERNAL_DEST";
+/// The new rows' alias in merge predicates.
+pub(super) const SOURCE: &str = "DBT_INTERNAL_SOURCE";
+
+/// What `on_schema_change` asks for, once the columns are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SchemaPlan {
+    /// Write into the table's columns as they are.
+    Keep,
+    /// Add the new columns as part of the write.
+    AddColumns,
+    /// Rewrite the table with the query's columns (`sync_all_columns` after a change).
+    Rewrite,
+}
+
+impl EmbeddedWarehouse {
+    /// An incremental model: the first build (or `--full-refresh`) writes the table in full;
+    /// later ones add or merge the query's rows in one commit.
+    pub(super) async fn build_incremental(
+        &self,
+        req: &MaterializeRequest,
+    ) -> Result<MaterializeOutcome> {
+        let (schema, name) = (&req.relation.schema, &req.relation.identifier);
+        let exists = self.shared.lake.table_exists(schema, name).await?;
+        if !exists || req.full_refresh {
+            return self.build_table(req).await;
+        }
+        let strategy = req.strategy();
+        if !["append", "merge", "delete+insert", "microbatch"].contains(&strategy) {
+            return Err(Error::user(format!(
+                "incremental strategy `{strategy}` is not supported"
+            ))
+            .with_hint("use append, merge, delete+insert or microbatch"));
+        }
+        if matches!(strategy, "merge" | "delete+insert") && req.unique_key.is_empty() {
+            return Err(Error::user(format!(
+                "incremental strategy `{strategy}` needs a `unique_key`"
+            ))
+            .with_hint(
+                "set unique_key: 'id' (or a list) in the model's config, or use incremental_strategy: append",
+            ));
+        }
+        let (req, plan) = self.check_schema_change(req).await?;
+        let req = &req;
+        if plan == SchemaPlan::Rewrite {
+            return self.rewrite(req).await;
+        }
+        let add_columns = plan == SchemaPlan::AddColumns;
+        match strategy {
+            "append" => self.append(req).await,
+            "merge" => self.merge(req, add_columns).await,
+            "microbatch" => self.replace_batch(req).await,
+            _ => self.delete_insert(req, add_columns).await,
+        }
+    }
+
+    /// `on_schema_change`: compare the query's columns with the table's. `ignore` (the
+    /// default) keeps the table's columns (new ones are dropped, missing ones are NULL),
+    /// `fail` stops with the differences, `append_new_columns` adds new columns,
+    /// `sync_all_columns` makes the table's columns the query's (added, removed, retyped).
+    async fn check_schema_change(
+        &self,
+        req: &MaterializeRequest,
+    ) -> Result<(MaterializeRequest, SchemaPlan)> {
+        let source = self.describe(&req.sql).await?;
+        let target = self
+            .describe(&format!("select * from {}", req.relation))
+            .await?;
+        let names =
+            |s: &Schema| -> Vec<String> { s.fields().iter().map(|f| f.name().clone()).collect() };
+        let (src, tgt) = (names(&source), names(&target));
+        let added: Vec<&str> = src
+            .iter()
+            .filter(|c| !tgt.contains(c))
+            .map(String::as_str)
+            .collect();
+        let missing: Vec<&str> = tgt
+            .iter()
+            .filter(|c| !src.contains(c))
+            .map(String::as_str)
+            .collect();
+        let retyped: Vec<&str> = source
+            .fields()
+            .iter()
+            .filter(|f| {
+                target
+                    .field_with_name(f.name())
+                    .is_ok_and(|t| sql_type(t.data_type()) != sql_type(f.data_type()))
+            })
+            .map(|f| f.name().as_str())
+            .collect();
+        let mode = req.on_schema_change.as_deref().unwrap_or("ignore");
+        let list = |v: &[&str]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        match mode {
+            _ if added.is_empty() && missing.is_empty() && retyped.is_empty() => {
+                Ok((req.clone(), SchemaPlan::Keep))
+            }
+            "sync_all_columns" => Ok((req.clone(), SchemaPlan::Rewrite)),
+            // Changed types alone are left to the write's casts, as dbt leaves them.
+            _ if added.is_empty() && missing.is_empty() => Ok((req.clone(), SchemaPlan::Keep)),
+            "append_new_columns" => Ok((req.clone(), SchemaPlan::AddColumns)),
+            "fail" => Err(Error::user(format!(
+                "the columns of {} changed (new: {}; missing: {}) and on_schema_change is `fail`; nothing was written",
+                req.relation,
+                list(&added),
+                list(&missing),
+            ))
+            .with_hint("run with --full-refresh to rebuild the table, or set on_schema_change: append_new_columns or sync_all_columns")),
+            "ignore" => {
+                // Keep the table's columns: drop new ones, fill missing ones with NULL.
+                let cols: Vec<String> = target
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        if src.contains(f.name()) {
+                            q(f.name())
+                        } else {
+                            format!("cast(null as {}) as {}", cast_type(f.data_type()), q(f.name()))
+                        }
+                    })
+                    .collect();
+                let mut projected = req.clone();
+                projected.sql = format!(
+                    "select {} from (\n{}\n) as incoming",
+                    cols.join(", "),
+                    req.sql
+                );
+                Ok((projected, SchemaPlan::Keep))
+            }
+            other => Err(Error::user(format!("on_schema_change `{other}` is not supported"))
+                .with_hint("use ignore, fail, append_new_columns or sync_all_columns")),
+        }
+    }
+
+    /// `sync_all_columns` after a change: rewrite the table with the query's columns, the kept
+    /// rows converted to them, and the new rows applied by the model's strategy, in one commit.
+    async fn rewrite(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
+        let source = self.describe(&req.sql).await?;
+        let target = self
+            .describe(&format!("select * from {}", req.relation))
+            .await?;
+        let kept: Vec<String> = source
+            .fields()
+            .iter()
+            .map(|f| {
+                let ty = cast_type(f.data_type());
+                if target.field_with_name(f.name()).is_ok() {
+                    format!("cast({DEST}.{} as {ty}) as {}", q(f.name()), q(f.name()))
+                } else {
+                    format!("cast(null as {ty}) as {}", q(f.name()))
+                }
+            })
+            .collect();
+        let filter = match req.strategy() {
+            "merge" | "delete+insert" => {
+                let matches = req
+                    .unique_key
+                    .iter()
+                    .map(|k| format!("{SOURCE}.{} = {DEST}.{}", q(k), q(k)))
+                    .collect::<Vec<_>>()
+                    .join(" and ");
+                format!(
+                    "where not exists (select 1 from (\n{}\n) as {SOURCE} where {matches})",
+                    req.sql
+                )
+            }
+            "microbatch" => match &req.batch {
+                Some(b) => format!("where not ({})", b.predicate(&format!("{DEST}."))),
+                None => String::new(),
+            },
+            _ => String::new(),
+        };
+        let mut rewritten = req.clone();
+        rewritten.sql = format!(
+            "select {} from {} as {DEST} {filter}\nunion all\nselect * from (\n{}\n) as incoming",
+            kept.join(", "),
+            req.relation,
+            req.sql
+        );
+        self.build_table(&rewritten).await
+    }
+
+    /// Merge the query's rows into the table by `unique_key`: matched rows are updated, new
+    /// ones inserted, in one commit.
+    async fn merge(
+        &self,
+        req: &MaterializeRequest,
+        add_columns: bool,
+    ) -> Result<MaterializeOutcome> {
+        let df = self.plan(&req.sql).await?;
+        let columns: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        check_keys(req, &columns)?;
+        let update_cols: Vec<String> = columns
+            .iter()
+            .filter(|c| req.merge_update_columns.is_empty() || req.merge_update_columns.contains(c))
+            .filter(|c| !req.merge_exclude_columns.contains(c))
+            .cloned()
+            .collect();
+        let (table, metrics) = self
+            .merge_into(req, df, key_predicate(req), add_columns, |b| {
+                b.when_matched_update(|mut u| {
+                    for c in &update_cols {
+                        u = u.update(q(c), format!("{SOURCE}.{}", q(c)));
+                    }
+                    u
+                })?
+                .when_not_matched_insert(|mut i| {
+                    for c in &columns {
+                        i = i.set(q(c), format!("{SOURCE}.{}", q(c)));
+                    }
+                    i
+                })
+            })
+            .await?;
+        let rows = (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64;
+        Ok(MaterializeOutcome {
+            rows_affected: Some(rows),
+            version: table.version(),
+            message: format!("MERGE {rows}"),
+        })
+    }
+
+    /// `delete+insert`: delete every row whose key the query returns, then insert all the
+    /// query's rows, in one commit. Written as one MERGE over the query's rows plus one
+    /// "delete" row per distinct key: delete rows match and delete, the others insert.
+    async fn delete_insert(
+        &self,
+        req: &MaterializeRequest,
+        add_columns: bool,
+    ) -> Result<MaterializeOutcome> {
+        let schema = self.describe(&req.sql).await?;
+        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        check_keys(req, &columns)?;
+        let keys: Vec<String> = req.unique_key.iter().map(|k| q(k)).collect();
+        let deletes: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if req.unique_key.contains(f.name()) {
+                    q(f.name())
+                } else {
+                    format!(
+                        "cast(null as {}) as {}",
+                        cast_type(f.data_type()),
+                        q(f.name())
+                    )
+                }
+            })
+            .collect();
+        let sql = format!(
+            "select incoming.*, false as __strata_delete from (\n{sql}\n) as incoming\n\
+             union all\n\
+             select {deletes}, true as __strata_delete from (select distinct {keys} from (\n{sql}\n) as incoming) as incoming",
+            sql = req.sql,
+            deletes = deletes.join(", "),
+            keys = keys.join(", "),
+        );
+        let df = self.plan(&sql).await?;
+        let predicate = format!("{} and {SOURCE}.__strata_delete", key_predicate(req));
+        let (table, metrics) = self
+            .merge_into(req, df, predicate, add_columns, |b| {
+                b.when_matched_delete(|d| d)?
+                    .when_not_matched_insert(|mut i| {
+                        i = i.predicate(format!("not {SOURCE}.__strata_delete"));
+                        for c in &columns {
+                            i = i.set(q(c), format!("{SOURCE}.{}", q(c)));
+                        }
+                        i
+                    })
+            })
+            .await?;
+        let (deleted, inserted) = (
+            metrics.num_target_rows_deleted as u64,
+            metrics.num_target_rows_inserted as u64,
+        );
+        Ok(MaterializeOutcome {
+            rows_affected: Some(inserted),
+            version: table.version(),
+            message: format!("DELETE {deleted} INSERT {inserted}"),
+        })
+    }
+
+    /// One microbatch: replace the rows of the batch's time range with the query's, in one
+    /// commit.
+    async fn replace_batch(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
+        let Some(batch) = &req.batch else {
+            return Err(Error::Internal(
+                "a microbatch write came without its batch".into(),
+            ));
+        };
+        let df = self.plan(&req.sql).await?;
+        let outcome = self
+            .write_replacing(
+                &WriteTarget::of(req),
+                df.logical_plan().clone(),
+                batch.predicate(""),
+            )
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Run a MERGE of `source` into the model's table in one commit, guarded so a failed or
+    /// killed merge leaves no files behind; `clauses` adds the WHEN clauses.
+    pub(super) async fn merge_into(
+        &self,
+        req: &MaterializeRequest,
+        source: DataFrame,
+        predicate: String,
+        add_columns: bool,
+        clauses: impl FnOnce(MergeBuilder) -> deltalake::DeltaResult<MergeBuilder>,
+    ) -> Result<(deltalake::DeltaTable, MergeMetrics)> {
+        let (schema, name) = (&req.relation.schema, &req.relation.identifier);
+        // Analyse the source in our session, so Strata's SQL semantics apply.
+        let source = DataFrame::new(
+            self.ctx.state(),
+            self.analyzed(source.logical_plan().clone())?,
+        );
+        let table = deltalake::open_table(self.shared.lake.table_url(schema, name)?).await?;
+        let guard = begin_write(
+            self.shared.lake.table_dir(schema, name).as_deref(),
+            Some(&table),
+        )?;
+        let target = WriteTarget::of(req);
+        let builder = table
+            .merge(source, predicate)
+            .with_source_alias(SOURCE)
+            .with_target_alias(DEST)
+            .with_merge_schema(add_columns)
+            .with_session_state(Arc::new(self.ctx.state()))
+            .with_commit_properties(commit_properties(&target));
+        let result = match clauses(builder) {
+            Ok(b) => b.await,
+            Err(e) => Err(e),
+        };
+        let (table, metrics) = match result {
+            Ok(done) => {
+                if let Some(g) = guard {
+                    g.finish();
+                }
+                done
+            }
+            Err(e) => {
+                if let Some(g) = guard {
+                    g.abort();
+                }
+                return Err(delta_write_error(e));
+            }
+        };
+        self.record(
+            &target,
+            RelationKind::Table,
+            Some(table.table_url().to_string()),
+            None,
+        )?;
+        self.shared.invalidate(schema, name);
+        Ok((table, metrics))
+    }
+}
+
+impl MaterializeRequest {
+    /// The incremental strategy: the configured one, else `merge` with a `unique_key` and
+    /// `append` without.
+    pub fn strategy(&self) -> &str {
+        match self.incremental_strategy.as_deref() {
+            Some(s) => s,
+            None if self.unique_key.is_empty() => "append",
+            None => "merge",
+        }
+    }
+}
+
+impl crate::Batch {
+    /// SQL selecting the batch's rows by the event-time column, qualified by `prefix`.
+    pub fn predicate(&self, prefix: &str) -> String {
+        format!(
+            "{prefix}{col} >= cast({start} as timestamp(6)) and {prefix}{col} < cast({end} as timestamp(6))",
+            col = q(&self.event_time),
+            start = quote_literal(&self.start),
+            end = quote_literal(&self.end),
+        )
+    }
+}
+
+/// The merge condition: keys equal, and the model's `incremental_predicates`.
+fn key_predicate(req: &MaterializeRequest) -> String {
+    req.unique_key
+        .iter()
+        .map(|k| format!("{DEST}.{} = {SOURCE}.{}", q(k), q(k)))
+        .chain(req.incremental_predicates.iter().map(|p| format!("({p})")))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+fn check_keys(req: &MaterializeRequest, columns: &[String]) -> Result<()> {
+    for k in &req.unique_key {
+        if !columns.contains(k) {
+            return Err(Error::user(format!(
+                "unique_key `{k}` is not a column of the model's query (columns: {})",
+                columns.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
