@@ -276,6 +276,47 @@ impl Reporter for Console {
                     );
                 }
             }
+            RunEvent::Batch(b) => {
+                if let Ok(bar) = self.bar.lock()
+                    && let Some(bar) = bar.as_ref()
+                {
+                    bar.set_message(format!("{} batch {}/{}", b.relation_name, b.index, b.total));
+                }
+                if self.format == LogFormat::Json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "ts": now(),
+                            "level": if b.ok { "info" } else { "error" },
+                            "event": "batch_finished",
+                            "unique_id": b.unique_id,
+                            "index": b.index,
+                            "total": b.total,
+                            "batch_id": b.batch_id,
+                            "status": if b.ok { "success" } else { "error" },
+                            "message": b.message,
+                            "seconds": b.seconds,
+                        })
+                    );
+                } else if !self.quiet || !b.ok {
+                    let head = format!(
+                        "{}  Batch {} of {} {} batch {} of {} ",
+                        clock(),
+                        b.index,
+                        b.total,
+                        if b.ok { "OK" } else { "ERROR" },
+                        b.batch_id,
+                        b.relation_name
+                    );
+                    let dots = 82usize.saturating_sub(head.chars().count()).max(3);
+                    let tail = if b.ok {
+                        format!("[{} in {:.2}s]", b.message, b.seconds)
+                    } else {
+                        format!("[ERROR in {:.2}s]", b.seconds)
+                    };
+                    self.line(&format!("{head}{} {tail}", ".".repeat(dots)));
+                }
+            }
             RunEvent::NodeFinished {
                 index,
                 total,

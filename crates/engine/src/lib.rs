@@ -11,6 +11,7 @@
 pub mod contract;
 pub mod embedded;
 pub mod error;
+pub mod microbatch;
 pub mod runner;
 pub mod semantics;
 pub mod types;

@@ -14,7 +14,8 @@ use strata_project::compile::Compiler;
 use strata_project::data_tests::DataTest;
 use strata_project::{Node, Project, Relation};
 
-use crate::{Materialization, MaterializeRequest, SeedRequest, Warehouse};
+use crate::microbatch::MicrobatchConfig;
+use crate::{Batch, Materialization, MaterializeRequest, SeedRequest, Warehouse};
 
 /// What happened to one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -105,6 +106,8 @@ pub enum RunEvent<'a> {
         /// Its unique id.
         unique_id: &'a str,
     },
+    /// A batch of a microbatch model finished.
+    Batch(BatchEvent<'a>),
     /// A node finished (or was skipped).
     NodeFinished {
         /// 1-based position in the run.
@@ -114,6 +117,27 @@ pub enum RunEvent<'a> {
         /// What happened.
         result: &'a NodeResult,
     },
+}
+
+/// One batch of a microbatch model finished (part of a node's work).
+#[derive(Debug)]
+pub struct BatchEvent<'a> {
+    /// The model.
+    pub unique_id: &'a str,
+    /// Its relation, as printed.
+    pub relation_name: &'a str,
+    /// 1-based position among the model's batches.
+    pub index: usize,
+    /// Batches of the model in this run.
+    pub total: usize,
+    /// The batch's id (`20240101`).
+    pub batch_id: &'a str,
+    /// Whether it was written.
+    pub ok: bool,
+    /// Its status (`SELECT 12`) or error.
+    pub message: &'a str,
+    /// Seconds it took (retry included).
+    pub seconds: f64,
 }
 
 /// Receives [`RunEvent`]s (status lines, progress bars, JSON logs).
@@ -166,6 +190,7 @@ pub struct Runner<'a> {
     args: String,
     defer: Option<strata_project::compile::Defer>,
     full_refresh: bool,
+    event_time: (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
 }
 
 impl<'a> Runner<'a> {
@@ -181,7 +206,19 @@ impl<'a> Runner<'a> {
             args: String::new(),
             defer: None,
             full_refresh: false,
+            event_time: (None, None),
         }
+    }
+
+    /// Build microbatch models over this period only (`--event-time-start`,
+    /// `--event-time-end`), without a full refresh.
+    pub fn with_event_time(
+        mut self,
+        start: Option<chrono::NaiveDateTime>,
+        end: Option<chrono::NaiveDateTime>,
+    ) -> Self {
+        self.event_time = (start, end);
+        self
     }
 
     /// Rebuild incremental models in full (`--full-refresh`).
@@ -322,6 +359,9 @@ impl<'a> Runner<'a> {
                 // Models and tests compile here, just before they run, so compile errors are
                 // node errors.
                 let work = match subject {
+                    Subject::Node(Node::Model(model)) if is_microbatch(model) => {
+                        self.microbatch_work(model, &mut compiler)
+                    }
                     Subject::Node(Node::Model(model)) => Work::Model(model, compiler.compile(id)),
                     Subject::Node(Node::Seed(seed)) => Work::Seed(seed),
                     Subject::Test(test) => Work::Test(test, compiler.compile_test(id)),
@@ -340,6 +380,7 @@ impl<'a> Runner<'a> {
                             Some((database, audit_schema)),
                             full_refresh,
                             now,
+                            reporter,
                         )
                         .await;
                     (
@@ -468,6 +509,43 @@ impl<'a> Runner<'a> {
             )?;
         }
         Ok(results)
+    }
+
+    /// Plan and compile the batches of a microbatch model.
+    fn microbatch_work<'m>(
+        &self,
+        model: &'m strata_project::Model,
+        compiler: &mut Compiler<'_>,
+    ) -> Work<'m> {
+        let plan = MicrobatchConfig::of(model).and_then(|config| {
+            let exists = self
+                .warehouse
+                .introspector()
+                .and_then(|i| i.columns(&model.relation).ok().flatten())
+                .is_some();
+            let fresh = !exists || (self.full_refresh && full_refresh_allowed(model));
+            let batches = config.batches(fresh, self.event_time, chrono::Utc::now().naive_utc())?;
+            Ok((config, batches))
+        });
+        match plan {
+            Err(message) => Work::Model(
+                model,
+                Err(strata_project::Error::at(
+                    strata_common::Location::file(&model.original_file_path),
+                    message,
+                )),
+            ),
+            Ok((config, batches)) => {
+                let compiled = batches
+                    .into_iter()
+                    .map(|b| {
+                        let c = compiler.compile_batch(&model.unique_id, b.clone());
+                        (b, c)
+                    })
+                    .collect();
+                Work::Microbatch(model, config, compiled)
+            }
+        }
     }
 
     /// For each node, the nearest nodes of the run it depends on (through nodes not in it).
@@ -653,6 +731,15 @@ enum Work<'a> {
     ),
     Seed(&'a strata_project::Seed),
     Test(&'a DataTest, strata_project::Result<String>),
+    /// A microbatch model: its batches, each compiled for its period.
+    Microbatch(
+        &'a strata_project::Model,
+        MicrobatchConfig,
+        Vec<(
+            strata_project::jinja::BatchWindow,
+            strata_project::Result<strata_project::compile::CompiledModel>,
+        )>,
+    ),
 }
 
 impl Work<'_> {
@@ -666,6 +753,7 @@ impl Work<'_> {
         audit: Option<(&str, &str)>,
         full_refresh: bool,
         now: &str,
+        reporter: &dyn Reporter,
     ) -> Done {
         match self {
             Work::Model(_, Err(e)) | Work::Test(_, Err(e)) => Done::error(e.to_string(), None),
@@ -683,42 +771,22 @@ impl Work<'_> {
                     Ok(sql) => sql,
                     Err(message) => return Done::error(message, Some(c.sql)),
                 };
-                let req = MaterializeRequest {
-                    unique_id: model.unique_id.clone(),
-                    relation: model.relation.clone(),
-                    materialization,
-                    sql,
-                    run_id,
-                    partition_by: partition_columns(model.config.get("partition_by")),
-                    incremental_strategy: model
-                        .config
-                        .get_str("incremental_strategy")
-                        .map(str::to_string),
-                    unique_key: partition_columns(model.config.get("unique_key")),
-                    full_refresh: full_refresh
-                        && model
-                            .config
-                            .get("full_refresh")
-                            .and_then(serde_json::Value::as_bool)
-                            != Some(false),
-                    merge_update_columns: partition_columns(
-                        model.config.get("merge_update_columns"),
-                    ),
-                    merge_exclude_columns: partition_columns(
-                        model.config.get("merge_exclude_columns"),
-                    ),
-                    on_schema_change: model.config.get_str("on_schema_change").map(str::to_string),
-                    incremental_predicates: partition_columns(
-                        model.config.get("incremental_predicates"),
-                    ),
-                    batch: None,
-                    snapshot: (materialization == Materialization::Snapshot)
-                        .then(|| snapshot_spec(model, now)),
-                };
+                let mut req = request_for(model, materialization, sql, run_id, full_refresh);
+                if materialization == Materialization::Snapshot {
+                    req.snapshot = Some(snapshot_spec(model, now));
+                }
                 match warehouse.materialize(&req).await {
                     Ok(o) => Done::built(o, Some(c.sql)),
                     Err(e) => Done::error(e.to_string(), Some(c.sql)),
                 }
+            }
+            Work::Microbatch(model, config, batches) => {
+                let batches = Batches {
+                    config: &config,
+                    list: batches,
+                    reporter,
+                };
+                run_batches(warehouse, model, batches, run_id, full_refresh).await
             }
             Work::Seed(seed) => {
                 let req = SeedRequest {
@@ -751,6 +819,159 @@ impl Work<'_> {
             }
         }
     }
+}
+
+/// Whether a model is incremental with the `microbatch` strategy.
+fn is_microbatch(model: &strata_project::Model) -> bool {
+    model.materialized() == "incremental"
+        && model.config.get_str("incremental_strategy") == Some("microbatch")
+}
+
+/// Whether `--full-refresh` may rebuild a model (`full_refresh: false` protects it).
+fn full_refresh_allowed(model: &strata_project::Model) -> bool {
+    model
+        .config
+        .get("full_refresh")
+        .and_then(serde_json::Value::as_bool)
+        != Some(false)
+}
+
+/// The request building a model from its compiled SQL.
+fn request_for(
+    model: &strata_project::Model,
+    materialization: Materialization,
+    sql: String,
+    run_id: String,
+    full_refresh: bool,
+) -> MaterializeRequest {
+    let c = &model.config;
+    MaterializeRequest {
+        partition_by: partition_columns(c.get("partition_by")),
+        incremental_strategy: c.get_str("incremental_strategy").map(str::to_string),
+        unique_key: partition_columns(c.get("unique_key")),
+        full_refresh: full_refresh && full_refresh_allowed(model),
+        merge_update_columns: partition_columns(c.get("merge_update_columns")),
+        merge_exclude_columns: partition_columns(c.get("merge_exclude_columns")),
+        on_schema_change: c.get_str("on_schema_change").map(str::to_string),
+        incremental_predicates: partition_columns(c.get("incremental_predicates")),
+        ..MaterializeRequest::new(
+            model.unique_id.clone(),
+            model.relation.clone(),
+            materialization,
+            sql,
+            run_id,
+        )
+    }
+}
+
+/// The batches of a microbatch model, and where to report them.
+struct Batches<'a> {
+    config: &'a MicrobatchConfig,
+    list: Vec<(
+        strata_project::jinja::BatchWindow,
+        strata_project::Result<strata_project::compile::CompiledModel>,
+    )>,
+    reporter: &'a dyn Reporter,
+}
+
+/// Build a microbatch model batch by batch, oldest first, each in its own commit. A failed
+/// batch is retried once on its own; the others are written either way, and the message
+/// names the periods still to re-run.
+async fn run_batches(
+    warehouse: &dyn Warehouse,
+    model: &strata_project::Model,
+    batches: Batches<'_>,
+    run_id: String,
+    full_refresh: bool,
+) -> Done {
+    let Batches {
+        config,
+        list: batches,
+        reporter,
+    } = batches;
+    let total = batches.len();
+    let relation_name = format!("{}.{}", model.relation.schema, model.relation.identifier);
+    let mut rows = 0u64;
+    let mut failed: Vec<(strata_project::jinja::BatchWindow, String)> = Vec::new();
+    let mut first_sql = None;
+    for (i, (window, compiled)) in batches.into_iter().enumerate() {
+        let clock = Instant::now();
+        let report = |ok: bool, message: &str| {
+            reporter.report(RunEvent::Batch(BatchEvent {
+                unique_id: &model.unique_id,
+                relation_name: &relation_name,
+                index: i + 1,
+                total,
+                batch_id: &window.id,
+                ok,
+                message,
+                seconds: clock.elapsed().as_secs_f64(),
+            }))
+        };
+        let compiled = match compiled {
+            Ok(c) => c,
+            Err(e) => {
+                report(false, "ERROR");
+                failed.push((window, e.to_string()));
+                continue;
+            }
+        };
+        first_sql.get_or_insert_with(|| compiled.sql.clone());
+        let mut req = request_for(
+            model,
+            Materialization::Incremental,
+            compiled.sql.clone(),
+            run_id.clone(),
+            // Only the first batch of a full refresh replaces the table.
+            full_refresh && i == 0,
+        );
+        req.batch = Some(Batch {
+            event_time: config.event_time.clone(),
+            start: window.start.clone(),
+            end: window.end.clone(),
+        });
+        let mut outcome = warehouse.materialize(&req).await;
+        if outcome.is_err() {
+            outcome = warehouse.materialize(&req).await;
+        }
+        match outcome {
+            Ok(o) => {
+                report(true, &o.message);
+                rows += o.rows_affected.unwrap_or(0);
+            }
+            Err(e) => {
+                report(false, "ERROR");
+                failed.push((window, e.to_string()));
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Done {
+            status: NodeStatus::Success,
+            message: format!(
+                "{total} batch{} {rows} rows",
+                if total == 1 { "," } else { "es," }
+            ),
+            rows_affected: Some(rows),
+            failures: None,
+            sql: first_sql,
+        };
+    }
+    let (first, last) = (&failed[0].0, &failed[failed.len() - 1].0);
+    let details: Vec<String> = failed
+        .iter()
+        .map(|(w, e)| format!("batch {} ({} to {}): {e}", w.id, w.start, w.end))
+        .collect();
+    Done::error(
+        format!(
+            "{} of {total} batches failed, after a retry each; the other batches were written.\n{}\nRe-run the failed period with: --event-time-start '{}' --event-time-end '{}'",
+            failed.len(),
+            details.join("\n"),
+            first.start,
+            last.end
+        ),
+        first_sql,
+    )
 }
 
 /// A snapshot's configs: `unique_key`, `strategy`, `updated_at`, `check_cols`,

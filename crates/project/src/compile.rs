@@ -8,7 +8,7 @@ use std::sync::Arc;
 use strata_common::did_you_mean;
 
 use crate::error::{Error, Result};
-use crate::jinja::{Introspector, Mode, NodeInfo, Resolved, Resolver, describe_error};
+use crate::jinja::{BatchWindow, Introspector, Mode, NodeInfo, Resolved, Resolver, describe_error};
 use crate::node::{Model, RefCall};
 use crate::project::Project;
 
@@ -28,6 +28,10 @@ pub struct CompiledModel {
 pub struct ProjectResolver {
     models: HashMap<String, Resolved>,
     sources: HashMap<(String, String), Resolved>,
+    /// The `event_time` column of models, seeds (by name) and sources that declare one.
+    event_times: HashMap<String, String>,
+    /// The batch being compiled: refs to inputs with an `event_time` read only its rows.
+    batch: Option<BatchWindow>,
     introspector: Option<Arc<dyn Introspector>>,
     defer: Option<Defer>,
 }
@@ -56,6 +60,7 @@ impl ProjectResolver {
                     Resolved {
                         relation: m.relation.clone(),
                         ephemeral,
+                        filter: None,
                     },
                 )
             })
@@ -65,6 +70,7 @@ impl ProjectResolver {
                     Resolved {
                         relation: s.relation.clone(),
                         ephemeral: None,
+                        filter: None,
                     },
                 )
             }))
@@ -78,16 +84,59 @@ impl ProjectResolver {
                     Resolved {
                         relation: s.relation.clone(),
                         ephemeral: None,
+                        filter: None,
                     },
                 )
             })
             .collect();
+        let event_times = project
+            .nodes()
+            .filter_map(|n| {
+                Some((
+                    n.name().to_string(),
+                    n.config().get_str("event_time")?.to_string(),
+                ))
+            })
+            .chain(project.sources.values().filter_map(|s| {
+                Some((
+                    format!("{}.{}", s.source_name, s.name),
+                    s.config.get_str("event_time")?.to_string(),
+                ))
+            }))
+            .collect();
         Self {
             models,
             sources,
+            event_times,
+            batch: None,
             introspector: None,
             defer: None,
         }
+    }
+
+    /// A copy compiling for `batch`.
+    fn for_batch(&self, batch: BatchWindow) -> Self {
+        Self {
+            models: self.models.clone(),
+            sources: self.sources.clone(),
+            event_times: self.event_times.clone(),
+            batch: Some(batch),
+            introspector: self.introspector.clone(),
+            defer: self.defer.clone(),
+        }
+    }
+
+    /// Filter an input to the batch by its `event_time` (key: a node name or `source.table`).
+    fn filtered(&self, mut resolved: Resolved, key: &str) -> Resolved {
+        if let (Some(batch), Some(column)) = (&self.batch, self.event_times.get(key)) {
+            let col = strata_common::quote_ident(column);
+            resolved.filter = Some(format!(
+                "{col} >= cast({} as timestamp(6)) and {col} < cast({} as timestamp(6))",
+                strata_common::quote_literal(&batch.start),
+                strata_common::quote_literal(&batch.end)
+            ));
+        }
+        resolved
     }
 }
 
@@ -106,30 +155,39 @@ impl Resolver for ProjectResolver {
                 .as_ref()
                 .is_some_and(|i| matches!(i.columns(&current.relation), Ok(Some(_))));
             if !selected && !built {
-                return Ok(Resolved {
+                let deferred = Resolved {
                     relation: earlier.clone(),
                     ephemeral: None,
-                });
+                    filter: None,
+                };
+                return Ok(self.filtered(deferred, &call.name));
             }
         }
-        self.models.get(&call.name).cloned().ok_or_else(|| {
+        let found = self.models.get(&call.name).cloned().ok_or_else(|| {
             format!(
                 "ref('{}') does not exist{}",
                 call.name,
                 did_you_mean(&call.name, self.models.keys().map(String::as_str))
             )
-        })
+        })?;
+        Ok(self.filtered(found, &call.name))
     }
 
     fn resolve_source(&self, source: &str, table: &str) -> std::result::Result<Resolved, String> {
-        self.sources
+        let found = self
+            .sources
             .get(&(source.to_string(), table.to_string()))
             .cloned()
-            .ok_or_else(|| format!("source('{source}', '{table}') is not declared"))
+            .ok_or_else(|| format!("source('{source}', '{table}') is not declared"))?;
+        Ok(self.filtered(found, &format!("{source}.{table}")))
     }
 
     fn introspector(&self) -> Option<&dyn Introspector> {
         self.introspector.as_deref()
+    }
+
+    fn batch(&self) -> Option<&BatchWindow> {
+        self.batch.as_ref()
     }
 }
 
@@ -203,6 +261,18 @@ impl<'p> Compiler<'p> {
         };
         self.cache.insert(unique_id.to_string(), compiled.clone());
         Ok(compiled)
+    }
+
+    /// Compile a microbatch model for one batch: refs and sources with an `event_time` read
+    /// only the batch's rows, and `model.batch` describes it. Not cached.
+    pub fn compile_batch(&mut self, unique_id: &str, batch: BatchWindow) -> Result<CompiledModel> {
+        let resolver = self.resolver.clone();
+        let cache = std::mem::take(&mut self.cache);
+        self.resolver = Arc::new(resolver.for_batch(batch));
+        let compiled = self.compile(unique_id);
+        self.resolver = resolver;
+        self.cache = cache;
+        compiled
     }
 
     /// Compile a data test to its failing-rows query.

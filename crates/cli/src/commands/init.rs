@@ -116,6 +116,7 @@ pub async fn demo(global: &GlobalArgs, dir: Option<PathBuf>) -> Result<ExitCode>
         &g,
         &super::run::RunArgs {
             select: Default::default(),
+            event_time: Default::default(),
             fail_fast: false,
             full_refresh: false,
         },

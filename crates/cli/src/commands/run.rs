@@ -13,11 +13,48 @@ use crate::context::{open_warehouse, select};
 use crate::report::Console;
 use crate::{GlobalArgs, SelectArgs};
 
+/// Re-running a period of microbatch models.
+#[derive(Debug, Args, Default)]
+pub struct EventTimeArgs {
+    /// Microbatch models: build the batches from this time (e.g. 2024-01-01 or
+    /// '2024-01-01 06:00'), replacing their rows, without a full refresh.
+    #[arg(long)]
+    pub event_time_start: Option<String>,
+    /// Microbatch models: stop at this time (exclusive; default: now).
+    #[arg(long, requires = "event_time_start")]
+    pub event_time_end: Option<String>,
+}
+
+impl EventTimeArgs {
+    fn parse(&self) -> Result<(Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>)> {
+        let parse = |flag: &str, v: &Option<String>| -> Result<Option<chrono::NaiveDateTime>> {
+            match v {
+                None => Ok(None),
+                Some(text) => strata_engine::microbatch::parse_time(text).map(Some).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--{flag} `{text}` is not a time\n  hint: write it as 2024-01-01 or '2024-01-01 06:00:00' (UTC)"
+                    )
+                }),
+            }
+        };
+        let start = parse("event-time-start", &self.event_time_start)?;
+        let end = parse("event-time-end", &self.event_time_end)?;
+        if let (Some(s), Some(e)) = (start, end)
+            && s >= e
+        {
+            anyhow::bail!("--event-time-start must be before --event-time-end");
+        }
+        Ok((start, end))
+    }
+}
+
 /// Options of `strata run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub select: SelectArgs,
+    #[command(flatten)]
+    pub event_time: EventTimeArgs,
     /// Stop at the first failure; nodes not yet started are skipped.
     #[arg(long, short = 'x')]
     pub fail_fast: bool,
@@ -31,8 +68,11 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<ExitCode> {
     execute(
         global,
         &args.select,
-        args.fail_fast,
-        args.full_refresh,
+        Flags {
+            fail_fast: args.fail_fast,
+            full_refresh: args.full_refresh,
+            event_time: args.event_time.parse()?,
+        },
         "run",
         &["model"],
     )
@@ -57,8 +97,11 @@ pub async fn seed(global: &GlobalArgs, args: &SeedArgs) -> Result<ExitCode> {
     execute(
         global,
         &args.select,
-        args.fail_fast,
-        args.full_refresh,
+        Flags {
+            fail_fast: args.fail_fast,
+            full_refresh: args.full_refresh,
+            event_time: (None, None),
+        },
         "seed",
         &["seed"],
     )
@@ -80,8 +123,11 @@ pub async fn test(global: &GlobalArgs, args: &TestArgs) -> Result<ExitCode> {
     execute(
         global,
         &args.select,
-        args.fail_fast,
-        false,
+        Flags {
+            fail_fast: args.fail_fast,
+            full_refresh: false,
+            event_time: (None, None),
+        },
         "test",
         &["test"],
     )
@@ -103,8 +149,11 @@ pub async fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> Result<ExitCo
     execute(
         global,
         &args.select,
-        args.fail_fast,
-        false,
+        Flags {
+            fail_fast: args.fail_fast,
+            full_refresh: false,
+            event_time: (None, None),
+        },
         "snapshot",
         &["snapshot"],
     )
@@ -116,6 +165,8 @@ pub async fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> Result<ExitCo
 pub struct BuildArgs {
     #[command(flatten)]
     pub select: SelectArgs,
+    #[command(flatten)]
+    pub event_time: EventTimeArgs,
     /// Stop at the first failure.
     #[arg(long, short = 'x')]
     pub fail_fast: bool,
@@ -130,23 +181,37 @@ pub async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
     execute(
         global,
         &args.select,
-        args.fail_fast,
-        args.full_refresh,
+        Flags {
+            fail_fast: args.fail_fast,
+            full_refresh: args.full_refresh,
+            event_time: args.event_time.parse()?,
+        },
         "build",
         &["seed", "model", "snapshot", "test"],
     )
     .await
 }
 
+/// How a command builds.
+struct Flags {
+    fail_fast: bool,
+    full_refresh: bool,
+    event_time: (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
+}
+
 /// Build the selected nodes of the given resource types and report as dbt does.
 async fn execute(
     global: &GlobalArgs,
     select_args: &SelectArgs,
-    fail_fast: bool,
-    full_refresh: bool,
+    flags: Flags,
     command: &str,
     types: &[&str],
 ) -> Result<ExitCode> {
+    let Flags {
+        fail_fast,
+        full_refresh,
+        event_time,
+    } = flags;
     let project = crate::context::load_project_with(global, full_refresh)?;
     write_artifact(&project, "manifest.json", &manifest(&project))?;
     let mut selected = select(&project, select_args)?;
@@ -189,6 +254,7 @@ async fn execute(
     let results = Runner::new(&project, &warehouse)
         .with_defer(deferral)
         .with_full_refresh(full_refresh)
+        .with_event_time(event_time.0, event_time.1)
         .with_meta(meta)
         .with_fail_fast(fail_fast)
         .with_command(command, &argv.join(" "))

@@ -624,3 +624,98 @@ fn second_writer_on_a_target_waits_then_fails_clearly() {
     file.unlock().expect("unlock");
     p.ok(&["run", "--lock-timeout", "0"]);
 }
+
+#[test]
+fn microbatch_models_build_and_rebuild_periods() {
+    let p = TestProject::with_files(&[
+        (
+            "seeds/events.csv",
+            "id,user_id,ts\n1,1,2024-01-01 10:00:00\n2,2,2024-01-01 23:00:00\n3,1,2024-01-02 09:00:00\n4,3,2024-01-03 12:00:00\n",
+        ),
+        (
+            "seeds/events.yml",
+            "seeds:\n  - name: events\n    config:\n      event_time: ts\n",
+        ),
+        (
+            "models/daily.sql",
+            "{{ config(materialized='incremental', incremental_strategy='microbatch', event_time='day', batch_size='day', begin='2024-01-01') }}\nselect cast(date_trunc('day', ts) as timestamp) as day, count(*) as events, '{{ model.batch.id }}' as batch\nfrom {{ ref('events') }}\ngroup by 1",
+        ),
+    ]);
+    p.ok(&["seed"]);
+    let out = p.ok(&[
+        "run",
+        "--event-time-start",
+        "2024-01-01",
+        "--event-time-end",
+        "2024-01-04",
+    ]);
+    assert!(
+        out.contains("Batch 3 of 3 OK batch 20240103 of main.daily"),
+        "{out}"
+    );
+    assert!(out.contains("[3 batches, 3 rows"), "{out}");
+    assert_eq!(
+        p.query("select cast(day as date) as day, events, batch from daily order by day"),
+        vec![
+            "day,events,batch",
+            "2024-01-01,2,20240101",
+            "2024-01-02,1,20240102",
+            "2024-01-03,1,20240103"
+        ]
+    );
+    // One commit per batch.
+    let history: serde_json::Value =
+        serde_json::from_str(p.ok(&["history", "daily", "--json"]).trim()).expect("json");
+    assert_eq!(history.as_array().map(Vec::len), Some(3), "{history}");
+    // Late data for two days; re-running one day's period replaces that day only.
+    p.write(
+        "seeds/events.csv",
+        "id,user_id,ts\n1,1,2024-01-01 10:00:00\n2,2,2024-01-01 23:00:00\n9,2,2024-01-01 12:00:00\n3,1,2024-01-02 09:00:00\n8,2,2024-01-02 11:00:00\n4,3,2024-01-03 12:00:00\n",
+    );
+    p.ok(&["seed"]);
+    p.ok(&[
+        "run",
+        "--event-time-start",
+        "2024-01-02",
+        "--event-time-end",
+        "2024-01-03",
+    ]);
+    assert_eq!(
+        p.query("select cast(day as date) as day, events from daily order by day"),
+        vec!["day,events", "2024-01-01,2", "2024-01-02,2", "2024-01-03,1"]
+    );
+    // A batch that fails is retried alone, the others are written, and the message says which
+    // period to re-run.
+    p.write(
+        "models/daily.sql",
+        "{{ config(materialized='incremental', incremental_strategy='microbatch', event_time='day', batch_size='day', begin='2024-01-01') }}\nselect cast(date_trunc('day', ts) as timestamp) as day, cast(count(*) / (case when min(ts) > '2024-01-02 23:00:00' then 0 else 1 end) as bigint) as events, '{{ model.batch.id }}' as batch\nfrom {{ ref('events') }}\ngroup by 1",
+    );
+    let out = p.fails(
+        &[
+            "run",
+            "--event-time-start",
+            "2024-01-01",
+            "--event-time-end",
+            "2024-01-04",
+        ],
+        1,
+    );
+    assert!(out.contains("1 of 3 batches failed"), "{out}");
+    assert!(out.contains("batch 20240103"), "{out}");
+    assert!(
+        out.contains(
+            "--event-time-start '2024-01-03 00:00:00' --event-time-end '2024-01-04 00:00:00'"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        p.query("select cast(day as date) as day, events from daily order by day"),
+        vec!["day,events", "2024-01-01,3", "2024-01-02,2", "2024-01-03,1"]
+    );
+    // A plain run builds the current period and the lookback (one day before it); bad input
+    // is refused.
+    let out = p.ok(&["run"]);
+    assert!(out.contains("[2 batches, 0 rows"), "{out}");
+    let out = p.fails(&["run", "--event-time-start", "yesterday"], 2);
+    assert!(out.contains("is not a time"), "{out}");
+}

@@ -40,6 +40,20 @@ pub struct Resolved {
     pub relation: Relation,
     /// For an ephemeral model: its unique id, and the name of the CTE it becomes.
     pub ephemeral: Option<(String, String)>,
+    /// A condition its rows are filtered by (a microbatch reading an input with an
+    /// `event_time`): the relation renders as `(select * from ... where <filter>)`.
+    pub filter: Option<String>,
+}
+
+/// The batch a microbatch model is compiled for: `model.batch` in templates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchWindow {
+    /// The batch's id, e.g. `20240101`.
+    pub id: String,
+    /// The first instant of the batch (`YYYY-MM-DD HH:MM:SS`).
+    pub start: String,
+    /// The first instant after it.
+    pub end: String,
 }
 
 /// The result of a query run from a template (`run_query`, `statement`).
@@ -68,6 +82,10 @@ pub trait Resolver: Send + Sync + fmt::Debug {
     fn resolve_source(&self, source: &str, table: &str) -> Result<Resolved, String>;
     /// The warehouse, for `run_query`, `statement` and `adapter.get_relation`.
     fn introspector(&self) -> Option<&dyn Introspector> {
+        None
+    }
+    /// The batch being compiled, for microbatch models.
+    fn batch(&self) -> Option<&BatchWindow> {
         None
     }
 }
@@ -617,10 +635,12 @@ impl Scope {
             Some(r) => Value::from_object(JRelation {
                 relation: r.clone(),
                 cte: None,
+                filter: None,
             }),
             None => Value::from_object(JRelation {
                 relation: Relation::new("", "", self.node.name.clone()),
                 cte: None,
+                filter: None,
             }),
         };
         let model = serde_json::json!({
@@ -635,6 +655,11 @@ impl Scope {
             "original_file_path": self.node.original_file_path.to_string_lossy(),
             "config": self.node.config.to_json(),
             "tags": self.node.config.tags(),
+            "batch": self.resolver.as_ref().and_then(|r| r.batch()).map(|b| serde_json::json!({
+                "id": b.id,
+                "event_time_start": b.start,
+                "event_time_end": b.end,
+            })),
         });
         minijinja::context! {
             __strata => Value::from_dyn_object(self.clone()),
@@ -879,6 +904,7 @@ fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, JEr
             Ok(Value::from_object(JRelation {
                 relation: resolved.relation,
                 cte: resolved.ephemeral.map(|(_, cte)| cte),
+                filter: resolved.filter,
             }))
         }
         _ => {
@@ -891,6 +917,7 @@ fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, JEr
             Ok(Value::from_object(JRelation {
                 relation: rel,
                 cte: None,
+                filter: None,
             }))
         }
     }
@@ -906,6 +933,7 @@ fn source_fn(state: &State, source: String, table: String) -> Result<Value, JErr
             Ok(Value::from_object(JRelation {
                 relation: resolved.relation,
                 cte: None,
+                filter: resolved.filter,
             }))
         }
         _ => {
@@ -919,6 +947,7 @@ fn source_fn(state: &State, source: String, table: String) -> Result<Value, JErr
             Ok(Value::from_object(JRelation {
                 relation: rel,
                 cte: None,
+                filter: None,
             }))
         }
     }
@@ -929,6 +958,21 @@ fn source_fn(state: &State, source: String, table: String) -> Result<Value, JErr
 pub struct JRelation {
     relation: Relation,
     cte: Option<String>,
+    filter: Option<String>,
+}
+
+impl JRelation {
+    /// The SQL naming it: the quoted relation or CTE, filtered to a batch when it has one.
+    fn rendered(&self) -> String {
+        let name = match &self.cte {
+            Some(cte) => cte.clone(),
+            None => self.relation.to_string(),
+        };
+        match &self.filter {
+            Some(filter) => format!("(select * from {name} where {filter})"),
+            None => name,
+        }
+    }
 }
 
 impl Object for JRelation {
@@ -955,10 +999,7 @@ impl Object for JRelation {
         args: &[Value],
     ) -> Result<Value, JError> {
         match method {
-            "render" => Ok(Value::from(match &self.cte {
-                Some(cte) => cte.clone(),
-                None => self.relation.to_string(),
-            })),
+            "render" => Ok(Value::from(self.rendered())),
             "include" => {
                 let (kwargs,): (Kwargs,) = from_args(args)?;
                 let db: Option<bool> = kwargs.get("database")?;
@@ -981,10 +1022,7 @@ impl Object for JRelation {
     }
 
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.cte {
-            Some(cte) => f.write_str(cte),
-            None => write!(f, "{}", self.relation),
-        }
+        f.write_str(&self.rendered())
     }
 }
 
@@ -1105,6 +1143,7 @@ impl Object for Adapter {
                     Some(_) => Value::from_object(JRelation {
                         relation,
                         cte: None,
+                        filter: None,
                     }),
                     None => Value::from(()),
                 })
@@ -1218,6 +1257,7 @@ impl Object for RelationFactory {
         Ok(Value::from_object(JRelation {
             relation,
             cte: None,
+            filter: None,
         }))
     }
 }

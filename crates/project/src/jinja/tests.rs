@@ -38,17 +38,20 @@ impl Resolver for Fixed {
             return Ok(Resolved {
                 relation: Relation::new("strata", "analytics", "eph"),
                 ephemeral: Some(("model.shop.eph".into(), "__dbt__cte__eph".into())),
+                filter: None,
             });
         }
         Ok(Resolved {
             relation: Relation::new("strata", "analytics", call.name.clone()),
             ephemeral: None,
+            filter: None,
         })
     }
     fn resolve_source(&self, source: &str, table: &str) -> Result<Resolved, String> {
         Ok(Resolved {
             relation: Relation::new("strata", source, table),
             ephemeral: None,
+            filter: None,
         })
     }
 }
