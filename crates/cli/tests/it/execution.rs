@@ -253,6 +253,111 @@ fn a_killed_build_keeps_the_previous_table_and_the_next_build_cleans_up() {
     }
 }
 
+/// Start `strata <args>` and SIGKILL it as soon as it starts writing a new file under the
+/// table folder `table` (relative to the project).
+fn kill_while_writing(p: &TestProject, args: &[&str], table: &str) {
+    let before = p.files_under(table);
+    let mut child = p
+        .std_command(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "strata {args:?} finished before it could be killed"
+        );
+        let now = p.files_under(table);
+        // Any new data file, finished or still being written (not the log, not the marker).
+        if now.iter().any(|f| {
+            let name = f.to_string_lossy();
+            !before.contains(f) && !name.contains("_delta_log") && !name.contains("_strata_write")
+        }) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "strata {args:?} wrote nothing in 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+}
+
+/// Every data file under a table folder is part of some version of the table.
+fn assert_no_orphans(p: &TestProject, table: &str) {
+    let dir = p.path().join(table);
+    let referenced = referenced_files(&dir);
+    for f in p.files_under(table) {
+        let rel = f
+            .strip_prefix(&dir)
+            .expect("inside")
+            .to_string_lossy()
+            .into_owned();
+        if rel.starts_with("_delta_log") {
+            continue;
+        }
+        assert!(referenced.contains(&rel), "orphan file left behind: {rel}");
+    }
+}
+
+#[test]
+fn a_killed_merge_keeps_the_previous_version_and_the_next_run_completes() {
+    // 1.5M rows, every one of them updated by the second run: a merge that takes a while.
+    let model = "{{ config(materialized='incremental', unique_key='id') }}\nselect value as id, value * {{ var('round', 1) }} as v, repeat('x', 60) as pad from generate_series(1, 1500000)";
+    let p = TestProject::with_files(&[("models/facts.sql", model)]);
+    p.ok(&["run", "--vars", "{round: 1}"]);
+    let total: u64 = (1..=1_500_000u64).sum();
+    kill_while_writing(
+        &p,
+        &["run", "--vars", "{round: 2}"],
+        ".strata/dev/main/facts",
+    );
+    // The previous version is intact.
+    assert_eq!(
+        p.query("select count(*) as n, sum(v) as s from facts"),
+        vec!["n,s".to_string(), format!("1500000,{total}")]
+    );
+    // The next run finishes: every row updated once, none duplicated or lost, no leftovers.
+    p.ok(&["run", "--vars", "{round: 2}"]);
+    assert_eq!(
+        p.query("select count(*) as n, count(distinct id) as ids, sum(v) as s from facts"),
+        vec![
+            "n,ids,s".to_string(),
+            format!("1500000,1500000,{}", 2 * total)
+        ]
+    );
+    assert_no_orphans(&p, ".strata/dev/main/facts");
+}
+
+#[test]
+fn a_killed_snapshot_keeps_the_previous_version_and_the_next_run_completes() {
+    let snapshot = "{% snapshot dim %}\n{{ config(unique_key='id', strategy='check', check_cols=['v']) }}\nselect value as id, value * {{ var('round', 1) }} as v, repeat('x', 60) as pad from generate_series(1, 1000000)\n{% endsnapshot %}";
+    let p = TestProject::with_files(&[("snapshots/dim.sql", snapshot)]);
+    p.ok(&["snapshot", "--vars", "{round: 1}"]);
+    kill_while_writing(
+        &p,
+        &["snapshot", "--vars", "{round: 2}"],
+        ".strata/dev/main/dim",
+    );
+    assert_eq!(
+        p.query("select count(*) as n, count(dbt_valid_to) as closed from dim"),
+        vec!["n,closed", "1000000,0"]
+    );
+    p.ok(&["snapshot", "--vars", "{round: 2}"]);
+    // Every record: its first version closed, its second current; no duplicates.
+    assert_eq!(
+        p.query(
+            "select count(*) as n, count(distinct dbt_scd_id) as ids, count(dbt_valid_to) as closed, sum(case when dbt_valid_to is null then v else 0 end) = 2 * sum(case when dbt_valid_to is null then id else 0 end) as current_ok from dim"
+        ),
+        vec!["n,ids,closed,current_ok", "2000000,2000000,1000000,true"]
+    );
+    assert_no_orphans(&p, ".strata/dev/main/dim");
+}
+
 #[test]
 fn history_lists_versions_and_rollback_restores_one() {
     let p = TestProject::with_files(&[(
@@ -496,6 +601,16 @@ fn incremental_delete_insert_predicates_and_sync_all_columns() {
     let history: serde_json::Value =
         serde_json::from_str(p.ok(&["history", "lines_di", "--json"]).trim()).expect("json");
     assert_eq!(history.as_array().map(Vec::len), Some(3), "{history}");
+    // append_new_columns on a merge: the new column is added in the merge's commit.
+    p.write(
+        "models/lines_recent.sql",
+        "{{ config(materialized='incremental', unique_key=['order_id', 'line'], on_schema_change='append_new_columns') }}\nselect order_id, line, amount, day, 'web' as channel from {{ ref('lines') }} where order_id = 2",
+    );
+    p.ok(&["run", "-s", "lines_recent"]);
+    assert_eq!(
+        p.query("select order_id, channel from lines_recent order by order_id, amount"),
+        vec!["order_id,channel", "1,", "1,", "1,", "2,web"]
+    );
     // A strategy that needs a key says so.
     p.write(
         "models/lines_di.sql",
