@@ -7,6 +7,10 @@
 //! - `chain`: a chain of N tiny models (views, then tables): `strata run`; the per-model
 //!   overhead is the run time divided by N.
 //! - `seed`: a CSV of N rows (integers, text, decimals, dates, booleans): `strata seed`.
+//! - `merge`: an incremental model over a 10,000,000-row table: `--full-refresh` (rebuild in
+//!   full) against merging 1% changed rows by `unique_key`, with the changes among the
+//!   latest rows (partitioned by day, and unpartitioned), and spread over the whole table.
+//! - `snapshot`: a check-strategy snapshot of 1,000,000 records in which 1% change each run.
 //!
 //! Build the binary first (`cargo build --release -p strata`), then
 //! `cargo run --release -p strata-benchmarks -- [--strata PATH] [--runs N] [SCENARIO...]`.
@@ -27,7 +31,7 @@ struct Args {
     /// Timed repetitions per measurement (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Scenarios to run: startup, parse, chain (default: all).
+    /// Scenarios to run: startup, parse, chain, seed, merge, snapshot (default: all).
     scenarios: Vec<String>,
 }
 
@@ -56,7 +60,7 @@ fn main() -> Result<()> {
             strata.display()
         );
     }
-    let all = ["startup", "parse", "chain", "seed"];
+    let all = ["startup", "parse", "chain", "seed", "merge", "snapshot"];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
     } else {
@@ -69,6 +73,8 @@ fn main() -> Result<()> {
             "parse" => rows.extend(parse(&strata, args.runs)?),
             "chain" => rows.extend(chain(&strata, args.runs)?),
             "seed" => rows.extend(seed(&strata, args.runs)?),
+            "merge" => rows.extend(merge(&strata, args.runs)?),
+            "snapshot" => rows.extend(snapshot(&strata, args.runs)?),
             other => bail!("unknown scenario `{other}`; choose from {}", all.join(", ")),
         }
     }
@@ -296,4 +302,108 @@ fn seed(strata: &Path, runs: usize) -> Result<Vec<Row>> {
         });
     }
     Ok(rows)
+}
+
+/// A 10M-row table of facts (id, customer, amount, day: 365 days of ~27,400 rows).
+const FACTS_10M: &str = "{{ config(materialized='table') }}
+select value as id, value % 50000 as customer, (value % 1000) * 1.5 as amount,
+       arrow_cast(cast(19723 + floor(value / 27400.0) as int), 'Date32') as day
+from generate_series(1, 10000000)";
+
+fn merge(strata: &Path, runs: usize) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    // (layout, which ids change)
+    let cases = [
+        ("partition_by day", "partition_by='day', ", "id > 9900000"),
+        ("unpartitioned", "", "id > 9900000"),
+        ("unpartitioned", "", "id % 100 = 7"),
+    ];
+    for (layout, config, changed) in cases {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path();
+        base_project(dir, 2)?;
+        write(dir, "models/base.sql", FACTS_10M)?;
+        write(
+            dir,
+            "models/facts.sql",
+            &format!(
+                "{{{{ config(materialized='incremental', unique_key='id', {config}) }}}}
+select id, customer, amount + {{{{ var('round', 0) }}}} as amount, day from {{{{ ref('base') }}}}
+{{% if is_incremental() %}}where {changed}{{% endif %}}"
+            ),
+        )?;
+        time_strata(strata, dir, &["run"])?;
+        let (full, full_min) = measure(runs, || {
+            time_strata(strata, dir, &["run", "-s", "facts", "--full-refresh"])
+        })?;
+        let mut round = 0;
+        let (merged, merged_min) = measure(runs, || {
+            round += 1;
+            let vars = format!("{{round: {round}}}");
+            time_strata(strata, dir, &["run", "-s", "facts", "--vars", &vars])
+        })?;
+        let which = if changed.contains('%') {
+            "spread over all rows"
+        } else {
+            "latest rows"
+        };
+        rows.push(Row {
+            scenario: format!("10M facts, {layout}: full"),
+            size: "10000000".into(),
+            median: full,
+            min: full_min,
+            note: "--full-refresh".into(),
+        });
+        rows.push(Row {
+            scenario: format!("10M facts, {layout}: merge"),
+            size: "100000".into(),
+            median: merged,
+            min: merged_min,
+            note: format!(
+                "1% changed ({which}): {:.1}% of the full rebuild (target < 10%)",
+                merged.as_secs_f64() * 100.0 / full.as_secs_f64()
+            ),
+        });
+    }
+    Ok(rows)
+}
+
+fn snapshot(strata: &Path, runs: usize) -> Result<Vec<Row>> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    base_project(dir, 2)?;
+    write(
+        dir,
+        "models/customers.sql",
+        "{{ config(materialized='table') }}
+select value as id, concat('customer ', value) as name, concat('segment ', value % 7) as segment,
+       value % 90 as age
+from generate_series(1, 1000000)",
+    )?;
+    write(
+        dir,
+        "snapshots/customers_history.sql",
+        "{% snapshot customers_history %}
+{{ config(unique_key='id', strategy='check', check_cols=['segment', 'age']) }}
+select id, name,
+       case when id % 100 = 0 then concat('moved ', {{ var('round', 0) }}) else segment end as segment,
+       age
+from {{ ref('customers') }}
+{% endsnapshot %}",
+    )?;
+    time_strata(strata, dir, &["run"])?;
+    time_strata(strata, dir, &["snapshot"])?;
+    let mut round = 0;
+    let (median, min) = measure(runs, || {
+        round += 1;
+        let vars = format!("{{round: {round}}}");
+        time_strata(strata, dir, &["snapshot", "--vars", &vars])
+    })?;
+    Ok(vec![Row {
+        scenario: "snapshot: 1% of records changed".into(),
+        size: "1000000".into(),
+        median,
+        min,
+        note: "check strategy, 10,000 versions closed and added per run (target < 3 s)".into(),
+    }])
 }

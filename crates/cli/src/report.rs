@@ -14,7 +14,8 @@ pub fn init_logging(global: &GlobalArgs) {
         tracing_subscriber::EnvFilter::new(if global.quiet {
             "error"
         } else {
-            "warn,strata=info"
+            // delta-rs warns about its own internals (metrics, pruning); errors reach us anyway.
+            "warn,strata=info,deltalake_core=error"
         })
     });
     let builder = tracing_subscriber::fmt()

@@ -88,6 +88,9 @@ pub struct MaterializeRequest {
     pub batch: Option<Batch>,
     /// Snapshots: how changes are detected and recorded.
     pub snapshot: Option<SnapshotSpec>,
+    /// The data file size of the table in bytes (`target_file_size`; default: 8 MiB for
+    /// incremental models and snapshots, Delta's 100 MiB for tables).
+    pub target_file_size: Option<u64>,
 }
 
 /// One batch of a microbatch model: the rows whose `event_time` is in `[start, end)`.
@@ -145,6 +148,7 @@ impl MaterializeRequest {
             incremental_predicates: Vec::new(),
             batch: None,
             snapshot: None,
+            target_file_size: None,
         }
     }
 }

@@ -854,6 +854,9 @@ fn request_for(
         merge_exclude_columns: partition_columns(c.get("merge_exclude_columns")),
         on_schema_change: c.get_str("on_schema_change").map(str::to_string),
         incremental_predicates: partition_columns(c.get("incremental_predicates")),
+        target_file_size: c
+            .get("target_file_size")
+            .and_then(serde_json::Value::as_u64),
         ..MaterializeRequest::new(
             model.unique_id.clone(),
             model.relation.clone(),

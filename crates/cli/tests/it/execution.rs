@@ -633,7 +633,7 @@ fn snapshots_record_history_both_forms() {
         ),
         (
             "snapshots/snapshots.yml",
-            "snapshots:\n  - name: segments_history\n    relation: ref('customers')\n    config:\n      unique_key: id\n      strategy: check\n      check_cols: [segment]\n      hard_deletes: invalidate\n      dbt_valid_to_current: \"'9999-12-31'\"\n    columns:\n      - name: id\n        tests: [not_null]\n",
+            "snapshots:\n  - name: segments_history\n    relation: ref('customers')\n    config:\n      unique_key: id\n      strategy: check\n      check_cols: [segment, updated_at]\n      hard_deletes: invalidate\n      dbt_valid_to_current: \"'9999-12-31'\"\n    columns:\n      - name: id\n        tests: [not_null]\n",
         ),
         (
             "models/current_segments.sql",

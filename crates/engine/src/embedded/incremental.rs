@@ -9,6 +9,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::prelude::DataFrame;
 use deltalake::operations::merge::{MergeBuilder, MergeMetrics};
+use futures::StreamExt;
 use strata_common::{quote_ident as q, quote_literal};
 use strata_meta::RelationKind;
 
@@ -19,6 +20,9 @@ use crate::{MaterializeOutcome, MaterializeRequest, Warehouse};
 
 /// The table's alias in merge predicates.
 pub(super) const DEST: &str = "DBT_INTERNAL_DEST";
+/// Merges with at most this many new rows read them once, into memory.
+const BUFFERED_SOURCE_ROWS: usize = 1_000_000;
+
 /// The new rows' alias in merge predicates.
 pub(super) const SOURCE: &str = "DBT_INTERNAL_SOURCE";
 
@@ -227,7 +231,7 @@ impl EmbeddedWarehouse {
             .filter(|c| !req.merge_exclude_columns.contains(c))
             .cloned()
             .collect();
-        let (table, metrics) = self
+        let (version, metrics) = self
             .merge_into(req, df, key_predicate(req), add_columns, |b| {
                 b.when_matched_update(|mut u| {
                     for c in &update_cols {
@@ -246,7 +250,7 @@ impl EmbeddedWarehouse {
         let rows = (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64;
         Ok(MaterializeOutcome {
             rows_affected: Some(rows),
-            version: table.version(),
+            version,
             message: format!("MERGE {rows}"),
         })
     }
@@ -288,7 +292,7 @@ impl EmbeddedWarehouse {
         );
         let df = self.plan(&sql).await?;
         let predicate = format!("{} and {SOURCE}.__strata_delete", key_predicate(req));
-        let (table, metrics) = self
+        let (version, metrics) = self
             .merge_into(req, df, predicate, add_columns, |b| {
                 b.when_matched_delete(|d| d)?
                     .when_not_matched_insert(|mut i| {
@@ -306,7 +310,7 @@ impl EmbeddedWarehouse {
         );
         Ok(MaterializeOutcome {
             rows_affected: Some(inserted),
-            version: table.version(),
+            version,
             message: format!("DELETE {deleted} INSERT {inserted}"),
         })
     }
@@ -331,7 +335,10 @@ impl EmbeddedWarehouse {
     }
 
     /// Run a MERGE of `source` into the model's table in one commit, guarded so a failed or
-    /// killed merge leaves no files behind; `clauses` adds the WHEN clauses.
+    /// killed merge leaves no files behind; `clauses` adds the WHEN clauses. Returns the new
+    /// version and what the merge did. With no source rows nothing is written (no version):
+    /// a merge cannot prune the table's files without them, so it would read the whole table
+    /// to change nothing.
     pub(super) async fn merge_into(
         &self,
         req: &MaterializeRequest,
@@ -339,13 +346,37 @@ impl EmbeddedWarehouse {
         predicate: String,
         add_columns: bool,
         clauses: impl FnOnce(MergeBuilder) -> deltalake::DeltaResult<MergeBuilder>,
-    ) -> Result<(deltalake::DeltaTable, MergeMetrics)> {
+    ) -> Result<(Option<u64>, MergeMetrics)> {
         let (schema, name) = (&req.relation.schema, &req.relation.identifier);
         // Analyse the source in our session, so Strata's SQL semantics apply.
         let source = DataFrame::new(
             self.ctx.state(),
             self.analyzed(source.logical_plan().clone())?,
         );
+        // Evaluate the new rows once, into memory when they are few (the usual case for an
+        // incremental run); the merge would otherwise evaluate the query more than once (to
+        // prune the table's files, then to join). Larger sources stream.
+        let mut stream = source.clone().execute_stream().await?;
+        let (mut buffered, mut rows, mut complete) = (Vec::new(), 0usize, true);
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            rows += batch.num_rows();
+            buffered.push(batch);
+            if rows > BUFFERED_SOURCE_ROWS {
+                complete = false;
+                break;
+            }
+        }
+        drop(stream);
+        if complete && rows == 0 {
+            return Ok((None, MergeMetrics::default()));
+        }
+        let source = if complete {
+            self.ctx.read_batches(buffered)?
+        } else {
+            drop(buffered);
+            source
+        };
         let table = deltalake::open_table(self.shared.lake.table_url(schema, name)?).await?;
         let guard = begin_write(
             self.shared.lake.table_dir(schema, name).as_deref(),
@@ -384,7 +415,7 @@ impl EmbeddedWarehouse {
             None,
         )?;
         self.shared.invalidate(schema, name);
-        Ok((table, metrics))
+        Ok((table.version(), metrics))
     }
 }
 

@@ -454,6 +454,10 @@ impl EmbeddedWarehouse {
             .with_save_mode(mode)
             .with_session_state(Arc::new(self.ctx.state()))
             .with_commit_properties(commit);
+        if let Some(size) = target.file_size {
+            builder = builder
+                .with_configuration([("delta.targetFileSize".to_string(), Some(size.to_string()))]);
+        }
         builder = match replace_where {
             // Part of the table is replaced: its layout and columns stay.
             Some(p) => builder.with_replace_where(p),
@@ -504,15 +508,29 @@ struct WriteTarget<'a> {
     run_id: &'a str,
     relation: &'a strata_project::Relation,
     partition_by: &'a [String],
+    /// `delta.targetFileSize` of a table the write creates, in bytes.
+    file_size: Option<u64>,
 }
+
+/// Data file size of tables that merges rewrite (incremental models, snapshots): a merge
+/// rewrites every file holding a changed row, so smaller files mean less to rewrite.
+/// Delta's default (100 MiB) suits tables that are only ever replaced.
+const MERGED_TABLE_FILE_SIZE: u64 = 8 * 1024 * 1024;
 
 impl<'a> WriteTarget<'a> {
     fn of(req: &'a MaterializeRequest) -> Self {
+        let merged = matches!(
+            req.materialization,
+            Materialization::Incremental | Materialization::Snapshot
+        );
         Self {
             unique_id: &req.unique_id,
             run_id: &req.run_id,
             relation: &req.relation,
             partition_by: &req.partition_by,
+            file_size: req
+                .target_file_size
+                .or(merged.then_some(MERGED_TABLE_FILE_SIZE)),
         }
     }
 }
@@ -599,6 +617,7 @@ impl Warehouse for EmbeddedWarehouse {
             run_id: &req.run_id,
             relation: &req.relation,
             partition_by: &[],
+            file_size: None,
         };
         let plan = seed::plan(&self.ctx, req).await?;
         self.write_table(&target, plan).await.map_err(|e| match e {

@@ -135,7 +135,7 @@ impl EmbeddedWarehouse {
             "{DEST}.dbt_scd_id = {SOURCE}.dbt_scd_id and {SOURCE}.__strata_action = 'close' and {}",
             parts.is_current(DEST)
         );
-        let (table, metrics) = self
+        let (version, metrics) = self
             .merge_into(req, df, predicate, true, |b| {
                 b.when_matched_update(|u| {
                     u.update("dbt_valid_to", format!("{SOURCE}.dbt_valid_to"))
@@ -155,7 +155,7 @@ impl EmbeddedWarehouse {
         );
         Ok(MaterializeOutcome {
             rows_affected: Some(inserted + closed),
-            version: table.version(),
+            version,
             message: format!("INSERT {inserted}, UPDATE {closed}"),
         })
     }
@@ -305,7 +305,7 @@ fn changes_sql(
             };
             let differs: Vec<String> = cols
                 .iter()
-                .map(|c| format!("src.{} is distinct from cur.{}", q(c), q(c)))
+                .map(|c| format!("(src.{} is distinct from cur.{})", q(c), q(c)))
                 .collect();
             if differs.is_empty() {
                 "false".into()
