@@ -834,3 +834,49 @@ fn microbatch_models_build_and_rebuild_periods() {
     let out = p.fails(&["run", "--event-time-start", "yesterday"], 2);
     assert!(out.contains("is not a time"), "{out}");
 }
+
+#[test]
+fn two_runs_on_one_target_take_turns() {
+    let p = TestProject::with_files(&[(
+        "models/big.sql",
+        "{{ config(materialized='table') }}select value as v, repeat('x', 100) as pad from generate_series(1, 4000000)",
+    )]);
+    p.ok(&["run"]);
+    let mut first = p
+        .std_command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until the first run holds the lock (its description is in the lock file).
+    let lock = p.path().join(".strata/dev/metadata.sqlite.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(&lock)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // A second writer that will not wait is refused, naming the first...
+    let out = p.fails(&["run", "--lock-timeout", "0"], 2);
+    assert!(
+        out.contains("the target is busy: `strata run` (pid"),
+        "{out}"
+    );
+    // ...one that waits runs after it.
+    let out = p.ok(&["run", "--lock-timeout", "120"]);
+    assert!(
+        first.try_wait().expect("wait").is_some(),
+        "ran while the first was running"
+    );
+    assert!(out.contains("OK created sql table model main.big"), "{out}");
+    assert!(first.wait().expect("reap").success());
+    assert_eq!(
+        p.query("select count(*) as n from big"),
+        vec!["n", "4000000"]
+    );
+}
