@@ -69,9 +69,8 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<ExitCode> {
         global,
         &args.select,
         Flags {
-            fail_fast: args.fail_fast,
-            full_refresh: args.full_refresh,
             event_time: args.event_time.parse()?,
+            ..Flags::new(args.fail_fast, args.full_refresh)
         },
         "run",
         &["model"],
@@ -94,18 +93,8 @@ pub struct SeedArgs {
 
 /// `strata seed`: load the selected CSV seeds.
 pub async fn seed(global: &GlobalArgs, args: &SeedArgs) -> Result<ExitCode> {
-    execute(
-        global,
-        &args.select,
-        Flags {
-            fail_fast: args.fail_fast,
-            full_refresh: args.full_refresh,
-            event_time: (None, None),
-        },
-        "seed",
-        &["seed"],
-    )
-    .await
+    let flags = Flags::new(args.fail_fast, args.full_refresh);
+    execute(global, &args.select, flags, "seed", &["seed"]).await
 }
 
 /// Options of `strata test`.
@@ -120,18 +109,8 @@ pub struct TestArgs {
 
 /// `strata test`: run the data tests of the selected nodes.
 pub async fn test(global: &GlobalArgs, args: &TestArgs) -> Result<ExitCode> {
-    execute(
-        global,
-        &args.select,
-        Flags {
-            fail_fast: args.fail_fast,
-            full_refresh: false,
-            event_time: (None, None),
-        },
-        "test",
-        &["test"],
-    )
-    .await
+    let flags = Flags::new(args.fail_fast, false);
+    execute(global, &args.select, flags, "test", &["test"]).await
 }
 
 /// Options of `strata snapshot`.
@@ -146,18 +125,8 @@ pub struct SnapshotArgs {
 
 /// `strata snapshot`: record what changed in the selected snapshots' queries.
 pub async fn snapshot(global: &GlobalArgs, args: &SnapshotArgs) -> Result<ExitCode> {
-    execute(
-        global,
-        &args.select,
-        Flags {
-            fail_fast: args.fail_fast,
-            full_refresh: false,
-            event_time: (None, None),
-        },
-        "snapshot",
-        &["snapshot"],
-    )
-    .await
+    let flags = Flags::new(args.fail_fast, false);
+    execute(global, &args.select, flags, "snapshot", &["snapshot"]).await
 }
 
 /// Options of `strata build`.
@@ -182,9 +151,8 @@ pub async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
         global,
         &args.select,
         Flags {
-            fail_fast: args.fail_fast,
-            full_refresh: args.full_refresh,
             event_time: args.event_time.parse()?,
+            ..Flags::new(args.fail_fast, args.full_refresh)
         },
         "build",
         &["seed", "model", "snapshot", "test"],
@@ -197,6 +165,16 @@ struct Flags {
     fail_fast: bool,
     full_refresh: bool,
     event_time: (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
+}
+
+impl Flags {
+    fn new(fail_fast: bool, full_refresh: bool) -> Self {
+        Self {
+            fail_fast,
+            full_refresh,
+            event_time: (None, None),
+        }
+    }
 }
 
 /// Build the selected nodes of the given resource types and report as dbt does.

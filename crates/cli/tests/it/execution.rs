@@ -198,36 +198,8 @@ fn a_killed_build_keeps_the_previous_table_and_the_next_build_cleans_up() {
     let big = "{{ config(materialized='table') }}select value as v, repeat('x', 200) as pad from generate_series(1, 30000000)";
     let p = TestProject::with_files(&[("models/big.sql", small)]);
     p.ok(&["run"]);
-    let dir = p.path().join(".strata/dev/main/big");
-    let before = p.files_under(".strata/dev/main/big");
-
     p.write("models/big.sql", big);
-    let mut child = p
-        .std_command(&["run"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "the build finished before it could be killed"
-        );
-        let now = p.files_under(".strata/dev/main/big");
-        if now
-            .iter()
-            .any(|f| !before.contains(f) && !f.to_string_lossy().contains("_strata_write"))
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the build wrote nothing in 60 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    kill_while_writing(&p, &["run"], ".strata/dev/main/big");
 
     // The previous version is intact.
     assert_eq!(p.query("select sum(v) as s from big"), vec!["s", "6"]);
@@ -239,18 +211,7 @@ fn a_killed_build_keeps_the_previous_table_and_the_next_build_cleans_up() {
     );
     p.ok(&["run"]);
     assert_eq!(p.query("select sum(v) as s from big"), vec!["s", "10"]);
-    let referenced = referenced_files(&dir);
-    for f in p.files_under(".strata/dev/main/big") {
-        let rel = f
-            .strip_prefix(&dir)
-            .expect("inside")
-            .to_string_lossy()
-            .into_owned();
-        if rel.starts_with("_delta_log") {
-            continue;
-        }
-        assert!(referenced.contains(&rel), "orphan file left behind: {rel}");
-    }
+    assert_no_orphans(&p, ".strata/dev/main/big");
 }
 
 /// Start `strata <args>` and SIGKILL it as soon as it starts writing a new file under the
