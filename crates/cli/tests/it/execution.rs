@@ -794,6 +794,28 @@ fn microbatch_models_build_and_rebuild_periods() {
     assert!(out.contains("[2 batches, 0 rows"), "{out}");
     let out = p.fails(&["run", "--event-time-start", "yesterday"], 2);
     assert!(out.contains("is not a time"), "{out}");
+    // A batch must return rows of its own period only; even the first writes nothing else.
+    p.write(
+        "models/odd.sql",
+        "{{ config(materialized='incremental', incremental_strategy='microbatch', event_time='day', batch_size='day') }}\nselect cast('2030-01-01' as timestamp) as day, 1 as n",
+    );
+    let out = p.fails(
+        &[
+            "run",
+            "-s",
+            "odd",
+            "--event-time-start",
+            "2024-01-01",
+            "--event-time-end",
+            "2024-01-02",
+        ],
+        1,
+    );
+    assert!(
+        out.contains("returned rows whose `day` is outside it"),
+        "{out}"
+    );
+    p.fails(&["show", "--inline", "select * from odd"], 2);
 }
 
 #[test]

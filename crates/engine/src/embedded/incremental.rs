@@ -46,10 +46,14 @@ impl EmbeddedWarehouse {
     ) -> Result<MaterializeOutcome> {
         let (schema, name) = (&req.relation.schema, &req.relation.identifier);
         let exists = self.shared.lake.table_exists(schema, name).await?;
+        let strategy = req.strategy();
+        // A microbatch model's first batch creates the table, checked against its period.
+        if !exists && strategy == "microbatch" && req.batch.is_some() {
+            return self.replace_batch(req).await;
+        }
         if !exists || req.full_refresh {
             return self.build_table(req).await;
         }
-        let strategy = req.strategy();
         if !["append", "merge", "delete+insert", "microbatch"].contains(&strategy) {
             return Err(Error::user(format!(
                 "incremental strategy `{strategy}` is not supported"
@@ -324,14 +328,24 @@ impl EmbeddedWarehouse {
             ));
         };
         let df = self.plan(&req.sql).await?;
-        let outcome = self
-            .write_replacing(
-                &WriteTarget::of(req),
-                df.logical_plan().clone(),
-                batch.predicate(""),
-            )
-            .await?;
-        Ok(outcome)
+        self.write_replacing(
+            &WriteTarget::of(req),
+            df.logical_plan().clone(),
+            batch.predicate(""),
+        )
+        .await
+        .map_err(|e| {
+            let text = e.to_string();
+            match text.find("rows failed validation check") {
+                Some(_) => Error::user(format!(
+                    "the batch from {} to {} returned rows whose `{}` is outside it; nothing was written for this batch\n{}",
+                    batch.start, batch.end, batch.event_time,
+                    text.split_once("Preview of invalid data:").map(|(_, p)| p.trim()).unwrap_or_default()
+                ))
+                .with_hint("a microbatch model must return only rows of its batch: derive `event_time` from inputs that declare an event_time, or filter on model.batch.event_time_start/end"),
+                None => e,
+            }
+        })
     }
 
     /// Run a MERGE of `source` into the model's table in one commit, guarded so a failed or

@@ -460,7 +460,11 @@ impl EmbeddedWarehouse {
         }
         builder = match replace_where {
             // Part of the table is replaced: its layout and columns stay.
-            Some(p) => builder.with_replace_where(p),
+            Some(p) if exists => builder.with_replace_where(p),
+            // A new table is created with its layout, its rows checked against the predicate.
+            Some(p) => builder
+                .with_replace_where(p)
+                .with_partition_columns(target.partition_by.iter().cloned()),
             None => builder
                 .with_partition_columns(target.partition_by.iter().cloned())
                 .with_schema_mode(if mode == SaveMode::Append {
