@@ -26,7 +26,7 @@ pub enum LsOutput {
 pub struct LsArgs {
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Only nodes of this type: model, seed, test or source.
+    /// Only nodes of this type: model, snapshot, seed, test or source.
     #[arg(long)]
     pub resource_type: Option<String>,
     /// What to print for each node.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::Schema;
 use datafusion::prelude::DataFrame;
-use deltalake::operations::merge::{MergeBuilder, MergeMetrics};
+use deltalake::operations::merge::{InsertBuilder, MergeBuilder, MergeMetrics};
 use futures::StreamExt;
 use strata_common::{quote_ident as q, quote_literal};
 use strata_meta::RelationKind;
@@ -243,12 +243,7 @@ impl EmbeddedWarehouse {
                     }
                     u
                 })?
-                .when_not_matched_insert(|mut i| {
-                    for c in &columns {
-                        i = i.set(q(c), format!("{SOURCE}.{}", q(c)));
-                    }
-                    i
-                })
+                .when_not_matched_insert(|i| insert_columns(i, &columns))
             })
             .await?;
         let rows = (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64;
@@ -298,14 +293,10 @@ impl EmbeddedWarehouse {
         let predicate = format!("{} and {SOURCE}.__strata_delete", key_predicate(req));
         let (version, metrics) = self
             .merge_into(req, df, predicate, add_columns, |b| {
-                b.when_matched_delete(|d| d)?
-                    .when_not_matched_insert(|mut i| {
-                        i = i.predicate(format!("not {SOURCE}.__strata_delete"));
-                        for c in &columns {
-                            i = i.set(q(c), format!("{SOURCE}.{}", q(c)));
-                        }
-                        i
-                    })
+                b.when_matched_delete(|d| d)?.when_not_matched_insert(|i| {
+                    let i = i.predicate(format!("not {SOURCE}.__strata_delete"));
+                    insert_columns(i, &columns)
+                })
             })
             .await?;
         let (deleted, inserted) = (
@@ -455,6 +446,14 @@ impl crate::Batch {
             end = quote_literal(&self.end),
         )
     }
+}
+
+/// An insert clause setting each of `columns` from the new row.
+pub(super) fn insert_columns(mut insert: InsertBuilder, columns: &[String]) -> InsertBuilder {
+    for c in columns {
+        insert = insert.set(q(c), format!("{SOURCE}.{}", q(c)));
+    }
+    insert
 }
 
 /// The merge condition: keys equal, and the model's `incremental_predicates`.

@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::Schema;
 use strata_common::{quote_ident as q, quote_literal};
 
 use super::EmbeddedWarehouse;
-use super::incremental::{DEST, SOURCE};
+use super::incremental::{DEST, SOURCE, insert_columns};
 use crate::error::{Error, Result};
 use crate::types::cast_type;
 use crate::{MaterializeOutcome, MaterializeRequest, SnapshotSpec, Warehouse};
@@ -140,12 +140,9 @@ impl EmbeddedWarehouse {
                 b.when_matched_update(|u| {
                     u.update("dbt_valid_to", format!("{SOURCE}.dbt_valid_to"))
                 })?
-                .when_not_matched_insert(|mut i| {
-                    i = i.predicate(format!("{SOURCE}.__strata_action = 'insert'"));
-                    for c in &columns {
-                        i = i.set(q(c), format!("{SOURCE}.{}", q(c)));
-                    }
-                    i
+                .when_not_matched_insert(|i| {
+                    let i = i.predicate(format!("{SOURCE}.__strata_action = 'insert'"));
+                    insert_columns(i, &columns)
                 })
             })
             .await?;
