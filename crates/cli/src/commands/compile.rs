@@ -55,7 +55,7 @@ pub fn compile(global: &GlobalArgs, args: &CompileArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     console.info(&format!(
-        "Compiled {count} model{} to {}",
+        "Compiled {count} node{} to {}",
         if count == 1 { "" } else { "s" },
         project.target_dir().join("compiled").display()
     ));

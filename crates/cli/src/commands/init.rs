@@ -34,6 +34,10 @@ const STARTER: &[(&str, &str)] = &[
         include_str!("../../starter/macros/generate_schema_name.sql"),
     ),
     (
+        "snapshots/customers_history.sql",
+        include_str!("../../starter/snapshots/customers_history.sql"),
+    ),
+    (
         "models/docs.md",
         include_str!("../../starter/models/docs.md"),
     ),

@@ -49,6 +49,26 @@ fn starter_project_builds_and_answers_queries() {
         p.query("select count(*) as n from gold.customers"),
         vec!["n", "20"]
     );
+
+    // The starter's snapshot keeps each customer's email history.
+    let out = p.ok(&["snapshot"]);
+    assert!(
+        out.contains("OK snapshotted silver.customers_history"),
+        "{out}"
+    );
+    let csv = p.read("data/customers.csv");
+    p.write(
+        "data/customers.csv",
+        &csv.replace("ava.hansen@example.com", "ava@example.org"),
+    );
+    let out = p.ok(&["build"]);
+    assert!(out.contains("[INSERT 1, UPDATE 1"), "{out}");
+    assert_eq!(
+        p.query(
+            "select email, dbt_valid_to is null as current from silver.customers_history where customer_id = 1 order by dbt_valid_from"
+        ),
+        vec!["email,current", "ava.hansen@example.com,false", "ava@example.org,true"]
+    );
 }
 
 #[test]
@@ -107,7 +127,7 @@ fn compile_renders_jinja_without_running() {
         "{sql}"
     );
     let all = p.ok(&["compile"]);
-    assert!(all.contains("Compiled 5 models"), "{all}");
+    assert!(all.contains("Compiled 6 nodes"), "{all}");
     assert!(
         p.read("target/compiled/shop/models/marts/customers.sql")
             .contains("'completed', 'shipped'")
@@ -128,6 +148,7 @@ fn ls_lists_nodes_in_each_output() {
             "shop.staging.stg_customers",
             "shop.staging.stg_orders",
             "shop.staging.stg_payments",
+            "shop.customers_history",
             "source:shop.raw.customers",
             "source:shop.raw.orders",
             "source:shop.raw.payments",
