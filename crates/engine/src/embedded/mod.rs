@@ -455,8 +455,15 @@ impl EmbeddedWarehouse {
             .with_session_state(Arc::new(self.ctx.state()))
             .with_commit_properties(commit);
         if let Some(size) = target.file_size {
-            builder = builder
-                .with_configuration([("delta.targetFileSize".to_string(), Some(size.to_string()))]);
+            builder = builder.with_configuration([
+                ("delta.targetFileSize".to_string(), Some(size.to_string())),
+                // Merged tables take many small commits: a checkpoint every 10 keeps opening
+                // them (replaying the log) cheap.
+                (
+                    "delta.checkpointInterval".to_string(),
+                    Some(MERGED_TABLE_CHECKPOINT_INTERVAL.to_string()),
+                ),
+            ]);
         }
         builder = match replace_where {
             // Part of the table is replaced: its layout and columns stay.
@@ -520,6 +527,9 @@ struct WriteTarget<'a> {
 /// rewrites every file holding a changed row, so smaller files mean less to rewrite.
 /// Delta's default (100 MiB) suits tables that are only ever replaced.
 const MERGED_TABLE_FILE_SIZE: u64 = 8 * 1024 * 1024;
+
+/// Commits between checkpoints of merged tables (Delta's default is 100).
+const MERGED_TABLE_CHECKPOINT_INTERVAL: u64 = 10;
 
 impl<'a> WriteTarget<'a> {
     fn of(req: &'a MaterializeRequest) -> Self {
