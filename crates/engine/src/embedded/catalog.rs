@@ -35,6 +35,9 @@ pub(crate) struct CatalogShared {
     pub rename: Option<(String, String)>,
     pub state: Mutex<Weak<RwLock<SessionState>>>,
     cache: Mutex<HashMap<Key, Arc<dyn TableProvider>>>,
+    /// The loaded Delta tables behind cached providers: writes start from them instead of
+    /// replaying the table's log again (this process is the target's only writer).
+    tables: Mutex<HashMap<Key, deltalake::DeltaTable>>,
     /// For each relation, the cached views that read it.
     readers: Mutex<HashMap<Key, HashSet<Key>>>,
 }
@@ -57,6 +60,7 @@ impl CatalogShared {
             rename: None,
             state: Mutex::new(Weak::new()),
             cache: Mutex::new(HashMap::new()),
+            tables: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
         }
     }
@@ -65,10 +69,12 @@ impl CatalogShared {
     /// view that reads it, directly or through other views.
     pub fn invalidate(&self, schema: &str, name: &str) {
         let mut cache = self.cache.lock();
+        let mut tables = self.tables.lock();
         let mut readers = self.readers.lock();
         let mut pending = vec![(schema.to_string(), name.to_string())];
         while let Some(key) = pending.pop() {
             cache.remove(&key);
+            tables.remove(&key);
             if let Some(views) = readers.remove(&key) {
                 pending.extend(views);
             }
@@ -89,6 +95,28 @@ impl CatalogShared {
         self.cache
             .lock()
             .insert((schema.to_string(), name.to_string()), provider);
+    }
+
+    /// Remember a Delta table just written or opened, and read it through a new provider.
+    pub async fn remember_table(
+        &self,
+        schema: &str,
+        name: &str,
+        table: deltalake::DeltaTable,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let provider = super::lake::provider_of(&table).await?;
+        let key = (schema.to_string(), name.to_string());
+        self.cache.lock().insert(key.clone(), provider.clone());
+        self.tables.lock().insert(key, table);
+        Ok(provider)
+    }
+
+    /// The loaded Delta table of a relation this process has read or written, if any.
+    pub fn loaded_table(&self, schema: &str, name: &str) -> Option<deltalake::DeltaTable> {
+        self.tables
+            .lock()
+            .get(&(schema.to_string(), name.to_string()))
+            .cloned()
     }
 
     fn session(&self) -> Result<SessionState> {
@@ -113,7 +141,7 @@ impl CatalogShared {
                 .meta
                 .relation(&self.database, schema, name)
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            match record {
+            let table = match record {
                 Some(r) if r.kind == RelationKind::View => {
                     let mut sql = r.sql.unwrap_or_default();
                     if let Some((from, to)) = &self.rename {
@@ -126,13 +154,19 @@ impl CatalogShared {
                         ))
                     })?;
                     self.record_reads(&state, schema, name, &sql);
-                    Some(Arc::new(ViewTable::new(plan, Some(sql))))
+                    let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql)));
+                    self.cache.lock().insert(key, view.clone());
+                    return Ok(Some(view));
                 }
                 Some(r) => match r.location {
                     Some(loc) => self.lake.open_table_at(&loc).await?,
                     None => None,
                 },
                 None => self.lake.open_table(schema, name).await?,
+            };
+            match table {
+                Some(t) => Some(self.remember_table(schema, name, t).await?),
+                None => None,
             }
         };
         if let Some(p) = &provider {

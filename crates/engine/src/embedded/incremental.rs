@@ -382,7 +382,10 @@ impl EmbeddedWarehouse {
             drop(buffered);
             source
         };
-        let table = deltalake::open_table(self.shared.lake.table_url(schema, name)?).await?;
+        let table = match self.shared.loaded_table(schema, name) {
+            Some(t) => t,
+            None => deltalake::open_table(self.shared.lake.table_url(schema, name)?).await?,
+        };
         let guard = begin_write(
             self.shared.lake.table_dir(schema, name).as_deref(),
             Some(&table),
@@ -420,7 +423,9 @@ impl EmbeddedWarehouse {
             None,
         )?;
         self.shared.invalidate(schema, name);
-        Ok((table.version(), metrics))
+        let version = table.version();
+        self.shared.remember_table(schema, name, table).await?;
+        Ok((version, metrics))
     }
 }
 

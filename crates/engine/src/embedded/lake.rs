@@ -135,11 +135,7 @@ impl Lake {
     }
 
     /// Open the Delta table of `schema.name`, when it exists.
-    pub async fn open_table(
-        &self,
-        schema: &str,
-        name: &str,
-    ) -> DfResult<Option<Arc<dyn TableProvider>>> {
+    pub async fn open_table(&self, schema: &str, name: &str) -> DfResult<Option<DeltaTable>> {
         let exists = self
             .table_exists(schema, name)
             .await
@@ -150,14 +146,14 @@ impl Lake {
         let url = self
             .table_url(schema, name)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        open_provider(url).await
+        open_delta(url).await
     }
 
     /// Open a Delta table at a recorded location.
-    pub async fn open_table_at(&self, location: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+    pub async fn open_table_at(&self, location: &str) -> DfResult<Option<DeltaTable>> {
         let url = Url::parse(location)
             .map_err(|e| DataFusionError::Plan(format!("bad table location {location}: {e}")))?;
-        open_provider(url).await
+        open_delta(url).await
     }
 
     /// Schema folders of a local lake.
@@ -212,9 +208,9 @@ fn encode(segment: &str) -> String {
         .replace('+', "%20")
 }
 
-async fn open_provider(url: Url) -> DfResult<Option<Arc<dyn TableProvider>>> {
+async fn open_delta(url: Url) -> DfResult<Option<DeltaTable>> {
     match deltalake::open_table(url).await {
-        Ok(table) => Ok(Some(provider_of(&table).await?)),
+        Ok(table) => Ok(Some(table)),
         Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => {
             Ok(None)
         }

@@ -441,7 +441,10 @@ impl EmbeddedWarehouse {
         let url = self.shared.lake.table_url(schema, name)?;
         let exists = self.shared.lake.table_exists(schema, name).await?;
         let table = if exists {
-            DeltaTable::try_from_url(url.clone()).await?
+            match self.shared.loaded_table(schema, name) {
+                Some(t) => t,
+                None => DeltaTable::try_from_url(url.clone()).await?,
+            }
         } else {
             // A new table: the first write creates it, in the same commit as its data.
             deltalake::DeltaTableBuilder::from_url(url.clone())?.build()?
@@ -500,8 +503,7 @@ impl EmbeddedWarehouse {
         let rows = last_commit_rows(&table).await;
         self.record(target, RelationKind::Table, Some(url.to_string()), None)?;
         self.shared.invalidate(schema, name);
-        self.shared
-            .remember(schema, name, lake::provider_of(&table).await?);
+        self.shared.remember_table(schema, name, table).await?;
         Ok(MaterializeOutcome {
             rows_affected: rows,
             version,
