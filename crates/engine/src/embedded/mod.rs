@@ -561,11 +561,14 @@ fn begin_write(
     let Some(d) = dir else {
         return Ok(None);
     };
-    let live: Vec<String> = match existing {
-        Some(t) => t.get_file_uris()?.collect(),
-        None => Vec::new(),
+    let live = || match existing {
+        Some(t) => t
+            .get_file_uris()
+            .map(Iterator::collect)
+            .map_err(std::io::Error::other),
+        None => Ok(Vec::new()),
     };
-    WriteGuard::begin(d, &live).map(Some).map_err(|e| {
+    WriteGuard::begin(d, live).map(Some).map_err(|e| {
         Error::user(format!("cannot write {}: {e}", d.display()))
             .with_hint("check that the lake folder is writable")
     })
