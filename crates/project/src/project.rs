@@ -177,17 +177,29 @@ fn files_with_ext(root: &Path, dirs: &[String], exts: &[&str]) -> Vec<(PathBuf, 
     out
 }
 
+/// The pattern of `{% <tag> name %} ... {% end<tag> %}` blocks: the name, then the body.
+fn block_regex(tag: &str) -> regex::Regex {
+    #[allow(clippy::unwrap_used)] // a constant pattern around a plain word
+    regex::Regex::new(&format!(
+        r"(?s)\{{%-?\s*{tag}\s+([A-Za-z_][A-Za-z0-9_]*)\s*-?%\}}(.*?)\{{%-?\s*end{tag}\s*-?%\}}"
+    ))
+    .unwrap()
+}
+
+/// The blocks `re` finds in `text`, as (name, body).
+fn named_blocks<'t>(
+    re: &regex::Regex,
+    text: &'t str,
+) -> impl Iterator<Item = (String, regex::Match<'t>)> {
+    re.captures_iter(text)
+        .filter_map(|c| Some((c.get(1)?.as_str().to_string(), c.get(2)?)))
+}
+
 fn docs_blocks(text: &str) -> Vec<(String, String)> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    #[allow(clippy::unwrap_used)] // a constant pattern
-    let re = RE.get_or_init(|| {
-        regex::Regex::new(
-            r"(?s)\{%-?\s*docs\s+([A-Za-z_][A-Za-z0-9_]*)\s*-?%\}(.*?)\{%-?\s*enddocs\s*-?%\}",
-        )
-        .unwrap()
-    });
-    re.captures_iter(text)
-        .map(|c| (c[1].to_string(), c[2].trim().to_string()))
+    let re = RE.get_or_init(|| block_regex("docs"));
+    named_blocks(re, text)
+        .map(|(name, body)| (name, body.as_str().trim().to_string()))
         .collect()
 }
 
@@ -195,21 +207,14 @@ fn docs_blocks(text: &str) -> Vec<(String, String)> {
 /// preceded by the file's earlier lines as blank lines so Jinja errors point at the file's lines.
 fn snapshot_blocks(text: &str) -> Vec<(String, String)> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    #[allow(clippy::unwrap_used)] // a constant pattern
-    let re = RE.get_or_init(|| {
-        regex::Regex::new(
-            r"(?s)\{%-?\s*snapshot\s+([A-Za-z_][A-Za-z0-9_]*)\s*-?%\}(.*?)\{%-?\s*endsnapshot\s*-?%\}",
-        )
-        .unwrap()
-    });
-    re.captures_iter(text)
-        .filter_map(|c| {
-            let body = c.get(2)?;
+    let re = RE.get_or_init(|| block_regex("snapshot"));
+    named_blocks(re, text)
+        .map(|(name, body)| {
             let lines_before = text[..body.start()].matches('\n').count();
-            Some((
-                c[1].to_string(),
+            (
+                name,
                 format!("{}{}", "\n".repeat(lines_before), body.as_str()),
-            ))
+            )
         })
         .collect()
 }

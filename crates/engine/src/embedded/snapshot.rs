@@ -60,8 +60,6 @@ impl<'a> Parts<'a> {
             .map(|k| format!("coalesce(cast({alias}.{} as varchar), '')", q(k)))
             .collect();
         parts.push(format!("coalesce(cast({at} as varchar), '')"));
-        // `||` rather than concat_ws: the write plans its (already optimised) input again,
-        // and DataFusion's optimiser drops casts inside concat_ws that a second pass needs.
         format!("md5({})", parts.join(" || '|' || "))
     }
 
