@@ -365,6 +365,27 @@ impl<'p> Compiler<'p> {
                 Error::jinja(model.original_file_path.clone(), &e)
                     .with_node(format!("model `{}`", model.name))
             })?;
+        // A ref the parse render did not see (inside `{% if execute %}`, `{% if
+        // is_incremental() %}`, ...) is not a dependency: the model could run before it.
+        if let Some(call) = captured.refs.iter().find(|c| !model.refs.contains(c)) {
+            let written = match &call.package {
+                Some(p) => format!("ref('{p}', '{}')", call.name),
+                None => format!("ref('{}')", call.name),
+            };
+            return Err(Error::at(
+                strata_common::Location::file(model.original_file_path.clone()),
+                format!(
+                    "`{written}` is only called when the model runs (inside a block such as \
+                     `{{% if execute %}}` or `{{% if is_incremental() %}}`), so it is not a \
+                     declared dependency and `{}` could be built before the model",
+                    call.name
+                ),
+            )
+            .with_node(format!("model `{}`", model.name))
+            .with_hint(format!(
+                "add this line at the top of the model: -- depends_on: {{{{ {written} }}}}"
+            )));
+        }
         Ok((clean_sql(&sql), captured))
     }
 

@@ -894,13 +894,16 @@ fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, JEr
             let resolved = resolver
                 .resolve_ref(&call)
                 .map_err(|msg| JError::new(ErrorKind::InvalidOperation, msg))?;
-            if let Some(eph) = &resolved.ephemeral {
-                scope.record(|c| {
-                    if !c.ephemerals.contains(eph) {
-                        c.ephemerals.push(eph.clone());
-                    }
-                });
-            }
+            scope.record(|c| {
+                if let Some(eph) = &resolved.ephemeral
+                    && !c.ephemerals.contains(eph)
+                {
+                    c.ephemerals.push(eph.clone());
+                }
+                if !c.refs.contains(&call) {
+                    c.refs.push(call.clone());
+                }
+            });
             Ok(Value::from_object(JRelation {
                 relation: resolved.relation,
                 cte: resolved.ephemeral.map(|(_, cte)| cte),
