@@ -88,7 +88,8 @@ pub struct RelationRecord {
     pub name: String,
     /// Table or view.
     pub kind: RelationKind,
-    /// For tables: the Delta table's URL.
+    /// For tables: the Delta table's folder relative to the target's lake (`schema/name/`,
+    /// URL-encoded).
     pub location: Option<String>,
     /// For views: the defining SQL.
     pub sql: Option<String>,
@@ -140,7 +141,8 @@ pub struct NodeResultRecord {
     pub message: Option<String>,
 }
 
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE relations (
     database   TEXT NOT NULL,
     schema     TEXT NOT NULL,
@@ -174,7 +176,25 @@ CREATE TABLE node_results (
     PRIMARY KEY (run_id, unique_id)
 );
 CREATE INDEX node_results_by_node ON node_results(unique_id, started_at);
-"];
+",
+    // Table locations are relative to the target's lake, so a lake copied or moved with its
+    // catalog finds its own tables (absolute URLs pointed at the original place).
+    r"
+UPDATE relations SET location = CASE
+    WHEN schema NOT GLOB '*[^A-Za-z0-9_.-]*' AND name NOT GLOB '*[^A-Za-z0-9_.-]*'
+    THEN schema || '/' || name || '/'
+    END
+WHERE kind = 'table';
+",
+    // A store's identity: a lake records the store that writes it, and refuses another.
+    r"
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO settings (key, value) VALUES ('catalog_id', lower(hex(randomblob(16))));
+",
+];
 
 /// The metadata store of one target.
 #[derive(Debug)]
@@ -243,6 +263,17 @@ impl MetaStore {
             tx.commit()?;
         }
         Ok(())
+    }
+
+    /// This store's identity, made when it was created: the lake it writes records it, so a
+    /// second store (another machine's, a lost and recreated one) cannot write the same lake
+    /// unnoticed.
+    pub fn catalog_id(&self) -> Result<String> {
+        Ok(self.conn()?.query_row(
+            "SELECT value FROM settings WHERE key = 'catalog_id'",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// Insert or replace a catalog entry.
@@ -442,6 +473,47 @@ mod tests {
     }
 
     #[test]
+    fn absolute_table_locations_become_relative_to_the_lake() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("meta.sqlite");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(MIGRATIONS[0]).expect("v1");
+            conn.pragma_update(None, "user_version", 1)
+                .expect("version");
+            conn.execute_batch(
+                "INSERT INTO relations VALUES ('db', 'main', 'orders', 'table', 'file:///old/place/main/orders/', NULL, NULL, NULL, 'now');
+                 INSERT INTO relations VALUES ('db', 'main', 'odd name', 'table', 'file:///old/place/main/odd%20name/', NULL, NULL, NULL, 'now');
+                 INSERT INTO relations VALUES ('db', 'main', 'v', 'view', NULL, 'select 1', NULL, NULL, 'now');",
+            )
+            .expect("rows");
+        }
+        let store = MetaStore::open(&path).expect("migrate");
+        let location = |n: &str| {
+            store
+                .relation("db", "main", n)
+                .expect("get")
+                .expect("row")
+                .location
+        };
+        assert_eq!(location("orders").as_deref(), Some("main/orders/"));
+        assert_eq!(location("odd name"), None);
+        assert_eq!(location("v"), None);
+        let id = store.catalog_id().expect("id");
+        assert_eq!(id.len(), 32);
+        drop(store);
+        assert_eq!(
+            MetaStore::open(&path)
+                .expect("reopen")
+                .catalog_id()
+                .expect("id"),
+            id
+        );
+        let other = MetaStore::in_memory().expect("other");
+        assert_ne!(other.catalog_id().expect("id"), id);
+    }
+
+    #[test]
     fn relations_survive_reopening_and_upsert_replaces() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nested/meta.sqlite");
@@ -450,7 +522,7 @@ mod tests {
             store.upsert_relation(&view("a")).expect("insert");
             let mut b = view("a");
             b.kind = RelationKind::Table;
-            b.location = Some("file:///lake/main/a".into());
+            b.location = Some("main/a/".into());
             b.sql = None;
             store.upsert_relation(&b).expect("replace");
         }

@@ -8,6 +8,7 @@ mod jinja;
 mod packages;
 mod project;
 mod s3;
+mod safety;
 mod seeds;
 mod selection;
 mod sources;

@@ -158,11 +158,8 @@ impl CatalogShared {
                     self.cache.lock().insert(key, view.clone());
                     return Ok(Some(view));
                 }
-                Some(r) => match r.location {
-                    Some(loc) => self.lake.open_table_at(&loc).await?,
-                    None => None,
-                },
-                None => self.lake.open_table(schema, name).await?,
+                // Tables are found by name in this target's lake, wherever it has moved.
+                _ => self.lake.open_table(schema, name).await?,
             };
             match table {
                 Some(t) => Some(self.remember_table(schema, name, t).await?),

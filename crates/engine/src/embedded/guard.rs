@@ -1,23 +1,188 @@
-//! No leftovers: a table write on a local lake is bracketed by a marker file, created when the
-//! write starts. A write that fails removes the files it added (modified after the marker); a
-//! write that was killed is cleaned up by the next write of the same table, which removes every
-//! file modified after the marker that the table's current version does not reference. Times
-//! come from the file system itself (the marker's own modification time), whose clock is
-//! coarser than the system's: a file of an earlier write can share the marker's time, and is
-//! kept; one of this write sharing it would be left behind, never a file of another write
-//! removed. Nothing is listed while writes succeed, so the guard costs the same on a table of
-//! 10 files and of 10,000.
+//! No leftovers, and nothing committed lost. A table write is bracketed by a marker object in
+//! the table's folder (local or on an object store), put when the write starts:
+//!
+//! - a write that returns an error re-reads the table's log first: delta-rs can fail *after*
+//!   the commit (writing a checkpoint, cleaning up old log files), so the files to remove are
+//!   those written since the marker that the table's current version does not reference; a
+//!   table that has no log was never created, and goes entirely;
+//! - a write that was killed is cleaned up the same way by the next write of the table.
+//!
+//! Files written since the marker can only be referenced by a version committed since, so the
+//! current version is the only one to ask. Times are the store's own (a file's modification
+//! time, an object's `Last-Modified`), compared with the marker's: a file sharing the marker's
+//! time is kept, so a coarse clock (S3 has seconds) may leave a file behind, never remove a file
+//! of another write. Nothing is listed while writes succeed, so the guard costs the same on a
+//! table of 10 files and of 10,000.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::path::PathBuf;
 
-use url::Url;
+use chrono::{DateTime, Utc};
+use deltalake::DeltaTable;
+use deltalake::logstore::ObjectStoreRef;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
 
 const MARKER: &str = "_strata_write_in_progress.json";
 
-/// Files under a table folder, except the Delta log and the marker.
-fn list_files(dir: &Path) -> Vec<PathBuf> {
+type IoResult<T> = std::result::Result<T, object_store::Error>;
+
+/// A write in progress on one table.
+#[derive(Debug)]
+pub struct WriteGuard {
+    /// The table's store, rooted at the table.
+    store: ObjectStoreRef,
+    /// The table's folder, on a local lake (removed whole when a new table fails).
+    dir: Option<PathBuf>,
+    started: DateTime<Utc>,
+}
+
+impl WriteGuard {
+    /// Start a write on `table` (its current version when `exists`, else a table the write
+    /// creates): clean up after a write that was killed, then mark this one's start.
+    pub async fn begin(table: &DeltaTable, dir: Option<PathBuf>, exists: bool) -> IoResult<Self> {
+        let store = table.object_store();
+        let marker = Path::from(MARKER);
+        match store.head(&marker).await {
+            Ok(meta) => {
+                let live = if exists {
+                    Some(live_files(table)?)
+                } else {
+                    None
+                };
+                sweep(&store, dir.as_deref(), meta.last_modified, live.as_ref()).await?;
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        store
+            .put(
+                &marker,
+                PutPayload::from(std::process::id().to_string().into_bytes()),
+            )
+            .await?;
+        let started = store.head(&marker).await?.last_modified;
+        Ok(Self {
+            store,
+            dir,
+            started,
+        })
+    }
+
+    /// The write committed and nothing failed after: nothing to clean.
+    pub async fn finish(self) {
+        let _ = self.store.delete(&Path::from(MARKER)).await;
+    }
+
+    /// The write returned an error. `now` is the table as its log says it is now, re-read
+    /// after the error (`None`: it has no log, so the write never created it). Removes what
+    /// no committed version references. When the log could not be read, nothing is removed
+    /// and the marker stays, so the next write recovers.
+    pub async fn fail(self, now: std::result::Result<Option<&DeltaTable>, ()>) {
+        let live = match now {
+            Ok(Some(table)) => match live_files(table) {
+                Ok(files) => Some(files),
+                Err(_) => return,
+            },
+            Ok(None) => None,
+            Err(()) => return,
+        };
+        if sweep(
+            &self.store,
+            self.dir.as_deref(),
+            self.started,
+            live.as_ref(),
+        )
+        .await
+        .is_ok()
+        {
+            let _ = self.store.delete(&Path::from(MARKER)).await;
+        }
+    }
+}
+
+/// The data files of a table's loaded version, relative to the table's root.
+fn live_files(table: &DeltaTable) -> IoResult<HashSet<Path>> {
+    let snapshot = table.snapshot().map_err(|e| object_store::Error::Generic {
+        store: "delta",
+        source: Box::new(e),
+    })?;
+    Ok(snapshot
+        .log_data()
+        .into_iter()
+        .map(|f| f.object_store_path())
+        .collect())
+}
+
+/// Remove the files written after `since` that `live` does not reference. Without `live` (the
+/// table has no log: it was never created) the table goes entirely.
+async fn sweep(
+    store: &ObjectStoreRef,
+    dir: Option<&std::path::Path>,
+    since: DateTime<Utc>,
+    live: Option<&HashSet<Path>>,
+) -> IoResult<()> {
+    if live.is_none()
+        && let Some(dir) = dir
+    {
+        return match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(object_store::Error::Generic {
+                    store: "local",
+                    source: Box::new(e),
+                })
+            }
+            _ => Ok(()),
+        };
+    }
+    let keep = |path: &Path, modified: DateTime<Utc>| {
+        let p = path.as_ref();
+        p.starts_with("_delta_log/")
+            || p == MARKER
+            || live.is_some_and(|l| modified <= since || l.contains(path))
+    };
+    match dir {
+        // Local folders are walked directly: object stores hide files still being written
+        // (`name#1`), and a killed write leaves exactly those.
+        Some(dir) => {
+            for (rel, modified) in local_files(dir) {
+                if !keep(&Path::from(rel.as_str()), modified) {
+                    match std::fs::remove_file(dir.join(&rel)) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(object_store::Error::Generic {
+                                store: "local",
+                                source: Box::new(e),
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        None => {
+            let doomed: Vec<Path> = store
+                .list(None)
+                .try_filter(|m| futures::future::ready(!keep(&m.location, m.last_modified)))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await?;
+            for path in doomed {
+                match store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    if live.is_none() {
+        let _ = store.delete(&Path::from(MARKER)).await;
+    }
+    Ok(())
+}
+
+/// Files under a local table folder, as (path relative to it with `/`, modification time).
+fn local_files(dir: &std::path::Path) -> Vec<(String, DateTime<Utc>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -25,152 +190,65 @@ fn list_files(dir: &Path) -> Vec<PathBuf> {
             continue;
         };
         for e in entries.filter_map(std::result::Result::ok) {
-            let p = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                if p.file_name().is_some_and(|n| n != "_delta_log") {
-                    stack.push(p);
-                }
-            } else if p.file_name().is_some_and(|n| n != MARKER) {
-                out.push(p);
+            let path = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if let (Ok(rel), Ok(modified)) = (path.strip_prefix(dir), meta.modified()) {
+                let rel: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                out.push((rel.join("/"), DateTime::<Utc>::from(modified)));
             }
         }
     }
     out
 }
 
-fn has_log(dir: &Path) -> bool {
-    dir.join("_delta_log").is_dir()
-}
-
-/// Files under `dir` modified after `since`.
-fn written_since(dir: &Path, since: SystemTime) -> Vec<PathBuf> {
-    list_files(dir)
-        .into_iter()
-        .filter(|f| {
-            std::fs::metadata(f)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t > since)
-        })
-        .collect()
-}
-
-/// When a marker was written, by the file system's clock.
-fn marker_time(marker: &Path) -> std::io::Result<SystemTime> {
-    std::fs::metadata(marker)?.modified()
-}
-
-/// A write in progress on one table folder.
-#[derive(Debug)]
-pub struct WriteGuard {
-    dir: PathBuf,
-    existed: bool,
-    started: SystemTime,
-}
-
-impl WriteGuard {
-    /// Start a write: recover from an interrupted one, then mark this one's start.
-    ///
-    /// `live_files` gives the files of the table's current version (empty for a new table);
-    /// it is called only to recover.
-    pub fn begin(
-        dir: &Path,
-        live_files: impl FnOnce() -> std::io::Result<Vec<String>>,
-    ) -> std::io::Result<Self> {
-        let marker = dir.join(MARKER);
-        if marker.is_file() {
-            recover(dir, &marker, &live_files()?)?;
-        }
-        let existed = has_log(dir);
-        std::fs::create_dir_all(dir)?;
-        std::fs::write(&marker, std::process::id().to_string())?;
-        let started = marker_time(&marker)?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            existed,
-            started,
-        })
-    }
-
-    /// The write committed: nothing to clean.
-    pub fn finish(self) {
-        let _ = std::fs::remove_file(self.dir.join(MARKER));
-    }
-
-    /// The write failed before committing: remove what it added.
-    pub fn abort(self) {
-        if !self.existed {
-            let _ = std::fs::remove_dir_all(&self.dir);
-            return;
-        }
-        for f in written_since(&self.dir, self.started) {
-            let _ = std::fs::remove_file(&f);
-        }
-        let _ = std::fs::remove_file(self.dir.join(MARKER));
-    }
-}
-
-/// Clean up after a write that was killed: remove what it wrote, except what the current
-/// version references (the write may have committed just before it was killed).
-fn recover(dir: &Path, marker: &Path, live_files: &[String]) -> std::io::Result<()> {
-    if !has_log(dir) {
-        // The table was being created and never committed.
-        return std::fs::remove_dir_all(dir);
-    }
-    let started = marker_time(marker).ok();
-    let live: HashSet<PathBuf> = live_files
-        .iter()
-        .filter_map(|u| Url::parse(u).ok()?.to_file_path().ok())
-        .collect();
-    // A marker that cannot be read removes nothing: older versions' files must stay.
-    if let Some(started) = started {
-        for f in written_since(dir, started) {
-            if !live.contains(&f) {
-                std::fs::remove_file(&f)?;
-            }
-        }
-    }
-    std::fs::remove_file(marker)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use url::Url;
 
-    #[test]
-    fn interrupted_writes_are_cleaned_but_live_files_kept() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().join("t");
-        std::fs::create_dir_all(dir.join("_delta_log")).expect("log");
-        std::fs::write(dir.join("old.parquet"), b"old").expect("old");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        let guard = WriteGuard::begin(&dir, || Ok(Vec::new())).expect("begin");
-        // The file system's clock moves on (it ticks every few milliseconds).
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        // The process dies here, after writing two files and committing one of them.
-        std::fs::write(dir.join("orphan.parquet"), b"x").expect("orphan");
-        std::fs::write(dir.join("committed.parquet"), b"y").expect("committed");
-        std::mem::forget(guard);
-        let live = Url::from_file_path(dir.join("committed.parquet"))
-            .expect("url")
-            .to_string();
-        let next = WriteGuard::begin(&dir, || Ok(vec![live])).expect("recover");
-        assert!(dir.join("old.parquet").exists());
-        assert!(dir.join("committed.parquet").exists());
-        assert!(!dir.join("orphan.parquet").exists());
-        next.finish();
-        assert!(!dir.join(MARKER).exists());
+    fn table_at(dir: &std::path::Path) -> DeltaTable {
+        std::fs::create_dir_all(dir).expect("dir");
+        let url = Url::from_directory_path(dir).expect("url");
+        deltalake::DeltaTableBuilder::from_url(url)
+            .expect("builder")
+            .build()
+            .expect("table")
     }
 
-    #[test]
-    fn a_table_killed_while_being_created_is_removed() {
+    #[tokio::test]
+    async fn a_table_killed_while_being_created_is_removed() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("new");
-        let guard = WriteGuard::begin(&dir, || Ok(Vec::new())).expect("begin");
+        let table = table_at(&dir);
+        let guard = WriteGuard::begin(&table, Some(dir.clone()), false)
+            .await
+            .expect("begin");
         std::fs::write(dir.join("part.parquet"), b"x").expect("part");
         std::mem::forget(guard);
-        let next = WriteGuard::begin(&dir, || Ok(Vec::new())).expect("recover");
+        let next = WriteGuard::begin(&table, Some(dir.clone()), false)
+            .await
+            .expect("recover");
         assert!(!dir.join("part.parquet").exists());
-        next.abort();
+        next.fail(Ok(None)).await;
         assert!(!dir.exists());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_log_removes_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("t");
+        let table = table_at(&dir);
+        let guard = WriteGuard::begin(&table, Some(dir.clone()), false)
+            .await
+            .expect("begin");
+        std::fs::write(dir.join("part.parquet"), b"x").expect("part");
+        guard.fail(Err(())).await;
+        assert!(dir.join("part.parquet").exists());
+        assert!(dir.join(MARKER).exists(), "the next write recovers");
     }
 }

@@ -9,19 +9,16 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::prelude::DataFrame;
 use deltalake::operations::merge::{InsertBuilder, MergeBuilder, MergeMetrics};
-use futures::StreamExt;
 use strata_common::{quote_ident as q, quote_literal};
 use strata_meta::RelationKind;
 
-use super::{EmbeddedWarehouse, WriteTarget, begin_write, commit_properties, delta_write_error};
+use super::{EmbeddedWarehouse, WriteTarget, begin_write, commit_properties, settle};
 use crate::error::{Error, Result};
 use crate::types::{cast_type, sql_type};
 use crate::{MaterializeOutcome, MaterializeRequest, Warehouse};
 
 /// The table's alias in merge predicates.
 pub(super) const DEST: &str = "DBT_INTERNAL_DEST";
-/// Merges with at most this many new rows read them once, into memory.
-const BUFFERED_SOURCE_ROWS: usize = 1_000_000;
 
 /// The new rows' alias in merge predicates.
 pub(super) const SOURCE: &str = "DBT_INTERNAL_SOURCE";
@@ -45,8 +42,24 @@ impl EmbeddedWarehouse {
         req: &MaterializeRequest,
     ) -> Result<MaterializeOutcome> {
         let (schema, name) = (&req.relation.schema, &req.relation.identifier);
-        let exists = self.shared.lake.table_exists(schema, name).await?;
+        let exists = self
+            .shared
+            .lake
+            .table_exists(&self.shared.lake.table(schema, name)?)
+            .await?;
         let strategy = req.strategy();
+        // A key the query lacks is a mistake on every build, the first one included: never a
+        // table built without it, nor rows appended instead of merged.
+        if !req.unique_key.is_empty() {
+            let columns: Vec<String> = self
+                .describe(&req.sql)
+                .await?
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            check_keys(req, &columns)?;
+        }
         // A microbatch model's first batch creates the table, checked against its period.
         if !exists && strategy == "microbatch" && req.batch.is_some() {
             return self.replace_batch(req).await;
@@ -170,6 +183,9 @@ impl EmbeddedWarehouse {
     /// rows converted to them, and the new rows applied by the model's strategy, in one commit.
     async fn rewrite(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
         let source = self.describe(&req.sql).await?;
+        // The kept rows are filtered by the new ones: both from one evaluation of the query.
+        let staged = self.stage_sql(&req.sql).await?;
+        let incoming = format!("select * from {}", staged.sql_name());
         let target = self
             .describe(&format!("select * from {}", req.relation))
             .await?;
@@ -193,10 +209,7 @@ impl EmbeddedWarehouse {
                     .map(|k| format!("{SOURCE}.{} = {DEST}.{}", q(k), q(k)))
                     .collect::<Vec<_>>()
                     .join(" and ");
-                format!(
-                    "where not exists (select 1 from (\n{}\n) as {SOURCE} where {matches})",
-                    req.sql
-                )
+                format!("where not exists (select 1 from ({incoming}) as {SOURCE} where {matches})")
             }
             "microbatch" => match &req.batch {
                 Some(b) => format!("where not ({})", b.predicate(&format!("{DEST}."))),
@@ -206,10 +219,9 @@ impl EmbeddedWarehouse {
         };
         let mut rewritten = req.clone();
         rewritten.sql = format!(
-            "select {} from {} as {DEST} {filter}\nunion all\nselect * from (\n{}\n) as incoming",
+            "select {} from {} as {DEST} {filter}\nunion all\n{incoming}",
             kept.join(", "),
             req.relation,
-            req.sql
         );
         self.build_table(&rewritten).await
     }
@@ -228,7 +240,6 @@ impl EmbeddedWarehouse {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        check_keys(req, &columns)?;
         let update_cols: Vec<String> = columns
             .iter()
             .filter(|c| req.merge_update_columns.is_empty() || req.merge_update_columns.contains(c))
@@ -264,7 +275,8 @@ impl EmbeddedWarehouse {
     ) -> Result<MaterializeOutcome> {
         let schema = self.describe(&req.sql).await?;
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        check_keys(req, &columns)?;
+        // The rows to insert and the keys to delete come from one evaluation of the query.
+        let staged = self.stage_sql(&req.sql).await?;
         let keys: Vec<String> = req.unique_key.iter().map(|k| q(k)).collect();
         let deletes: Vec<String> = schema
             .fields()
@@ -282,10 +294,10 @@ impl EmbeddedWarehouse {
             })
             .collect();
         let sql = format!(
-            "select incoming.*, false as __strata_delete from (\n{sql}\n) as incoming\n\
+            "select incoming.*, false as __strata_delete from {sql} as incoming\n\
              union all\n\
-             select {deletes}, true as __strata_delete from (select distinct {keys} from (\n{sql}\n) as incoming) as incoming",
-            sql = req.sql,
+             select {deletes}, true as __strata_delete from (select distinct {keys} from {sql} as incoming) as incoming",
+            sql = staged.sql_name(),
             deletes = deletes.join(", "),
             keys = keys.join(", "),
         );
@@ -353,75 +365,41 @@ impl EmbeddedWarehouse {
         clauses: impl FnOnce(MergeBuilder) -> deltalake::DeltaResult<MergeBuilder>,
     ) -> Result<(Option<u64>, MergeMetrics)> {
         let (schema, name) = (&req.relation.schema, &req.relation.identifier);
-        // Analyse the source in our session, so Strata's SQL semantics apply.
-        let source = DataFrame::new(
-            self.ctx.state(),
-            self.analyzed(source.logical_plan().clone())?,
-        );
-        // Evaluate the new rows once, into memory when they are few (the usual case for an
-        // incremental run); the merge would otherwise evaluate the query more than once (to
-        // prune the table's files, then to join). Larger sources stream.
-        let mut stream = source.clone().execute_stream().await?;
-        let (mut buffered, mut rows, mut complete) = (Vec::new(), 0usize, true);
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            rows += batch.num_rows();
-            buffered.push(batch);
-            if rows > BUFFERED_SOURCE_ROWS {
-                complete = false;
-                break;
-            }
-        }
-        drop(stream);
-        if complete && rows == 0 {
+        // The new rows are read more than once by the merge (to prune the table's files, then
+        // to join): evaluate them once.
+        self.ready_to_write().await?;
+        let staged = self.stage(source.logical_plan().clone()).await?;
+        if staged.rows == 0 {
             return Ok((None, MergeMetrics::default()));
         }
-        let source = if complete {
-            self.ctx.read_batches(buffered)?
-        } else {
-            drop(buffered);
-            source
-        };
+        let source = staged.frame().await?;
+        let location = self.shared.lake.table(schema, name)?;
         let table = match self.shared.loaded_table(schema, name) {
             Some(t) => t,
-            None => deltalake::open_table(self.shared.lake.table_url(schema, name)?).await?,
+            None => deltalake::open_table(location.url.clone()).await?,
         };
-        let guard = begin_write(
-            self.shared.lake.table_dir(schema, name).as_deref(),
-            Some(&table),
-        )?;
+        let guard = begin_write(&table, &location, true).await?;
         let target = WriteTarget::of(req);
+        let write_id = uuid::Uuid::new_v4().to_string();
         let builder = table
             .merge(source, predicate)
             .with_source_alias(SOURCE)
             .with_target_alias(DEST)
             .with_merge_schema(add_columns)
             .with_session_state(Arc::new(self.ctx.state()))
-            .with_commit_properties(commit_properties(&target));
+            .with_commit_properties(commit_properties(&target, &write_id));
         let result = match clauses(builder) {
             Ok(b) => b.await,
             Err(e) => Err(e),
         };
-        let (table, metrics) = match result {
-            Ok(done) => {
-                if let Some(g) = guard {
-                    g.finish();
-                }
-                done
-            }
-            Err(e) => {
-                if let Some(g) = guard {
-                    g.abort();
-                }
-                return Err(delta_write_error(e));
-            }
+        let settled = settle(guard, &location, &write_id, result).await?;
+        let table = settled.table;
+        let metrics = match settled.done {
+            Some(m) => m,
+            // Committed, but the merge's own report is lost: read it from the commit.
+            None => committed_merge_metrics(&table).await,
         };
-        self.record(
-            &target,
-            RelationKind::Table,
-            Some(table.table_url().to_string()),
-            None,
-        )?;
+        self.record(&target, RelationKind::Table, &location, None)?;
         self.shared.invalidate(schema, name);
         let version = table.version();
         self.shared.remember_table(schema, name, table).await?;
@@ -453,6 +431,21 @@ impl crate::Batch {
     }
 }
 
+/// What the latest commit (a merge) did, from its commit info.
+async fn committed_merge_metrics(table: &deltalake::DeltaTable) -> MergeMetrics {
+    let mut metrics = MergeMetrics::default();
+    let mut history = table.history(Some(1));
+    if let Ok(Some(info)) = futures::TryStreamExt::try_next(&mut history).await
+        && let Some(m) = info.info.get("operationMetrics")
+    {
+        let get = |k: &str| m.get(k).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        metrics.num_target_rows_inserted = get("num_target_rows_inserted");
+        metrics.num_target_rows_updated = get("num_target_rows_updated");
+        metrics.num_target_rows_deleted = get("num_target_rows_deleted");
+    }
+    metrics
+}
+
 /// An insert clause setting each of `columns` from the new row.
 pub(super) fn insert_columns(mut insert: InsertBuilder, columns: &[String]) -> InsertBuilder {
     for c in columns {
@@ -475,9 +468,11 @@ fn check_keys(req: &MaterializeRequest, columns: &[String]) -> Result<()> {
     for k in &req.unique_key {
         if !columns.contains(k) {
             return Err(Error::user(format!(
-                "unique_key `{k}` is not a column of the model's query (columns: {})",
-                columns.join(", ")
-            )));
+                "unique_key `{k}` is not a column of the model's query (columns: {}){}; nothing was written",
+                columns.join(", "),
+                strata_common::did_you_mean(k, columns.iter().map(String::as_str)),
+            ))
+            .with_hint("unique_key names the columns (one, or a list) that identify a row: fix its spelling in the model's config, or select that column"));
         }
     }
     Ok(())

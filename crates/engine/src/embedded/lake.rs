@@ -11,8 +11,9 @@ use std::sync::Arc;
 use datafusion::catalog::TableProvider;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use deltalake::{DeltaTable, DeltaTableError};
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use url::Url;
 
 /// Object-store URL schemes a lake may use.
@@ -97,6 +98,51 @@ impl Lake {
         Ok(())
     }
 
+    /// Record that the metadata store `catalog_id` (at `metadata`) writes this lake, or check
+    /// that it is the one recorded. Two stores over one lake would each miss the other's
+    /// tables and locks, so a lake written by another store is refused. The record is
+    /// `_strata/catalog.json` in the lake, created atomically (a conditional put on object
+    /// stores), so two first writers cannot both win.
+    pub async fn claim(&self, catalog_id: &str, metadata: &str) -> Result<()> {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        let mine =
+            serde_json::json!({"catalog_id": catalog_id, "metadata": metadata, "host": host});
+        let body = serde_json::to_vec_pretty(&mine)
+            .map_err(|e| Error::Internal(format!("owner record: {e}")))?;
+        let found = match &self.local {
+            Some(root) => claim_local(&root.join(OWNER), &body)
+                .map_err(|e| lake_not_writable(&root.display(), &e))?,
+            None => {
+                let store = self.object_store()?;
+                let path =
+                    ObjectPath::from(format!("{}/{OWNER}", self.root.path().trim_matches('/')));
+                claim_object(store.as_ref(), &path, body)
+                    .await
+                    .map_err(|e| lake_not_writable(&self.root, &e))?
+            }
+        };
+        let Some(found) = found else {
+            return Ok(());
+        };
+        let owner: serde_json::Value = serde_json::from_slice(&found).unwrap_or_default();
+        if owner["catalog_id"].as_str() == Some(catalog_id) {
+            return Ok(());
+        }
+        let field = |k: &str| owner[k].as_str().unwrap_or("?").to_string();
+        Err(Error::user(format!(
+            "the lake {} is written by another metadata store ({} on host `{}`), not by this target's ({metadata}); two stores over one lake would each miss the other's tables, so nothing was written",
+            self.root,
+            field("metadata"),
+            field("host"),
+        ))
+        .with_hint(format!(
+            "run Strata where that metadata store is (or point the target's `metadata:` at it), or give this target a `lake:` of its own; if that store is gone for good, delete {}{OWNER} to hand the lake to this one",
+            self.root
+        )))
+    }
+
     /// The object store holding the lake's bucket (object-store lakes).
     pub fn object_store(&self) -> Result<Arc<dyn ObjectStore>> {
         let mut bucket = self.root.clone();
@@ -110,50 +156,81 @@ impl Lake {
             })
     }
 
-    /// Whether a Delta table exists at `url`.
-    pub async fn table_exists(&self, schema: &str, name: &str) -> Result<bool> {
-        if let Some(dir) = self.table_dir(schema, name) {
+    /// Where the table `schema.name` lives: `<lake>/<schema>/<name>/`. Names become folder
+    /// names, so names that could leave the lake (`..`, `/`, ...) are refused here, before
+    /// anything is read or written.
+    pub fn table(&self, schema: &str, name: &str) -> Result<TableLocation> {
+        check_name("schema", schema)?;
+        check_name("table", name)?;
+        let relative = format!("{}/{}/", encode(schema), encode(name));
+        let url = self
+            .root
+            .join(&relative)
+            .map_err(|e| Error::Internal(format!("table URL for {schema}.{name}: {e}")))?;
+        Ok(TableLocation {
+            dir: self.local.as_ref().map(|r| r.join(schema).join(name)),
+            url,
+            relative,
+        })
+    }
+
+    /// Whether a Delta table exists at a location.
+    pub async fn table_exists(&self, table: &TableLocation) -> Result<bool> {
+        if let Some(dir) = &table.dir {
             return Ok(dir.join("_delta_log").is_dir());
         }
-        let url = self.table_url(schema, name)?;
-        Ok(deltalake::DeltaTableBuilder::from_url(url)?
+        Ok(deltalake::DeltaTableBuilder::from_url(table.url.clone())?
             .build()?
             .verify_deltatable_existence()
             .await?)
     }
 
-    /// The folder of a table (local lakes).
-    pub fn table_dir(&self, schema: &str, name: &str) -> Option<PathBuf> {
-        self.local.as_ref().map(|r| r.join(schema).join(name))
-    }
-
-    /// The URL of a table.
-    pub fn table_url(&self, schema: &str, name: &str) -> Result<Url> {
-        self.root
-            .join(&format!("{}/{}/", encode(schema), encode(name)))
-            .map_err(|e| Error::Internal(format!("table URL for {schema}.{name}: {e}")))
-    }
-
     /// Open the Delta table of `schema.name`, when it exists.
     pub async fn open_table(&self, schema: &str, name: &str) -> DfResult<Option<DeltaTable>> {
-        let exists = self
-            .table_exists(schema, name)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        if !exists {
+        let external = |e: Error| DataFusionError::External(Box::new(e));
+        let table = self.table(schema, name).map_err(external)?;
+        if !self.table_exists(&table).await.map_err(external)? {
             return Ok(None);
         }
-        let url = self
-            .table_url(schema, name)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        open_delta(url).await
+        open_delta(table.url).await
     }
 
-    /// Open a Delta table at a recorded location.
-    pub async fn open_table_at(&self, location: &str) -> DfResult<Option<DeltaTable>> {
-        let url = Url::parse(location)
-            .map_err(|e| DataFusionError::Plan(format!("bad table location {location}: {e}")))?;
-        open_delta(url).await
+    /// Remove a table's files (a table replaced by a view, a table whose creation failed).
+    pub async fn remove_table(&self, table: &TableLocation) -> Result<()> {
+        if let Some(dir) = &table.dir {
+            return match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::user(format!("cannot remove {}: {e}", dir.display())))
+                }
+                _ => Ok(()),
+            };
+        }
+        let store = self.object_store()?;
+        let prefix = ObjectPath::from_url_path(table.url.path())
+            .map_err(|e| Error::Internal(format!("object path of {}: {e}", table.url)))?;
+        let paths = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
+        store
+            .delete_stream(paths)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| Error::user(format!("cannot remove {}: {e}", table.url)))?;
+        Ok(())
+    }
+
+    /// Where change sets too large for memory spill: inside a local lake (the same disk as the
+    /// tables), else the system's temporary folder.
+    pub fn spill_dir(&self) -> PathBuf {
+        self.local
+            .as_ref()
+            .map(|r| r.join("_strata_tmp"))
+            .unwrap_or_else(std::env::temp_dir)
+    }
+
+    /// Remove what killed writers spilled into a local lake (see [`Lake::spill_dir`]).
+    pub fn clear_local_spills(&self) {
+        if self.local.is_some() {
+            let _ = std::fs::remove_dir_all(self.spill_dir());
+        }
     }
 
     /// Schema folders of a local lake.
@@ -183,6 +260,104 @@ impl Lake {
     }
 }
 
+/// A table's place in the lake, from names already checked.
+#[derive(Debug, Clone)]
+pub struct TableLocation {
+    /// The table's root URL.
+    pub url: Url,
+    /// Its folder, on a local lake.
+    pub dir: Option<PathBuf>,
+    /// Its path relative to the lake's root (`schema/name/`, URL-encoded): what the catalog
+    /// records, so a lake copied or moved with its catalog still finds its own tables.
+    pub relative: String,
+}
+
+/// Refuse a schema or table name that cannot be a folder of the lake: empty, `.`, `..`, or
+/// holding a path separator, NUL or another control character. Every other character (spaces,
+/// quotes, non-ASCII letters) is legal, and encoded where the lake is a URL.
+fn check_name(kind: &str, name: &str) -> Result<()> {
+    let bad = if name.is_empty() {
+        Some("it is empty".to_string())
+    } else if name == "." || name == ".." {
+        Some(format!(
+            "`{name}` names a folder of the file system, not a new one"
+        ))
+    } else {
+        name.chars()
+            .find(|c| matches!(c, '/' | '\\') || c.is_control())
+            .map(|c| format!("it contains {}", describe_char(c)))
+    };
+    match bad {
+        None => Ok(()),
+        Some(why) => Err(Error::user(format!(
+            "the {kind} name `{}` cannot be used in the lake: {why}",
+            name.escape_debug()
+        ))
+        .with_hint(
+            "schemas and tables are folders of the lake: set `schema`/`alias` (or the source's `schema`/`identifier`) to a name without `/`, `\\`, control characters, and other than `.` or `..`",
+        )),
+    }
+}
+
+fn describe_char(c: char) -> String {
+    match c {
+        '/' => "`/`".into(),
+        '\\' => "`\\`".into(),
+        '\0' => "a NUL character".into(),
+        c => format!("the control character U+{:04X}", c as u32),
+    }
+}
+
+/// The record of the metadata store writing a lake, relative to its root.
+const OWNER: &str = "_strata/catalog.json";
+
+/// Create `path` with `body` unless it exists; returns what it holds when it does.
+fn claim_local(path: &Path, body: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Write;
+    match std::fs::read(path) {
+        Ok(found) => return Ok(Some(found)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(mut f) => f.write_all(body).map(|()| None),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path).map(Some),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`claim_local`] on an object store, with a conditional put.
+async fn claim_object(
+    store: &dyn ObjectStore,
+    path: &ObjectPath,
+    body: Vec<u8>,
+) -> object_store::Result<Option<Vec<u8>>> {
+    match read_object(store, path).await {
+        Ok(found) => return Ok(Some(found)),
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    match store
+        .put_opts(path, PutPayload::from(body), PutMode::Create.into())
+        .await
+    {
+        Ok(_) => Ok(None),
+        Err(object_store::Error::AlreadyExists { .. }) => read_object(store, path).await.map(Some),
+        Err(e) => Err(e),
+    }
+}
+
+async fn read_object(store: &dyn ObjectStore, path: &ObjectPath) -> object_store::Result<Vec<u8>> {
+    Ok(store.get(path).await?.bytes().await?.to_vec())
+}
+
 fn lake_not_writable(root: &dyn std::fmt::Display, e: &dyn std::fmt::Display) -> Error {
     Error::user(format!("the lake {root} is not writable: {e}")).with_hint(
         "point `lake:` of the target in profiles.yml at a place you can write, or fix its permissions",
@@ -208,7 +383,7 @@ fn encode(segment: &str) -> String {
         .replace('+', "%20")
 }
 
-async fn open_delta(url: Url) -> DfResult<Option<DeltaTable>> {
+pub(crate) async fn open_delta(url: Url) -> DfResult<Option<DeltaTable>> {
     match deltalake::open_table(url).await {
         Ok(table) => Ok(Some(table)),
         Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => {
@@ -224,4 +399,30 @@ pub async fn provider_of(table: &DeltaTable) -> DfResult<Arc<dyn TableProvider>>
         .table_provider()
         .await
         .map_err(|e| DataFusionError::External(Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_leave_the_lake_are_refused() {
+        let lake = Lake::parse("/tmp/lake").expect("lake");
+        for bad in ["..", ".", "", "a/b", "a\\b", "x\0y", "tab\there"] {
+            let err = lake.table("main", bad).expect_err(bad).to_string();
+            assert!(err.contains("cannot be used in the lake"), "{bad}: {err}");
+            assert!(lake.table(bad, "t").is_err(), "schema {bad}");
+        }
+        let odd = lake.table("my schema", "Ünïcode \"q\" %").expect("legal");
+        assert_eq!(
+            odd.dir.as_deref(),
+            Some(Path::new("/tmp/lake/my schema/Ünïcode \"q\" %"))
+        );
+        assert!(
+            odd.url
+                .as_str()
+                .starts_with("file:///tmp/lake/my%20schema/")
+        );
+        assert_eq!(odd.url.path_segments().map(|s| s.count()), Some(5));
+    }
 }

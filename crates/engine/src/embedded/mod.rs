@@ -8,6 +8,7 @@ mod introspect;
 mod lake;
 mod seed;
 mod snapshot;
+mod stage;
 mod time_travel;
 
 use std::sync::Arc;
@@ -73,7 +74,7 @@ pub struct WarehouseOptions {
 pub struct EmbeddedWarehouse {
     ctx: SessionContext,
     shared: Arc<CatalogShared>,
-    /// Set once the lake has been found writable (checked before the first write only).
+    /// Set once the lake has been found writable and ours (checked before the first write).
     writable: tokio::sync::OnceCell<()>,
 }
 
@@ -112,6 +113,7 @@ impl EmbeddedWarehouse {
             .with_analyzer_rules(TrueDivision::with_default_rules())
             .build();
         let ctx = SessionContext::new_with_state(state);
+        stage::register(&ctx)?;
         let shared = Arc::new(CatalogShared::new(
             options.database.clone(),
             lake,
@@ -179,18 +181,14 @@ impl EmbeddedWarehouse {
                 ),
             );
         }
-        let url = match record.and_then(|r| r.location) {
-            Some(loc) => url::Url::parse(&loc)
-                .map_err(|e| Error::Internal(format!("bad location {loc}: {e}")))?,
-            None => self.shared.lake.table_url(schema, name)?,
-        };
-        if !self.shared.lake.table_exists(schema, name).await? {
+        let table = self.shared.lake.table(schema, name)?;
+        if !self.shared.lake.table_exists(&table).await? {
             return Err(
                 Error::user(format!("{relation} has not been built in this target"))
                     .with_hint("build it first with `strata run --select <model>`"),
             );
         }
-        Ok(deltalake::open_table(url).await?)
+        Ok(deltalake::open_table(table.url).await?)
     }
 
     /// The versions of a table, newest first: time, operation, rows written, run.
@@ -225,6 +223,7 @@ impl EmbeddedWarehouse {
     /// Make `version` the current content of a table again, as a new version (Delta RESTORE).
     /// Returns the new version.
     pub async fn rollback(&self, relation: &strata_project::Relation, version: u64) -> Result<u64> {
+        self.ready_to_write().await?;
         let table = self.delta_table(relation).await?;
         let latest = table.version().unwrap_or(0);
         if version > latest {
@@ -246,6 +245,7 @@ impl EmbeddedWarehouse {
         relation: &strata_project::Relation,
         zorder: Vec<String>,
     ) -> Result<(u64, u64)> {
+        self.ready_to_write().await?;
         let table = self.delta_table(relation).await?;
         let builder = table.optimize();
         let builder = if zorder.is_empty() {
@@ -271,6 +271,7 @@ impl EmbeddedWarehouse {
         retain_hours: Option<i64>,
         dry_run: bool,
     ) -> Result<Vec<String>> {
+        self.ready_to_write().await?;
         let table = self.delta_table(relation).await?;
         let mut builder = table
             .vacuum()
@@ -319,12 +320,49 @@ impl EmbeddedWarehouse {
             .execute_and_check(plan, state.config_options(), |_, _| {})?)
     }
 
+    /// Before the first write of this process: the lake is writable, and written by this
+    /// target's metadata store only (see [`Lake::claim`]).
+    async fn ready_to_write(&self) -> Result<()> {
+        self.writable
+            .get_or_try_init(|| async {
+                self.shared.lake.ensure_writable().await?;
+                // Change sets a killed writer spilled are of no use to anyone now (this
+                // process holds the target's lock).
+                self.shared.lake.clear_local_spills();
+                let meta = &self.shared.meta;
+                self.shared
+                    .lake
+                    .claim(&meta.catalog_id()?, &meta.path().display().to_string())
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Run a query once and keep its rows for the write that follows (see [`stage`]).
+    async fn stage(&self, plan: datafusion::logical_expr::LogicalPlan) -> Result<stage::Staged> {
+        stage::stage(
+            &self.ctx,
+            self.analyzed(plan)?,
+            stage::MEMORY_ROWS,
+            &self.shared.lake.spill_dir(),
+        )
+        .await
+    }
+
+    /// Run a model's query once and keep its rows (see [`stage`]).
+    async fn stage_sql(&self, sql: &str) -> Result<stage::Staged> {
+        let df = self.plan(sql).await?;
+        self.stage(df.logical_plan().clone()).await
+    }
+
     /// Record a relation just built in the catalog.
+    /// Tables are recorded with their place relative to the lake; views with their SQL.
     fn record(
         &self,
         target: &WriteTarget<'_>,
         kind: RelationKind,
-        location: Option<String>,
+        location: &lake::TableLocation,
         sql: Option<String>,
     ) -> Result<()> {
         self.shared.meta.upsert_relation(&RelationRecord {
@@ -332,7 +370,7 @@ impl EmbeddedWarehouse {
             schema: target.relation.schema.clone(),
             name: target.relation.identifier.clone(),
             kind,
-            location,
+            location: (kind == RelationKind::Table).then(|| location.relative.clone()),
             sql,
             unique_id: Some(target.unique_id.to_string()),
             run_id: Some(target.run_id.to_string()),
@@ -344,6 +382,8 @@ impl EmbeddedWarehouse {
     async fn build_view(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
         let df = self.plan(&req.sql).await?;
         let (schema, name) = (&req.relation.schema, &req.relation.identifier);
+        let location = self.shared.lake.table(schema, name)?;
+        self.ready_to_write().await?;
         let previous = self
             .shared
             .meta
@@ -351,7 +391,7 @@ impl EmbeddedWarehouse {
         self.record(
             &WriteTarget::of(req),
             RelationKind::View,
-            None,
+            &location,
             Some(req.sql.clone()),
         )?;
         self.shared.invalidate(schema, name);
@@ -369,13 +409,9 @@ impl EmbeddedWarehouse {
         let was_table = previous
             .as_ref()
             .is_some_and(|p| p.kind == RelationKind::Table)
-            || self
-                .shared
-                .lake
-                .table_dir(schema, name)
-                .is_some_and(|d| d.join("_delta_log").is_dir());
-        if was_table && let Some(dir) = self.shared.lake.table_dir(schema, name) {
-            let _ = std::fs::remove_dir_all(dir);
+            || self.shared.lake.table_exists(&location).await?;
+        if was_table {
+            self.shared.lake.remove_table(&location).await?;
         }
         Ok(MaterializeOutcome {
             rows_affected: None,
@@ -431,32 +467,29 @@ impl EmbeddedWarehouse {
         replace_where: Option<String>,
     ) -> Result<MaterializeOutcome> {
         let (schema, name) = (&target.relation.schema, &target.relation.identifier);
+        let location = self.shared.lake.table(schema, name)?;
         // Analyse in Strata's own DataFusion session, so its SQL semantics apply to what is
         // written exactly as they apply to queries.
         let plan = self.analyzed(plan)?;
-        self.writable
-            .get_or_try_init(|| self.shared.lake.ensure_writable())
-            .await?;
-        let dir = self.shared.lake.table_dir(schema, name);
-        let url = self.shared.lake.table_url(schema, name)?;
-        let exists = self.shared.lake.table_exists(schema, name).await?;
+        self.ready_to_write().await?;
+        let exists = self.shared.lake.table_exists(&location).await?;
         let table = if exists {
             match self.shared.loaded_table(schema, name) {
                 Some(t) => t,
-                None => DeltaTable::try_from_url(url.clone()).await?,
+                None => DeltaTable::try_from_url(location.url.clone()).await?,
             }
         } else {
             // A new table: the first write creates it, in the same commit as its data.
-            deltalake::DeltaTableBuilder::from_url(url.clone())?.build()?
+            deltalake::DeltaTableBuilder::from_url(location.url.clone())?.build()?
         };
-        let guard = begin_write(dir.as_deref(), exists.then_some(&table))?;
-        let commit = commit_properties(target);
+        let guard = begin_write(&table, &location, exists).await?;
+        let write_id = uuid::Uuid::new_v4().to_string();
         let mut builder = table
             .write(Vec::<RecordBatch>::new())
             .with_input_plan(plan)
             .with_save_mode(mode)
             .with_session_state(Arc::new(self.ctx.state()))
-            .with_commit_properties(commit);
+            .with_commit_properties(commit_properties(target, &write_id));
         if let Some(size) = target.file_size {
             builder = builder.with_configuration([
                 ("delta.targetFileSize".to_string(), Some(size.to_string())),
@@ -483,34 +516,26 @@ impl EmbeddedWarehouse {
                     SchemaMode::Overwrite
                 }),
         };
-        let written = builder.await;
-        let table = match written {
-            Ok(t) => {
-                if let Some(g) = guard {
-                    g.finish();
-                }
-                t
-            }
-            Err(e) => {
-                // Nothing was committed: remove what the failed write left behind.
-                if let Some(g) = guard {
-                    g.abort();
-                }
-                return Err(delta_write_error(e));
-            }
-        };
-        let version = table.version();
-        let rows = last_commit_rows(&table).await;
-        self.record(target, RelationKind::Table, Some(url.to_string()), None)?;
+        let written = builder.await.map(|t| (t, ()));
+        let settled = settle(guard, &location, &write_id, written).await?;
+        let version = settled.table.version();
+        let rows = last_commit_rows(&settled.table).await;
+        self.record(target, RelationKind::Table, &location, None)?;
         self.shared.invalidate(schema, name);
-        self.shared.remember_table(schema, name, table).await?;
+        self.shared
+            .remember_table(schema, name, settled.table)
+            .await?;
+        let mut message = match rows {
+            Some(n) => format!("SELECT {n}"),
+            None => "OK".into(),
+        };
+        if let Some(w) = settled.warning {
+            message = format!("{message} ({w})");
+        }
         Ok(MaterializeOutcome {
             rows_affected: rows,
             version,
-            message: match rows {
-                Some(n) => format!("SELECT {n}"),
-                None => "OK".into(),
-            },
+            message,
         })
     }
 }
@@ -551,31 +576,85 @@ impl<'a> WriteTarget<'a> {
     }
 }
 
-/// Start guarding a write to a local table folder (`None` on object stores): files of an
-/// earlier killed write are removed, and this write's files are removed if it fails.
-/// `existing` is the table's current version, when there is one.
-fn begin_write(
-    dir: Option<&std::path::Path>,
-    existing: Option<&DeltaTable>,
-) -> Result<Option<WriteGuard>> {
-    let Some(d) = dir else {
-        return Ok(None);
-    };
-    let live = || match existing {
-        Some(t) => t
-            .get_file_uris()
-            .map(Iterator::collect)
-            .map_err(std::io::Error::other),
-        None => Ok(Vec::new()),
-    };
-    WriteGuard::begin(d, live).map(Some).map_err(|e| {
-        Error::user(format!("cannot write {}: {e}", d.display()))
-            .with_hint("check that the lake folder is writable")
-    })
+/// Start guarding a write to a table (`exists`: it has a committed version, `table`): files
+/// of an earlier killed write are removed first.
+async fn begin_write(
+    table: &DeltaTable,
+    location: &lake::TableLocation,
+    exists: bool,
+) -> Result<WriteGuard> {
+    WriteGuard::begin(table, location.dir.clone(), exists)
+        .await
+        .map_err(|e| {
+            Error::user(format!("cannot write {}: {e}", location.url))
+                .with_hint("check that the lake is writable")
+        })
 }
 
-/// Commit metadata naming the run and node that wrote a version.
-fn commit_properties(target: &WriteTarget<'_>) -> CommitProperties {
+/// A guarded write that committed.
+pub(super) struct Settled<T> {
+    /// The table at the write's version.
+    table: DeltaTable,
+    /// What the operation reported (absent when it failed after committing).
+    done: Option<T>,
+    /// Why the write reported an error though it committed.
+    warning: Option<String>,
+}
+
+/// End a guarded write. On error the table's log is read again: delta-rs can fail after the
+/// commit (a checkpoint, log cleanup), and then the write did happen — its files stay and it
+/// is reported as done, with a warning. Otherwise what the write left behind is removed.
+async fn settle<T>(
+    guard: WriteGuard,
+    location: &lake::TableLocation,
+    write_id: &str,
+    result: deltalake::DeltaResult<(DeltaTable, T)>,
+) -> Result<Settled<T>> {
+    let error = match result {
+        Ok((table, done)) => {
+            guard.finish().await;
+            return Ok(Settled {
+                table,
+                done: Some(done),
+                warning: None,
+            });
+        }
+        Err(e) => e,
+    };
+    match lake::open_delta(location.url.clone()).await {
+        Ok(now) => {
+            guard.fail(Ok(now.as_ref())).await;
+            if let Some(table) = now
+                && written_by(&table, write_id).await
+            {
+                return Ok(Settled {
+                    table,
+                    done: None,
+                    warning: Some(format!(
+                        "committed; a step after the commit failed: {error}"
+                    )),
+                });
+            }
+        }
+        Err(_) => guard.fail(Err(())).await,
+    }
+    Err(delta_write_error(error))
+}
+
+/// Whether the table's latest commit is the write `write_id`.
+async fn written_by(table: &DeltaTable, write_id: &str) -> bool {
+    let mut history = table.history(Some(1));
+    matches!(
+        history.try_next().await,
+        Ok(Some(info)) if info.info.get(WRITE_ID).and_then(|v| v.as_str()) == Some(write_id)
+    )
+}
+
+/// Commit metadata key identifying one write.
+const WRITE_ID: &str = "strata.write_id";
+
+/// Commit metadata naming the run and node that wrote a version, and the write itself.
+fn commit_properties(target: &WriteTarget<'_>, write_id: &str) -> CommitProperties {
     CommitProperties::default().with_metadata([
         (
             "strata.run_id".to_string(),
@@ -585,6 +664,7 @@ fn commit_properties(target: &WriteTarget<'_>) -> CommitProperties {
             "strata.node".to_string(),
             serde_json::json!(target.unique_id),
         ),
+        (WRITE_ID.to_string(), serde_json::json!(write_id)),
     ])
 }
 
@@ -646,9 +726,6 @@ impl Warehouse for EmbeddedWarehouse {
     }
 
     async fn append(&self, request: &MaterializeRequest) -> Result<MaterializeOutcome> {
-        self.writable
-            .get_or_try_init(|| self.shared.lake.ensure_writable())
-            .await?;
         let df = self.plan(&request.sql).await?;
         self.write_with_mode(
             &WriteTarget::of(request),

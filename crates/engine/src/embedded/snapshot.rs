@@ -101,7 +101,12 @@ impl EmbeddedWarehouse {
         validate(req, spec, &source)?;
         let parts = Parts::new(spec);
         let (schema, name) = (&req.relation.schema, &req.relation.identifier);
-        if !self.shared.lake.table_exists(schema, name).await? {
+        if !self
+            .shared
+            .lake
+            .table_exists(&self.shared.lake.table(schema, name)?)
+            .await?
+        {
             let upd = parts.updated("s");
             let mut first = req.clone();
             first.sql = format!(
@@ -120,7 +125,9 @@ impl EmbeddedWarehouse {
         let target = self
             .describe(&format!("select * from {}", req.relation))
             .await?;
-        let sql = changes_sql(req, &parts, &source, &target);
+        // What to close and what to insert come from one evaluation of the query.
+        let staged = self.stage_sql(&req.sql).await?;
+        let sql = changes_sql(req, &parts, &source, &target, &staged.sql_name());
         let df = self.plan(&sql).await?;
         let columns: Vec<String> = df
             .schema()
@@ -236,6 +243,7 @@ fn changes_sql(
     parts: &Parts<'_>,
     source: &Schema,
     target: &Schema,
+    staged: &str,
 ) -> String {
     let spec = parts.spec;
     // The merged rows have the table's columns, then any new columns of the query.
@@ -314,7 +322,7 @@ fn changes_sql(
         req.relation,
         parts.is_current("cur")
     );
-    let source_sql = &req.sql;
+    let source_sql = format!("select * from {staged}");
     let keys_equal = parts.keys_equal("src", "cur");
     let mut insert_set = vec![
         ("dbt_scd_id", parts.scd_id("src", &upd)),

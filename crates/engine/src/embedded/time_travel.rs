@@ -72,16 +72,12 @@ impl TableFunctionImpl for TableAtVersion {
                 "{schema}.{table} is a view; only tables have versions"
             )));
         }
-        let url = match record.and_then(|r| r.location) {
-            Some(loc) => {
-                url::Url::parse(&loc).map_err(|e| DataFusionError::External(Box::new(e)))?
-            }
-            None => self
-                .shared
-                .lake
-                .table_url(&schema, &table)
-                .map_err(|e| DataFusionError::External(Box::new(e)))?,
-        };
+        let url = self
+            .shared
+            .lake
+            .table(&schema, &table)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+            .url;
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|e| DataFusionError::Execution(e.to_string()))?;
         let loaded = tokio::task::block_in_place(|| {
