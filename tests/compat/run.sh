@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Build tests/compat/shop with dbt-duckdb and with Strata, time both from nothing to all tests
-# passed, and compare every table and view the two built.
+# Build a dbt project (tests/compat/shop by default) with dbt-duckdb and with Strata, twice,
+# and compare every table and view the two built (column names, types and values, NULLs
+# included) and how every model, seed, snapshot and test ended in each build.
 #
-#   tests/compat/run.sh            # uses target/release/strata (or $STRATA_BIN)
+#   tests/compat/run.sh                 # uses target/release/strata (or $STRATA_BIN)
+#   tests/compat/run.sh path/to/project # another project with `duck` and `strata` targets
+#   COMPAT_KEEP=1 tests/compat/run.sh   # keep the work folder (both copies, logs) to look at
+#
+# The second build runs after the project's second_run/ folder, when it has one, is copied
+# over both copies (shop's brings a feed with updated, new and deleted orders and changed
+# customers), with --vars '{build_round: 2}' (the first has 1), so incremental models and
+# snapshots do real incremental work.
 #
 # dbt-core<1.12 and dbt-duckdb are installed into a venv of their own on first use.
 set -euo pipefail
@@ -10,6 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 venv="${COMPAT_VENV:-$HOME/.cache/strata/compat-venv}"
 strata="${STRATA_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/strata}"
+project=$(cd "${1:-$here/shop}" && pwd)
 
 if [ ! -x "$venv/bin/dbt" ]; then
   echo "== installing dbt-core<1.12 and dbt-duckdb into $venv"
@@ -19,24 +28,76 @@ fi
 [ -x "$strata" ] || { echo "no strata binary at $strata: cargo build --release -p strata" >&2; exit 2; }
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cp -r "$here/shop" "$work/duck"
-cp -r "$here/shop" "$work/strata"
+if [ -n "${COMPAT_KEEP:-}" ]; then
+  echo "== working in $work (kept)"
+else
+  trap 'rm -rf "$work"' EXIT
+fi
+cp -r "$project" "$work/duck"
+cp -r "$project" "$work/strata"
+mkdir "$work/results"
+export DBT_SEND_ANONYMOUS_USAGE_STATS=false
+export COMPAT_DUCKDB_PATH="$work/duck/compat.duckdb"
 
 seconds() { python3 -c 'import time; print(time.time())'; }
+start=$(seconds)
 
-echo "== dbt build (dbt-duckdb)"
-t0=$(seconds)
-(cd "$work/duck" && DBT_SEND_ANONYMOUS_USAGE_STATS=false "$venv/bin/dbt" build --target duck --profiles-dir . > "$work/dbt.log" 2>&1) \
-  || { tail -30 "$work/dbt.log"; exit 1; }
-t1=$(seconds)
-echo "== strata build"
-(cd "$work/strata" && "$strata" build --target strata > "$work/strata.log" 2>&1) \
-  || { tail -30 "$work/strata.log"; exit 1; }
-t2=$(seconds)
-tail -1 "$work/dbt.log"
-tail -1 "$work/strata.log"
-python3 -c "print(f'dbt-duckdb build: {$t1 - $t0:.2f} s   strata build: {$t2 - $t1:.2f} s')"
+# build TOOL LABEL [ARGS...]: one `build` of one copy; keeps its log and run_results.json.
+build() {
+  local tool=$1 label=$2 rc=0
+  shift 2
+  if [ "$tool" = duck ]; then
+    (cd "$work/duck" && "$venv/bin/dbt" build --target duck --profiles-dir . "$@") \
+      > "$work/$label-duck.log" 2>&1 || rc=$?
+  else
+    (cd "$work/strata" && "$strata" build --target strata "$@") \
+      > "$work/$label-strata.log" 2>&1 || rc=$?
+  fi
+  if [ "$rc" != 0 ]; then
+    echo "!! $tool build ($label) exited with $rc:"
+    tail -30 "$work/$label-$tool.log"
+  fi
+  mkdir -p "$work/results/$label"
+  echo "$rc" > "$work/results/$label/$tool.rc"
+  cp "$work/$tool/target/run_results.json" "$work/results/$label/$tool.json" 2>/dev/null || true
+  rm -f "$work/$tool/target/run_results.json"
+}
 
-echo "== comparing every relation"
-"$venv/bin/python" "$here/compare.py" "$work/duck/compat.duckdb" "$strata" "$work/strata"
+if [ -f "$project/packages.yml" ] || [ -f "$project/dependencies.yml" ]; then
+  echo "== dbt deps (dbt-duckdb; Strata reads local packages in place)"
+  (cd "$work/duck" && "$venv/bin/dbt" deps --profiles-dir . > "$work/deps.log" 2>&1) \
+    || { tail -30 "$work/deps.log"; exit 1; }
+fi
+
+for round in first second; do
+  vars='{build_round: 1}'
+  if [ "$round" = second ]; then
+    vars='{build_round: 2}'
+    if [ -d "$project/second_run" ]; then
+      cp -r "$project/second_run/." "$work/duck/"
+      cp -r "$project/second_run/." "$work/strata/"
+    fi
+  fi
+  echo "== $round build"
+  t0=$(seconds)
+  build duck "$round" --vars "$vars"
+  t1=$(seconds)
+  build strata "$round" --vars "$vars"
+  t2=$(seconds)
+  echo "   dbt-duckdb: $(grep -a 'Done\.' "$work/$round-duck.log" | tail -1 | sed 's/.*Done\. //')"
+  echo "   strata:     $(grep -a 'Done\.' "$work/$round-strata.log" | tail -1 | sed 's/.*Done\. //')"
+  python3 -c "print(f'   dbt-duckdb build: {$t1 - $t0:.2f} s   strata build: {$t2 - $t1:.2f} s')"
+done
+
+echo "== comparing"
+rc=0
+"$venv/bin/python" "$here/compare.py" \
+  --duckdb "$COMPAT_DUCKDB_PATH" --duck-project "$work/duck" \
+  --strata "$strata" --strata-project "$work/strata" \
+  --results first "$work/results/first" --results second "$work/results/second" \
+  > "$work/compare.log" || rc=$?
+end=$(seconds)
+head -n -1 "$work/compare.log"
+python3 -c "print(f'run.sh took {$end - $start:.1f} s')"
+tail -1 "$work/compare.log"
+exit "$rc"
