@@ -1,0 +1,2 @@
+select id, cast(happened_at as varchar) as happened_text
+from {{ ref('events') }}
