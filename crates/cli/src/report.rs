@@ -318,6 +318,46 @@ impl Reporter for Console {
                     self.line(&format!("{head}{} {tail}", ".".repeat(dots)));
                 }
             }
+            RunEvent::Hook(h) => {
+                if self.format == LogFormat::Json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "ts": now(),
+                            "level": if h.ok { "info" } else { "error" },
+                            "event": "hook_finished",
+                            "phase": h.phase,
+                            "name": h.name,
+                            "index": h.index,
+                            "total": h.total,
+                            "status": if h.ok { "success" } else { "error" },
+                            "message": h.message,
+                            "seconds": h.seconds,
+                        })
+                    );
+                } else if !self.quiet || !h.ok {
+                    let head = format!(
+                        "{}  {} of {} {} hook: {} ",
+                        clock(),
+                        h.index,
+                        h.total,
+                        if h.ok { "OK" } else { "ERROR" },
+                        h.name
+                    );
+                    let dots = 82usize.saturating_sub(head.chars().count()).max(3);
+                    let tail = if h.ok {
+                        format!("[{} in {:.2}s]", h.message, h.seconds)
+                    } else {
+                        format!("[ERROR in {:.2}s]", h.seconds)
+                    };
+                    self.line(&format!("{head}{} {tail}", ".".repeat(dots)));
+                    if !h.ok {
+                        for l in h.message.lines() {
+                            self.line(&format!("{}    {l}", clock()));
+                        }
+                    }
+                }
+            }
             RunEvent::NodeFinished {
                 index,
                 total,

@@ -172,6 +172,15 @@ pub struct SeedRequest {
     pub run_id: String,
 }
 
+/// Whom a statement's writes are recorded for (the commit's metadata).
+#[derive(Debug, Clone)]
+pub struct StatementContext {
+    /// The node (or run hook) running it.
+    pub unique_id: String,
+    /// The run.
+    pub run_id: String,
+}
+
 /// What building a relation did.
 #[derive(Debug, Clone)]
 pub struct MaterializeOutcome {
@@ -201,6 +210,11 @@ pub trait Warehouse: Send + Sync {
 
     /// Plan a read-only query and return its output schema without running it.
     async fn describe(&self, sql: &str) -> Result<SchemaRef>;
+
+    /// Run SQL statements (a hook's): queries, and `insert into`, `delete from`, `update`,
+    /// `merge into` on tables of this target, each one commit. Returns one status per
+    /// statement (`INSERT 3`).
+    async fn execute(&self, sql: &str, context: &StatementContext) -> Result<Vec<String>>;
 
     /// A handle templates use to run queries while compiling (`run_query`, `statement`).
     fn introspector(&self) -> Option<std::sync::Arc<dyn strata_project::jinja::Introspector>> {

@@ -10,12 +10,12 @@ use futures::TryStreamExt;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use strata_meta::{MetaStore, NodeResultRecord, RunRecord};
-use strata_project::compile::Compiler;
+use strata_project::compile::{Compiler, ModelHooks};
 use strata_project::data_tests::DataTest;
 use strata_project::{Node, Project, Relation};
 
 use crate::microbatch::MicrobatchConfig;
-use crate::{Batch, Materialization, MaterializeRequest, SeedRequest, Warehouse};
+use crate::{Batch, Materialization, MaterializeRequest, SeedRequest, StatementContext, Warehouse};
 
 /// What happened to one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,6 +108,8 @@ pub enum RunEvent<'a> {
     },
     /// A batch of a microbatch model finished.
     Batch(BatchEvent<'a>),
+    /// An `on-run-start` or `on-run-end` hook finished.
+    Hook(HookEvent<'a>),
     /// A node finished (or was skipped).
     NodeFinished {
         /// 1-based position in the run.
@@ -140,6 +142,25 @@ pub struct BatchEvent<'a> {
     pub seconds: f64,
 }
 
+/// A run hook finished.
+#[derive(Debug)]
+pub struct HookEvent<'a> {
+    /// `on-run-start` or `on-run-end`.
+    pub phase: &'a str,
+    /// Its name (`shop-on-run-start-0`).
+    pub name: &'a str,
+    /// 1-based position among the phase's hooks.
+    pub index: usize,
+    /// Hooks of the phase.
+    pub total: usize,
+    /// Whether it ran without error.
+    pub ok: bool,
+    /// Its status (`INSERT 3`) or error.
+    pub message: &'a str,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
 /// Receives [`RunEvent`]s (status lines, progress bars, JSON logs).
 pub trait Reporter: Send + Sync {
     /// Handle one event.
@@ -163,14 +184,18 @@ pub struct RunResults {
     pub results: Vec<NodeResult>,
     /// Seconds the run took.
     pub elapsed: f64,
+    /// Whether an `on-run-start` or `on-run-end` hook failed.
+    pub hooks_failed: bool,
 }
 
 impl RunResults {
     /// Whether nothing failed (warnings do not count).
     pub fn success(&self) -> bool {
-        self.results
-            .iter()
-            .all(|r| !r.status.is_failure() && r.status != NodeStatus::Skipped)
+        !self.hooks_failed
+            && self
+                .results
+                .iter()
+                .all(|r| !r.status.is_failure() && r.status != NodeStatus::Skipped)
     }
 
     /// How many nodes ended with `status`.
@@ -293,6 +318,19 @@ impl<'a> Runner<'a> {
             })?;
         }
         let total = nodes.len();
+        let mut compiler = Compiler::new(self.project)
+            .with_introspector(self.warehouse.introspector())
+            .with_defer(self.defer.clone());
+        let run_context = self.run_context(nodes, &[]);
+        let start_failed = self
+            .run_hooks(
+                "on-run-start",
+                &mut compiler,
+                &run_id,
+                &run_context,
+                reporter,
+            )
+            .await;
         reporter.report(RunEvent::Started { total });
 
         let in_run: HashSet<&str> = nodes.iter().map(String::as_str).collect();
@@ -322,9 +360,6 @@ impl<'a> Runner<'a> {
         let mut done: HashSet<&str> = HashSet::new();
         let mut started_nodes: HashSet<&str> = HashSet::new();
         let mut results: Vec<NodeResult> = Vec::with_capacity(total);
-        let mut compiler = Compiler::new(self.project)
-            .with_introspector(self.warehouse.introspector())
-            .with_defer(self.defer.clone());
         let audit_schema = format!("{}_dbt_test__audit", self.project.target.schema);
         // Snapshots record changes as of the run's start.
         let now = self
@@ -333,7 +368,8 @@ impl<'a> Runner<'a> {
             .format("%Y-%m-%d %H:%M:%S%.6f")
             .to_string();
         let mut running = FuturesUnordered::new();
-        let mut stop = false;
+        // A failed on-run-start hook runs nothing (every node is reported skipped).
+        let mut stop = start_failed;
 
         loop {
             while !stop && running.len() < self.threads {
@@ -358,6 +394,10 @@ impl<'a> Runner<'a> {
                 let clock = Instant::now();
                 // Models and tests compile here, just before they run, so compile errors are
                 // node errors.
+                let hooks = match subject {
+                    Subject::Node(Node::Model(_)) => Some(compiler.compile_hooks(id)),
+                    _ => None,
+                };
                 let work = match subject {
                     Subject::Node(Node::Model(model)) if is_microbatch(model) => {
                         self.microbatch_work(model, &mut compiler)
@@ -373,16 +413,19 @@ impl<'a> Runner<'a> {
                 let audit_schema = audit_schema.as_str();
                 let now = now.as_str();
                 running.push(async move {
-                    let outcome = work
-                        .execute(
-                            warehouse,
-                            run_id,
-                            Some((database, audit_schema)),
-                            full_refresh,
-                            now,
-                            reporter,
-                        )
-                        .await;
+                    let context = StatementContext {
+                        unique_id: id.to_string(),
+                        run_id: run_id.clone(),
+                    };
+                    let work = work.execute(
+                        warehouse,
+                        run_id,
+                        Some((database, audit_schema)),
+                        full_refresh,
+                        now,
+                        reporter,
+                    );
+                    let outcome = with_hooks(warehouse, hooks, &context, work).await;
                     (
                         id,
                         index,
@@ -407,6 +450,22 @@ impl<'a> Runner<'a> {
             done.insert(id);
             let failed = result.status.is_failure();
             self.record(&run_id, &result)?;
+            if result.status == NodeStatus::Success
+                && let (Some(meta), Subject::Node(built)) = (&self.meta, node)
+            {
+                // Recorded for the serving roles; checked at load, so a bad value is not
+                // possible here.
+                let grants = built.config().grants().unwrap_or_default();
+                let r = built.relation();
+                // Written only when there is something to grant or to revoke.
+                if !grants.is_empty()
+                    || !meta
+                        .grants(&r.database, &r.schema, &r.identifier)?
+                        .is_empty()
+                {
+                    meta.set_grants(&r.database, &r.schema, &r.identifier, &grants, &run_id)?;
+                }
+            }
             reporter.report(RunEvent::NodeFinished {
                 index,
                 total,
@@ -482,7 +541,11 @@ impl<'a> Runner<'a> {
                 };
                 let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
                 r.status = NodeStatus::Skipped;
-                r.message = "skipped: the run stopped at the first failure (--fail-fast)".into();
+                r.message = if start_failed {
+                    "skipped: an on-run-start hook failed".into()
+                } else {
+                    "skipped: the run stopped at the first failure (--fail-fast)".into()
+                };
                 self.record(&run_id, &r)?;
                 reporter.report(RunEvent::NodeFinished {
                     index: position[id.as_str()],
@@ -492,10 +555,15 @@ impl<'a> Runner<'a> {
                 results.push(r);
             }
         }
+        let run_context = self.run_context(nodes, &results);
+        let end_failed = self
+            .run_hooks("on-run-end", &mut compiler, &run_id, &run_context, reporter)
+            .await;
         let results = RunResults {
             run_id: run_id.clone(),
             results,
             elapsed: started.elapsed().as_secs_f64(),
+            hooks_failed: start_failed || end_failed,
         };
         if let Some(meta) = &self.meta {
             meta.finish_run(
@@ -509,6 +577,88 @@ impl<'a> Runner<'a> {
             )?;
         }
         Ok(results)
+    }
+
+    /// Run the project's `on-run-start` or `on-run-end` hooks (`phase`), in order, stopping at
+    /// the first failure; returns whether one failed.
+    async fn run_hooks(
+        &self,
+        phase: &str,
+        compiler: &mut Compiler<'_>,
+        run_id: &str,
+        context: &serde_json::Value,
+        reporter: &dyn Reporter,
+    ) -> bool {
+        let hooks = match phase {
+            "on-run-start" => &self.project.on_run_start,
+            _ => &self.project.on_run_end,
+        };
+        for (i, hook) in hooks.iter().enumerate() {
+            let clock = Instant::now();
+            let name = format!("{}-{phase}-{i}", self.project.name());
+            let statement = StatementContext {
+                unique_id: format!("operation.{}.{name}", self.project.name()),
+                run_id: run_id.to_string(),
+            };
+            let outcome = match compiler.compile_run_hook(phase, i, &hook.sql, context) {
+                Ok(sql) if sql.trim().is_empty() => Ok(vec!["OK".to_string()]),
+                Ok(sql) => self
+                    .warehouse
+                    .execute(&sql, &statement)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let (ok, message) = match &outcome {
+                Ok(statuses) => (true, statuses.join("; ")),
+                Err(e) => (false, e.clone()),
+            };
+            reporter.report(RunEvent::Hook(HookEvent {
+                phase,
+                name: &name,
+                index: i + 1,
+                total: hooks.len(),
+                ok,
+                message: &message,
+                seconds: clock.elapsed().as_secs_f64(),
+            }));
+            if !ok {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// What run hooks see: `schemas` and `database_schemas` the run builds in, and the
+    /// `results` so far (for `on-run-end`), shaped as dbt's.
+    fn run_context(&self, nodes: &[String], results: &[NodeResult]) -> serde_json::Value {
+        let mut pairs: BTreeSet<(String, String)> = BTreeSet::new();
+        for id in nodes {
+            if let Some(n) = self.project.node(id) {
+                let r = n.relation();
+                pairs.insert((r.database.clone(), r.schema.clone()));
+            }
+        }
+        let schemas: BTreeSet<&String> = pairs.iter().map(|(_, s)| s).collect();
+        let results: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "node": {"unique_id": r.unique_id, "name": r.name, "resource_type": r.resource_type},
+                    "unique_id": r.unique_id,
+                    "status": r.status,
+                    "message": r.message,
+                    "execution_time": r.seconds,
+                    "failures": r.failures,
+                    "adapter_response": {"rows_affected": r.rows_affected},
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "schemas": schemas,
+            "database_schemas": pairs,
+            "results": results,
+        })
     }
 
     /// Plan and compile the batches of a microbatch model.
@@ -819,6 +969,39 @@ impl Work<'_> {
             }
         }
     }
+}
+
+/// Run a model's `pre-hook`s, then its `work`, then (when it was built) its `post-hook`s. A
+/// failing hook fails the model.
+async fn with_hooks(
+    warehouse: &dyn Warehouse,
+    hooks: Option<strata_project::Result<ModelHooks>>,
+    context: &StatementContext,
+    work: impl std::future::Future<Output = Done>,
+) -> Done {
+    let hooks = match hooks {
+        None => return work.await,
+        Some(Err(e)) => return Done::error(e.to_string(), None),
+        Some(Ok(h)) => h,
+    };
+    for (i, sql) in hooks.pre.iter().enumerate() {
+        if let Err(e) = warehouse.execute(sql, context).await {
+            return Done::error(format!("pre-hook {} failed: {e}", i + 1), Some(sql.clone()));
+        }
+    }
+    let mut done = work.await;
+    if done.status == NodeStatus::Success {
+        for (i, sql) in hooks.post.iter().enumerate() {
+            if let Err(e) = warehouse.execute(sql, context).await {
+                done = Done::error(
+                    format!("post-hook {} failed (the model was built): {e}", i + 1),
+                    done.sql,
+                );
+                break;
+            }
+        }
+    }
+    done
 }
 
 /// Whether a model is incremental with the `microbatch` strategy.

@@ -194,6 +194,18 @@ CREATE TABLE settings (
 );
 INSERT INTO settings (key, value) VALUES ('catalog_id', lower(hex(randomblob(16))));
 ",
+    // The privileges a relation's `grants` config gives, as of its last build.
+    r"
+CREATE TABLE grants (
+    database  TEXT NOT NULL,
+    schema    TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    privilege TEXT NOT NULL,
+    grantee   TEXT NOT NULL,
+    run_id    TEXT,
+    PRIMARY KEY (database, schema, name, privilege, grantee)
+);
+",
 ];
 
 /// The metadata store of one target.
@@ -274,6 +286,51 @@ impl MetaStore {
             [],
             |r| r.get(0),
         )?)
+    }
+
+    /// Make `grants` ((privilege, grantee) pairs) the privileges on a relation, replacing
+    /// what an earlier build granted (as dbt revokes what the config no longer lists).
+    pub fn set_grants(
+        &self,
+        database: &str,
+        schema: &str,
+        name: &str,
+        grants: &[(String, String)],
+        run_id: &str,
+    ) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM grants WHERE database = ?1 AND schema = ?2 AND name = ?3",
+            params![database, schema, name],
+        )?;
+        for (privilege, grantee) in grants {
+            tx.execute(
+                "INSERT OR IGNORE INTO grants (database, schema, name, privilege, grantee, run_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![database, schema, name, privilege, grantee, run_id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The privileges on a relation, as (privilege, grantee), sorted.
+    pub fn grants(
+        &self,
+        database: &str,
+        schema: &str,
+        name: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT privilege, grantee FROM grants WHERE database = ?1 AND schema = ?2 AND name = ?3
+             ORDER BY privilege, grantee",
+        )?;
+        let rows = stmt.query_map(params![database, schema, name], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Insert or replace a catalog entry.

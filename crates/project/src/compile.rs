@@ -23,6 +23,15 @@ pub struct CompiledModel {
     pub ephemerals: Vec<String>,
 }
 
+/// A model's hooks, rendered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelHooks {
+    /// Run before the model is built.
+    pub pre: Vec<String>,
+    /// Run after it was built.
+    pub post: Vec<String>,
+}
+
 /// Resolves refs and sources of a project's nodes.
 #[derive(Debug)]
 pub struct ProjectResolver {
@@ -319,6 +328,91 @@ impl<'p> Compiler<'p> {
         Ok(inject_ctes(&clean_sql(&body), &ctes))
     }
 
+    /// A model's `pre-hook`s and `post-hook`s, rendered in its context (`this`, `config`, ...),
+    /// in the order they run.
+    pub fn compile_hooks(&self, unique_id: &str) -> Result<ModelHooks> {
+        let model = self
+            .project
+            .models
+            .get(unique_id)
+            .ok_or_else(|| Error::Internal(format!("compile: unknown node {unique_id}")))?;
+        let render = |key: &str| -> Result<Vec<String>> {
+            let hooks = model.config.hooks(key).map_err(|msg| {
+                Error::at(
+                    strata_common::Location::file(model.original_file_path.clone()),
+                    msg,
+                )
+            })?;
+            let what = key.replace('_', "-");
+            let name = format!("{} ({what})", model.original_file_path.display());
+            hooks
+                .iter()
+                .map(|h| {
+                    let resolver: Arc<dyn Resolver> = self.resolver.clone();
+                    self.project
+                        .jinja
+                        .render_source(
+                            &name,
+                            &h.sql,
+                            Mode::Compile,
+                            self.info(model),
+                            Some(resolver),
+                        )
+                        .map(|(sql, _)| clean_sql(&sql))
+                        .map_err(|e| {
+                            Error::jinja(model.original_file_path.clone(), &e)
+                                .with_node(format!("{what} of model `{}`", model.name))
+                        })
+                })
+                .collect()
+        };
+        Ok(ModelHooks {
+            pre: render("pre_hook")?,
+            post: render("post_hook")?,
+        })
+    }
+
+    /// One `on-run-start` or `on-run-end` hook (`phase`), rendered with the project's context
+    /// and `extra` variables (`schemas`, `database_schemas`, and `results` at the end).
+    pub fn compile_run_hook(
+        &mut self,
+        phase: &str,
+        index: usize,
+        sql: &str,
+        extra: &serde_json::Value,
+    ) -> Result<String> {
+        let package = self.project.name().to_string();
+        let name = format!("{package}-{phase}-{index}");
+        let info = NodeInfo {
+            unique_id: format!("operation.{package}.{name}"),
+            name: name.clone(),
+            package,
+            resource_type: "operation".into(),
+            fqn: vec![name],
+            original_file_path: self
+                .project
+                .config_path
+                .file_name()
+                .map(PathBuf::from)
+                .unwrap_or_default(),
+            config: crate::config::NodeConfig::new(),
+            relation: None,
+        };
+        let file = info.original_file_path.clone();
+        let resolver: Arc<dyn Resolver> = self.resolver.clone();
+        self.project
+            .jinja
+            .render_source_with(
+                &format!("{} ({phase})", file.display()),
+                sql,
+                info,
+                Some(resolver),
+                extra,
+            )
+            .map(|sql| clean_sql(&sql))
+            .map_err(|e| Error::jinja(file, &e).with_node(format!("{phase} hook {}", index + 1)))
+    }
+
     /// Compile SQL given on the command line (`show --inline`): Jinja with refs and sources.
     pub fn compile_inline(&mut self, sql: &str) -> Result<String> {
         let package = self.project.name().to_string();
@@ -345,8 +439,9 @@ impl<'p> Compiler<'p> {
         Ok(inject_ctes(&clean_sql(&body), &ctes))
     }
 
-    fn render(&self, model: &Model) -> Result<(String, crate::jinja::Captured)> {
-        let info = NodeInfo {
+    /// What templates see of a model.
+    fn info(&self, model: &Model) -> NodeInfo {
+        NodeInfo {
             unique_id: model.unique_id.clone(),
             name: model.name.clone(),
             package: model.package.clone(),
@@ -355,7 +450,11 @@ impl<'p> Compiler<'p> {
             original_file_path: model.original_file_path.clone(),
             config: model.config.clone(),
             relation: Some(model.relation.clone()),
-        };
+        }
+    }
+
+    fn render(&self, model: &Model) -> Result<(String, crate::jinja::Captured)> {
+        let info = self.info(model);
         let resolver: Arc<dyn Resolver> = self.resolver.clone();
         let (sql, captured) = self
             .project

@@ -193,6 +193,10 @@ impl NodeConfig {
                 }
                 self.values.insert(key, Json::Object(merged));
             }
+            "pre_hook" | "post_hook" => {
+                let hooks = crate::hooks::accumulate(self.values.get(&key), value);
+                self.values.insert(key, hooks);
+            }
             _ => {
                 self.values.insert(key, value);
             }
@@ -253,6 +257,43 @@ impl NodeConfig {
     /// `tags`.
     pub fn tags(&self) -> Vec<String> {
         self.values.get("tags").map(tags_of).unwrap_or_default()
+    }
+
+    /// The hooks of `key` (`pre_hook` or `post_hook`), in the order they run.
+    pub fn hooks(&self, key: &str) -> std::result::Result<Vec<crate::hooks::Hook>, String> {
+        match self.values.get(key) {
+            Some(v) => crate::hooks::parse_hooks(v, &key.replace('_', "-")),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// `grants`: privilege → the roles it is granted to, as (privilege, grantee) pairs in
+    /// order. `{select: [reporter, bi]}`; a single role may be a string.
+    pub fn grants(&self) -> std::result::Result<Vec<(String, String)>, String> {
+        let bad = || {
+            "`grants` must map privileges to roles, e.g. grants: {select: [reporter]}".to_string()
+        };
+        match self.values.get("grants") {
+            None | Some(Json::Null) => Ok(Vec::new()),
+            Some(Json::Object(map)) => {
+                let mut out = Vec::new();
+                for (privilege, roles) in map {
+                    let roles: Vec<&Json> = match roles {
+                        Json::Array(a) => a.iter().collect(),
+                        one => vec![one],
+                    };
+                    for r in roles {
+                        let role = r.as_str().ok_or_else(bad)?;
+                        out.push((
+                            privilege.trim_start_matches('+').to_lowercase(),
+                            role.to_string(),
+                        ));
+                    }
+                }
+                Ok(out)
+            }
+            Some(_) => Err(bad()),
+        }
     }
 
     /// The configuration as a JSON object (for the manifest and for Jinja's `config.get`).

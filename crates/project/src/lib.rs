@@ -12,6 +12,7 @@ pub mod config;
 pub mod data_tests;
 pub mod error;
 pub mod graph;
+pub mod hooks;
 pub mod jinja;
 pub mod node;
 pub mod packages;

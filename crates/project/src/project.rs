@@ -79,6 +79,10 @@ pub struct Project {
     pub run_started_at: chrono::DateTime<chrono::Utc>,
     /// This invocation's id.
     pub invocation_id: String,
+    /// `on-run-start` hooks of the project file, in order.
+    pub on_run_start: Vec<crate::hooks::Hook>,
+    /// `on-run-end` hooks of the project file, in order.
+    pub on_run_end: Vec<crate::hooks::Hook>,
 }
 
 impl Project {
@@ -691,7 +695,11 @@ impl Loader {
                 graph.add_edge(d, &t.unique_id);
             }
         }
+        check_configs(&models, &seeds, &tests)?;
+        let (on_run_start, on_run_end) = run_hooks(&self.config, &self.config_path)?;
         Ok(Project {
+            on_run_start,
+            on_run_end,
             root: self.root,
             config: self.config,
             config_path: self.config_path,
@@ -1481,4 +1489,138 @@ fn uuid_like() -> String {
         &h[17..20],
         &h[20..32]
     )
+}
+
+/// Configuration keys Strata acts on (or records for the manifest and catalog, as `meta`).
+/// Any other key is accepted, with a warning that it has no effect.
+const ACTED_ON: &[&str] = &[
+    // every node
+    "materialized",
+    "schema",
+    "database",
+    "alias",
+    "tags",
+    "enabled",
+    "meta",
+    "docs",
+    "description",
+    "group",
+    "access",
+    "grants",
+    "pre_hook",
+    "post_hook",
+    "full_refresh",
+    "quoting",
+    "persist_docs",
+    // tables and incremental models
+    "contract",
+    "partition_by",
+    "cluster_by",
+    "target_file_size",
+    "unique_key",
+    "incremental_strategy",
+    "on_schema_change",
+    "merge_update_columns",
+    "merge_exclude_columns",
+    "incremental_predicates",
+    // microbatch
+    "event_time",
+    "batch_size",
+    "lookback",
+    "begin",
+    "concurrent_batches",
+    // snapshots
+    "strategy",
+    "updated_at",
+    "check_cols",
+    "hard_deletes",
+    "invalidate_hard_deletes",
+    "dbt_valid_to_current",
+    "target_schema",
+    "target_database",
+    // seeds
+    "column_types",
+    "delimiter",
+    "quote_columns",
+    // data tests
+    "severity",
+    "warn_if",
+    "error_if",
+    "where",
+    "limit",
+    "store_failures",
+    "store_failures_as",
+    "fail_calc",
+];
+
+/// Check what can be checked of the nodes' configurations at load: hooks must be SQL, and
+/// keys Strata does not act on are named once per file, as a warning.
+fn check_configs(
+    models: &IndexMap<String, Model>,
+    seeds: &IndexMap<String, Seed>,
+    tests: &IndexMap<String, DataTest>,
+) -> Result<()> {
+    let mut warned: std::collections::HashSet<(String, PathBuf)> = Default::default();
+    let nodes = models
+        .values()
+        .map(|m| {
+            (
+                &m.config,
+                &m.original_file_path,
+                format!("model `{}`", m.name),
+            )
+        })
+        .chain(seeds.values().map(|s| {
+            (
+                &s.config,
+                &s.original_file_path,
+                format!("seed `{}`", s.name),
+            )
+        }))
+        .chain(tests.values().map(|t| {
+            (
+                &t.config,
+                &t.original_file_path,
+                format!("test `{}`", t.name),
+            )
+        }));
+    for (config, file, node) in nodes {
+        for key in ["pre_hook", "post_hook"] {
+            config.hooks(key).map_err(|msg| {
+                Error::at(Location::file(file), msg)
+                    .with_node(node.clone())
+                    .with_hint("write hooks as SQL strings, e.g. post_hook: \"delete from {{ this }} where amount < 0\"")
+            })?;
+        }
+        config
+            .grants()
+            .map_err(|msg| Error::at(Location::file(file), msg).with_node(node.clone()))?;
+        for key in config.values().keys() {
+            if !ACTED_ON.contains(&key.as_str()) && warned.insert((key.clone(), file.clone())) {
+                tracing::warn!(
+                    "{}: config `{key}` ({node}) has no effect in Strata and is ignored",
+                    file.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The project file's `on-run-start` and `on-run-end` hooks.
+fn run_hooks(
+    config: &ProjectConfig,
+    path: &Path,
+) -> Result<(Vec<crate::hooks::Hook>, Vec<crate::hooks::Hook>)> {
+    let file = PathBuf::from(path.file_name().unwrap_or_default());
+    let read = |key: &str| -> Result<Vec<crate::hooks::Hook>> {
+        let Some(value) = config.other.get(key) else {
+            return Ok(Vec::new());
+        };
+        crate::hooks::parse_hooks(&yaml_to_json(value), key).map_err(|msg| {
+            Error::at(Location::file(&file), msg)
+                .with_hint(format!("{key}: a SQL string, or a list of them"))
+        })
+    };
+    Ok((read("on-run-start")?, read("on-run-end")?))
 }

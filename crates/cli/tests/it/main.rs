@@ -4,6 +4,7 @@
 mod data_tests;
 mod errors;
 mod execution;
+mod hooks;
 mod jinja;
 mod packages;
 mod project;

@@ -10,9 +10,8 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::prelude::DataFrame;
 use deltalake::operations::merge::{InsertBuilder, MergeBuilder, MergeMetrics};
 use strata_common::{quote_ident as q, quote_literal};
-use strata_meta::RelationKind;
 
-use super::{EmbeddedWarehouse, WriteTarget, begin_write, commit_properties, settle};
+use super::{EmbeddedWarehouse, WriteTarget};
 use crate::error::{Error, Result};
 use crate::types::{cast_type, sql_type};
 use crate::{MaterializeOutcome, MaterializeRequest, Warehouse};
@@ -247,15 +246,22 @@ impl EmbeddedWarehouse {
             .cloned()
             .collect();
         let (version, metrics) = self
-            .merge_into(req, df, key_predicate(req), add_columns, |b| {
-                b.when_matched_update(|mut u| {
-                    for c in &update_cols {
-                        u = u.update(q(c), format!("{SOURCE}.{}", q(c)));
-                    }
-                    u
-                })?
-                .when_not_matched_insert(|i| insert_columns(i, &columns))
-            })
+            .merge_into(
+                &WriteTarget::of(req),
+                df,
+                (SOURCE, DEST),
+                key_predicate(req),
+                add_columns,
+                |b| {
+                    b.when_matched_update(|mut u| {
+                        for c in &update_cols {
+                            u = u.update(q(c), format!("{SOURCE}.{}", q(c)));
+                        }
+                        u
+                    })?
+                    .when_not_matched_insert(|i| insert_columns(i, &columns))
+                },
+            )
             .await?;
         let rows = (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64;
         Ok(MaterializeOutcome {
@@ -304,12 +310,19 @@ impl EmbeddedWarehouse {
         let df = self.plan(&sql).await?;
         let predicate = format!("{} and {SOURCE}.__strata_delete", key_predicate(req));
         let (version, metrics) = self
-            .merge_into(req, df, predicate, add_columns, |b| {
-                b.when_matched_delete(|d| d)?.when_not_matched_insert(|i| {
-                    let i = i.predicate(format!("not {SOURCE}.__strata_delete"));
-                    insert_columns(i, &columns)
-                })
-            })
+            .merge_into(
+                &WriteTarget::of(req),
+                df,
+                (SOURCE, DEST),
+                predicate,
+                add_columns,
+                |b| {
+                    b.when_matched_delete(|d| d)?.when_not_matched_insert(|i| {
+                        let i = i.predicate(format!("not {SOURCE}.__strata_delete"));
+                        insert_columns(i, &columns)
+                    })
+                },
+            )
             .await?;
         let (deleted, inserted) = (
             metrics.num_target_rows_deleted as u64,
@@ -351,20 +364,20 @@ impl EmbeddedWarehouse {
         })
     }
 
-    /// Run a MERGE of `source` into the model's table in one commit, guarded so a failed or
-    /// killed merge leaves no files behind; `clauses` adds the WHEN clauses. Returns the new
-    /// version and what the merge did. With no source rows nothing is written (no version):
-    /// a merge cannot prune the table's files without them, so it would read the whole table
-    /// to change nothing.
+    /// Run a MERGE of `source` into `target`'s table in one commit, guarded so a failed or
+    /// killed merge leaves no files behind; `aliases` name the source and the table in
+    /// predicates, `clauses` adds the WHEN clauses. Returns the new version and what the
+    /// merge did. With no source rows nothing is written (no version): a merge cannot prune
+    /// the table's files without them, so it would read the whole table to change nothing.
     pub(super) async fn merge_into(
         &self,
-        req: &MaterializeRequest,
+        target: &WriteTarget<'_>,
         source: DataFrame,
+        aliases: (&str, &str),
         predicate: String,
         add_columns: bool,
         clauses: impl FnOnce(MergeBuilder) -> deltalake::DeltaResult<MergeBuilder>,
     ) -> Result<(Option<u64>, MergeMetrics)> {
-        let (schema, name) = (&req.relation.schema, &req.relation.identifier);
         // The new rows are read more than once by the merge (to prune the table's files, then
         // to join): evaluate them once.
         self.ready_to_write().await?;
@@ -373,37 +386,25 @@ impl EmbeddedWarehouse {
             return Ok((None, MergeMetrics::default()));
         }
         let source = staged.frame().await?;
-        let location = self.shared.lake.table(schema, name)?;
-        let table = match self.shared.loaded_table(schema, name) {
-            Some(t) => t,
-            None => deltalake::open_table(location.url.clone()).await?,
-        };
-        let guard = begin_write(&table, &location, true).await?;
-        let target = WriteTarget::of(req);
-        let write_id = uuid::Uuid::new_v4().to_string();
-        let builder = table
-            .merge(source, predicate)
-            .with_source_alias(SOURCE)
-            .with_target_alias(DEST)
-            .with_merge_schema(add_columns)
-            .with_session_state(Arc::new(self.ctx.state()))
-            .with_commit_properties(commit_properties(&target, &write_id));
-        let result = match clauses(builder) {
-            Ok(b) => b.await,
-            Err(e) => Err(e),
-        };
-        let settled = settle(guard, &location, &write_id, result).await?;
-        let table = settled.table;
-        let metrics = match settled.done {
+        let state = Arc::new(self.ctx.state());
+        let changed = self
+            .change_table(target, |table, commit| {
+                let builder = table
+                    .merge(source, predicate)
+                    .with_source_alias(aliases.0)
+                    .with_target_alias(aliases.1)
+                    .with_merge_schema(add_columns)
+                    .with_session_state(state)
+                    .with_commit_properties(commit);
+                async move { clauses(builder)?.await }
+            })
+            .await?;
+        let metrics = match changed.done {
             Some(m) => m,
             // Committed, but the merge's own report is lost: read it from the commit.
-            None => committed_merge_metrics(&table).await,
+            None => committed_merge_metrics(&changed.table).await,
         };
-        self.record(&target, RelationKind::Table, &location, None)?;
-        self.shared.invalidate(schema, name);
-        let version = table.version();
-        self.shared.remember_table(schema, name, table).await?;
-        Ok((version, metrics))
+        Ok((changed.table.version(), metrics))
     }
 }
 

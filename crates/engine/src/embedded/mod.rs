@@ -9,6 +9,7 @@ mod lake;
 mod seed;
 mod snapshot;
 mod stage;
+mod statement;
 mod time_travel;
 
 use std::sync::Arc;
@@ -508,6 +509,10 @@ impl EmbeddedWarehouse {
             Some(p) => builder
                 .with_replace_where(p)
                 .with_partition_columns(target.partition_by.iter().cloned()),
+            // Rows added to a table keep its layout.
+            None if exists && mode == SaveMode::Append => {
+                builder.with_schema_mode(SchemaMode::Merge)
+            }
             None => builder
                 .with_partition_columns(target.partition_by.iter().cloned())
                 .with_schema_mode(if mode == SaveMode::Append {
@@ -540,7 +545,37 @@ impl EmbeddedWarehouse {
     }
 }
 
+impl EmbeddedWarehouse {
+    /// Change an existing table with a delta-rs operation (merge, delete, update) given the
+    /// table and the commit's metadata, in one commit through the write guard; the catalog
+    /// records the write.
+    async fn change_table<T, F, Fut>(&self, target: &WriteTarget<'_>, op: F) -> Result<Settled<T>>
+    where
+        F: FnOnce(DeltaTable, CommitProperties) -> Fut,
+        Fut: std::future::Future<Output = deltalake::DeltaResult<(DeltaTable, T)>>,
+    {
+        self.ready_to_write().await?;
+        let (schema, name) = (&target.relation.schema, &target.relation.identifier);
+        let location = self.shared.lake.table(schema, name)?;
+        let table = match self.shared.loaded_table(schema, name) {
+            Some(t) => t,
+            None => deltalake::open_table(location.url.clone()).await?,
+        };
+        let guard = begin_write(&table, &location, true).await?;
+        let write_id = uuid::Uuid::new_v4().to_string();
+        let result = op(table, commit_properties(target, &write_id)).await;
+        let settled = settle(guard, &location, &write_id, result).await?;
+        self.record(target, RelationKind::Table, &location, None)?;
+        self.shared.invalidate(schema, name);
+        self.shared
+            .remember_table(schema, name, settled.table.clone())
+            .await?;
+        Ok(settled)
+    }
+}
+
 /// What a table write needs to know about its node.
+#[derive(Clone, Copy)]
 struct WriteTarget<'a> {
     unique_id: &'a str,
     run_id: &'a str,
@@ -592,13 +627,13 @@ async fn begin_write(
 }
 
 /// A guarded write that committed.
-pub(super) struct Settled<T> {
+struct Settled<T> {
     /// The table at the write's version.
-    table: DeltaTable,
+    pub table: DeltaTable,
     /// What the operation reported (absent when it failed after committing).
-    done: Option<T>,
+    pub done: Option<T>,
     /// Why the write reported an error though it committed.
-    warning: Option<String>,
+    pub warning: Option<String>,
 }
 
 /// End a guarded write. On error the table's log is read again: delta-rs can fail after the
@@ -741,6 +776,10 @@ impl Warehouse for EmbeddedWarehouse {
             df = df.limit(0, Some(n))?;
         }
         Ok(df.execute_stream().await?)
+    }
+
+    async fn execute(&self, sql: &str, context: &crate::StatementContext) -> Result<Vec<String>> {
+        self.run_statements(sql, context).await
     }
 
     fn introspector(&self) -> Option<Arc<dyn strata_project::jinja::Introspector>> {

@@ -141,15 +141,22 @@ impl EmbeddedWarehouse {
             parts.is_current(DEST)
         );
         let (version, metrics) = self
-            .merge_into(req, df, predicate, true, |b| {
-                b.when_matched_update(|u| {
-                    u.update("dbt_valid_to", format!("{SOURCE}.dbt_valid_to"))
-                })?
-                .when_not_matched_insert(|i| {
-                    let i = i.predicate(format!("{SOURCE}.__strata_action = 'insert'"));
-                    insert_columns(i, &columns)
-                })
-            })
+            .merge_into(
+                &super::WriteTarget::of(req),
+                df,
+                (SOURCE, DEST),
+                predicate,
+                true,
+                |b| {
+                    b.when_matched_update(|u| {
+                        u.update("dbt_valid_to", format!("{SOURCE}.dbt_valid_to"))
+                    })?
+                    .when_not_matched_insert(|i| {
+                        let i = i.predicate(format!("{SOURCE}.__strata_action = 'insert'"));
+                        insert_columns(i, &columns)
+                    })
+                },
+            )
             .await?;
         let (inserted, closed) = (
             metrics.num_target_rows_inserted as u64,

@@ -528,6 +528,24 @@ impl JinjaEnv {
         Scope::new(mode, node, resolver).run(|ctx| self.env.render_named_str(name, source, ctx))
     }
 
+    /// [`Self::render_source`] with more variables in the context (`results`, `schemas` for
+    /// run hooks).
+    pub fn render_source_with(
+        &self,
+        name: &str,
+        source: &str,
+        node: NodeInfo,
+        resolver: Option<Arc<dyn Resolver>>,
+        extra: &serde_json::Value,
+    ) -> Result<String, JError> {
+        Scope::new(Mode::Compile, node, resolver)
+            .run(|ctx| {
+                let ctx = minijinja::context! { ..Value::from(Serde(extra)), ..ctx };
+                self.env.render_named_str(name, source, ctx)
+            })
+            .map(|(out, _)| out)
+    }
+
     /// Render a snippet (for example a call to `generate_schema_name`) in a node's context.
     pub fn render_snippet(&self, source: &str, node: NodeInfo) -> Result<String, JError> {
         Scope::new(Mode::Compile, node, None)
