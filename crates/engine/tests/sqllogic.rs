@@ -150,6 +150,11 @@ fn slt_files() -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqllogictest_files() {
     let complete = std::env::var_os("STRATA_SLT_COMPLETE").is_some();
+    // Regenerating expected output checks nothing: never in CI.
+    assert!(
+        !(complete && std::env::var_os("CI").is_some()),
+        "STRATA_SLT_COMPLETE rewrites the expected output instead of checking it; it is refused when CI is set"
+    );
     let mut failures = Vec::new();
     let files = slt_files();
     assert!(!files.is_empty(), "no .slt files found");

@@ -128,6 +128,23 @@ fn a_model_cannot_run_ddl() {
     let out = p.fails(&["run", "-s", "sneaky"], 1);
     assert!(out.contains("Failure in model sneaky"), "{out}");
     assert_intact(&p);
+    // Statements DataFusion would run on a Delta table, were models not read-only: an insert
+    // inside a table model, or given to `show`, and a COPY writing a file.
+    p.write(
+        "models/sneaky.sql",
+        "{{ config(materialized='table') }}insert into keep select 99",
+    );
+    let out = p.fails(&["run", "-s", "sneaky"], 1);
+    assert!(out.contains("only queries can run here"), "{out}");
+    let out = p.fails(&["show", "--inline", "insert into keep select 99"], 2);
+    assert!(out.contains("only queries can run here"), "{out}");
+    let copy = format!(
+        "copy (select 1 as x) to '{}' stored as csv",
+        p.path().join("leak.csv").display()
+    );
+    p.fails(&["show", "--inline", &copy], 2);
+    assert!(!p.path().join("leak.csv").exists());
+    assert_intact(&p);
 }
 
 #[test]

@@ -305,7 +305,22 @@ impl EmbeddedWarehouse {
     }
 
     async fn plan(&self, sql: &str) -> Result<DataFrame> {
-        Ok(self.ctx.sql_with_options(sql, read_only()).await?)
+        self.ctx
+            .sql_with_options(sql, read_only())
+            .await
+            .map_err(|e| {
+                let text = crate::error::describe_datafusion_error(&e);
+                if ["DML not supported", "DDL not supported", "Statement not supported"]
+                    .iter()
+                    .any(|p| text.starts_with(p))
+                {
+                    Error::user(format!("only queries can run here ({text})")).with_hint(
+                        "a model, a test and `show` are one SELECT; to change a table, use a hook: post_hook=\"delete from {{ this }} where ...\"",
+                    )
+                } else {
+                    Error::from(e)
+                }
+            })
     }
 
     /// Analyse a plan in Strata's session (its SQL semantics, DataFusion's type coercion)
