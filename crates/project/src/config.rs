@@ -24,7 +24,7 @@ pub struct ProjectConfig {
     pub name: String,
     /// The project's version, free text.
     #[serde(default)]
-    pub version: Option<serde_yaml::Value>,
+    pub version: Option<yaml_serde::Value>,
     /// The profile in `profiles.yml` to use; defaults to the project name.
     #[serde(default)]
     pub profile: Option<String>,
@@ -54,19 +54,19 @@ pub struct ProjectConfig {
     pub clean_targets: Option<Vec<String>>,
     /// Project variables, global or scoped under a package name.
     #[serde(default)]
-    pub vars: IndexMap<String, serde_yaml::Value>,
+    pub vars: IndexMap<String, yaml_serde::Value>,
     /// The configuration tree for models.
     #[serde(default)]
-    pub models: Option<serde_yaml::Value>,
+    pub models: Option<yaml_serde::Value>,
     /// The configuration tree for seeds.
     #[serde(default)]
-    pub seeds: Option<serde_yaml::Value>,
+    pub seeds: Option<yaml_serde::Value>,
     /// The configuration tree for sources.
     #[serde(default)]
-    pub sources: Option<serde_yaml::Value>,
+    pub sources: Option<yaml_serde::Value>,
     /// Settings accepted for compatibility and otherwise ignored.
     #[serde(flatten)]
-    pub other: IndexMap<String, serde_yaml::Value>,
+    pub other: IndexMap<String, yaml_serde::Value>,
 }
 
 fn default_model_paths() -> Vec<String> {
@@ -110,7 +110,7 @@ impl ProjectConfig {
         let text = read_to_string(&path)?;
         let file_name = PathBuf::from(path.file_name().unwrap_or_default());
         let config: ProjectConfig =
-            serde_yaml::from_str(&text).map_err(|e| yaml_error(file_name.clone(), &e))?;
+            yaml_serde::from_str(&text).map_err(|e| yaml_error(file_name.clone(), &e))?;
         if config.name.trim().is_empty() {
             return Err(Error::at(
                 strata_common::Location::file(file_name),
@@ -314,11 +314,11 @@ fn tags_of(value: &Json) -> Vec<String> {
 }
 
 /// Convert YAML to JSON (keys stringified).
-pub fn yaml_to_json(value: &serde_yaml::Value) -> Json {
+pub fn yaml_to_json(value: &yaml_serde::Value) -> Json {
     match value {
-        serde_yaml::Value::Null => Json::Null,
-        serde_yaml::Value::Bool(b) => Json::Bool(*b),
-        serde_yaml::Value::Number(n) => {
+        yaml_serde::Value::Null => Json::Null,
+        yaml_serde::Value::Bool(b) => Json::Bool(*b),
+        yaml_serde::Value::Number(n) => {
             if let Some(i) = n.as_i64() {
                 Json::from(i)
             } else if let Some(u) = n.as_u64() {
@@ -330,21 +330,21 @@ pub fn yaml_to_json(value: &serde_yaml::Value) -> Json {
                     .unwrap_or(Json::Null)
             }
         }
-        serde_yaml::Value::String(s) => Json::String(s.clone()),
-        serde_yaml::Value::Sequence(seq) => Json::Array(seq.iter().map(yaml_to_json).collect()),
-        serde_yaml::Value::Mapping(m) => Json::Object(
+        yaml_serde::Value::String(s) => Json::String(s.clone()),
+        yaml_serde::Value::Sequence(seq) => Json::Array(seq.iter().map(yaml_to_json).collect()),
+        yaml_serde::Value::Mapping(m) => Json::Object(
             m.iter()
                 .map(|(k, v)| (yaml_key(k), yaml_to_json(v)))
                 .collect(),
         ),
-        serde_yaml::Value::Tagged(t) => yaml_to_json(&t.value),
+        yaml_serde::Value::Tagged(t) => yaml_to_json(&t.value),
     }
 }
 
-fn yaml_key(k: &serde_yaml::Value) -> String {
+fn yaml_key(k: &yaml_serde::Value) -> String {
     match k {
-        serde_yaml::Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other)
+        yaml_serde::Value::String(s) => s.clone(),
+        other => yaml_serde::to_string(other)
             .unwrap_or_default()
             .trim()
             .to_string(),
@@ -353,17 +353,17 @@ fn yaml_key(k: &serde_yaml::Value) -> String {
 
 /// The configuration a `models:`-style tree gives a node at `fqn_path` (the project name
 /// followed by the node's folders, e.g. `["shop", "staging"]`, and finally its name).
-pub fn config_from_tree(tree: Option<&serde_yaml::Value>, fqn: &[String]) -> NodeConfig {
+pub fn config_from_tree(tree: Option<&yaml_serde::Value>, fqn: &[String]) -> NodeConfig {
     let mut config = NodeConfig::new();
     let Some(mut level) = tree else {
         return config;
     };
     apply_level(&mut config, level);
     for part in fqn {
-        let Some(serde_yaml::Value::Mapping(m)) = Some(level) else {
+        let Some(yaml_serde::Value::Mapping(m)) = Some(level) else {
             break;
         };
-        match m.get(serde_yaml::Value::String(part.clone())) {
+        match m.get(yaml_serde::Value::String(part.clone())) {
             Some(next) if next.is_mapping() => {
                 apply_level(&mut config, next);
                 level = next;
@@ -374,8 +374,8 @@ pub fn config_from_tree(tree: Option<&serde_yaml::Value>, fqn: &[String]) -> Nod
     config
 }
 
-fn apply_level(config: &mut NodeConfig, level: &serde_yaml::Value) {
-    let serde_yaml::Value::Mapping(m) = level else {
+fn apply_level(config: &mut NodeConfig, level: &yaml_serde::Value) {
+    let yaml_serde::Value::Mapping(m) = level else {
         return;
     };
     for (k, v) in m {
@@ -395,8 +395,8 @@ fn apply_level(config: &mut NodeConfig, level: &serde_yaml::Value) {
 mod tests {
     use super::*;
 
-    fn tree(yaml: &str) -> serde_yaml::Value {
-        serde_yaml::from_str(yaml).expect("test yaml")
+    fn tree(yaml: &str) -> yaml_serde::Value {
+        yaml_serde::from_str(yaml).expect("test yaml")
     }
 
     #[test]

@@ -252,7 +252,7 @@ fn test_name(
 
 /// The tests under one `tests:` / `data_tests:` list of a properties entry.
 pub(crate) fn parse_test_list(
-    list: Option<&serde_yaml::Value>,
+    list: Option<&yaml_serde::Value>,
     target: &TestTarget,
     column: Option<&str>,
     package: &str,
@@ -261,7 +261,7 @@ pub(crate) fn parse_test_list(
     let Some(list) = list else {
         return Ok(Vec::new());
     };
-    let serde_yaml::Value::Sequence(items) = list else {
+    let yaml_serde::Value::Sequence(items) = list else {
         return Err(Error::at(
             Location::file(file),
             "`tests:` must be a list, e.g. `tests: [unique, not_null]`",
@@ -270,8 +270,8 @@ pub(crate) fn parse_test_list(
     let mut out = Vec::new();
     for item in items {
         let (test, body) = match item {
-            serde_yaml::Value::String(s) => (s.clone(), None),
-            serde_yaml::Value::Mapping(m) if m.len() == 1 => {
+            yaml_serde::Value::String(s) => (s.clone(), None),
+            yaml_serde::Value::Mapping(m) if m.len() == 1 => {
                 let (k, v) = m
                     .iter()
                     .next()
@@ -292,7 +292,7 @@ pub(crate) fn parse_test_list(
                     Location::file(file),
                     format!(
                         "cannot read test `{}`",
-                        serde_yaml::to_string(other).unwrap_or_default().trim()
+                        yaml_serde::to_string(other).unwrap_or_default().trim()
                     ),
                 )
                 .with_hint("write a test as `- unique` or `- accepted_values: {values: [a, b]}`"));
@@ -303,7 +303,7 @@ pub(crate) fn parse_test_list(
         let mut args: IndexMap<String, Json> = IndexMap::new();
         let mut config = NodeConfig::new();
         let mut custom_name = None;
-        if let Some(serde_yaml::Value::Mapping(m)) = &body {
+        if let Some(yaml_serde::Value::Mapping(m)) = &body {
             let explicit_args = m.get("arguments").is_some();
             for (k, v) in m {
                 let key = k.as_str().unwrap_or_default();
@@ -353,7 +353,7 @@ pub(crate) fn parse_test_list(
 }
 
 /// The `tests:` (or `data_tests:`) list of a properties mapping.
-pub(crate) fn tests_key(other: &IndexMap<String, serde_yaml::Value>) -> Option<&serde_yaml::Value> {
+pub(crate) fn tests_key(other: &IndexMap<String, yaml_serde::Value>) -> Option<&yaml_serde::Value> {
     other.get("data_tests").or_else(|| other.get("tests"))
 }
 
@@ -362,7 +362,7 @@ mod tests {
     use super::*;
 
     fn parse(yaml: &str) -> Vec<DataTest> {
-        let v: serde_yaml::Value = serde_yaml::from_str(yaml).expect("yaml");
+        let v: yaml_serde::Value = yaml_serde::from_str(yaml).expect("yaml");
         parse_test_list(
             Some(&v),
             &TestTarget::Ref("orders".into()),

@@ -129,13 +129,13 @@ pub(crate) fn read_to_string(path: &std::path::Path) -> Result<String> {
 }
 
 /// Turn a YAML parse error into a user error at its line.
-pub(crate) fn yaml_error(file: PathBuf, err: &serde_yaml::Error) -> Error {
+pub(crate) fn yaml_error(file: PathBuf, err: &yaml_serde::Error) -> Error {
     let mut loc = Location::file(file);
     if let Some(l) = err.location() {
         loc.line = Some(l.line());
         loc.column = Some(l.column());
     }
-    // serde_yaml appends " at line X column Y"; the location already says it.
+    // The YAML parser appends " at line X column Y"; the location already says it.
     let text = err.to_string();
     let text = match text.find(" at line ") {
         Some(i) => text[..i].to_string(),

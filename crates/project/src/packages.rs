@@ -27,7 +27,7 @@ pub struct Package {
 #[derive(Debug, Deserialize)]
 struct PackagesFile {
     #[serde(default)]
-    packages: Vec<serde_yaml::Value>,
+    packages: Vec<yaml_serde::Value>,
 }
 
 /// The packages the project at `root` declares.
@@ -42,7 +42,7 @@ pub fn load(root: &Path, install_path: &str) -> Result<Vec<Package>> {
     let rel = PathBuf::from(file.file_name().unwrap_or_default());
     let text = read_to_string(&file)?;
     let parsed: PackagesFile =
-        serde_yaml::from_str(&text).map_err(|e| yaml_error(rel.clone(), &e))?;
+        yaml_serde::from_str(&text).map_err(|e| yaml_error(rel.clone(), &e))?;
     let mut out = Vec::new();
     for entry in parsed.packages {
         let get = |k: &str| entry.get(k).and_then(|v| v.as_str()).map(str::to_string);

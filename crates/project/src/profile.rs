@@ -42,7 +42,7 @@ pub struct Target {
 struct ProfileEntry {
     target: Option<String>,
     #[serde(default)]
-    outputs: IndexMap<String, IndexMap<String, serde_yaml::Value>>,
+    outputs: IndexMap<String, IndexMap<String, yaml_serde::Value>>,
 }
 
 /// Where `profiles.yml` is, following the lookup order above.
@@ -90,8 +90,8 @@ pub fn load_target(
     };
     let text = read_to_string(&path)?;
     let text = render_env_vars(&text).map_err(|e| e.with_location(Location::file(&path)))?;
-    let profiles: IndexMap<String, serde_yaml::Value> =
-        serde_yaml::from_str(&text).map_err(|e| yaml_error(path.clone(), &e))?;
+    let profiles: IndexMap<String, yaml_serde::Value> =
+        yaml_serde::from_str(&text).map_err(|e| yaml_error(path.clone(), &e))?;
     let Some(entry) = profiles.get(profile_name) else {
         let names: Vec<&str> = profiles
             .keys()
@@ -114,7 +114,7 @@ pub fn load_target(
             }
         )));
     };
-    let entry: ProfileEntry = serde_yaml::from_value(entry.clone()).map_err(|e| {
+    let entry: ProfileEntry = yaml_serde::from_value(entry.clone()).map_err(|e| {
         Error::at(
             Location::file(&path),
             format!("profile `{profile_name}` is malformed: {e}"),

@@ -143,7 +143,7 @@ pub fn parse_cli_vars(text: Option<&str>) -> Result<IndexMap<String, serde_json:
     let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
         return Ok(IndexMap::new());
     };
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+    let value: yaml_serde::Value = yaml_serde::from_str(text).map_err(|e| {
         Error::user(format!("--vars is not valid YAML: {e}"))
             .with_hint("write it as a mapping, e.g. --vars '{start_date: 2024-01-01, limit: 10}'")
     })?;
@@ -416,7 +416,7 @@ impl Loader {
                 continue;
             }
             let file: PropertiesFile =
-                serde_yaml::from_str(&text).map_err(|e| yaml_error(rel.clone(), &e))?;
+                yaml_serde::from_str(&text).map_err(|e| yaml_error(rel.clone(), &e))?;
             for entry in file.models {
                 if let Some((first, _)) = patches.get(&entry.name) {
                     return Err(Error::at(
@@ -1427,7 +1427,7 @@ fn resolve_ref_id<'a>(
 /// The tests declared on a node (`tests:` of its entry) and on each of its columns.
 fn tests_of(
     target: &TestTarget,
-    other: &IndexMap<String, serde_yaml::Value>,
+    other: &IndexMap<String, yaml_serde::Value>,
     columns: &[ColumnEntry],
     package: &str,
     file: &PathBuf,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 pub struct PropertiesFile {
     /// `version: 2`, accepted and ignored.
     #[serde(default)]
-    pub version: Option<serde_yaml::Value>,
+    pub version: Option<yaml_serde::Value>,
     /// Model entries.
     #[serde(default)]
     pub models: Vec<ModelEntry>,
@@ -25,7 +25,7 @@ pub struct PropertiesFile {
     pub snapshots: Vec<ModelEntry>,
     /// Other sections (seeds, snapshots, macros, exposures, ...), read by later stages.
     #[serde(flatten)]
-    pub other: IndexMap<String, serde_yaml::Value>,
+    pub other: IndexMap<String, yaml_serde::Value>,
 }
 
 /// A `models:` (or `seeds:`) entry.
@@ -38,13 +38,13 @@ pub struct ModelEntry {
     pub description: Option<String>,
     /// Its configuration.
     #[serde(default)]
-    pub config: IndexMap<String, serde_yaml::Value>,
+    pub config: IndexMap<String, yaml_serde::Value>,
     /// Its columns.
     #[serde(default)]
     pub columns: Vec<ColumnEntry>,
     /// Everything else (tests, docs, meta, ...).
     #[serde(flatten)]
-    pub other: IndexMap<String, serde_yaml::Value>,
+    pub other: IndexMap<String, yaml_serde::Value>,
 }
 
 /// A column entry.
@@ -60,13 +60,13 @@ pub struct ColumnEntry {
     pub data_type: Option<String>,
     /// Free metadata.
     #[serde(default)]
-    pub meta: Option<serde_yaml::Value>,
+    pub meta: Option<yaml_serde::Value>,
     /// Tags.
     #[serde(default)]
     pub tags: Vec<String>,
     /// Everything else (tests, constraints, quote, ...).
     #[serde(flatten)]
-    pub other: IndexMap<String, serde_yaml::Value>,
+    pub other: IndexMap<String, yaml_serde::Value>,
 }
 
 /// A `sources:` entry.
@@ -88,10 +88,10 @@ pub struct SourceEntry {
     pub loader: Option<String>,
     /// Free metadata; `external_location` is read from here.
     #[serde(default)]
-    pub meta: Option<serde_yaml::Value>,
+    pub meta: Option<yaml_serde::Value>,
     /// Configuration; `external_location` is read from here too.
     #[serde(default)]
-    pub config: IndexMap<String, serde_yaml::Value>,
+    pub config: IndexMap<String, yaml_serde::Value>,
     /// Tags.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -100,7 +100,7 @@ pub struct SourceEntry {
     pub tables: Vec<SourceTableEntry>,
     /// Everything else (freshness, quoting, ...).
     #[serde(flatten)]
-    pub other: IndexMap<String, serde_yaml::Value>,
+    pub other: IndexMap<String, yaml_serde::Value>,
 }
 
 /// A table of a source.
@@ -116,10 +116,10 @@ pub struct SourceTableEntry {
     pub description: Option<String>,
     /// Free metadata.
     #[serde(default)]
-    pub meta: Option<serde_yaml::Value>,
+    pub meta: Option<yaml_serde::Value>,
     /// Configuration.
     #[serde(default)]
-    pub config: IndexMap<String, serde_yaml::Value>,
+    pub config: IndexMap<String, yaml_serde::Value>,
     /// Its columns.
     #[serde(default)]
     pub columns: Vec<ColumnEntry>,
@@ -131,5 +131,5 @@ pub struct SourceTableEntry {
     pub external_location: Option<String>,
     /// Everything else.
     #[serde(flatten)]
-    pub other: IndexMap<String, serde_yaml::Value>,
+    pub other: IndexMap<String, yaml_serde::Value>,
 }

@@ -275,34 +275,16 @@ fn parse_atom(text: &str) -> Result<Atom> {
     })
 }
 
-/// Shell-style wildcard match (`*`, `?`).
+/// Shell-style wildcard match (`*`, `?`, `[abc]`); text without wildcards matches itself only.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    if !pattern.contains(['*', '?']) {
+    if !pattern.contains(['*', '?', '[']) {
         return pattern == text;
     }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
+    match glob::Pattern::new(pattern) {
+        Ok(p) => p.matches(text),
+        // Not a valid pattern (an unclosed `[`): it can only name itself.
+        Err(_) => pattern == text,
     }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
 }
 
 fn fqn_match(parts: &[&str], fqn: &[String]) -> bool {
