@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use strata_engine::runner::{NodeResult, NodeStatus, Reporter, RunEvent, RunResults};
+use strata_runner::{NodeResult, NodeStatus, Reporter, RunEvent, RunResults};
 
 use crate::{GlobalArgs, LogFormat};
 

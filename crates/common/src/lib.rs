@@ -1,11 +1,16 @@
-//! Shared pieces of Strata: identifier and literal quoting, "did you mean" suggestions, and
-//! the source locations that user-facing errors point to.
+//! Shared pieces of Strata: relations and what templates may ask a warehouse, identifier and
+//! literal quoting, wildcard matching, "did you mean" suggestions, and the source locations
+//! that user-facing errors point to.
 //!
 //! Every crate keeps its own error enum; what they share is here so that messages read the
 //! same everywhere: a location (`file:line`), what went wrong, and how to fix it.
 
+mod relation;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+pub use relation::{Introspector, QueryResult, Relation, glob_match};
 
 /// A place in a user's project that an error points to.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

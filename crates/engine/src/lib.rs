@@ -1,5 +1,6 @@
 //! Where models are built: the [`Warehouse`] trait and Strata's embedded warehouse, DataFusion
-//! over Delta Lake tables in a local folder with a SQLite catalog.
+//! over Delta Lake tables in a local folder or on S3, with a SQLite catalog. The warehouse
+//! knows relations and SQL, never project files or the DAG (that is `strata-runner`'s).
 //!
 //! Invariants:
 //! - A table is replaced in one Delta commit. A failed or killed build leaves the previous
@@ -8,18 +9,15 @@
 //! - Every relation a query names is resolved through the target's own catalog, so two targets
 //!   never see each other's tables.
 
-pub mod contract;
 pub mod embedded;
 pub mod error;
-pub mod microbatch;
-pub mod runner;
 pub mod semantics;
 pub mod types;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use strata_project::Relation;
+use strata_common::Relation;
 
 pub use embedded::{EmbeddedWarehouse, ExternalSource, WarehouseOptions};
 pub use error::{Error, Result};
@@ -217,7 +215,7 @@ pub trait Warehouse: Send + Sync {
     async fn execute(&self, sql: &str, context: &StatementContext) -> Result<Vec<String>>;
 
     /// A handle templates use to run queries while compiling (`run_query`, `statement`).
-    fn introspector(&self) -> Option<std::sync::Arc<dyn strata_project::jinja::Introspector>> {
+    fn introspector(&self) -> Option<std::sync::Arc<dyn strata_common::Introspector>> {
         None
     }
 }

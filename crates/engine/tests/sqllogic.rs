@@ -15,11 +15,11 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::TryStreamExt;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
+use strata_common::Relation;
 use strata_engine::{
     EmbeddedWarehouse, Materialization, MaterializeRequest, Warehouse, WarehouseOptions,
 };
 use strata_meta::MetaStore;
-use strata_project::Relation;
 
 #[derive(Debug)]
 struct SltError(String);

@@ -1,6 +1,5 @@
 //! The nodes of a project: models and sources, and the relations they live in.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use indexmap::IndexMap;
@@ -8,42 +7,7 @@ use serde::Serialize;
 
 use crate::config::NodeConfig;
 
-/// Where a node lives in the warehouse: `database.schema.identifier`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct Relation {
-    /// The catalog.
-    pub database: String,
-    /// The schema.
-    pub schema: String,
-    /// The table or view name.
-    pub identifier: String,
-}
-
-impl Relation {
-    /// A relation from its three parts.
-    pub fn new(
-        database: impl Into<String>,
-        schema: impl Into<String>,
-        identifier: impl Into<String>,
-    ) -> Self {
-        Self {
-            database: database.into(),
-            schema: schema.into(),
-            identifier: identifier.into(),
-        }
-    }
-}
-
-impl fmt::Display for Relation {
-    /// The quoted three-part name the engine resolves.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&strata_common::quote_relation(
-            &self.database,
-            &self.schema,
-            &self.identifier,
-        ))
-    }
-}
+pub use strata_common::Relation;
 
 /// A column documented in a properties file.
 #[derive(Debug, Clone, Default, Serialize)]

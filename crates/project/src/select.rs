@@ -275,17 +275,7 @@ fn parse_atom(text: &str) -> Result<Atom> {
     })
 }
 
-/// Shell-style wildcard match (`*`, `?`, `[abc]`); text without wildcards matches itself only.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    if !pattern.contains(['*', '?', '[']) {
-        return pattern == text;
-    }
-    match glob::Pattern::new(pattern) {
-        Ok(p) => p.matches(text),
-        // Not a valid pattern (an unclosed `[`): it can only name itself.
-        Err(_) => pattern == text,
-    }
-}
+pub use strata_common::glob_match;
 
 fn fqn_match(parts: &[&str], fqn: &[String]) -> bool {
     let matches_at = |offset: usize| {

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use strata_engine::runner::{RunResults, Runner};
 use strata_project::Project;
 use strata_project::artifacts::{STRATA_VERSION, manifest, write_artifact};
+use strata_runner::{RunResults, Runner};
 
 use crate::context::{open_warehouse, select};
 use crate::report::Console;
@@ -30,7 +30,7 @@ impl EventTimeArgs {
         let parse = |flag: &str, v: &Option<String>| -> Result<Option<chrono::NaiveDateTime>> {
             match v {
                 None => Ok(None),
-                Some(text) => strata_engine::microbatch::parse_time(text).map(Some).ok_or_else(|| {
+                Some(text) => strata_runner::microbatch::parse_time(text).map(Some).ok_or_else(|| {
                     anyhow::anyhow!(
                         "--{flag} `{text}` is not a time\n  hint: write it as 2024-01-01 or '2024-01-01 06:00:00' (UTC)"
                     )

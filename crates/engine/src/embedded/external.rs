@@ -103,7 +103,7 @@ fn glob_first(path: &str) -> Option<std::path::PathBuf> {
         .filter(|e| {
             e.file_name()
                 .to_str()
-                .is_some_and(|n| strata_project::select::glob_match(pattern, n))
+                .is_some_and(|n| strata_common::glob_match(pattern, n))
         })
         .map(|e| e.path())
         .collect();

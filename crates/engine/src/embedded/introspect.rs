@@ -4,8 +4,8 @@
 
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
-use strata_project::Relation;
-use strata_project::jinja::{Introspector, QueryResult};
+use strata_common::Relation;
+use strata_common::{Introspector, QueryResult};
 
 use super::EmbeddedWarehouse;
 use crate::Warehouse;

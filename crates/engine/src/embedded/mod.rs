@@ -166,7 +166,7 @@ impl EmbeddedWarehouse {
     }
 
     /// The Delta table a relation is stored in (tables only).
-    async fn delta_table(&self, relation: &strata_project::Relation) -> Result<DeltaTable> {
+    async fn delta_table(&self, relation: &strata_common::Relation) -> Result<DeltaTable> {
         let (schema, name) = (&relation.schema, &relation.identifier);
         let record = self
             .shared
@@ -193,7 +193,7 @@ impl EmbeddedWarehouse {
     }
 
     /// The versions of a table, newest first: time, operation, rows written, run.
-    pub async fn history(&self, relation: &strata_project::Relation) -> Result<Vec<TableVersion>> {
+    pub async fn history(&self, relation: &strata_common::Relation) -> Result<Vec<TableVersion>> {
         let table = self.delta_table(relation).await?;
         let latest = table.version().unwrap_or(0);
         let infos: Vec<deltalake::kernel::CommitInfo> = table.history(None).try_collect().await?;
@@ -223,7 +223,7 @@ impl EmbeddedWarehouse {
 
     /// Make `version` the current content of a table again, as a new version (Delta RESTORE).
     /// Returns the new version.
-    pub async fn rollback(&self, relation: &strata_project::Relation, version: u64) -> Result<u64> {
+    pub async fn rollback(&self, relation: &strata_common::Relation, version: u64) -> Result<u64> {
         self.ready_to_write().await?;
         let table = self.delta_table(relation).await?;
         let latest = table.version().unwrap_or(0);
@@ -243,7 +243,7 @@ impl EmbeddedWarehouse {
     /// in one commit. Returns (files added, files removed).
     pub async fn optimize(
         &self,
-        relation: &strata_project::Relation,
+        relation: &strata_common::Relation,
         zorder: Vec<String>,
     ) -> Result<(u64, u64)> {
         self.ready_to_write().await?;
@@ -268,7 +268,7 @@ impl EmbeddedWarehouse {
     /// be, with `dry_run`).
     pub async fn vacuum(
         &self,
-        relation: &strata_project::Relation,
+        relation: &strata_common::Relation,
         retain_hours: Option<i64>,
         dry_run: bool,
     ) -> Result<Vec<String>> {
@@ -594,7 +594,7 @@ impl EmbeddedWarehouse {
 struct WriteTarget<'a> {
     unique_id: &'a str,
     run_id: &'a str,
-    relation: &'a strata_project::Relation,
+    relation: &'a strata_common::Relation,
     partition_by: &'a [String],
     /// `delta.targetFileSize` of a table the write creates, in bytes.
     file_size: Option<u64>,
@@ -797,7 +797,7 @@ impl Warehouse for EmbeddedWarehouse {
         self.run_statements(sql, context).await
     }
 
-    fn introspector(&self) -> Option<Arc<dyn strata_project::jinja::Introspector>> {
+    fn introspector(&self) -> Option<Arc<dyn strata_common::Introspector>> {
         Some(Arc::new(introspect::SqlIntrospector::new(self.clone())))
     }
 

@@ -61,7 +61,7 @@ impl EmbeddedWarehouse {
     }
 
     /// The table a statement changes: a table of this target, built by Strata.
-    async fn table_named(&self, name: &ObjectName) -> Result<strata_project::Relation> {
+    async fn table_named(&self, name: &ObjectName) -> Result<strata_common::Relation> {
         let parts: Vec<String> = name
             .0
             .iter()
@@ -104,7 +104,7 @@ impl EmbeddedWarehouse {
                 "`{name}` is not a table of this target; statements can change tables (models materialized as table, incremental or snapshot, and seeds)"
             )));
         }
-        Ok(strata_project::Relation::new(database, schema, table))
+        Ok(strata_common::Relation::new(database, schema, table))
     }
 
     /// `insert into t [(columns)] <query>`: the query's columns by position, into the named
@@ -429,13 +429,13 @@ impl EmbeddedWarehouse {
             .map(|_| ())
     }
 
-    async fn count(&self, relation: &strata_project::Relation) -> Result<u64> {
+    async fn count(&self, relation: &strata_common::Relation) -> Result<u64> {
         self.count_where(relation, None).await
     }
 
     async fn count_where(
         &self,
-        relation: &strata_project::Relation,
+        relation: &strata_common::Relation,
         predicate: Option<String>,
     ) -> Result<u64> {
         let filter = predicate
@@ -461,7 +461,7 @@ impl EmbeddedWarehouse {
 /// The commit metadata of a statement: the node (or hook) and run it belongs to.
 fn statement_target<'a>(
     ctx: &'a StatementContext,
-    relation: &'a strata_project::Relation,
+    relation: &'a strata_common::Relation,
 ) -> WriteTarget<'a> {
     WriteTarget {
         unique_id: &ctx.unique_id,

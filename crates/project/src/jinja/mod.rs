@@ -56,22 +56,7 @@ pub struct BatchWindow {
     pub end: String,
 }
 
-/// The result of a query run from a template (`run_query`, `statement`).
-#[derive(Debug, Clone, Default)]
-pub struct QueryResult {
-    /// Column names and SQL types.
-    pub columns: Vec<(String, String)>,
-    /// Rows, as JSON values in column order.
-    pub rows: Vec<Vec<serde_json::Value>>,
-}
-
-/// Runs queries and looks at relations for templates, while compiling against a warehouse.
-pub trait Introspector: Send + Sync + fmt::Debug {
-    /// Run a query and return its rows.
-    fn run_query(&self, sql: &str) -> Result<QueryResult, String>;
-    /// The columns (name, SQL type) of a relation, or `None` when it does not exist.
-    fn columns(&self, relation: &Relation) -> Result<Option<Vec<(String, String)>>, String>;
-}
+pub use strata_common::{Introspector, QueryResult};
 
 /// Resolves `ref` and `source` calls while compiling, and reaches the warehouse when one is
 /// connected.

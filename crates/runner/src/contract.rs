@@ -6,7 +6,7 @@ use datafusion::arrow::datatypes::DataType;
 use strata_common::quote_ident;
 use strata_project::Model;
 
-use crate::Warehouse;
+use strata_engine::Warehouse;
 
 /// Whether the model's contract is enforced.
 pub fn enforced(model: &Model) -> bool {

@@ -1,0 +1,491 @@
+//! One node's work: build a model (with its hooks), a microbatch model batch by batch, a
+//! seed, or a data test, on a [`Warehouse`].
+
+use std::time::Instant;
+
+use futures::TryStreamExt;
+use strata_engine::{
+    Batch, Materialization, MaterializeOutcome, MaterializeRequest, SeedRequest, SnapshotSpec,
+    StatementContext, Warehouse,
+};
+use strata_project::Relation;
+use strata_project::compile::ModelHooks;
+use strata_project::data_tests::DataTest;
+
+use crate::events::{BatchEvent, Reporter, RunEvent};
+use crate::microbatch::MicrobatchConfig;
+use crate::results::NodeStatus;
+
+/// How one node ended.
+pub(crate) struct Done {
+    pub status: NodeStatus,
+    pub message: String,
+    pub rows_affected: Option<u64>,
+    pub failures: Option<u64>,
+    pub sql: Option<String>,
+}
+
+impl Done {
+    pub(crate) fn error(message: String, sql: Option<String>) -> Self {
+        Self {
+            status: NodeStatus::Error,
+            message,
+            rows_affected: None,
+            failures: None,
+            sql,
+        }
+    }
+
+    fn built(o: MaterializeOutcome, sql: Option<String>) -> Self {
+        Self {
+            status: NodeStatus::Success,
+            message: o.message,
+            rows_affected: o.rows_affected,
+            failures: None,
+            sql,
+        }
+    }
+}
+
+/// One node's work, prepared on the scheduler and run concurrently.
+pub(crate) enum Work<'a> {
+    Model(
+        &'a strata_project::Model,
+        strata_project::Result<strata_project::compile::CompiledModel>,
+    ),
+    Seed(&'a strata_project::Seed),
+    Test(&'a DataTest, strata_project::Result<String>),
+    /// A microbatch model: its batches, each compiled for its period.
+    Microbatch(
+        &'a strata_project::Model,
+        MicrobatchConfig,
+        Vec<(
+            strata_project::jinja::BatchWindow,
+            strata_project::Result<strata_project::compile::CompiledModel>,
+        )>,
+    ),
+}
+
+impl Work<'_> {
+    /// `audit` is the (database, schema) where `store_failures` keeps failing rows;
+    /// `full_refresh` rebuilds incremental models in full; `now` is the run's time, for
+    /// snapshots.
+    pub(crate) async fn execute(
+        self,
+        warehouse: &dyn Warehouse,
+        run_id: String,
+        audit: Option<(&str, &str)>,
+        full_refresh: bool,
+        now: &str,
+        reporter: &dyn Reporter,
+    ) -> Done {
+        match self {
+            Work::Model(_, Err(e)) | Work::Test(_, Err(e)) => Done::error(e.to_string(), None),
+            Work::Model(model, Ok(c)) => {
+                let Some(materialization) = Materialization::parse(model.materialized()) else {
+                    return Done::error(
+                        format!(
+                            "materialization `{}` is not supported; use table, view, incremental or ephemeral",
+                            model.materialized()
+                        ),
+                        Some(c.sql),
+                    );
+                };
+                let sql = match crate::contract::enforce(warehouse, model, &c.sql).await {
+                    Ok(sql) => sql,
+                    Err(message) => return Done::error(message, Some(c.sql)),
+                };
+                let mut req = request_for(model, materialization, sql, run_id, full_refresh);
+                if materialization == Materialization::Snapshot {
+                    req.snapshot = Some(snapshot_spec(model, now));
+                }
+                match warehouse.materialize(&req).await {
+                    Ok(o) => Done::built(o, Some(c.sql)),
+                    Err(e) => Done::error(e.to_string(), Some(c.sql)),
+                }
+            }
+            Work::Microbatch(model, config, batches) => {
+                let batches = Batches {
+                    config: &config,
+                    list: batches,
+                    reporter,
+                };
+                run_batches(warehouse, model, batches, run_id, full_refresh).await
+            }
+            Work::Seed(seed) => {
+                let req = SeedRequest {
+                    unique_id: seed.unique_id.clone(),
+                    relation: seed.relation.clone(),
+                    path: seed.abs_path.clone(),
+                    display_path: seed.original_file_path.to_string_lossy().into_owned(),
+                    delimiter: seed.delimiter(),
+                    column_types: seed.column_types().into_iter().collect(),
+                    run_id,
+                };
+                match warehouse.load_seed(&req).await {
+                    Ok(o) => Done::built(o, None),
+                    Err(e) => Done::error(e.to_string(), None),
+                }
+            }
+            Work::Test(test, Ok(sql)) => {
+                let done = run_test(warehouse, test, &sql).await;
+                let found_rows = done.status.is_failure() || done.status == NodeStatus::Warn;
+                if found_rows && let Some((db, schema)) = audit.filter(|_| test.store_failures()) {
+                    let relation = Relation::new(db, schema, test.name.clone());
+                    if let Err(e) = store_failures(warehouse, test, &sql, relation, &run_id).await {
+                        return Done::error(
+                            format!("storing the failing rows failed: {e}"),
+                            Some(sql),
+                        );
+                    }
+                }
+                done
+            }
+        }
+    }
+}
+
+/// Run a model's `pre-hook`s, then its `work`, then (when it was built) its `post-hook`s. A
+/// failing hook fails the model.
+pub(crate) async fn with_hooks(
+    warehouse: &dyn Warehouse,
+    hooks: Option<strata_project::Result<ModelHooks>>,
+    context: &StatementContext,
+    work: impl std::future::Future<Output = Done>,
+) -> Done {
+    let hooks = match hooks {
+        None => return work.await,
+        Some(Err(e)) => return Done::error(e.to_string(), None),
+        Some(Ok(h)) => h,
+    };
+    for (i, sql) in hooks.pre.iter().enumerate() {
+        if let Err(e) = warehouse.execute(sql, context).await {
+            return Done::error(format!("pre-hook {} failed: {e}", i + 1), Some(sql.clone()));
+        }
+    }
+    let mut done = work.await;
+    if done.status == NodeStatus::Success {
+        for (i, sql) in hooks.post.iter().enumerate() {
+            if let Err(e) = warehouse.execute(sql, context).await {
+                done = Done::error(
+                    format!("post-hook {} failed (the model was built): {e}", i + 1),
+                    done.sql,
+                );
+                break;
+            }
+        }
+    }
+    done
+}
+
+/// Whether a model is incremental with the `microbatch` strategy.
+pub(crate) fn is_microbatch(model: &strata_project::Model) -> bool {
+    model.materialized() == "incremental"
+        && model.config.get_str("incremental_strategy") == Some("microbatch")
+}
+
+/// Whether `--full-refresh` may rebuild a model (`full_refresh: false` protects it).
+pub(crate) fn full_refresh_allowed(model: &strata_project::Model) -> bool {
+    model
+        .config
+        .get("full_refresh")
+        .and_then(serde_json::Value::as_bool)
+        != Some(false)
+}
+
+/// The request building a model from its compiled SQL.
+fn request_for(
+    model: &strata_project::Model,
+    materialization: Materialization,
+    sql: String,
+    run_id: String,
+    full_refresh: bool,
+) -> MaterializeRequest {
+    let c = &model.config;
+    MaterializeRequest {
+        partition_by: partition_columns(c.get("partition_by")),
+        incremental_strategy: c.get_str("incremental_strategy").map(str::to_string),
+        unique_key: partition_columns(c.get("unique_key")),
+        full_refresh: full_refresh && full_refresh_allowed(model),
+        merge_update_columns: partition_columns(c.get("merge_update_columns")),
+        merge_exclude_columns: partition_columns(c.get("merge_exclude_columns")),
+        on_schema_change: c.get_str("on_schema_change").map(str::to_string),
+        incremental_predicates: partition_columns(c.get("incremental_predicates")),
+        target_file_size: c
+            .get("target_file_size")
+            .and_then(serde_json::Value::as_u64),
+        ..MaterializeRequest::new(
+            model.unique_id.clone(),
+            model.relation.clone(),
+            materialization,
+            sql,
+            run_id,
+        )
+    }
+}
+
+/// The batches of a microbatch model, and where to report them.
+struct Batches<'a> {
+    config: &'a MicrobatchConfig,
+    list: Vec<(
+        strata_project::jinja::BatchWindow,
+        strata_project::Result<strata_project::compile::CompiledModel>,
+    )>,
+    reporter: &'a dyn Reporter,
+}
+
+/// Build a microbatch model batch by batch, oldest first, each in its own commit. A failed
+/// batch is retried once on its own; the others are written either way, and the message
+/// names the periods still to re-run.
+async fn run_batches(
+    warehouse: &dyn Warehouse,
+    model: &strata_project::Model,
+    batches: Batches<'_>,
+    run_id: String,
+    full_refresh: bool,
+) -> Done {
+    let Batches {
+        config,
+        list: batches,
+        reporter,
+    } = batches;
+    let total = batches.len();
+    let relation_name = format!("{}.{}", model.relation.schema, model.relation.identifier);
+    let mut rows = 0u64;
+    let mut failed: Vec<(strata_project::jinja::BatchWindow, String)> = Vec::new();
+    let mut first_sql = None;
+    for (i, (window, compiled)) in batches.into_iter().enumerate() {
+        let clock = Instant::now();
+        let report = |ok: bool, message: &str| {
+            reporter.report(RunEvent::Batch(BatchEvent {
+                unique_id: &model.unique_id,
+                relation_name: &relation_name,
+                index: i + 1,
+                total,
+                batch_id: &window.id,
+                ok,
+                message,
+                seconds: clock.elapsed().as_secs_f64(),
+            }))
+        };
+        let compiled = match compiled {
+            Ok(c) => c,
+            Err(e) => {
+                report(false, "ERROR");
+                failed.push((window, e.to_string()));
+                continue;
+            }
+        };
+        first_sql.get_or_insert_with(|| compiled.sql.clone());
+        let mut req = request_for(
+            model,
+            Materialization::Incremental,
+            compiled.sql.clone(),
+            run_id.clone(),
+            // Only the first batch of a full refresh replaces the table.
+            full_refresh && i == 0,
+        );
+        req.batch = Some(Batch {
+            event_time: config.event_time.clone(),
+            start: window.start.clone(),
+            end: window.end.clone(),
+        });
+        let mut outcome = warehouse.materialize(&req).await;
+        if outcome.is_err() {
+            outcome = warehouse.materialize(&req).await;
+        }
+        match outcome {
+            Ok(o) => {
+                report(true, &o.message);
+                rows += o.rows_affected.unwrap_or(0);
+            }
+            Err(e) => {
+                report(false, "ERROR");
+                failed.push((window, e.to_string()));
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Done {
+            status: NodeStatus::Success,
+            message: format!(
+                "{total} batch{} {rows} rows",
+                if total == 1 { "," } else { "es," }
+            ),
+            rows_affected: Some(rows),
+            failures: None,
+            sql: first_sql,
+        };
+    }
+    let (first, last) = (&failed[0].0, &failed[failed.len() - 1].0);
+    let details: Vec<String> = failed
+        .iter()
+        .map(|(w, e)| format!("batch {} ({} to {}): {e}", w.id, w.start, w.end))
+        .collect();
+    Done::error(
+        format!(
+            "{} of {total} batches failed, after a retry each; the other batches were written.\n{}\nRe-run the failed period with: --event-time-start '{}' --event-time-end '{}'",
+            failed.len(),
+            details.join("\n"),
+            first.start,
+            last.end
+        ),
+        first_sql,
+    )
+}
+
+/// A snapshot's configs: `unique_key`, `strategy`, `updated_at`, `check_cols`,
+/// `hard_deletes` (or the older `invalidate_hard_deletes`), `dbt_valid_to_current`.
+fn snapshot_spec(model: &strata_project::Model, now: &str) -> SnapshotSpec {
+    let c = &model.config;
+    let check_cols = match c.get("check_cols") {
+        Some(serde_json::Value::String(s)) if s == "all" => Vec::new(),
+        other => partition_columns(other),
+    };
+    let hard_deletes = match c.get_str("hard_deletes") {
+        Some(h) => h.to_string(),
+        None if c
+            .get("invalidate_hard_deletes")
+            .and_then(serde_json::Value::as_bool)
+            == Some(true) =>
+        {
+            "invalidate".to_string()
+        }
+        None => "ignore".to_string(),
+    };
+    SnapshotSpec {
+        unique_key: partition_columns(c.get("unique_key")),
+        strategy: c.get_str("strategy").unwrap_or("timestamp").to_string(),
+        updated_at: c.get_str("updated_at").map(str::to_string),
+        check_cols,
+        hard_deletes,
+        valid_to_current: c.get_str("dbt_valid_to_current").map(str::to_string),
+        now: now.to_string(),
+    }
+}
+
+/// `partition_by` as column names: a name, a list of names, or dbt-BigQuery's
+/// `{field: name, ...}`.
+fn partition_columns(value: Option<&serde_json::Value>) -> Vec<String> {
+    match value {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(serde_json::Value::Object(o)) => o
+            .get("field")
+            .and_then(|f| f.as_str())
+            .map(|f| vec![f.to_string()])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Append a test's failing rows, stamped with the run, to its audit table: the history of
+/// failures is kept, not replaced each run.
+async fn store_failures(
+    warehouse: &dyn Warehouse,
+    test: &DataTest,
+    sql: &str,
+    relation: Relation,
+    run_id: &str,
+) -> strata_engine::Result<()> {
+    let limited = match test.limit() {
+        Some(n) => format!("select * from (\n{sql}\n) as dbt_limited limit {n}"),
+        None => sql.to_string(),
+    };
+    let request = MaterializeRequest::new(
+        test.unique_id.clone(),
+        relation,
+        Materialization::Table,
+        format!(
+            "select {} as strata_run_id, now() as strata_stored_at, failing.* from (\n{limited}\n) as failing",
+            strata_common::quote_literal(run_id)
+        ),
+        run_id,
+    );
+    warehouse.append(&request).await.map(|_| ())
+}
+
+/// Count a test's failing rows and judge them by `severity`, `warn_if` and `error_if`.
+async fn run_test(warehouse: &dyn Warehouse, test: &DataTest, sql: &str) -> Done {
+    let limited = match test.limit() {
+        Some(n) => format!("select * from (\n{sql}\n) as dbt_limited limit {n}"),
+        None => sql.to_string(),
+    };
+    let query = format!(
+        "select count(*) as failures, count(*) {} as should_warn, count(*) {} as should_error \
+         from (\n{limited}\n) as dbt_internal_test",
+        test.warn_if(),
+        test.error_if()
+    );
+    let batches: Vec<datafusion::arrow::record_batch::RecordBatch> =
+        match warehouse.query(&query, None).await {
+            Ok(stream) => match stream.try_collect().await {
+                Ok(b) => b,
+                Err(e) => {
+                    return Done::error(
+                        strata_engine::error::describe_datafusion_error(&e),
+                        Some(sql.to_string()),
+                    );
+                }
+            },
+            Err(e) => return Done::error(e.to_string(), Some(sql.to_string())),
+        };
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Done::error(
+            "the test query returned no count".into(),
+            Some(sql.to_string()),
+        );
+    };
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    let failures = batch
+        .column(0)
+        .as_primitive_opt::<Int64Type>()
+        .map(|a| a.value(0))
+        .unwrap_or(0);
+    let flag = |i: usize| {
+        batch
+            .column(i)
+            .as_boolean_opt()
+            .is_some_and(|a| a.is_valid(0) && a.value(0))
+    };
+    let (should_warn, should_error) = (flag(1), flag(2));
+    let status = if test.severity() == "error" && should_error {
+        NodeStatus::Fail
+    } else if should_warn {
+        NodeStatus::Warn
+    } else {
+        NodeStatus::Pass
+    };
+    let message = match status {
+        NodeStatus::Pass => "PASS".to_string(),
+        _ => format!(
+            "Got {failures} result{}, configured to {} if {}",
+            if failures == 1 { "" } else { "s" },
+            if status == NodeStatus::Fail {
+                "fail"
+            } else {
+                "warn"
+            },
+            if status == NodeStatus::Fail {
+                test.error_if()
+            } else {
+                test.warn_if()
+            }
+        ),
+    };
+    Done {
+        status,
+        message,
+        rows_affected: None,
+        failures: Some(failures.max(0) as u64),
+        sql: Some(sql.to_string()),
+    }
+}
+
+pub(crate) fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
