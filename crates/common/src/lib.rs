@@ -6,6 +6,7 @@
 //! same everywhere: a location (`file:line`), what went wrong, and how to fix it.
 
 mod relation;
+pub mod words;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -18,6 +18,9 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use strata_common::Relation;
+pub use strata_common::words::{
+    HardDeletes, IncrementalStrategy, OnSchemaChange, SnapshotStrategy,
+};
 
 pub use embedded::{EmbeddedWarehouse, ExternalSource, WarehouseOptions};
 pub use error::{Error, Result};
@@ -67,7 +70,7 @@ pub struct MaterializeRequest {
     /// Columns a table is partitioned by (`partition_by`), one folder per value.
     pub partition_by: Vec<String>,
     /// Incremental models: `append`, `merge` or `delete+insert`.
-    pub incremental_strategy: Option<String>,
+    pub incremental_strategy: Option<IncrementalStrategy>,
     /// Incremental models: the key rows are matched on (`unique_key`).
     pub unique_key: Vec<String>,
     /// Rebuild incremental models in full.
@@ -78,7 +81,7 @@ pub struct MaterializeRequest {
     pub merge_exclude_columns: Vec<String>,
     /// Incremental models: what to do when the query's columns differ from the table's
     /// (`ignore`, `fail`, `append_new_columns`, `sync_all_columns`).
-    pub on_schema_change: Option<String>,
+    pub on_schema_change: OnSchemaChange,
     /// Incremental merges: extra conditions on the match (`incremental_predicates`), SQL over
     /// `DBT_INTERNAL_DEST` (the table) and `DBT_INTERNAL_SOURCE` (the new rows).
     pub incremental_predicates: Vec<String>,
@@ -103,18 +106,18 @@ pub struct Batch {
 }
 
 /// How a snapshot finds changed rows and records their history (dbt's snapshot configs).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SnapshotSpec {
     /// The columns identifying a record (`unique_key`).
     pub unique_key: Vec<String>,
     /// `timestamp` or `check`.
-    pub strategy: String,
+    pub strategy: SnapshotStrategy,
     /// `timestamp`: the column telling when a record last changed.
     pub updated_at: Option<String>,
     /// `check`: the columns compared, or empty for all of them (`check_cols: all`).
     pub check_cols: Vec<String>,
     /// Records gone from the source: `ignore`, `invalidate` or `new_record`.
-    pub hard_deletes: String,
+    pub hard_deletes: HardDeletes,
     /// What `dbt_valid_to` holds for current rows, as SQL (NULL when unset).
     pub valid_to_current: Option<String>,
     /// When this snapshot run happened (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC).
@@ -142,7 +145,7 @@ impl MaterializeRequest {
             full_refresh: false,
             merge_update_columns: Vec::new(),
             merge_exclude_columns: Vec::new(),
-            on_schema_change: None,
+            on_schema_change: OnSchemaChange::Ignore,
             incremental_predicates: Vec::new(),
             batch: None,
             snapshot: None,

@@ -259,6 +259,20 @@ impl NodeConfig {
         self.values.get("tags").map(tags_of).unwrap_or_default()
     }
 
+    /// A config whose value is one of a fixed set of words (`strata_common::words`), parsed;
+    /// `None` when unset.
+    pub fn word<T>(
+        &self,
+        key: &str,
+        parse: impl Fn(&str) -> std::result::Result<T, String>,
+    ) -> std::result::Result<Option<T>, String> {
+        match self.values.get(key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) => parse(s).map(Some),
+            Some(other) => Err(format!("`{key}` must be a word, not {other}")),
+        }
+    }
+
     /// The hooks of `key` (`pre_hook` or `post_hook`), in the order they run.
     pub fn hooks(&self, key: &str) -> std::result::Result<Vec<crate::hooks::Hook>, String> {
         match self.values.get(key) {

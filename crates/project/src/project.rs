@@ -1553,13 +1553,39 @@ const ACTED_ON: &[&str] = &[
     "fail_calc",
 ];
 
-/// Check what can be checked of the nodes' configurations at load: hooks must be SQL, and
-/// keys Strata does not act on are named once per file, as a warning.
+/// Check what can be checked of the nodes' configurations at load: words from a fixed list
+/// (`materialized`, `incremental_strategy`, ...), hooks that must be SQL, grants; keys Strata
+/// does not act on are named once per file, as a warning.
 fn check_configs(
     models: &IndexMap<String, Model>,
     seeds: &IndexMap<String, Seed>,
     tests: &IndexMap<String, DataTest>,
 ) -> Result<()> {
+    use strata_common::words::{
+        HardDeletes, IncrementalStrategy, Materialized, OnSchemaChange, SnapshotStrategy,
+    };
+    for m in models.values() {
+        let c = &m.config;
+        let snapshot = c.materialized() == "snapshot";
+        let checked = c
+            .word(Materialized::KEY, Materialized::parse)
+            .and(c.word(IncrementalStrategy::KEY, IncrementalStrategy::parse))
+            .and(c.word(OnSchemaChange::KEY, OnSchemaChange::parse))
+            .and(match snapshot {
+                true => c
+                    .word(SnapshotStrategy::KEY, SnapshotStrategy::parse)
+                    .and(c.word(HardDeletes::KEY, HardDeletes::parse))
+                    .map(|_| None::<()>),
+                false => Ok(None),
+            });
+        checked.map_err(|msg| {
+            Error::at(Location::file(&m.original_file_path), msg).with_node(format!(
+                "{} `{}`",
+                m.kind.as_str(),
+                m.name
+            ))
+        })?;
+    }
     let mut warned: std::collections::HashSet<(String, PathBuf)> = Default::default();
     let nodes = models
         .values()

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use futures::TryStreamExt;
 use strata_engine::{
-    Batch, Materialization, MaterializeOutcome, MaterializeRequest, SeedRequest, SnapshotSpec,
+    Batch, HardDeletes, IncrementalStrategy, Materialization, MaterializeOutcome,
+    MaterializeRequest, OnSchemaChange, SeedRequest, SnapshotSpec, SnapshotStrategy,
     StatementContext, Warehouse,
 };
 use strata_project::Relation;
@@ -181,7 +182,8 @@ pub(crate) async fn with_hooks(
 /// Whether a model is incremental with the `microbatch` strategy.
 pub(crate) fn is_microbatch(model: &strata_project::Model) -> bool {
     model.materialized() == "incremental"
-        && model.config.get_str("incremental_strategy") == Some("microbatch")
+        && model.config.get_str(IncrementalStrategy::KEY)
+            == Some(IncrementalStrategy::Microbatch.as_str())
 }
 
 /// Whether `--full-refresh` may rebuild a model (`full_refresh: false` protects it).
@@ -204,12 +206,20 @@ fn request_for(
     let c = &model.config;
     MaterializeRequest {
         partition_by: partition_columns(c.get("partition_by")),
-        incremental_strategy: c.get_str("incremental_strategy").map(str::to_string),
+        // Words are checked when the project loads: a bad one cannot reach here.
+        incremental_strategy: c
+            .word(IncrementalStrategy::KEY, IncrementalStrategy::parse)
+            .ok()
+            .flatten(),
         unique_key: partition_columns(c.get("unique_key")),
         full_refresh: full_refresh && full_refresh_allowed(model),
         merge_update_columns: partition_columns(c.get("merge_update_columns")),
         merge_exclude_columns: partition_columns(c.get("merge_exclude_columns")),
-        on_schema_change: c.get_str("on_schema_change").map(str::to_string),
+        on_schema_change: c
+            .word(OnSchemaChange::KEY, OnSchemaChange::parse)
+            .ok()
+            .flatten()
+            .unwrap_or(OnSchemaChange::Ignore),
         incremental_predicates: partition_columns(c.get("incremental_predicates")),
         target_file_size: c
             .get("target_file_size")
@@ -342,20 +352,25 @@ fn snapshot_spec(model: &strata_project::Model, now: &str) -> SnapshotSpec {
         Some(serde_json::Value::String(s)) if s == "all" => Vec::new(),
         other => partition_columns(other),
     };
-    let hard_deletes = match c.get_str("hard_deletes") {
-        Some(h) => h.to_string(),
+    // Words are checked when the project loads: a bad one cannot reach here.
+    let hard_deletes = match c.word(HardDeletes::KEY, HardDeletes::parse).ok().flatten() {
+        Some(h) => h,
         None if c
             .get("invalidate_hard_deletes")
             .and_then(serde_json::Value::as_bool)
             == Some(true) =>
         {
-            "invalidate".to_string()
+            HardDeletes::Invalidate
         }
-        None => "ignore".to_string(),
+        None => HardDeletes::Ignore,
     };
     SnapshotSpec {
         unique_key: partition_columns(c.get("unique_key")),
-        strategy: c.get_str("strategy").unwrap_or("timestamp").to_string(),
+        strategy: c
+            .word(SnapshotStrategy::KEY, SnapshotStrategy::parse)
+            .ok()
+            .flatten()
+            .unwrap_or(SnapshotStrategy::Timestamp),
         updated_at: c.get_str("updated_at").map(str::to_string),
         check_cols,
         hard_deletes,

@@ -266,3 +266,41 @@ fn disabled_models_are_skipped_and_refs_to_them_explained() {
     assert!(out.contains("ref('b') does not exist"), "{out}");
     assert!(out.contains("model `b` is disabled"), "{out}");
 }
+
+#[test]
+fn config_words_outside_their_list_are_refused_at_load() {
+    let p = built();
+    p.write(
+        "models/m.sql",
+        "{{ config(materialized='incremental', incremental_strategy='merges', unique_key='id') }}select 1 as id",
+    );
+    let out = p.fails(&["run"], 2);
+    assert!(out.contains("models/m.sql"), "{out}");
+    assert!(
+        out.contains("`incremental_strategy: merges` is not supported; use one of: append, merge, delete+insert, microbatch"),
+        "{out}"
+    );
+    assert!(out.contains("did you mean `merge`"), "{out}");
+    p.write(
+        "models/m.sql",
+        "{{ config(materialized='materialized_view') }}select 1 as id",
+    );
+    let out = p.fails(&["run"], 2);
+    assert!(
+        out.contains("`materialized: materialized_view` is not supported"),
+        "{out}"
+    );
+    p.remove("models/m.sql");
+    p.write(
+        "snapshots/s.sql",
+        "{% snapshot s %}{{ config(unique_key='id', strategy='check', check_cols='all', hard_deletes='remove') }}select 1 as id{% endsnapshot %}",
+    );
+    let out = p.fails(&["snapshot"], 2);
+    assert!(out.contains("snapshots/s.sql"), "{out}");
+    assert!(
+        out.contains("`hard_deletes: remove` is not supported"),
+        "{out}"
+    );
+    p.remove("snapshots/s.sql");
+    assert_intact(&p);
+}

@@ -14,7 +14,9 @@ use strata_common::{quote_ident as q, quote_literal};
 use super::{EmbeddedWarehouse, WriteTarget};
 use crate::error::{Error, Result};
 use crate::types::{cast_type, sql_type};
-use crate::{MaterializeOutcome, MaterializeRequest, Warehouse};
+use crate::{
+    IncrementalStrategy, MaterializeOutcome, MaterializeRequest, OnSchemaChange, Warehouse,
+};
 
 /// The table's alias in merge predicates.
 pub(super) const DEST: &str = "DBT_INTERNAL_DEST";
@@ -60,19 +62,17 @@ impl EmbeddedWarehouse {
             check_keys(req, &columns)?;
         }
         // A microbatch model's first batch creates the table, checked against its period.
-        if !exists && strategy == "microbatch" && req.batch.is_some() {
+        if !exists && strategy == IncrementalStrategy::Microbatch && req.batch.is_some() {
             return self.replace_batch(req).await;
         }
         if !exists || req.full_refresh {
             return self.build_table(req).await;
         }
-        if !["append", "merge", "delete+insert", "microbatch"].contains(&strategy) {
-            return Err(Error::user(format!(
-                "incremental strategy `{strategy}` is not supported"
-            ))
-            .with_hint("use append, merge, delete+insert or microbatch"));
-        }
-        if matches!(strategy, "merge" | "delete+insert") && req.unique_key.is_empty() {
+        if matches!(
+            strategy,
+            IncrementalStrategy::Merge | IncrementalStrategy::DeleteInsert
+        ) && req.unique_key.is_empty()
+        {
             return Err(Error::user(format!(
                 "incremental strategy `{strategy}` needs a `unique_key`"
             ))
@@ -87,10 +87,10 @@ impl EmbeddedWarehouse {
         }
         let add_columns = plan == SchemaPlan::AddColumns;
         match strategy {
-            "append" => self.append(req).await,
-            "merge" => self.merge(req, add_columns).await,
-            "microbatch" => self.replace_batch(req).await,
-            _ => self.delete_insert(req, add_columns).await,
+            IncrementalStrategy::Append => self.append(req).await,
+            IncrementalStrategy::Merge => self.merge(req, add_columns).await,
+            IncrementalStrategy::Microbatch => self.replace_batch(req).await,
+            IncrementalStrategy::DeleteInsert => self.delete_insert(req, add_columns).await,
         }
     }
 
@@ -129,7 +129,7 @@ impl EmbeddedWarehouse {
             })
             .map(|f| f.name().as_str())
             .collect();
-        let mode = req.on_schema_change.as_deref().unwrap_or("ignore");
+        let mode = req.on_schema_change;
         let list = |v: &[&str]| {
             if v.is_empty() {
                 "none".to_string()
@@ -141,18 +141,18 @@ impl EmbeddedWarehouse {
             _ if added.is_empty() && missing.is_empty() && retyped.is_empty() => {
                 Ok((req.clone(), SchemaPlan::Keep))
             }
-            "sync_all_columns" => Ok((req.clone(), SchemaPlan::Rewrite)),
+            OnSchemaChange::SyncAllColumns => Ok((req.clone(), SchemaPlan::Rewrite)),
             // Changed types alone are left to the write's casts, as dbt leaves them.
             _ if added.is_empty() && missing.is_empty() => Ok((req.clone(), SchemaPlan::Keep)),
-            "append_new_columns" => Ok((req.clone(), SchemaPlan::AddColumns)),
-            "fail" => Err(Error::user(format!(
+            OnSchemaChange::AppendNewColumns => Ok((req.clone(), SchemaPlan::AddColumns)),
+            OnSchemaChange::Fail => Err(Error::user(format!(
                 "the columns of {} changed (new: {}; missing: {}) and on_schema_change is `fail`; nothing was written",
                 req.relation,
                 list(&added),
                 list(&missing),
             ))
             .with_hint("run with --full-refresh to rebuild the table, or set on_schema_change: append_new_columns or sync_all_columns")),
-            "ignore" => {
+            OnSchemaChange::Ignore => {
                 // Keep the table's columns: drop new ones, fill missing ones with NULL.
                 let cols: Vec<String> = target
                     .fields()
@@ -173,8 +173,6 @@ impl EmbeddedWarehouse {
                 );
                 Ok((projected, SchemaPlan::Keep))
             }
-            other => Err(Error::user(format!("on_schema_change `{other}` is not supported"))
-                .with_hint("use ignore, fail, append_new_columns or sync_all_columns")),
         }
     }
 
@@ -201,7 +199,7 @@ impl EmbeddedWarehouse {
             })
             .collect();
         let filter = match req.strategy() {
-            "merge" | "delete+insert" => {
+            IncrementalStrategy::Merge | IncrementalStrategy::DeleteInsert => {
                 let matches = req
                     .unique_key
                     .iter()
@@ -210,11 +208,11 @@ impl EmbeddedWarehouse {
                     .join(" and ");
                 format!("where not exists (select 1 from ({incoming}) as {SOURCE} where {matches})")
             }
-            "microbatch" => match &req.batch {
+            IncrementalStrategy::Microbatch => match &req.batch {
                 Some(b) => format!("where not ({})", b.predicate(&format!("{DEST}."))),
                 None => String::new(),
             },
-            _ => String::new(),
+            IncrementalStrategy::Append => String::new(),
         };
         let mut rewritten = req.clone();
         rewritten.sql = format!(
@@ -411,11 +409,11 @@ impl EmbeddedWarehouse {
 impl MaterializeRequest {
     /// The incremental strategy: the configured one, else `merge` with a `unique_key` and
     /// `append` without.
-    pub fn strategy(&self) -> &str {
-        match self.incremental_strategy.as_deref() {
+    pub fn strategy(&self) -> IncrementalStrategy {
+        match self.incremental_strategy {
             Some(s) => s,
-            None if self.unique_key.is_empty() => "append",
-            None => "merge",
+            None if self.unique_key.is_empty() => IncrementalStrategy::Append,
+            None => IncrementalStrategy::Merge,
         }
     }
 }

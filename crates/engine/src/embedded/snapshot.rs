@@ -13,7 +13,9 @@ use super::EmbeddedWarehouse;
 use super::incremental::{DEST, SOURCE, insert_columns};
 use crate::error::{Error, Result};
 use crate::types::cast_type;
-use crate::{MaterializeOutcome, MaterializeRequest, SnapshotSpec, Warehouse};
+use crate::{
+    HardDeletes, MaterializeOutcome, MaterializeRequest, SnapshotSpec, SnapshotStrategy, Warehouse,
+};
 
 /// The columns a snapshot adds to the query's.
 const META: [&str; 5] = [
@@ -45,8 +47,10 @@ impl<'a> Parts<'a> {
 
     /// When a source row (`alias`) last changed: its `updated_at`, or the run's time.
     fn updated(&self, alias: &str) -> String {
-        match (self.spec.strategy.as_str(), &self.spec.updated_at) {
-            ("timestamp", Some(col)) => format!("cast({alias}.{} as timestamp(6))", q(col)),
+        match (self.spec.strategy, &self.spec.updated_at) {
+            (SnapshotStrategy::Timestamp, Some(col)) => {
+                format!("cast({alias}.{} as timestamp(6))", q(col))
+            }
             _ => self.now.clone(),
         }
     }
@@ -84,7 +88,7 @@ impl<'a> Parts<'a> {
     }
 
     fn new_record(&self) -> bool {
-        self.spec.hard_deletes == "new_record"
+        self.spec.hard_deletes == HardDeletes::NewRecord
     }
 }
 
@@ -194,8 +198,8 @@ fn validate(req: &MaterializeRequest, spec: &SnapshotSpec, source: &Schema) -> R
             )));
         }
     }
-    match spec.strategy.as_str() {
-        "timestamp" => match &spec.updated_at {
+    match spec.strategy {
+        SnapshotStrategy::Timestamp => match &spec.updated_at {
             Some(c) if has(c) => {}
             Some(c) => {
                 return Err(Error::user(format!(
@@ -212,7 +216,7 @@ fn validate(req: &MaterializeRequest, spec: &SnapshotSpec, source: &Schema) -> R
                 ));
             }
         },
-        "check" => {
+        SnapshotStrategy::Check => {
             for c in &spec.check_cols {
                 if !has(c) {
                     return Err(Error::user(format!(
@@ -222,17 +226,6 @@ fn validate(req: &MaterializeRequest, spec: &SnapshotSpec, source: &Schema) -> R
                 }
             }
         }
-        other => {
-            return Err(Error::user(format!(
-                "snapshot {node} has strategy `{other}`; Strata knows `timestamp` and `check`"
-            )));
-        }
-    }
-    if !["ignore", "invalidate", "new_record"].contains(&spec.hard_deletes.as_str()) {
-        return Err(Error::user(format!(
-            "snapshot {node} has hard_deletes `{}`; use ignore, invalidate or new_record",
-            spec.hard_deletes
-        )));
     }
     if let Some(c) = META.iter().find(|c| has(c)) {
         return Err(Error::user(format!(
@@ -300,8 +293,8 @@ fn changes_sql(
     } else {
         "false".to_string()
     };
-    let changed = match spec.strategy.as_str() {
-        "timestamp" => format!("{upd} > cur.dbt_valid_from"),
+    let changed = match spec.strategy {
+        SnapshotStrategy::Timestamp => format!("{upd} > cur.dbt_valid_from"),
         _ => {
             let cols: Vec<String> = if spec.check_cols.is_empty() {
                 source
@@ -355,7 +348,7 @@ fn changes_sql(
             "close"
         )
     ));
-    if spec.hard_deletes != "ignore" {
+    if spec.hard_deletes != HardDeletes::Ignore {
         let gone = format!(
             "from ({current}) as cur where not {is_marker} and not exists (select 1 from (\n{source_sql}\n) as src where {keys_equal})"
         );
