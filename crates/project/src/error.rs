@@ -85,7 +85,7 @@ impl Error {
                 line: err.line(),
                 column: None,
             },
-            crate::jinja::describe_error(err),
+            describe_error(err),
         )
     }
 
@@ -143,4 +143,37 @@ pub(crate) fn yaml_error(file: PathBuf, err: &yaml_serde::Error) -> Error {
     };
     Error::at(loc, format!("invalid YAML: {text}"))
         .with_hint("check the indentation and the `key: value` syntax at that line")
+}
+
+/// A one-line description of a Jinja error, with its template and line when known.
+pub fn describe_error(err: &minijinja::Error) -> String {
+    let mut text = match err.kind() {
+        minijinja::ErrorKind::SyntaxError => format!(
+            "Jinja syntax error: {}",
+            err.detail().unwrap_or("invalid syntax")
+        ),
+        minijinja::ErrorKind::UnknownFunction => format!(
+            "unknown function or macro: {}",
+            err.detail().unwrap_or("(unnamed)")
+        ),
+        _ => match err.detail() {
+            Some(d) => d.to_string(),
+            None => err.to_string(),
+        },
+    };
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        if let Some(j) = inner.downcast_ref::<minijinja::Error>() {
+            text.push_str(&format!(
+                " (caused by: {}{})",
+                j.detail().unwrap_or(""),
+                match (j.name(), j.line()) {
+                    (Some(n), Some(l)) => format!(" at {n}:{l}"),
+                    _ => String::new(),
+                }
+            ));
+        }
+        source = inner.source();
+    }
+    text
 }

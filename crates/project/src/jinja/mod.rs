@@ -184,38 +184,7 @@ pub fn env_var(name: String, default: Option<Value>) -> Result<Value, JError> {
     }
 }
 
-/// A one-line description of a Jinja error, with its template and line when known.
-pub fn describe_error(err: &JError) -> String {
-    let mut text = match err.kind() {
-        ErrorKind::SyntaxError => format!(
-            "Jinja syntax error: {}",
-            err.detail().unwrap_or("invalid syntax")
-        ),
-        ErrorKind::UnknownFunction => format!(
-            "unknown function or macro: {}",
-            err.detail().unwrap_or("(unnamed)")
-        ),
-        _ => match err.detail() {
-            Some(d) => d.to_string(),
-            None => err.to_string(),
-        },
-    };
-    let mut source = std::error::Error::source(err);
-    while let Some(inner) = source {
-        if let Some(j) = inner.downcast_ref::<JError>() {
-            text.push_str(&format!(
-                " (caused by: {}{})",
-                j.detail().unwrap_or(""),
-                match (j.name(), j.line()) {
-                    (Some(n), Some(l)) => format!(" at {n}:{l}"),
-                    _ => String::new(),
-                }
-            ));
-        }
-        source = inner.source();
-    }
-    text
-}
+pub use crate::error::describe_error;
 
 /// Rename `{% macro name(` so that calls by name, even inside the same file, go through the
 /// global wrapper that implements dbt's `return()`.
