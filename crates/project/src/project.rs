@@ -270,10 +270,80 @@ impl Loader {
         }
     }
 
+    /// Load the project, phase by phase: docs blocks, packages and macros (the Jinja
+    /// environment), properties files, model and test files, the parse render of each model,
+    /// seeds, sources and tests, then the checks and the graph.
     fn load(self) -> Result<Project> {
         let package = self.config.name.clone();
+        let docs = self.docs_blocks()?;
+        let packages = crate::packages::load(&self.root, &self.install_path())?;
+        let macro_files = self.macro_files(&packages)?;
+        let mut jinja = self.jinja_env(&docs, &macro_files)?;
+        // The root project, then each package: (folder, project file, package name).
+        let roots: Vec<(PathBuf, &ProjectConfig, String)> =
+            std::iter::once((self.root.clone(), &self.config, package.clone()))
+                .chain(
+                    packages
+                        .iter()
+                        .map(|p| (p.root.clone(), &p.config, p.name.clone())),
+                )
+                .collect();
+        let Properties {
+            models: patches,
+            seeds: seed_patches,
+            sources: source_entries,
+        } = self.properties(&roots)?;
+        let (files, mut by_name) = self.model_files(&roots, &patches, &mut jinja)?;
+        let singular = self.singular_tests(&mut jinja)?;
+        let jinja = Arc::new(jinja);
+        let (models, mut disabled) = self.parse_models(&jinja, files, &packages, &patches)?;
+        let seeds = self.seeds(&jinja, &seed_patches, &mut by_name, &package, &mut disabled)?;
+        let sources = self.sources(&jinja, &source_entries, &package)?;
+        let tests = self.tests(
+            &jinja,
+            TestInputs {
+                model_patches: &patches,
+                seed_patches: &seed_patches,
+                source_entries: &source_entries,
+                singular,
+            },
+            &models,
+            &seeds,
+            &sources,
+        )?;
 
-        // Docs blocks from every .md file under model and macro paths.
+        check_unique_relations(&models, &seeds)?;
+        let mut graph = build_graph(&models, &seeds, &sources, &disabled)?;
+        for t in tests.values() {
+            graph.add_node(&t.unique_id);
+            for d in &t.depends_on {
+                graph.add_edge(d, &t.unique_id);
+            }
+        }
+        check_configs(&models, &seeds, &tests)?;
+        let (on_run_start, on_run_end) = run_hooks(&self.config, &self.config_path)?;
+        Ok(Project {
+            on_run_start,
+            on_run_end,
+            root: self.root,
+            config: self.config,
+            config_path: self.config_path,
+            target: self.target,
+            models,
+            sources,
+            seeds,
+            tests,
+            docs,
+            graph,
+            jinja,
+            disabled,
+            run_started_at: self.run_started_at,
+            invocation_id: self.invocation_id,
+        })
+    }
+
+    /// Docs blocks from every .md file under model and macro paths.
+    fn docs_blocks(&self) -> Result<HashMap<String, String>> {
         let mut docs = HashMap::new();
         let doc_dirs: Vec<String> = self
             .config
@@ -288,14 +358,38 @@ impl Loader {
             }
         }
 
-        // Macros.
-        // Macros: project macro paths and generic tests under test paths (`tests/generic`).
-        let generic_dirs: Vec<String> = self
-            .config
+        Ok(docs)
+    }
+
+    /// Where `dbt deps` installs packages (`packages-install-path`, default `dbt_packages`).
+    fn install_path(&self) -> String {
+        self.config
+            .other
+            .get("packages-install-path")
+            .and_then(|v| v.as_str())
+            .unwrap_or("dbt_packages")
+            .to_string()
+    }
+
+    /// Folders of generic tests: `generic/` under each test path.
+    fn generic_dirs(&self) -> Vec<String> {
+        self.config
             .test_paths
             .iter()
             .map(|t| format!("{}/generic", t.trim_end_matches('/')))
-            .collect();
+            .collect()
+    }
+
+    /// Every macro file, as (file, package, text): Strata's built-ins, then the packages', then
+    /// the project's (macro paths, and generic tests under test paths), so later definitions
+    /// win. A macro defined twice in the project is an error.
+    fn macro_files(
+        &self,
+        packages: &[crate::packages::Package],
+    ) -> Result<Vec<(PathBuf, String, String)>> {
+        let package = self.config.name.clone();
+        // Macros: project macro paths and generic tests under test paths (`tests/generic`).
+        let generic_dirs = self.generic_dirs();
         let mut macro_files = Vec::new();
         for (abs, rel) in files_with_ext(&self.root, &self.config.macro_paths, &["sql"])
             .into_iter()
@@ -317,16 +411,8 @@ impl Loader {
             }
         }
         // Package macros come before the root project's, so the root's definitions win.
-        let install_path = self
-            .config
-            .other
-            .get("packages-install-path")
-            .and_then(|v| v.as_str())
-            .unwrap_or("dbt_packages")
-            .to_string();
-        let packages = crate::packages::load(&self.root, &install_path)?;
         let mut package_macros = Vec::new();
-        for pkg in &packages {
+        for pkg in packages {
             let dirs: Vec<String> = pkg
                 .config
                 .macro_paths
@@ -362,8 +448,17 @@ impl Loader {
                 BUILTIN_CROSS_DB.to_string(),
             ),
         );
+        Ok(macro_files)
+    }
+
+    /// The Jinja environment: the dbt context (vars, target, docs, ...) and every macro.
+    fn jinja_env(
+        &self,
+        docs: &HashMap<String, String>,
+        macro_files: &[(PathBuf, String, String)],
+    ) -> Result<JinjaEnv> {
         let globals = Globals {
-            project_name: package.clone(),
+            project_name: self.config.name.clone(),
             project_vars: self
                 .config
                 .vars
@@ -377,27 +472,22 @@ impl Loader {
             invocation_id: self.invocation_id.clone(),
             full_refresh: self.full_refresh,
         };
-        let mut jinja = JinjaEnv::new(globals, &macro_files).map_err(|(file, e)| {
+        JinjaEnv::new(globals, macro_files).map_err(|(file, e)| {
             Error::jinja(file, &e).with_hint(
                 "fix the macro's Jinja syntax: every {% macro %} needs an {% endmacro %}",
             )
-        })?;
-        // Properties files.
+        })
+    }
+
+    /// Properties files (YAML under model, seed and snapshot paths) of the project and its
+    /// packages: entries for models and snapshots, seeds, and sources.
+    fn properties(&self, roots: &[(PathBuf, &ProjectConfig, String)]) -> Result<Properties> {
         let mut patches: HashMap<String, (PathBuf, crate::properties::ModelEntry)> = HashMap::new();
         let mut source_entries: Vec<(PathBuf, SourceEntry)> = Vec::new();
         let mut seed_patches: HashMap<String, (PathBuf, crate::properties::ModelEntry)> =
             HashMap::new();
-        // The root project, then each package: (folder, project file, package name).
-        let roots: Vec<(PathBuf, &ProjectConfig, String)> =
-            std::iter::once((self.root.clone(), &self.config, package.clone()))
-                .chain(
-                    packages
-                        .iter()
-                        .map(|p| (p.root.clone(), &p.config, p.name.clone())),
-                )
-                .collect();
         let mut property_files = Vec::new();
-        for (root, config, _) in &roots {
+        for (root, config, _) in roots {
             let dirs: Vec<String> = config
                 .model_paths
                 .iter()
@@ -453,10 +543,24 @@ impl Loader {
             }
         }
 
-        // Model files.
+        Ok(Properties {
+            models: patches,
+            seeds: seed_patches,
+            sources: source_entries,
+        })
+    }
+
+    /// Model and snapshot files of the project and its packages, added to the Jinja
+    /// environment; with the file of each name. Every properties entry must name one.
+    fn model_files(
+        &self,
+        roots: &[(PathBuf, &ProjectConfig, String)],
+        patches: &HashMap<String, (PathBuf, crate::properties::ModelEntry)>,
+        jinja: &mut JinjaEnv,
+    ) -> Result<(Vec<ModelFile>, HashMap<String, PathBuf>)> {
         let mut files: Vec<ModelFile> = Vec::new();
         let mut by_name: HashMap<String, PathBuf> = HashMap::new();
-        for (root, config, pkg_name) in &roots {
+        for (root, config, pkg_name) in roots {
             for model_dir in &config.model_paths {
                 for (abs, _) in files_with_ext(root, std::slice::from_ref(model_dir), &["sql"]) {
                     let rel = relative_to(&abs, &self.root);
@@ -500,8 +604,8 @@ impl Loader {
                 }
             }
         }
-        self.snapshot_files(&roots, &patches, &mut jinja, &mut files, &mut by_name)?;
-        for (name, (file, _)) in &patches {
+        self.snapshot_files(roots, patches, jinja, &mut files, &mut by_name)?;
+        for (name, (file, _)) in patches {
             if !by_name.contains_key(name) {
                 return Err(Error::at(
                     Location::file(file),
@@ -513,7 +617,12 @@ impl Loader {
                 .with_hint("fix the `name:` or remove the entry"));
             }
         }
-        // Singular tests: SQL files under test paths, outside `generic/`.
+        Ok((files, by_name))
+    }
+
+    /// Singular tests: SQL files under test paths, outside `generic/`, as (file, name, SQL).
+    fn singular_tests(&self, jinja: &mut JinjaEnv) -> Result<Vec<(PathBuf, String, String)>> {
+        let generic_dirs = self.generic_dirs();
         let mut singular = Vec::new();
         for (abs, rel) in files_with_ext(&self.root, &self.config.test_paths, &["sql"]) {
             if generic_dirs.iter().any(|g| rel.starts_with(g)) {
@@ -530,9 +639,18 @@ impl Loader {
                 .map_err(|e| Error::jinja(rel.clone(), &e).with_node(format!("test `{name}`")))?;
             singular.push((rel, name, raw_sql));
         }
-        let jinja = Arc::new(jinja);
+        Ok(singular)
+    }
 
-        // Parse-render each model: refs, sources and inline config.
+    /// Parse-render each model: its refs, sources and inline config; the enabled models, and
+    /// the unique ids of disabled ones.
+    fn parse_models(
+        &self,
+        jinja: &JinjaEnv,
+        files: Vec<ModelFile>,
+        packages: &[crate::packages::Package],
+        patches: &HashMap<String, (PathBuf, crate::properties::ModelEntry)>,
+    ) -> Result<(IndexMap<String, Model>, Vec<String>)> {
         let mut models: IndexMap<String, Model> = IndexMap::new();
         let mut disabled = Vec::new();
         for f in files {
@@ -594,13 +712,13 @@ impl Loader {
             }
             let (description, columns) = match patch {
                 Some((_, entry)) => (
-                    self.render_description(&jinja, entry.description.as_deref(), &f.rel)?,
-                    self.columns(&jinja, &entry.columns, &f.rel)?,
+                    self.render_description(jinja, entry.description.as_deref(), &f.rel)?,
+                    self.columns(jinja, &entry.columns, &f.rel)?,
                 ),
                 None => (String::new(), IndexMap::new()),
             };
             let mut relation = self.relation_for(
-                &jinja,
+                jinja,
                 &NodeInfo {
                     unique_id: unique_id.clone(),
                     name: f.name.clone(),
@@ -647,74 +765,7 @@ impl Loader {
             );
         }
 
-        let seeds = self.seeds(&jinja, &seed_patches, &mut by_name, &package, &mut disabled)?;
-        let sources = self.sources(&jinja, &source_entries, &package)?;
-        let tests = self.tests(
-            &jinja,
-            TestInputs {
-                model_patches: &patches,
-                seed_patches: &seed_patches,
-                source_entries: &source_entries,
-                singular,
-            },
-            &models,
-            &seeds,
-            &sources,
-        )?;
-
-        // Relations must be unique: two models writing the same table would clobber each other.
-        let mut relations: HashMap<&Relation, Node<'_>> = HashMap::new();
-        for n in models
-            .values()
-            .map(Node::Model)
-            .chain(seeds.values().map(Node::Seed))
-        {
-            if n.materialized() == "ephemeral" {
-                continue;
-            }
-            if let Some(other) = relations.insert(n.relation(), n) {
-                return Err(Error::at(
-                    Location::file(n.file()),
-                    format!(
-                        "{} `{}` and {} `{}` both build {}",
-                        other.resource_type(),
-                        other.name(),
-                        n.resource_type(),
-                        n.name(),
-                        n.relation()
-                    ),
-                )
-                .with_hint("give one of them another `alias` or `schema`"));
-            }
-        }
-
-        let mut graph = build_graph(&models, &seeds, &sources, &disabled)?;
-        for t in tests.values() {
-            graph.add_node(&t.unique_id);
-            for d in &t.depends_on {
-                graph.add_edge(d, &t.unique_id);
-            }
-        }
-        check_configs(&models, &seeds, &tests)?;
-        let (on_run_start, on_run_end) = run_hooks(&self.config, &self.config_path)?;
-        Ok(Project {
-            on_run_start,
-            on_run_end,
-            root: self.root,
-            config: self.config,
-            config_path: self.config_path,
-            target: self.target,
-            models,
-            sources,
-            seeds,
-            tests,
-            docs,
-            graph,
-            jinja,
-            disabled,
-            run_started_at: self.run_started_at,
-            invocation_id: self.invocation_id,
-        })
+        Ok((models, disabled))
     }
 
     /// Snapshots: `{% snapshot %}` blocks in `.sql` files under snapshot paths, and YAML
@@ -1489,6 +1540,49 @@ fn uuid_like() -> String {
         &h[17..20],
         &h[20..32]
     )
+}
+
+/// Relations must be unique: two models writing the same table would clobber each other.
+fn check_unique_relations(
+    models: &IndexMap<String, Model>,
+    seeds: &IndexMap<String, Seed>,
+) -> Result<()> {
+    let mut relations: HashMap<&Relation, Node<'_>> = HashMap::new();
+    for n in models
+        .values()
+        .map(Node::Model)
+        .chain(seeds.values().map(Node::Seed))
+    {
+        if n.materialized() == "ephemeral" {
+            continue;
+        }
+        if let Some(other) = relations.insert(n.relation(), n) {
+            return Err(Error::at(
+                Location::file(n.file()),
+                format!(
+                    "{} `{}` and {} `{}` both build {}",
+                    other.resource_type(),
+                    other.name(),
+                    n.resource_type(),
+                    n.name(),
+                    n.relation()
+                ),
+            )
+            .with_hint("give one of them another `alias` or `schema`"));
+        }
+    }
+
+    Ok(())
+}
+
+/// The entries of a project's properties files.
+struct Properties {
+    /// Models and snapshots, by name, with their file.
+    models: HashMap<String, (PathBuf, crate::properties::ModelEntry)>,
+    /// Seeds, by name, with their file.
+    seeds: HashMap<String, (PathBuf, crate::properties::ModelEntry)>,
+    /// Sources, with their file.
+    sources: Vec<(PathBuf, SourceEntry)>,
 }
 
 /// Configuration keys Strata acts on (or records for the manifest and catalog, as `meta`).
