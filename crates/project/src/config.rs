@@ -126,8 +126,11 @@ impl ProjectConfig {
     }
 }
 
-/// Configuration names that may appear without a `+` prefix in a configuration tree.
-const KNOWN_CONFIGS: &[&str] = &[
+/// Configuration keys Strata acts on (or records for the manifest and catalog, as `meta`),
+/// as written with `_`. Any other key is accepted, with a warning that it has no effect. In
+/// a configuration tree, these names are configs even without a `+` prefix.
+pub const KNOWN_CONFIGS: &[&str] = &[
+    // every node
     "materialized",
     "schema",
     "database",
@@ -136,23 +139,54 @@ const KNOWN_CONFIGS: &[&str] = &[
     "enabled",
     "meta",
     "docs",
-    "persist_docs",
-    "pre-hook",
-    "post-hook",
-    "contract",
+    "description",
+    "group",
+    "access",
+    "grants",
+    "pre_hook",
+    "post_hook",
     "full_refresh",
-    "unique_key",
-    "on_schema_change",
-    "incremental_strategy",
+    "quoting",
+    "persist_docs",
+    // tables and incremental models
+    "contract",
     "partition_by",
     "cluster_by",
-    "grants",
-    "quoting",
+    "target_file_size",
+    "unique_key",
+    "incremental_strategy",
+    "on_schema_change",
+    "merge_update_columns",
+    "merge_exclude_columns",
+    "incremental_predicates",
+    // microbatch
+    "event_time",
+    "batch_size",
+    "lookback",
+    "begin",
+    "concurrent_batches",
+    // snapshots
+    "strategy",
+    "updated_at",
+    "check_cols",
+    "hard_deletes",
+    "invalidate_hard_deletes",
+    "dbt_valid_to_current",
+    "target_schema",
+    "target_database",
+    // seeds
     "column_types",
     "delimiter",
     "quote_columns",
-    "group",
-    "access",
+    // data tests
+    "severity",
+    "warn_if",
+    "error_if",
+    "where",
+    "limit",
+    "store_failures",
+    "store_failures_as",
+    "fail_calc",
 ];
 
 /// The resolved configuration of one node.
@@ -396,7 +430,7 @@ fn apply_level(config: &mut NodeConfig, level: &yaml_serde::Value) {
         let key = yaml_key(k);
         if let Some(name) = key.strip_prefix('+') {
             config.set(name, yaml_to_json(v));
-        } else if (KNOWN_CONFIGS.contains(&key.as_str()) && !v.is_mapping())
+        } else if (KNOWN_CONFIGS.contains(&key.replace('-', "_").as_str()) && !v.is_mapping())
             || matches!(key.as_str(), "meta" | "docs" | "contract")
         {
             // Plain keys are configs when they name one (and are not a folder's mapping).

@@ -1585,68 +1585,6 @@ struct Properties {
     sources: Vec<(PathBuf, SourceEntry)>,
 }
 
-/// Configuration keys Strata acts on (or records for the manifest and catalog, as `meta`).
-/// Any other key is accepted, with a warning that it has no effect.
-const ACTED_ON: &[&str] = &[
-    // every node
-    "materialized",
-    "schema",
-    "database",
-    "alias",
-    "tags",
-    "enabled",
-    "meta",
-    "docs",
-    "description",
-    "group",
-    "access",
-    "grants",
-    "pre_hook",
-    "post_hook",
-    "full_refresh",
-    "quoting",
-    "persist_docs",
-    // tables and incremental models
-    "contract",
-    "partition_by",
-    "cluster_by",
-    "target_file_size",
-    "unique_key",
-    "incremental_strategy",
-    "on_schema_change",
-    "merge_update_columns",
-    "merge_exclude_columns",
-    "incremental_predicates",
-    // microbatch
-    "event_time",
-    "batch_size",
-    "lookback",
-    "begin",
-    "concurrent_batches",
-    // snapshots
-    "strategy",
-    "updated_at",
-    "check_cols",
-    "hard_deletes",
-    "invalidate_hard_deletes",
-    "dbt_valid_to_current",
-    "target_schema",
-    "target_database",
-    // seeds
-    "column_types",
-    "delimiter",
-    "quote_columns",
-    // data tests
-    "severity",
-    "warn_if",
-    "error_if",
-    "where",
-    "limit",
-    "store_failures",
-    "store_failures_as",
-    "fail_calc",
-];
-
 /// Check what can be checked of the nodes' configurations at load: words from a fixed list
 /// (`materialized`, `incremental_strategy`, ...), hooks that must be SQL, grants; keys Strata
 /// does not act on are named once per file, as a warning.
@@ -1716,7 +1654,9 @@ fn check_configs(
             .grants()
             .map_err(|msg| Error::at(Location::file(file), msg).with_node(node.clone()))?;
         for key in config.values().keys() {
-            if !ACTED_ON.contains(&key.as_str()) && warned.insert((key.clone(), file.clone())) {
+            if !crate::config::KNOWN_CONFIGS.contains(&key.as_str())
+                && warned.insert((key.clone(), file.clone()))
+            {
                 tracing::warn!(
                     "{}: config `{key}` ({node}) has no effect in Strata and is ignored",
                     file.display()

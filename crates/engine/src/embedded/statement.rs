@@ -329,21 +329,12 @@ impl EmbeddedWarehouse {
                     for clause in clauses {
                         let predicate = clause.predicate.as_ref().map(ToString::to_string);
                         b = match (clause.clause_kind, clause.action) {
-                            (MergeClauseKind::Matched, MergeAction::Update(u)) => b
-                                .when_matched_update(|mut up| {
-                                    if let Some(p) = predicate {
-                                        up = up.predicate(p);
-                                    }
-                                    for (c, e) in assignments(&u.assignments) {
-                                        up = up.update(q(&c), e);
-                                    }
-                                    up
-                                })?,
-                            (MergeClauseKind::Matched, MergeAction::Delete { .. }) => b
-                                .when_matched_delete(|d| match predicate {
-                                    Some(p) => d.predicate(p),
-                                    None => d,
-                                })?,
+                            (MergeClauseKind::Matched, MergeAction::Update(u)) => {
+                                b.when_matched_update(|up| update_clause(up, predicate, &u))?
+                            }
+                            (MergeClauseKind::Matched, MergeAction::Delete { .. }) => {
+                                b.when_matched_delete(|d| delete_clause(d, predicate))?
+                            }
                             (
                                 MergeClauseKind::NotMatched | MergeClauseKind::NotMatchedByTarget,
                                 MergeAction::Insert(insert),
@@ -383,19 +374,12 @@ impl EmbeddedWarehouse {
                                 })?
                             }
                             (MergeClauseKind::NotMatchedBySource, MergeAction::Update(u)) => b
-                                .when_not_matched_by_source_update(|mut up| {
-                                    if let Some(p) = predicate {
-                                        up = up.predicate(p);
-                                    }
-                                    for (c, e) in assignments(&u.assignments) {
-                                        up = up.update(q(&c), e);
-                                    }
-                                    up
+                                .when_not_matched_by_source_update(|up| {
+                                    update_clause(up, predicate, &u)
                                 })?,
                             (MergeClauseKind::NotMatchedBySource, MergeAction::Delete { .. }) => b
-                                .when_not_matched_by_source_delete(|d| match predicate {
-                                    Some(p) => d.predicate(p),
-                                    None => d,
+                                .when_not_matched_by_source_delete(|d| {
+                                    delete_clause(d, predicate)
                                 })?,
                             (kind, action) => {
                                 return Err(deltalake::DeltaTableError::Generic(format!(
@@ -509,6 +493,32 @@ fn alias_or_name(alias: &Option<ast::TableAlias>, name: &ObjectName) -> Result<S
     match alias {
         Some(a) => Ok(a.name.value.clone()),
         None => last_part(name),
+    }
+}
+
+/// A merge's `then update set ...` clause, with its `and ...` condition.
+fn update_clause(
+    mut update: deltalake::operations::merge::UpdateBuilder,
+    predicate: Option<String>,
+    set: &ast::MergeUpdateExpr,
+) -> deltalake::operations::merge::UpdateBuilder {
+    if let Some(p) = predicate {
+        update = update.predicate(p);
+    }
+    for (c, e) in assignments(&set.assignments) {
+        update = update.update(q(&c), e);
+    }
+    update
+}
+
+/// A merge's `then delete` clause, with its `and ...` condition.
+fn delete_clause(
+    delete: deltalake::operations::merge::DeleteBuilder,
+    predicate: Option<String>,
+) -> deltalake::operations::merge::DeleteBuilder {
+    match predicate {
+        Some(p) => delete.predicate(p),
+        None => delete,
     }
 }
 
