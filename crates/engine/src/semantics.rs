@@ -7,6 +7,10 @@
 //!
 //! The rule runs before DataFusion's own type coercion and keeps output column names as
 //! written, so `select a / b` is still called `a / b`.
+//!
+//! - Tables take nullable columns, as a warehouse's `create table as select` makes them
+//!   ([`nullable_columns`]): a column that had no NULL when the table was built (a literal, a
+//!   key) must still accept one from a later incremental run or a hook's insert.
 
 use std::sync::{Arc, LazyLock};
 
@@ -184,6 +188,77 @@ impl ScalarUDFImpl for StrataDivide {
         }
         let out = datafusion::arrow::compute::kernels::numeric::div(num, den)?;
         Ok(ColumnarValue::Array(out))
+    }
+}
+
+static NULLABLE: LazyLock<ScalarUDF> = LazyLock::new(|| ScalarUDF::from(StrataNullable::new()));
+
+/// The columns of `plan`, each declared nullable (values unchanged): what a table written
+/// from it stores, so later writes may bring NULLs.
+pub fn nullable_columns(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let schema = Arc::clone(plan.schema());
+    if schema.fields().iter().all(|f| f.is_nullable()) {
+        return Ok(plan);
+    }
+    let columns: Vec<Expr> = schema
+        .iter()
+        .map(|(qualifier, field)| {
+            let column = Expr::Column(datafusion::common::Column::new(
+                qualifier.cloned(),
+                field.name(),
+            ));
+            if field.is_nullable() {
+                column
+            } else {
+                NULLABLE
+                    .call(vec![column])
+                    .alias_qualified(qualifier.cloned(), field.name())
+            }
+        })
+        .collect();
+    datafusion::logical_expr::LogicalPlanBuilder::from(plan)
+        .project(columns)?
+        .build()
+}
+
+/// `strata_nullable(x)`: `x`, declared nullable.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct StrataNullable {
+    signature: Signature,
+}
+
+impl StrataNullable {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for StrataNullable {
+    fn name(&self) -> &str {
+        "strata_nullable"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        Ok(Arc::new(
+            args.arg_fields[0].as_ref().clone().with_nullable(true),
+        ))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(args.args[0].clone())
     }
 }
 

@@ -485,8 +485,8 @@ impl EmbeddedWarehouse {
         let (schema, name) = (&target.relation.schema, &target.relation.identifier);
         let location = self.shared.lake.table(schema, name)?;
         // Analyse in Strata's own DataFusion session, so its SQL semantics apply to what is
-        // written exactly as they apply to queries.
-        let plan = self.analyzed(plan)?;
+        // written exactly as they apply to queries; the table's columns accept NULLs.
+        let plan = crate::semantics::nullable_columns(self.analyzed(plan)?)?;
         self.ready_to_write().await?;
         let exists = self.shared.lake.table_exists(&location).await?;
         let table = if exists {
