@@ -208,8 +208,11 @@ async fn execute(
         ));
         return Ok(ExitCode::SUCCESS);
     }
-    // Tests only read (unless they store failures); everything else writes tables.
+    // Tests only read (unless they store failures, or run hooks may write); everything else
+    // writes tables.
     let writes = command != "test"
+        || !project.on_run_start.is_empty()
+        || !project.on_run_end.is_empty()
         || nodes
             .iter()
             .filter_map(|id| project.tests.get(id))
