@@ -247,6 +247,17 @@ fn status_line(index: usize, total: usize, r: &NodeResult) -> String {
     format!("{}  {head}{} {tail}", clock(), ".".repeat(dots))
 }
 
+/// A status line for part of a run (a batch, a hook): `head`, dots, `[status in 0.00s]`.
+fn part_line(head: &str, ok: bool, message: &str, seconds: f64) -> String {
+    let dots = 82usize.saturating_sub(head.chars().count()).max(3);
+    let tail = if ok {
+        format!("[{message} in {seconds:.2}s]")
+    } else {
+        format!("[ERROR in {seconds:.2}s]")
+    };
+    format!("{head}{} {tail}", ".".repeat(dots))
+}
+
 impl Reporter for Console {
     fn report(&self, event: RunEvent<'_>) {
         match event {
@@ -309,13 +320,7 @@ impl Reporter for Console {
                         b.batch_id,
                         b.relation_name
                     );
-                    let dots = 82usize.saturating_sub(head.chars().count()).max(3);
-                    let tail = if b.ok {
-                        format!("[{} in {:.2}s]", b.message, b.seconds)
-                    } else {
-                        format!("[ERROR in {:.2}s]", b.seconds)
-                    };
-                    self.line(&format!("{head}{} {tail}", ".".repeat(dots)));
+                    self.line(&part_line(&head, b.ok, b.message, b.seconds));
                 }
             }
             RunEvent::Hook(h) => {
@@ -344,13 +349,7 @@ impl Reporter for Console {
                         if h.ok { "OK" } else { "ERROR" },
                         h.name
                     );
-                    let dots = 82usize.saturating_sub(head.chars().count()).max(3);
-                    let tail = if h.ok {
-                        format!("[{} in {:.2}s]", h.message, h.seconds)
-                    } else {
-                        format!("[ERROR in {:.2}s]", h.seconds)
-                    };
-                    self.line(&format!("{head}{} {tail}", ".".repeat(dots)));
+                    self.line(&part_line(&head, h.ok, h.message, h.seconds));
                     if !h.ok {
                         for l in h.message.lines() {
                             self.line(&format!("{}    {l}", clock()));
