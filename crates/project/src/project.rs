@@ -1598,18 +1598,16 @@ fn check_configs(
     };
     for m in models.values() {
         let c = &m.config;
-        let snapshot = c.materialized() == "snapshot";
-        let checked = c
-            .word(Materialized::KEY, Materialized::parse)
-            .and(c.word(IncrementalStrategy::KEY, IncrementalStrategy::parse))
-            .and(c.word(OnSchemaChange::KEY, OnSchemaChange::parse))
-            .and(match snapshot {
-                true => c
-                    .word(SnapshotStrategy::KEY, SnapshotStrategy::parse)
-                    .and(c.word(HardDeletes::KEY, HardDeletes::parse))
-                    .map(|_| None::<()>),
-                false => Ok(None),
-            });
+        let checked = (|| -> std::result::Result<(), String> {
+            c.word(Materialized::KEY, Materialized::parse)?;
+            c.word(IncrementalStrategy::KEY, IncrementalStrategy::parse)?;
+            c.word(OnSchemaChange::KEY, OnSchemaChange::parse)?;
+            if c.materialized() == "snapshot" {
+                c.word(SnapshotStrategy::KEY, SnapshotStrategy::parse)?;
+                c.word(HardDeletes::KEY, HardDeletes::parse)?;
+            }
+            Ok(())
+        })();
         checked.map_err(|msg| {
             Error::at(Location::file(&m.original_file_path), msg).with_node(format!(
                 "{} `{}`",

@@ -190,9 +190,9 @@ impl EmbeddedWarehouse {
                 "select * from {relation} where ({}) is not true",
                 predicate.map(ToString::to_string).unwrap_or_default()
             );
-            let before = self.count(&relation).await?;
+            let before = self.count_where(&relation, None).await?;
             self.rewrite_table(&target, &keep).await?;
-            let after = self.count(&relation).await?;
+            let after = self.count_where(&relation, None).await?;
             return Ok(format!("DELETE {}", before.saturating_sub(after)));
         }
         let state = Arc::new(self.ctx.state());
@@ -411,10 +411,6 @@ impl EmbeddedWarehouse {
         self.write_with_mode(&target, df.logical_plan().clone(), SaveMode::Overwrite)
             .await
             .map(|_| ())
-    }
-
-    async fn count(&self, relation: &strata_common::Relation) -> Result<u64> {
-        self.count_where(relation, None).await
     }
 
     async fn count_where(
