@@ -207,26 +207,31 @@ pub fn cte_name(model: &str) -> String {
 
 /// Compiles models of one project, caching results.
 #[derive(Debug)]
-pub struct Compiler<'p> {
-    project: &'p Project,
+pub struct Compiler {
+    project: Arc<Project>,
     resolver: Arc<ProjectResolver>,
     cache: HashMap<String, CompiledModel>,
 }
 
-impl<'p> Compiler<'p> {
+impl Compiler {
     /// A compiler for `project`.
-    pub fn new(project: &'p Project) -> Self {
+    pub fn new(project: Arc<Project>) -> Self {
         Self {
+            resolver: Arc::new(ProjectResolver::new(&project)),
             project,
-            resolver: Arc::new(ProjectResolver::new(project)),
             cache: HashMap::new(),
         }
+    }
+
+    /// The project it compiles.
+    pub fn project(&self) -> &Arc<Project> {
+        &self.project
     }
 
     /// Let templates run queries on a warehouse (`run_query`, `statement`,
     /// `adapter.get_relation`, `adapter.get_columns_in_relation`).
     pub fn with_introspector(mut self, introspector: Option<Arc<dyn Introspector>>) -> Self {
-        let mut resolver = ProjectResolver::new(self.project);
+        let mut resolver = ProjectResolver::new(&self.project);
         resolver.introspector = introspector;
         resolver.defer = self.resolver.defer.clone();
         self.resolver = Arc::new(resolver);
@@ -236,7 +241,7 @@ impl<'p> Compiler<'p> {
 
     /// Resolve refs to unbuilt, unselected models to an earlier run's relations.
     pub fn with_defer(mut self, defer: Option<Defer>) -> Self {
-        let mut resolver = ProjectResolver::new(self.project);
+        let mut resolver = ProjectResolver::new(&self.project);
         resolver.introspector = self.resolver.introspector.clone();
         resolver.defer = defer;
         self.resolver = Arc::new(resolver);
@@ -548,6 +553,13 @@ pub fn inject_ctes(sql: &str, ctes: &[(String, String)]) -> String {
         format!("with {defs}\n{sql}")
     }
 }
+
+/// Compiling runs on blocking threads while other nodes build: the compiler and the project
+/// must cross threads.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<Compiler>();
+};
 
 #[cfg(test)]
 mod tests {

@@ -2,15 +2,17 @@
 //! `threads`; a failure skips what depends on it. Run hooks bracket the run.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use chrono::NaiveDateTime;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use strata_engine::{StatementContext, Warehouse};
 use strata_meta::{MetaStore, NodeResultRecord, RunRecord};
-use strata_project::compile::Compiler;
+use strata_project::compile::{CompiledModel, Compiler};
 use strata_project::data_tests::DataTest;
+use strata_project::jinja::BatchWindow;
 use strata_project::{Node, Project};
 
 use crate::Result;
@@ -21,7 +23,7 @@ use crate::work::{Work, full_refresh_allowed, is_microbatch, rfc3339, with_hooks
 
 /// Runs models of a project on a warehouse.
 pub struct Runner<'a> {
-    project: &'a Project,
+    project: Arc<Project>,
     warehouse: &'a dyn Warehouse,
     meta: Option<Arc<MetaStore>>,
     threads: usize,
@@ -30,17 +32,17 @@ pub struct Runner<'a> {
     args: String,
     defer: Option<strata_project::compile::Defer>,
     full_refresh: bool,
-    event_time: (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
+    event_time: (Option<NaiveDateTime>, Option<NaiveDateTime>),
 }
 
 impl<'a> Runner<'a> {
     /// A runner for `project` on `warehouse`.
-    pub fn new(project: &'a Project, warehouse: &'a dyn Warehouse) -> Self {
+    pub fn new(project: Arc<Project>, warehouse: &'a dyn Warehouse) -> Self {
         Self {
+            threads: project.target.threads,
             project,
             warehouse,
             meta: None,
-            threads: project.target.threads,
             fail_fast: false,
             command: "run".into(),
             args: String::new(),
@@ -54,8 +56,8 @@ impl<'a> Runner<'a> {
     /// `--event-time-end`), without a full refresh.
     pub fn with_event_time(
         mut self,
-        start: Option<chrono::NaiveDateTime>,
-        end: Option<chrono::NaiveDateTime>,
+        start: Option<NaiveDateTime>,
+        end: Option<NaiveDateTime>,
     ) -> Self {
         self.event_time = (start, end);
         self
@@ -129,18 +131,14 @@ impl<'a> Runner<'a> {
             })?;
         }
         let total = nodes.len();
-        let mut compiler = Compiler::new(self.project)
-            .with_introspector(self.warehouse.introspector())
-            .with_defer(self.defer.clone());
+        let compiler = Arc::new(Mutex::new(
+            Compiler::new(self.project.clone())
+                .with_introspector(self.warehouse.introspector())
+                .with_defer(self.defer.clone()),
+        ));
         let run_context = self.run_context(nodes, &[]);
         let start_failed = self
-            .run_hooks(
-                "on-run-start",
-                &mut compiler,
-                &run_id,
-                &run_context,
-                reporter,
-            )
+            .run_hooks("on-run-start", &compiler, &run_id, &run_context, reporter)
             .await;
         reporter.report(RunEvent::Started { total });
 
@@ -197,33 +195,65 @@ impl<'a> Runner<'a> {
                 if done.contains(id) {
                     continue;
                 }
-                let Some(subject) = Subject::of(self.project, id) else {
+                let Some(subject) = Subject::of(&self.project, id) else {
                     continue;
                 };
                 started_nodes.insert(id);
                 let started_at = chrono::Utc::now();
                 let clock = Instant::now();
-                // Models and tests compile here, just before they run, so compile errors are
-                // node errors.
-                let hooks = match subject {
-                    Subject::Node(Node::Model(_)) => Some(compiler.compile_hooks(id)),
-                    _ => None,
-                };
-                let work = match subject {
-                    Subject::Node(Node::Model(model)) if is_microbatch(model) => {
-                        self.microbatch_work(model, &mut compiler)
-                    }
-                    Subject::Node(Node::Model(model)) => Work::Model(model, compiler.compile(id)),
-                    Subject::Node(Node::Seed(seed)) => Work::Seed(seed),
-                    Subject::Test(test) => Work::Test(test, compiler.compile_test(id)),
-                };
                 let warehouse = self.warehouse;
                 let run_id = run_id.clone();
                 let database = self.project.target.database.as_str();
                 let full_refresh = self.full_refresh;
+                let event_time = self.event_time;
                 let audit_schema = audit_schema.as_str();
                 let now = now.as_str();
+                let compiler = &compiler;
                 running.push(async move {
+                    // Models and tests compile here, just before they run, so compile errors
+                    // are node errors. Compiling (and a template's `run_query`) runs on a
+                    // blocking thread: the nodes already building go on meanwhile.
+                    let (hooks, work) = match subject {
+                        Subject::Node(Node::Model(model)) => {
+                            let owned = id.to_string();
+                            let introspector = warehouse.introspector();
+                            let microbatch = is_microbatch(model);
+                            let (hooks, work) = off_loop(compiler, move |c| {
+                                let hooks = c.compile_hooks(&owned);
+                                let work = match microbatch {
+                                    true => Compiled::Batches(plan_batches(
+                                        c,
+                                        &owned,
+                                        introspector,
+                                        full_refresh,
+                                        event_time,
+                                    )),
+                                    false => Compiled::Model(c.compile(&owned)),
+                                };
+                                (hooks, work)
+                            })
+                            .await
+                            .unwrap_or_else(|e| {
+                                (Err(internal(&e)), Compiled::Model(Err(internal(&e))))
+                            });
+                            let work = match work {
+                                Compiled::Model(c) => Work::Model(model, c),
+                                Compiled::Batches(Ok((config, batches))) => {
+                                    Work::Microbatch(model, config, batches)
+                                }
+                                Compiled::Batches(Err(e)) => Work::Model(model, Err(e)),
+                            };
+                            (Some(hooks), work)
+                        }
+                        Subject::Node(Node::Seed(seed)) => (None, Work::Seed(seed)),
+                        Subject::Test(test) => {
+                            let owned = id.to_string();
+                            let sql = off_loop(compiler, move |c| c.compile_test(&owned))
+                                .await
+                                .unwrap_or_else(|e| Err(internal(&e)));
+                            (None, Work::Test(test, sql))
+                        }
+                    };
                     let context = StatementContext {
                         unique_id: id.to_string(),
                         run_id: run_id.clone(),
@@ -249,7 +279,7 @@ impl<'a> Runner<'a> {
             let Some((id, index, started_at, seconds, outcome)) = running.next().await else {
                 break;
             };
-            let Some(node) = Subject::of(self.project, id) else {
+            let Some(node) = Subject::of(&self.project, id) else {
                 continue;
             };
             let mut result = self.result_for(node, started_at, seconds);
@@ -314,7 +344,7 @@ impl<'a> Runner<'a> {
                 };
                 for d in descendants {
                     if in_run.contains(d) && !started_nodes.contains(d) && done.insert(d) {
-                        let Some(m) = Subject::of(self.project, d) else {
+                        let Some(m) = Subject::of(&self.project, d) else {
                             continue;
                         };
                         let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
@@ -347,7 +377,7 @@ impl<'a> Runner<'a> {
         // With --fail-fast, nodes never started are reported as skipped.
         for id in nodes {
             if !done.contains(id.as_str()) {
-                let Some(m) = Subject::of(self.project, id) else {
+                let Some(m) = Subject::of(&self.project, id) else {
                     continue;
                 };
                 let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
@@ -368,7 +398,7 @@ impl<'a> Runner<'a> {
         }
         let run_context = self.run_context(nodes, &results);
         let end_failed = self
-            .run_hooks("on-run-end", &mut compiler, &run_id, &run_context, reporter)
+            .run_hooks("on-run-end", &compiler, &run_id, &run_context, reporter)
             .await;
         let results = RunResults {
             run_id: run_id.clone(),
@@ -395,7 +425,7 @@ impl<'a> Runner<'a> {
     async fn run_hooks(
         &self,
         phase: &str,
-        compiler: &mut Compiler<'_>,
+        compiler: &Arc<Mutex<Compiler>>,
         run_id: &str,
         context: &serde_json::Value,
         reporter: &dyn Reporter,
@@ -411,7 +441,14 @@ impl<'a> Runner<'a> {
                 unique_id: format!("operation.{}.{name}", self.project.name()),
                 run_id: run_id.to_string(),
             };
-            let outcome = match compiler.compile_run_hook(phase, i, &hook.sql, context) {
+            let (sql, phase_owned, context_owned) =
+                (hook.sql.clone(), phase.to_string(), context.clone());
+            let compiled = off_loop(compiler, move |c| {
+                c.compile_run_hook(&phase_owned, i, &sql, &context_owned)
+            })
+            .await
+            .unwrap_or_else(|e| Err(internal(&e)));
+            let outcome = match compiled {
                 Ok(sql) if sql.trim().is_empty() => Ok(vec!["OK".to_string()]),
                 Ok(sql) => self
                     .warehouse
@@ -470,43 +507,6 @@ impl<'a> Runner<'a> {
             "database_schemas": pairs,
             "results": results,
         })
-    }
-
-    /// Plan and compile the batches of a microbatch model.
-    fn microbatch_work<'m>(
-        &self,
-        model: &'m strata_project::Model,
-        compiler: &mut Compiler<'_>,
-    ) -> Work<'m> {
-        let plan = MicrobatchConfig::of(model).and_then(|config| {
-            let exists = self
-                .warehouse
-                .introspector()
-                .and_then(|i| i.columns(&model.relation).ok().flatten())
-                .is_some();
-            let fresh = !exists || (self.full_refresh && full_refresh_allowed(model));
-            let batches = config.batches(fresh, self.event_time, chrono::Utc::now().naive_utc())?;
-            Ok((config, batches))
-        });
-        match plan {
-            Err(message) => Work::Model(
-                model,
-                Err(strata_project::Error::at(
-                    strata_common::Location::file(&model.original_file_path),
-                    message,
-                )),
-            ),
-            Ok((config, batches)) => {
-                let compiled = batches
-                    .into_iter()
-                    .map(|b| {
-                        let c = compiler.compile_batch(&model.unique_id, b.clone());
-                        (b, c)
-                    })
-                    .collect();
-                Work::Microbatch(model, config, compiled)
-            }
-        }
     }
 
     /// For each node, the nearest nodes of the run it depends on (through nodes not in it).
@@ -607,6 +607,83 @@ impl<'a> Runner<'a> {
         }
         Ok(())
     }
+}
+
+/// A model compiled off the run loop: its SQL, or its batches' for a microbatch model.
+enum Compiled {
+    Model(strata_project::Result<CompiledModel>),
+    Batches(strata_project::Result<(MicrobatchConfig, Vec<(BatchWindow, CompileResult)>)>),
+}
+
+type CompileResult = strata_project::Result<CompiledModel>;
+
+/// Run `f` with the compiler on a blocking thread, so the run loop goes on polling the nodes
+/// already building while templates render and their queries (`run_query`) run. One compile
+/// at a time: the compiler caches what it renders. A panic while compiling is a node error.
+async fn off_loop<T: Send + 'static>(
+    compiler: &Arc<Mutex<Compiler>>,
+    f: impl FnOnce(&mut Compiler) -> T + Send + 'static,
+) -> std::result::Result<T, String> {
+    let compiler = compiler.clone();
+    tokio::task::spawn_blocking(move || {
+        // A panic in an earlier compile leaves the cache as it was: keep using it.
+        let mut guard = compiler.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut guard)
+    })
+    .await
+    .map_err(|e| match e.try_into_panic() {
+        Ok(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "compiling panicked".into()),
+        Err(e) => e.to_string(),
+    })
+}
+
+fn internal(message: &str) -> strata_project::Error {
+    strata_project::Error::Internal(format!("compiling failed: {message}"))
+}
+
+/// Plan the batches of a microbatch model and compile each for its period.
+fn plan_batches(
+    compiler: &mut Compiler,
+    unique_id: &str,
+    introspector: Option<Arc<dyn strata_common::Introspector>>,
+    full_refresh: bool,
+    event_time: (Option<NaiveDateTime>, Option<NaiveDateTime>),
+) -> strata_project::Result<(MicrobatchConfig, Vec<(BatchWindow, CompileResult)>)> {
+    let project = compiler.project().clone();
+    let model = project
+        .models
+        .get(unique_id)
+        .ok_or_else(|| internal(&format!("unknown model {unique_id}")))?;
+    let config = MicrobatchConfig::of(model).map_err(|message| {
+        strata_project::Error::at(
+            strata_common::Location::file(&model.original_file_path),
+            message,
+        )
+    })?;
+    let exists = introspector
+        .and_then(|i| i.columns(&model.relation).ok().flatten())
+        .is_some();
+    let fresh = !exists || (full_refresh && full_refresh_allowed(model));
+    let batches = config
+        .batches(fresh, event_time, chrono::Utc::now().naive_utc())
+        .map_err(|message| {
+            strata_project::Error::at(
+                strata_common::Location::file(&model.original_file_path),
+                message,
+            )
+        })?;
+    let compiled = batches
+        .into_iter()
+        .map(|b| {
+            let c = compiler.compile_batch(unique_id, b.clone());
+            (b, c)
+        })
+        .collect();
+    Ok((config, compiled))
 }
 
 /// What a run acts on: a model or seed, or a data test.

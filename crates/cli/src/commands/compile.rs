@@ -21,12 +21,12 @@ pub struct CompileArgs {
 
 /// Run the command.
 pub fn compile(global: &GlobalArgs, args: &CompileArgs) -> Result<ExitCode> {
-    let project = load_project(global)?;
+    let project = std::sync::Arc::new(load_project(global)?);
     write_artifact(&project, "manifest.json", &manifest(&project))?;
     let selected = select(&project, &args.select)?;
     // Templates may query the warehouse (run_query, statement, adapter.get_relation).
     let (warehouse, _meta) = crate::context::open_warehouse(&project)?;
-    let mut compiler = Compiler::new(&project).with_introspector(warehouse.introspector());
+    let mut compiler = Compiler::new(project.clone()).with_introspector(warehouse.introspector());
     let console = Console::new(global);
     let mut count = 0;
     let mut last = None;

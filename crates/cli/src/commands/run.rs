@@ -190,7 +190,7 @@ async fn execute(
         full_refresh,
         event_time,
     } = flags;
-    let project = crate::context::load_project_with(global, full_refresh)?;
+    let project = std::sync::Arc::new(crate::context::load_project_with(global, full_refresh)?);
     write_artifact(&project, "manifest.json", &manifest(&project))?;
     let mut selected = select(&project, select_args)?;
     if types.contains(&"test") {
@@ -232,7 +232,7 @@ async fn execute(
     ));
     let argv: Vec<String> = std::env::args().collect();
     let deferral = crate::context::defer(&project, select_args, &warehouse, &selected)?;
-    let results = Runner::new(&project, &warehouse)
+    let results = Runner::new(project.clone(), &warehouse)
         .with_defer(deferral)
         .with_full_refresh(full_refresh)
         .with_event_time(event_time.0, event_time.1)

@@ -47,9 +47,9 @@ pub struct ShowArgs {
 
 /// Run the command.
 pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode> {
-    let project = load_project(global)?;
+    let project = std::sync::Arc::new(load_project(global)?);
     let (warehouse, _meta) = open_warehouse(&project)?;
-    let mut compiler = Compiler::new(&project).with_introspector(warehouse.introspector());
+    let mut compiler = Compiler::new(project.clone()).with_introspector(warehouse.introspector());
     let (label, sql) = match (&args.select, &args.inline) {
         (Some(name), _) => {
             let Some(model) = project.model_by_name(name) else {

@@ -170,6 +170,30 @@ fn many_models_run_in_parallel_in_dependency_order() {
     assert_eq!(p.query("select max(n) as n from m39"), vec!["n", "39"]);
 }
 
+#[test]
+fn a_template_query_does_not_stall_nodes_already_building() {
+    // `waits` keeps asking whether `first` exists while it compiles; `first` can only be built
+    // meanwhile if compiling runs off the loop that drives the running nodes.
+    let waits = r#"{% set seen = namespace(yes=false) %}
+{% for i in range(3000) if not seen.yes %}
+{% if adapter.get_relation(database=this.database, schema=this.schema, identifier='first') is not none %}{% set seen.yes = true %}{% endif %}
+{% endfor %}
+select {{ 1 if seen.yes else 0 }} as saw_first"#;
+    let p = TestProject::with_files(&[
+        (
+            "models/first.sql",
+            "{{ config(materialized='table') }}select 1 as id",
+        ),
+        ("models/waits.sql", waits),
+    ]);
+    let out = p.ok(&["run", "--threads", "2"]);
+    assert!(out.contains("PASS=2"), "{out}");
+    assert_eq!(
+        p.query("select saw_first from waits"),
+        vec!["saw_first", "1"]
+    );
+}
+
 /// Paths of data files the Delta log of a table references in any version.
 fn referenced_files(table_dir: &std::path::Path) -> std::collections::BTreeSet<String> {
     let mut out = std::collections::BTreeSet::new();
