@@ -6,7 +6,7 @@
 //!
 //! Regenerate expected output with `STRATA_SLT_COMPLETE=1 cargo test -p strata-engine --test sqllogic`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;

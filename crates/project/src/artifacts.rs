@@ -261,8 +261,8 @@ pub fn manifest(project: &Project) -> Value {
     let mut parent_map = Map::new();
     let mut child_map = Map::new();
     for id in project.graph.ids() {
-        parent_map.insert(id.clone(), json!(project.graph.parents(id)));
-        child_map.insert(id.clone(), json!(project.graph.children(id)));
+        parent_map.insert(id.to_string(), json!(project.graph.parents(id)));
+        child_map.insert(id.to_string(), json!(project.graph.children(id)));
     }
     json!({
         "metadata": {

@@ -1,14 +1,18 @@
-//! The dependency graph of a project's nodes.
+//! The dependency graph of a project's nodes, stored in a petgraph graph. The order of
+//! [`Graph::topological_order`] is ours (Kahn's algorithm with ties broken by file order):
+//! run numbering, which node starts first and `--fail-fast` depend on it.
 
 use std::collections::{HashMap, VecDeque};
+
+use petgraph::Direction::{Incoming, Outgoing};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::{Control, DfsEvent, depth_first_search};
 
 /// A directed acyclic graph of nodes named by unique id; edges point from parent to child.
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
-    ids: Vec<String>,
-    index: HashMap<String, usize>,
-    parents: Vec<Vec<usize>>,
-    children: Vec<Vec<usize>>,
+    graph: DiGraph<String, ()>,
+    index: HashMap<String, NodeIndex>,
 }
 
 impl Graph {
@@ -20,39 +24,33 @@ impl Graph {
     /// Add a node (no-op when present) and return its index.
     pub fn add_node(&mut self, id: &str) -> usize {
         if let Some(&i) = self.index.get(id) {
-            return i;
+            return i.index();
         }
-        let i = self.ids.len();
-        self.ids.push(id.to_string());
+        let i = self.graph.add_node(id.to_string());
         self.index.insert(id.to_string(), i);
-        self.parents.push(Vec::new());
-        self.children.push(Vec::new());
-        i
+        i.index()
     }
 
     /// Add an edge `parent -> child`, adding missing nodes.
     pub fn add_edge(&mut self, parent: &str, child: &str) {
-        let p = self.add_node(parent);
-        let c = self.add_node(child);
-        if !self.parents[c].contains(&p) {
-            self.parents[c].push(p);
-            self.children[p].push(c);
-        }
+        let p = NodeIndex::new(self.add_node(parent));
+        let c = NodeIndex::new(self.add_node(child));
+        self.graph.update_edge(p, c, ());
     }
 
     /// Number of nodes.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.graph.node_count()
     }
 
     /// Whether the graph has no nodes.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.graph.node_count() == 0
     }
 
     /// All node ids, in insertion order.
-    pub fn ids(&self) -> &[String] {
-        &self.ids
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.graph.node_weights().map(String::as_str)
     }
 
     /// Whether a node is in the graph.
@@ -60,49 +58,64 @@ impl Graph {
         self.index.contains_key(id)
     }
 
-    /// The direct parents of a node.
+    /// The direct parents of a node, in the order their edges were added.
     pub fn parents(&self, id: &str) -> Vec<&str> {
-        self.neighbours(id, &self.parents)
-    }
-
-    /// The direct children of a node.
-    pub fn children(&self, id: &str) -> Vec<&str> {
-        self.neighbours(id, &self.children)
-    }
-
-    fn neighbours<'a>(&'a self, id: &str, adj: &'a [Vec<usize>]) -> Vec<&'a str> {
         self.index
             .get(id)
-            .map(|&i| adj[i].iter().map(|&j| self.ids[j].as_str()).collect())
+            .map(|&i| self.neighbours(i, Incoming).map(|j| self.id(j)).collect())
             .unwrap_or_default()
+    }
+
+    /// The direct children of a node, in the order their edges were added.
+    pub fn children(&self, id: &str) -> Vec<&str> {
+        self.index
+            .get(id)
+            .map(|&i| self.neighbours(i, Outgoing).map(|j| self.id(j)).collect())
+            .unwrap_or_default()
+    }
+
+    fn id(&self, i: NodeIndex) -> &str {
+        &self.graph[i]
+    }
+
+    /// Neighbours in the order their edges were added (petgraph lists the newest first).
+    fn neighbours(
+        &self,
+        i: NodeIndex,
+        direction: petgraph::Direction,
+    ) -> impl Iterator<Item = NodeIndex> + '_ {
+        let mut list: Vec<NodeIndex> = self.graph.neighbors_directed(i, direction).collect();
+        list.reverse();
+        list.into_iter()
     }
 
     /// Ancestors of a node up to `depth` generations (`None`: all), excluding itself.
     pub fn ancestors(&self, id: &str, depth: Option<usize>) -> Vec<&str> {
-        self.walk(id, depth, &self.parents)
+        self.walk(id, depth, Incoming)
     }
 
     /// Descendants of a node up to `depth` generations (`None`: all), excluding itself.
     pub fn descendants(&self, id: &str, depth: Option<usize>) -> Vec<&str> {
-        self.walk(id, depth, &self.children)
+        self.walk(id, depth, Outgoing)
     }
 
-    fn walk<'a>(&'a self, id: &str, depth: Option<usize>, adj: &'a [Vec<usize>]) -> Vec<&'a str> {
+    /// Breadth first, nearest first (selectors count generations: `2+model`).
+    fn walk(&self, id: &str, depth: Option<usize>, direction: petgraph::Direction) -> Vec<&str> {
         let Some(&start) = self.index.get(id) else {
             return Vec::new();
         };
-        let mut seen = vec![false; self.ids.len()];
-        seen[start] = true;
+        let mut seen = vec![false; self.graph.node_count()];
+        seen[start.index()] = true;
         let mut out = Vec::new();
         let mut queue = VecDeque::from([(start, 0usize)]);
         while let Some((i, d)) = queue.pop_front() {
             if depth.is_some_and(|max| d >= max) {
                 continue;
             }
-            for &j in &adj[i] {
-                if !seen[j] {
-                    seen[j] = true;
-                    out.push(self.ids[j].as_str());
+            for j in self.neighbours(i, direction) {
+                if !seen[j.index()] {
+                    seen[j.index()] = true;
+                    out.push(self.id(j));
                     queue.push_back((j, d + 1));
                 }
             }
@@ -113,58 +126,52 @@ impl Graph {
     /// A cycle, as a list of ids where each depends on the previous and the last on the first,
     /// when the graph has one.
     pub fn find_cycle(&self) -> Option<Vec<String>> {
-        // Iterative DFS with colours: 0 = new, 1 = on the stack, 2 = done.
-        let n = self.ids.len();
-        let mut colour = vec![0u8; n];
-        let mut parent_of = vec![usize::MAX; n];
-        for root in 0..n {
-            if colour[root] != 0 {
-                continue;
-            }
-            let mut stack = vec![(root, 0usize)];
-            colour[root] = 1;
-            while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-                if let Some(&child) = self.children[node].get(*next) {
-                    *next += 1;
-                    match colour[child] {
-                        0 => {
-                            colour[child] = 1;
-                            parent_of[child] = node;
-                            stack.push((child, 0));
-                        }
-                        1 => {
-                            let mut cycle = vec![self.ids[node].clone()];
-                            let mut cur = node;
-                            while cur != child {
-                                cur = parent_of[cur];
-                                cycle.push(self.ids[cur].clone());
-                            }
-                            cycle.reverse();
-                            return Some(cycle);
-                        }
-                        _ => {}
+        let mut reached_from: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+        let back_edge =
+            depth_first_search(
+                &self.graph,
+                self.graph.node_indices(),
+                |event| match event {
+                    DfsEvent::TreeEdge(parent, child) => {
+                        reached_from.insert(child, parent);
+                        Control::Continue
                     }
-                } else {
-                    colour[node] = 2;
-                    stack.pop();
-                }
-            }
+                    DfsEvent::BackEdge(from, to) => Control::Break((from, to)),
+                    _ => Control::Continue,
+                },
+            );
+        let (from, to) = back_edge.break_value()?;
+        // `to` is an ancestor of `from` on the search path: walk back from `from` to it.
+        let mut cycle = vec![self.id(from).to_string()];
+        let mut cur = from;
+        while cur != to {
+            cur = *reached_from.get(&cur)?;
+            cycle.push(self.id(cur).to_string());
         }
-        None
+        cycle.reverse();
+        Some(cycle)
     }
 
     /// Node ids in an order where every node comes after its parents (Kahn's algorithm,
     /// ties broken by insertion order). `None` when there is a cycle.
     pub fn topological_order(&self) -> Option<Vec<&str>> {
-        let n = self.ids.len();
-        let mut indegree: Vec<usize> = self.parents.iter().map(Vec::len).collect();
-        let mut ready: VecDeque<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+        let n = self.graph.node_count();
+        let mut indegree: Vec<usize> = self
+            .graph
+            .node_indices()
+            .map(|i| self.graph.neighbors_directed(i, Incoming).count())
+            .collect();
+        let mut ready: VecDeque<NodeIndex> = self
+            .graph
+            .node_indices()
+            .filter(|i| indegree[i.index()] == 0)
+            .collect();
         let mut out = Vec::with_capacity(n);
         while let Some(i) = ready.pop_front() {
-            out.push(self.ids[i].as_str());
-            for &c in &self.children[i] {
-                indegree[c] -= 1;
-                if indegree[c] == 0 {
+            out.push(self.id(i));
+            for c in self.neighbours(i, Outgoing) {
+                indegree[c.index()] -= 1;
+                if indegree[c.index()] == 0 {
                     ready.push_back(c);
                 }
             }
@@ -205,5 +212,27 @@ mod tests {
         let cycle = g.find_cycle().expect("cycle");
         assert_eq!(cycle, vec!["a", "b", "c"]);
         assert!(g.topological_order().is_none());
+    }
+
+    #[test]
+    fn keeps_the_order_edges_were_added() {
+        let mut g = Graph::new();
+        for child in ["z", "y", "x"] {
+            g.add_edge("root", child);
+        }
+        g.add_edge("root", "y");
+        assert_eq!(g.children("root"), vec!["z", "y", "x"]);
+        assert_eq!(g.parents("y"), vec!["root"]);
+        assert_eq!(
+            g.topological_order().expect("acyclic"),
+            vec!["root", "z", "y", "x"]
+        );
+    }
+
+    #[test]
+    fn a_self_reference_is_a_cycle() {
+        let mut g = chain();
+        g.add_edge("d", "d");
+        assert_eq!(g.find_cycle().expect("cycle"), vec!["d"]);
     }
 }

@@ -183,7 +183,7 @@ pub fn resolve(
         .with_hint("pass --state DIR, the target/ folder (with manifest.json) of that run"));
     }
     let mut chosen: BTreeSet<String> = if select.is_empty() {
-        project.graph.ids().iter().cloned().collect()
+        project.graph.ids().map(str::to_string).collect()
     } else {
         select.select_with_state(project, state)
     };
