@@ -137,8 +137,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     report::init_logging(&cli.global);
+    report::quiet_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Templates render on these threads; deep macro nesting needs more than the default.
+        .thread_stack_size(8 << 20)
         .build()
     {
         Ok(r) => r,
@@ -147,27 +150,31 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Init { dir } => commands::init::init(&cli.global, dir),
-            Command::Demo { dir } => commands::init::demo(&cli.global, dir).await,
-            Command::Debug => commands::debug::debug(&cli.global).await,
-            Command::Compile(args) => commands::compile::compile(&cli.global, &args),
-            Command::Run(args) => commands::run::run(&cli.global, &args).await,
-            Command::Seed(args) => commands::run::seed(&cli.global, &args).await,
-            Command::Test(args) => commands::run::test(&cli.global, &args).await,
-            Command::Snapshot(args) => commands::run::snapshot(&cli.global, &args).await,
-            Command::Build(args) => commands::run::build(&cli.global, &args).await,
-            Command::Ls(args) => commands::ls::ls(&cli.global, &args),
-            Command::Show(args) => commands::show::show(&cli.global, &args).await,
-            Command::Clean => commands::clean::clean(&cli.global),
-            Command::Docs { command } => commands::docs::docs(&cli.global, &command).await,
-            Command::History(args) => commands::history::history(&cli.global, &args).await,
-            Command::Optimize(args) => commands::history::optimize(&cli.global, &args).await,
-            Command::Vacuum(args) => commands::history::vacuum(&cli.global, &args).await,
-            Command::Rollback(args) => commands::history::rollback(&cli.global, &args).await,
-        }
+    let run = std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            match cli.command {
+                Command::Init { dir } => commands::init::init(&cli.global, dir),
+                Command::Demo { dir } => commands::init::demo(&cli.global, dir).await,
+                Command::Debug => commands::debug::debug(&cli.global).await,
+                Command::Compile(args) => commands::compile::compile(&cli.global, &args),
+                Command::Run(args) => commands::run::run(&cli.global, &args).await,
+                Command::Seed(args) => commands::run::seed(&cli.global, &args).await,
+                Command::Test(args) => commands::run::test(&cli.global, &args).await,
+                Command::Snapshot(args) => commands::run::snapshot(&cli.global, &args).await,
+                Command::Build(args) => commands::run::build(&cli.global, &args).await,
+                Command::Ls(args) => commands::ls::ls(&cli.global, &args),
+                Command::Show(args) => commands::show::show(&cli.global, &args).await,
+                Command::Clean => commands::clean::clean(&cli.global),
+                Command::Docs { command } => commands::docs::docs(&cli.global, &command).await,
+                Command::History(args) => commands::history::history(&cli.global, &args).await,
+                Command::Optimize(args) => commands::history::optimize(&cli.global, &args).await,
+                Command::Vacuum(args) => commands::history::vacuum(&cli.global, &args).await,
+                Command::Rollback(args) => commands::history::rollback(&cli.global, &args).await,
+            }
+        })
     });
+    // A bug that panics ends in one line, never a panic message or a backtrace.
+    let result = std::panic::catch_unwind(run).unwrap_or_else(|_| Err(report::panicked()));
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -8,15 +8,37 @@ use strata_runner::{NodeResult, NodeStatus, Reporter, RunEvent, RunResults};
 
 use crate::{GlobalArgs, LogFormat};
 
-/// Set up `tracing` on stderr (`STRATA_LOG` sets the filter, e.g. `STRATA_LOG=debug`).
+/// Strata's own crates: the only ones whose events reach the console unless `STRATA_LOG`
+/// names others (the storage libraries log their internals, and their errors reach us anyway).
+const OWN_CRATES: [&str; 6] = [
+    "strata",
+    "strata_common",
+    "strata_project",
+    "strata_engine",
+    "strata_runner",
+    "strata_meta",
+];
+
+/// Set up `tracing` on stderr. `STRATA_LOG` sets the filter: a level (`STRATA_LOG=debug`)
+/// applies to Strata's own events; full directives (`STRATA_LOG=deltalake_core=debug`) are
+/// used as given.
 pub fn init_logging(global: &GlobalArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if global.quiet {
-            "error"
-        } else {
-            // delta-rs warns about its own internals (metrics, pruning); errors reach us anyway.
-            "warn,strata=info,deltalake_core=error"
-        })
+    let own = |level: &str| {
+        OWN_CRATES
+            .iter()
+            .map(|c| format!("{c}={level}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let directives = match std::env::var("STRATA_LOG") {
+        Ok(v) if v.contains('=') || v.contains(',') => v,
+        Ok(level) if !level.trim().is_empty() => format!("off,{}", own(level.trim())),
+        _ if global.quiet => format!("off,{}", own("error")),
+        _ => format!("off,{},strata=info", own("warn")),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!("warning: STRATA_LOG: {e}; using the default");
+        tracing_subscriber::EnvFilter::new(format!("off,{},strata=info", own("warn")))
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -28,6 +50,43 @@ pub fn init_logging(global: &GlobalArgs) {
     };
 }
 
+/// The last panic's message and place, kept for [`panicked`] instead of printed.
+static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+/// Keep panic messages off the terminal (a worker thread's panic becomes an error where it is
+/// joined; the main thread's through [`panicked`]); `STRATA_LOG=debug` shows them.
+pub fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown cause".into());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::debug!("panic: {message}{place}");
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(format!("{message}{place}"));
+        }
+    }));
+}
+
+/// The error for a panic that reached `main`: a bug, said in one line.
+pub fn panicked() -> anyhow::Error {
+    let what = LAST_PANIC
+        .lock()
+        .ok()
+        .and_then(|mut l| l.take())
+        .unwrap_or_else(|| "unknown cause".into());
+    anyhow::anyhow!(
+        "internal error: {}\n  hint: this is a bug in Strata; please report it with the command you ran (STRATA_LOG=debug shows more)",
+        strata_common::without_backtrace(&what)
+    )
+}
+
 /// Print a command's failure: the message (which names the file and line) and its cause chain.
 pub fn print_error(global: &GlobalArgs, e: &anyhow::Error) {
     match global.log_format {
@@ -36,14 +95,20 @@ pub fn print_error(global: &GlobalArgs, e: &anyhow::Error) {
                 "ts": now(),
                 "level": "error",
                 "event": "error",
-                "message": format!("{e:#}"),
+                "message": strata_common::without_backtrace(&format!("{e:#}")),
             });
             eprintln!("{line}");
         }
         LogFormat::Text => {
-            eprintln!("error: {e}");
+            eprintln!(
+                "error: {}",
+                strata_common::without_backtrace(&e.to_string())
+            );
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!(
+                    "  caused by: {}",
+                    strata_common::without_backtrace(&cause.to_string())
+                );
             }
         }
     }

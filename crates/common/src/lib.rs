@@ -133,9 +133,40 @@ pub fn quote_relation(database: &str, schema: &str, identifier: &str) -> String 
     )
 }
 
+/// A message without the stack backtrace some libraries append to their errors (when
+/// `RUST_BACKTRACE` is set): users get the message, never frames. Trailing blank lines go too.
+pub fn without_backtrace(message: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    for line in message.lines() {
+        let t = line.trim_start();
+        let frame = t
+            .split_once(": ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if t == "stack backtrace:" || (frame && t.starts_with("0: ")) {
+            break;
+        }
+        kept.push(line);
+    }
+    while kept.last().is_some_and(|l| l.trim().is_empty()) {
+        kept.pop();
+    }
+    kept.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backtraces_are_cut() {
+        let e = "Json error: Truncated record\n   0: kernel::Error::with_backtrace\n   1: f\n             at src/x.rs:1\n";
+        assert_eq!(without_backtrace(e), "Json error: Truncated record");
+        assert_eq!(without_backtrace("a\n  hint: b"), "a\n  hint: b");
+        assert_eq!(
+            without_backtrace("row 10: bad value\nline 2: also"),
+            "row 10: bad value\nline 2: also"
+        );
+    }
 
     #[test]
     fn quoting_doubles_embedded_quotes() {

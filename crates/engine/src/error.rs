@@ -11,6 +11,9 @@ pub enum Error {
     /// A mistake the user can fix (a bad location, an unsupported setting).
     #[error("{0}")]
     User(Hinted),
+    /// A table's Delta log has a damaged commit file: nothing is written on top of it.
+    #[error("{0}")]
+    DamagedLog(Hinted),
     /// A query failed to plan or run: the user's SQL or data.
     #[error("{0}")]
     Sql(String),
@@ -18,7 +21,7 @@ pub enum Error {
     #[error(transparent)]
     Meta(#[from] strata_meta::Error),
     /// Reading or writing a Delta table failed.
-    #[error("Delta Lake: {0}")]
+    #[error("Delta Lake: {}", strata_common::without_backtrace(&.0.to_string()))]
     Delta(#[from] deltalake::DeltaTableError),
     /// A bug.
     #[error("internal error: {0}")]
@@ -73,12 +76,13 @@ impl From<datafusion::error::DataFusionError> for Error {
 
 /// DataFusion's message without the layers of context prefixes.
 pub fn describe_datafusion_error(e: &datafusion::error::DataFusionError) -> String {
-    let text = e.find_root().to_string();
+    let text = strata_common::without_backtrace(&e.find_root().to_string());
     let text = text
         .trim_start_matches("Error during planning: ")
         .trim_start_matches("SQL error: ")
         .trim_start_matches("Schema error: ")
         .trim_start_matches("Execution error: ")
-        .trim_start_matches("This feature is not implemented: ");
+        .trim_start_matches("This feature is not implemented: ")
+        .trim_start_matches("External error: ");
     text.to_string()
 }

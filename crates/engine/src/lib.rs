@@ -171,6 +171,8 @@ pub struct SeedRequest {
     pub column_types: Vec<(String, String)>,
     /// The run loading it.
     pub run_id: String,
+    /// `--full-refresh`: a table whose Delta log is damaged is replaced instead of refused.
+    pub full_refresh: bool,
 }
 
 /// Whom a statement's writes are recorded for (the commit's metadata).

@@ -177,8 +177,32 @@ pub fn load_target(
     let database = get("database").unwrap_or_else(|| "strata".to_string());
     let default_root = project_dir.join(".strata").join(&target_name);
     let lake = match get("lake").or_else(|| get("path")) {
+        Some(l) if l.trim().is_empty() => {
+            return Err(Error::at(
+                Location::file(&path),
+                format!("target `{target_name}`: `lake` is empty"),
+            )
+            .with_hint(format!(
+                "give the folder (or s3:// URL) that holds the tables, or leave `lake` out for the default `.strata/{target_name}`"
+            )));
+        }
         Some(l) if l.contains("://") => l,
-        Some(l) => absolutize(project_dir, &l).display().to_string(),
+        Some(l) => {
+            let lake = absolutize(project_dir, &l);
+            if contains_path(&lake, project_dir) {
+                return Err(Error::at(
+                    Location::file(&path),
+                    format!(
+                        "target `{target_name}`: the lake `{l}` is the project folder or holds it; \
+                         tables would be written among the project's files"
+                    ),
+                )
+                .with_hint(format!(
+                    "give the lake a folder of its own, e.g. `.strata/{target_name}` (the default)"
+                )));
+            }
+            lake.display().to_string()
+        }
         None => default_root.display().to_string(),
     };
     let metadata = match get("metadata") {
@@ -197,6 +221,30 @@ pub fn load_target(
         metadata,
         raw,
     })
+}
+
+/// Whether `outer` is `inner` or one of its ancestors, comparing real paths when both exist
+/// (symbolic links) and cleaned-up paths (`.`, `..`) otherwise.
+pub fn contains_path(outer: &Path, inner: &Path) -> bool {
+    match (std::fs::canonicalize(outer), std::fs::canonicalize(inner)) {
+        (Ok(o), Ok(i)) => i.starts_with(o),
+        _ => normalize(inner).starts_with(normalize(outer)),
+    }
+}
+
+/// A path with `.` and `..` resolved without touching the file system.
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn absolutize(base: &Path, p: &str) -> PathBuf {
@@ -256,6 +304,39 @@ mod tests {
         let e =
             load_target(dir.path(), Some(dir.path()), "shop", Some("prd")).expect_err("no target");
         assert!(e.to_string().contains("target `prd` not found"), "{e}");
+    }
+
+    #[test]
+    fn a_lake_that_holds_the_project_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let project = dir.path().join("shop");
+        std::fs::create_dir_all(&project).expect("mkdir");
+        for lake in [
+            "\"\"",
+            "\" \"",
+            ".",
+            "..",
+            "./models/..",
+            dir.path().to_str().expect("utf-8"),
+        ] {
+            write(
+                &project,
+                &format!("shop:\n  outputs:\n    dev: {{type: strata, lake: {lake}}}\n"),
+            );
+            let e = load_target(&project, Some(&project), "shop", None).expect_err(lake);
+            let text = e.to_string();
+            assert!(
+                text.contains("is empty") || text.contains("the project folder or holds it"),
+                "{lake}: {text}"
+            );
+            assert!(text.contains("profiles.yml"), "{text}");
+        }
+        write(
+            &project,
+            "shop:\n  outputs:\n    dev: {type: strata, lake: ./lake}\n",
+        );
+        let t = load_target(&project, Some(&project), "shop", None).expect("a folder inside");
+        assert!(t.lake.ends_with("lake"));
     }
 
     #[test]

@@ -30,7 +30,7 @@ impl Done {
     pub(crate) fn error(message: String, sql: Option<String>) -> Self {
         Self {
             status: NodeStatus::Error,
-            message,
+            message: strata_common::without_backtrace(&message),
             rows_affected: None,
             failures: None,
             sql,
@@ -122,6 +122,7 @@ impl Work<'_> {
                     delimiter: seed.delimiter(),
                     column_types: seed.column_types().into_iter().collect(),
                     run_id,
+                    full_refresh,
                 };
                 match warehouse.load_seed(&req).await {
                     Ok(o) => Done::built(o, None),

@@ -168,6 +168,7 @@ impl Lake {
             .join(&relative)
             .map_err(|e| Error::Internal(format!("table URL for {schema}.{name}: {e}")))?;
         Ok(TableLocation {
+            display: format!("{schema}.{name}"),
             dir: self.local.as_ref().map(|r| r.join(schema).join(name)),
             url,
             relative,
@@ -192,7 +193,7 @@ impl Lake {
         if !self.table_exists(&table).await.map_err(external)? {
             return Ok(None);
         }
-        open_delta(table.url).await
+        super::damage::open_checked(&table).await.map_err(external)
     }
 
     /// Remove a table's files (a table replaced by a view, a table whose creation failed).
@@ -270,6 +271,8 @@ pub struct TableLocation {
     /// Its path relative to the lake's root (`schema/name/`, URL-encoded): what the catalog
     /// records, so a lake copied or moved with its catalog still finds its own tables.
     pub relative: String,
+    /// `schema.name`, for messages.
+    pub display: String,
 }
 
 /// Refuse a schema or table name that cannot be a folder of the lake: empty, `.`, `..`, or

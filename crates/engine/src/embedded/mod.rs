@@ -1,6 +1,7 @@
 //! The embedded warehouse: DataFusion over Delta Lake, with a SQLite catalog.
 
 mod catalog;
+mod damage;
 mod external;
 mod guard;
 mod incremental;
@@ -189,7 +190,9 @@ impl EmbeddedWarehouse {
                     .with_hint("build it first with `strata run --select <model>`"),
             );
         }
-        Ok(deltalake::open_table(table.url).await?)
+        damage::open_checked(&table)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("{} has no Delta log", table.display)))
     }
 
     /// The versions of a table, newest first: time, operation, rows written, run.
@@ -488,12 +491,27 @@ impl EmbeddedWarehouse {
         // written exactly as they apply to queries; the table's columns accept NULLs.
         let plan = crate::semantics::nullable_columns(self.analyzed(plan)?)?;
         self.ready_to_write().await?;
-        let exists = self.shared.lake.table_exists(&location).await?;
-        let table = if exists {
-            match self.shared.loaded_table(schema, name) {
-                Some(t) => t,
-                None => DeltaTable::try_from_url(location.url.clone()).await?,
-            }
+        let mut exists = self.shared.lake.table_exists(&location).await?;
+        let loaded = match self.shared.loaded_table(schema, name) {
+            Some(t) => Some(t),
+            None if exists => match damage::open_checked(&location).await {
+                // A full refresh replaces a table whose log is damaged: nothing of it can be
+                // read, and the rebuild brings every row back from the inputs.
+                Err(Error::DamagedLog(why))
+                    if target.replace_damaged && replace_where.is_none() =>
+                {
+                    tracing::warn!("replacing {}: {}", location.display, why.message);
+                    self.shared.lake.remove_table(&location).await?;
+                    self.shared.invalidate(schema, name);
+                    exists = false;
+                    None
+                }
+                other => other?,
+            },
+            None => None,
+        };
+        let table = if let Some(t) = loaded.filter(|_| exists) {
+            t
         } else {
             // A new table: the first write creates it, in the same commit as its data.
             deltalake::DeltaTableBuilder::from_url(location.url.clone())?.build()?
@@ -574,7 +592,9 @@ impl EmbeddedWarehouse {
         let location = self.shared.lake.table(schema, name)?;
         let table = match self.shared.loaded_table(schema, name) {
             Some(t) => t,
-            None => deltalake::open_table(location.url.clone()).await?,
+            None => damage::open_checked(&location)
+                .await?
+                .ok_or_else(|| Error::Internal(format!("{} has no Delta log", location.display)))?,
         };
         let guard = begin_write(&table, &location, true).await?;
         let write_id = uuid::Uuid::new_v4().to_string();
@@ -598,6 +618,8 @@ struct WriteTarget<'a> {
     partition_by: &'a [String],
     /// `delta.targetFileSize` of a table the write creates, in bytes.
     file_size: Option<u64>,
+    /// `--full-refresh`: a table with a damaged log is replaced (its history with it).
+    replace_damaged: bool,
 }
 
 /// Data file size of tables that merges rewrite (incremental models, snapshots): a merge
@@ -622,6 +644,7 @@ impl<'a> WriteTarget<'a> {
             file_size: req
                 .target_file_size
                 .or(merged.then_some(MERGED_TABLE_FILE_SIZE)),
+            replace_damaged: req.full_refresh,
         }
     }
 }
@@ -767,6 +790,7 @@ impl Warehouse for EmbeddedWarehouse {
             relation: &req.relation,
             partition_by: &[],
             file_size: None,
+            replace_damaged: req.full_refresh,
         };
         let plan = seed::plan(&self.ctx, req).await?;
         self.write_table(&target, plan).await.map_err(|e| match e {

@@ -449,6 +449,7 @@ fn statement_target<'a>(
         relation,
         partition_by: &[],
         file_size: None,
+        replace_damaged: false,
     }
 }
 

@@ -168,6 +168,10 @@ thread_local! {
     static RETURNS: RefCell<Vec<Option<Value>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The deepest nesting of macro calls a render may reach: far beyond what real projects use,
+/// and well within the stack of the threads that render.
+const MAX_MACRO_DEPTH: usize = 100;
+
 /// `env_var('NAME', default)`: an environment variable, or the default, or an error.
 pub fn env_var(name: String, default: Option<Value>) -> Result<Value, JError> {
     match std::env::var(&name) {
@@ -544,6 +548,18 @@ fn call_macro(
         Some(scope) => scope.context(),
         None => Value::UNDEFINED,
     };
+    // Each call renders the macro's file anew, so minijinja's own recursion limit (per render)
+    // never sees the nesting: count it here.
+    let depth = RETURNS.with(|r| r.borrow().len());
+    if depth >= MAX_MACRO_DEPTH {
+        return Err(JError::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "macro `{name}` is nested {depth} calls deep: a macro that keeps calling itself \
+                 (or macros calling each other) without an end; check its stopping condition"
+            ),
+        ));
+    }
     let tmpl = state.env().get_template(template)?;
     let mut captured = tmpl.render_captured(ctx)?;
     if let Some(scope) = current_scope(state)

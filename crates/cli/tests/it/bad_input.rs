@@ -1,0 +1,238 @@
+//! Bad input and faults, as a demanding user would try them: each case checks the exit code,
+//! the key words of the message (what is wrong, where, how to fix it), that no panic text or
+//! backtrace reaches the user, and that the warehouse — every table file and the catalog's
+//! relations — is exactly as it was. New features add their cases here.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::project::TestProject;
+
+/// Every file of the target's lake (the catalog file aside) with its bytes, and the catalog's
+/// relations: what a failed command must leave unchanged.
+#[derive(Debug, PartialEq)]
+struct Warehouse {
+    files: BTreeMap<PathBuf, Vec<u8>>,
+    relations: String,
+}
+
+fn warehouse(p: &TestProject) -> Warehouse {
+    let lake = p.path().join(".strata/dev");
+    let files = walkdir::WalkDir::new(&lake)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            !e.file_name()
+                .to_string_lossy()
+                .starts_with("metadata.sqlite")
+        })
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).expect("read lake file");
+            (
+                e.path().strip_prefix(&lake).expect("in lake").to_path_buf(),
+                bytes,
+            )
+        })
+        .collect();
+    let meta = strata_meta::MetaStore::open(&lake.join("metadata.sqlite")).expect("catalog");
+    let relations = format!("{:?}", meta.relations("strata", None).expect("relations"));
+    Warehouse { files, relations }
+}
+
+/// Run `strata ARGS` expecting exit code `code`, with backtraces requested: the output must
+/// hold `words`, and no panic message or stack frame.
+fn refused(p: &TestProject, args: &[&str], code: i32, words: &[&str]) -> String {
+    let out = p
+        .strata(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run strata");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(code), "strata {args:?}:\n{text}");
+    for w in words {
+        assert!(
+            text.contains(w),
+            "strata {args:?}: expected `{w}` in:\n{text}"
+        );
+    }
+    for leak in ["panicked", "stack backtrace", "   0: ", "RUST_BACKTRACE"] {
+        assert!(
+            !text.contains(leak),
+            "strata {args:?}: `{leak}` leaked:\n{text}"
+        );
+    }
+    text
+}
+
+const GROWING: &str = "{{ config(materialized='incremental') }}\n\
+select value as id from generate_series(1, {{ var('upto', 3) }})\n\
+{% if is_incremental() %}where value > (select coalesce(max(id), 0) from {{ this }}){% endif %}";
+
+fn built() -> TestProject {
+    let p = TestProject::with_files(&[("models/ids.sql", GROWING)]);
+    p.ok(&["run"]);
+    p
+}
+
+#[test]
+fn clean_never_deletes_a_warehouse() {
+    let p = built();
+    p.write(
+        "profiles.yml",
+        "t:\n  target: dev\n  outputs:\n    dev: {type: strata, schema: main}\n    prod: {type: strata, schema: main, lake: store/prod}\n",
+    );
+    std::fs::create_dir_all(p.path().join("store/prod/main/ids/_delta_log")).expect("mkdir");
+    std::fs::create_dir_all(p.path().join("target")).expect("mkdir");
+    let before = warehouse(&p);
+    let outside = tempfile::tempdir().expect("tempdir");
+    let outside_rel = format!(
+        "../{}",
+        outside.path().file_name().expect("name").to_string_lossy()
+    );
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            "[target, .strata]",
+            &["refusing to delete `.strata`", "holds a lake"],
+        ),
+        ("[.strata/dev/main]", &["holds a lake"]),
+        // Another target's lake is found too.
+        ("[store]", &["refusing to delete `store`", "holds a lake"]),
+        ("[\".\"]", &["inside the project"]),
+    ];
+    for (targets, words) in cases {
+        p.write(
+            "strata.yml",
+            &format!("name: t\nprofile: t\nclean-targets: {targets}\n"),
+        );
+        refused(&p, &["clean"], 2, words);
+        assert_eq!(warehouse(&p), before, "{targets}");
+        assert!(
+            p.path().join("target").is_dir(),
+            "{targets}: nothing is deleted"
+        );
+    }
+    std::fs::create_dir_all(outside.path()).expect("mkdir");
+    p.write(
+        "strata.yml",
+        &format!("name: t\nprofile: t\nclean-targets: [\"{outside_rel}\"]\n"),
+    );
+    refused(&p, &["clean"], 2, &["inside the project"]);
+    assert!(outside.path().is_dir());
+    p.write(
+        "strata.yml",
+        "name: t\nprofile: t\nclean-targets: [target]\n",
+    );
+    p.ok(&["clean"]);
+    assert!(!p.path().join("target").exists());
+    assert_eq!(warehouse(&p), before);
+}
+
+#[test]
+fn a_lake_that_is_the_project_is_refused_by_every_command() {
+    let p = built();
+    let before = warehouse(&p);
+    for lake in ["\"\"", ".", "..", "models/.."] {
+        p.write(
+            "profiles.yml",
+            &format!("t:\n  target: dev\n  outputs:\n    dev: {{type: strata, lake: {lake}}}\n"),
+        );
+        for command in [&["debug"][..], &["run"], &["ls"], &["clean"]] {
+            refused(&p, command, 2, &["profiles.yml", "lake"]);
+        }
+    }
+    assert!(p.path().join("models/ids.sql").is_file());
+    assert_eq!(warehouse(&p), before);
+}
+
+/// The newest commit file of a table of the dev lake.
+fn newest_commit(p: &TestProject, table: &str) -> PathBuf {
+    let log = p
+        .path()
+        .join(".strata/dev/main")
+        .join(table)
+        .join("_delta_log");
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(&log)
+        .expect("log")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    commits.sort();
+    commits.pop().expect("a commit")
+}
+
+fn damaged_log_is_refused_then_rebuilt(damage: &[u8], words: &[&str]) {
+    let p = built();
+    p.ok(&["run", "--vars", "{upto: 5}"]);
+    let commit = newest_commit(&p, "ids");
+    std::fs::write(&commit, damage).expect("damage the commit");
+    let before = warehouse(&p);
+    let file = commit.display().to_string();
+    let mut expected = vec!["main.ids", file.as_str(), "--full-refresh"];
+    expected.extend_from_slice(words);
+    refused(&p, &["run", "--vars", "{upto: 8}"], 1, &expected);
+    assert_eq!(
+        warehouse(&p),
+        before,
+        "nothing is committed on a damaged log"
+    );
+    refused(
+        &p,
+        &["show", "--inline", "select count(*) from main.ids"],
+        2,
+        &expected,
+    );
+    p.ok(&["run", "--vars", "{upto: 8}", "--full-refresh"]);
+    assert_eq!(
+        p.query("select count(*) as n, max(id) as top from ids"),
+        vec!["n,top", "8,8"]
+    );
+    p.ok(&["run", "--vars", "{upto: 9}"]);
+    assert_eq!(p.query("select count(*) as n from ids"), vec!["n", "9"]);
+}
+
+#[test]
+fn an_empty_commit_file_is_reported_and_a_full_refresh_recovers() {
+    damaged_log_is_refused_then_rebuilt(b"", &["is empty"]);
+}
+
+#[test]
+fn a_commit_file_that_is_not_json_is_reported_and_a_full_refresh_recovers() {
+    damaged_log_is_refused_then_rebuilt(b"{\"add\": {\"path\": \"part-", &["not valid JSON"]);
+}
+
+#[test]
+fn endless_macro_recursion_is_an_error_not_a_crash() {
+    for (file, text) in [
+        (
+            "macros/again.sql",
+            "{% macro again(n) %}{{ again(n + 1) }}{% endmacro %}",
+        ),
+        (
+            "macros/ping_pong.sql",
+            "{% macro ping(n) %}{{ pong(n) }}{% endmacro %}{% macro pong(n) %}{{ ping(n) }}{% endmacro %}",
+        ),
+    ] {
+        let p = built();
+        let before = warehouse(&p);
+        let call = if file.contains("again") {
+            "again(1)"
+        } else {
+            "ping(1)"
+        };
+        p.write(file, text);
+        p.write("models/loops.sql", &format!("select {{{{ {call} }}}} as x"));
+        refused(
+            &p,
+            &["run"],
+            2,
+            &["models/loops.sql", "nested", "calls deep"],
+        );
+        assert_eq!(warehouse(&p), before);
+    }
+}
