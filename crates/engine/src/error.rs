@@ -83,6 +83,8 @@ pub fn describe_datafusion_error(e: &datafusion::error::DataFusionError) -> Stri
         .trim_start_matches("Schema error: ")
         .trim_start_matches("Execution error: ")
         .trim_start_matches("This feature is not implemented: ")
-        .trim_start_matches("External error: ");
+        .trim_start_matches("External error: ")
+        .trim_start_matches("Arrow error: ")
+        .trim_start_matches("Csv error: ");
     text.to_string()
 }

@@ -1616,6 +1616,19 @@ fn check_configs(
             ))
         })?;
     }
+    for seed in seeds.values() {
+        if let Some(d) = seed.config.get("delimiter") {
+            let one_byte = d.as_str().is_some_and(|d| d.len() == 1);
+            if !one_byte {
+                return Err(Error::at(
+                    Location::file(&seed.original_file_path),
+                    format!("`delimiter` must be one character, not {d}"),
+                )
+                .with_node(format!("seed `{}`", seed.name))
+                .with_hint("use a single character such as `;`, `|` or `\\t`"));
+            }
+        }
+    }
     let mut warned: std::collections::HashSet<(String, PathBuf)> = Default::default();
     let nodes = models
         .values()
@@ -1656,8 +1669,9 @@ fn check_configs(
                 && warned.insert((key.clone(), file.clone()))
             {
                 tracing::warn!(
-                    "{}: config `{key}` ({node}) has no effect in Strata and is ignored",
-                    file.display()
+                    "{}: config `{key}` ({node}) is not a config Strata knows and is ignored{}",
+                    file.display(),
+                    strata_common::did_you_mean(key, crate::config::KNOWN_CONFIGS.iter().copied())
                 );
             }
         }

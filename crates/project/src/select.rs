@@ -119,15 +119,24 @@ impl Selector {
     pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Self> {
         let mut unions = Vec::new();
         for arg in args {
-            for term in arg.as_ref().split_whitespace() {
+            let arg = arg.as_ref();
+            if arg.trim().is_empty() {
+                return Err(Error::user("an empty selector selects nothing").with_hint(
+                    "name what to select (`-s my_model`, `-s tag:nightly`), or leave the option out to select everything",
+                ));
+            }
+            for term in arg.split_whitespace() {
                 let atoms = term
                     .split(',')
-                    .filter(|a| !a.is_empty())
-                    .map(parse_atom)
+                    .map(|atom| match atom.is_empty() {
+                        true => Err(Error::user(format!(
+                            "selector `{term}` has an empty part between commas"
+                        ))
+                        .with_hint("commas join selectors that must all match: `tag:nightly,config.materialized:table`")),
+                        false => parse_atom(atom),
+                    })
                     .collect::<Result<Vec<_>>>()?;
-                if !atoms.is_empty() {
-                    unions.push(atoms);
-                }
+                unions.push(atoms);
             }
         }
         Ok(Self { unions })
@@ -265,6 +274,21 @@ fn parse_atom(text: &str) -> Result<Atom> {
     };
     if value.is_empty() {
         return Err(Error::user(format!("selector `{text}` has no value")));
+    }
+    if let Some(bad) = value.chars().find(|c| "+()@\"'|&;<>".contains(*c)) {
+        return Err(Error::user(format!(
+            "selector `{text}` is malformed: `{bad}` cannot appear inside a name"
+        ))
+        .with_hint("`+` goes only before or after a name (`+orders`, `orders+`, `2+orders+1`); spaces separate selectors, commas intersect them; there is no grouping"));
+    }
+    if method == Method::Default
+        && let Some(key) = value.strip_prefix("config.")
+    {
+        return Err(
+            Error::user(format!("selector `{text}` has no value")).with_hint(format!(
+                "give the value after a colon: `config.{key}:VALUE`"
+            )),
+        );
     }
     Ok(Atom {
         at,
@@ -491,6 +515,26 @@ mod tests {
     fn rejects_unknown_methods_with_a_suggestion() {
         let e = Selector::parse(&["tags:x"]).expect_err("unknown");
         assert!(e.to_string().contains("did you mean `tag`"), "{e}");
+    }
+
+    #[test]
+    fn malformed_selections_are_errors() {
+        for (bad, words) in [
+            ("+a+b+", "cannot appear inside a name"),
+            ("((a", "cannot appear inside a name"),
+            ("a)", "cannot appear inside a name"),
+            ("config.materialized", "has no value"),
+            ("config.materialized:", "has no value"),
+            ("", "empty selector"),
+            ("  ", "empty selector"),
+            (",", "empty part"),
+            ("a,,b", "empty part"),
+            ("a,", "empty part"),
+        ] {
+            let e = Selector::parse(&[bad]).expect_err(bad).to_string();
+            assert!(e.contains(words), "{bad}: {e}");
+        }
+        assert!(Selector::parse(&["path:models/a-b.sql", "tag:x*"]).is_ok());
     }
 
     #[test]

@@ -236,3 +236,61 @@ fn endless_macro_recursion_is_an_error_not_a_crash() {
         assert_eq!(warehouse(&p), before);
     }
 }
+
+#[test]
+fn malformed_selections_are_errors_never_everything() {
+    let p = built();
+    let before = warehouse(&p);
+    for (flag, value, words) in [
+        ("-s", "+a+b+", &["cannot appear inside a name"][..]),
+        ("-s", "((ids", &["cannot appear inside a name"]),
+        (
+            "-s",
+            "config.materialized",
+            &["has no value", "config.materialized:VALUE"],
+        ),
+        ("-s", "", &["empty selector"]),
+        ("--exclude", ",", &["empty part"]),
+        ("-s", "ids,,ids", &["empty part"]),
+    ] {
+        for command in ["run", "ls"] {
+            refused(&p, &[command, flag, value], 2, words);
+        }
+    }
+    assert_eq!(warehouse(&p), before);
+}
+
+#[test]
+fn bad_seed_files_name_the_file_line_and_problem() {
+    let p = built();
+    p.write("seeds/good.csv", "id\n1\n");
+    p.ok(&["seed"]);
+    let before = warehouse(&p);
+    for (text, words) in [
+        (
+            "id,name\n1,\"open\n2,b\n3,c\n",
+            &["seeds/bad.csv:2", "never closed"][..],
+        ),
+        ("id,id\n1,2\n", &["seeds/bad.csv:1", "`id` appears twice"]),
+        ("id,\n1,2\n", &["seeds/bad.csv:1", "column 2", "no name"]),
+        ("", &["seeds/bad.csv:1", "empty"]),
+        ("id,name\n1,a,extra\n", &["seeds/bad.csv", "line 2"]),
+    ] {
+        p.write("seeds/bad.csv", text);
+        let out = refused(&p, &["seed", "-s", "bad"], 1, words);
+        assert!(!out.contains("Arrow error"), "{out}");
+        assert_eq!(warehouse(&p), before, "{text:?}");
+    }
+    p.write("seeds/bad.csv", "id;name\n1;a\n");
+    p.write(
+        "strata.yml",
+        "name: t\nprofile: t\nseeds:\n  t:\n    bad:\n      +delimiter: ';;'\n",
+    );
+    refused(
+        &p,
+        &["seed"],
+        2,
+        &["seeds/bad.csv", "`delimiter` must be one character"],
+    );
+    assert_eq!(warehouse(&p), before);
+}

@@ -490,6 +490,12 @@ impl EmbeddedWarehouse {
         // Analyse in Strata's own DataFusion session, so its SQL semantics apply to what is
         // written exactly as they apply to queries; the table's columns accept NULLs.
         let plan = crate::semantics::nullable_columns(self.analyzed(plan)?)?;
+        if plan.schema().fields().is_empty() {
+            return Err(Error::user(format!(
+                "{}: the query returns no columns; a table needs at least one",
+                location.display
+            )));
+        }
         self.ready_to_write().await?;
         let mut exists = self.shared.lake.table_exists(&location).await?;
         let loaded = match self.shared.loaded_table(schema, name) {

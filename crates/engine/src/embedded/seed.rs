@@ -22,6 +22,7 @@ fn options(req: &SeedRequest) -> CsvReadOptions<'_> {
 
 /// The plan that reads a seed's file with the types it should have.
 pub async fn plan(ctx: &SessionContext, req: &SeedRequest) -> Result<LogicalPlan> {
+    check_file(req)?;
     let path = req.path.to_string_lossy().into_owned();
     let read_err = |e: datafusion::error::DataFusionError| {
         Error::Sql(format!(
@@ -98,4 +99,126 @@ pub async fn plan(ctx: &SessionContext, req: &SeedRequest) -> Result<LogicalPlan
         .with_hint("use types such as integer, bigint, double, decimal(10, 2), varchar, date, timestamp, boolean")
     })?;
     Ok(df.logical_plan().clone())
+}
+
+/// Read the file once, in blocks, for what the CSV reader would accept silently or report
+/// vaguely: an empty file, an empty or repeated column name, and a quoted field that is never
+/// closed (which would swallow the rest of the file into one value).
+fn check_file(req: &SeedRequest) -> Result<()> {
+    use std::io::Read;
+    let fail = |line: usize, what: String, hint: &str| {
+        Error::user(format!("{}:{line}: {what}", req.display_path)).with_hint(hint.to_string())
+    };
+    let mut file = std::fs::File::open(&req.path)
+        .map_err(|e| Error::user(format!("{}: cannot read it: {e}", req.display_path)))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut header: Vec<u8> = Vec::new();
+    let mut in_header = true;
+    let mut in_quote = false;
+    let mut quote_line = 0;
+    let mut line = 1;
+    let mut any = false;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::user(format!("{}: cannot read it: {e}", req.display_path)))?;
+        if n == 0 {
+            break;
+        }
+        any = any || buf[..n].iter().any(|b| !b.is_ascii_whitespace());
+        for &b in &buf[..n] {
+            if b == b'"' {
+                in_quote = !in_quote;
+                if in_quote {
+                    quote_line = line;
+                }
+            } else if b == b'\n' {
+                line += 1;
+                if in_header && !in_quote {
+                    in_header = false;
+                }
+            }
+            if in_header {
+                header.push(b);
+            }
+        }
+    }
+    if !any {
+        return Err(fail(
+            1,
+            "the file is empty".into(),
+            "a seed starts with a header line naming its columns, e.g. `id,name`",
+        ));
+    }
+    if in_quote {
+        return Err(fail(
+            quote_line,
+            "a quoted value opened on this line is never closed".into(),
+            "close the value with `\"` (a quote inside a quoted value is written twice: `\"\"`)",
+        ));
+    }
+    let names = split_header(&header, req.delimiter);
+    let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+    for (i, name) in names.iter().enumerate() {
+        if name.trim().is_empty() {
+            return Err(fail(
+                1,
+                format!("column {} of the header has no name", i + 1),
+                "give every column a name in the first line (a trailing delimiter adds an unnamed column)",
+            ));
+        }
+        if let Some(first) = seen.insert(name.as_str(), i + 1) {
+            return Err(fail(
+                1,
+                format!(
+                    "column `{name}` appears twice in the header (columns {first} and {})",
+                    i + 1
+                ),
+                "rename one of them: a table's column names are unique",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The column names of a header line (quotes removed, `""` inside quotes kept as `"`).
+fn split_header(header: &[u8], delimiter: u8) -> Vec<String> {
+    let text = String::from_utf8_lossy(header);
+    let text = text
+        .trim_start_matches('\u{feff}')
+        .trim_end_matches(['\r', '\n']);
+    let mut names = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                if let Some(n) = names.last_mut() {
+                    n.push('"');
+                }
+            }
+            '"' => quoted = !quoted,
+            c if !quoted && c as u32 == u32::from(delimiter) => names.push(String::new()),
+            c => {
+                if let Some(n) = names.last_mut() {
+                    n.push(c);
+                }
+            }
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_header;
+
+    #[test]
+    fn headers_split_like_csv() {
+        assert_eq!(split_header(b"a,b,c\r\n", b','), ["a", "b", "c"]);
+        assert_eq!(split_header(b"\"x,y\",\"q\"\"\"", b','), ["x,y", "q\""]);
+        assert_eq!(split_header(b"a;b", b';'), ["a", "b"]);
+        assert_eq!(split_header(b"a,", b','), ["a", ""]);
+    }
 }
