@@ -67,6 +67,9 @@ pub struct ProjectConfig {
     /// Settings accepted for compatibility and otherwise ignored.
     #[serde(flatten)]
     pub other: IndexMap<String, yaml_serde::Value>,
+    /// Config keys of the file's trees that Strata does not know (already warned about).
+    #[serde(skip)]
+    pub unknown_configs: std::collections::BTreeSet<String>,
 }
 
 fn default_model_paths() -> Vec<String> {
@@ -109,8 +112,22 @@ impl ProjectConfig {
         };
         let text = read_to_string(&path)?;
         let file_name = PathBuf::from(path.file_name().unwrap_or_default());
-        let config: ProjectConfig =
+        if let Some(other) = PROJECT_FILES
+            .iter()
+            .filter(|f| **f != file_name.as_os_str())
+            .find(|f| dir.join(f).is_file())
+        {
+            tracing::warn!(
+                "both {} and {other} are here: using {} (rename or remove the other)",
+                file_name.display(),
+                file_name.display()
+            );
+        }
+        let mut config: ProjectConfig =
             yaml_serde::from_str(&text).map_err(|e| yaml_error(file_name.clone(), &e))?;
+        if let Ok(yaml_serde::Value::Mapping(doc)) = yaml_serde::from_str(&text) {
+            config.unknown_configs = crate::validate::check_project_file(&file_name, &text, &doc)?;
+        }
         if config.name.trim().is_empty() {
             return Err(Error::at(
                 strata_common::Location::file(file_name),

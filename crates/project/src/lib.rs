@@ -20,6 +20,7 @@ pub mod profile;
 pub mod project;
 pub mod properties;
 pub mod select;
+pub mod validate;
 
 pub use config::{NodeConfig, ProjectConfig};
 pub use error::{Error, Result};

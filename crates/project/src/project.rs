@@ -320,7 +320,7 @@ impl Loader {
                 graph.add_edge(d, &t.unique_id);
             }
         }
-        check_configs(&models, &seeds, &tests)?;
+        check_configs(&models, &seeds, &tests, &self.config.unknown_configs)?;
         let (on_run_start, on_run_end) = run_hooks(&self.config, &self.config_path)?;
         Ok(Project {
             on_run_start,
@@ -1592,6 +1592,7 @@ fn check_configs(
     models: &IndexMap<String, Model>,
     seeds: &IndexMap<String, Seed>,
     tests: &IndexMap<String, DataTest>,
+    warned_in_project_file: &std::collections::BTreeSet<String>,
 ) -> Result<()> {
     use strata_common::words::{
         HardDeletes, IncrementalStrategy, Materialized, OnSchemaChange, SnapshotStrategy,
@@ -1664,8 +1665,13 @@ fn check_configs(
         config
             .grants()
             .map_err(|msg| Error::at(Location::file(file), msg).with_node(node.clone()))?;
+        for (key, value) in config.values() {
+            crate::validate::check_value(key, value)
+                .map_err(|msg| Error::at(Location::file(file), msg).with_node(node.clone()))?;
+        }
         for key in config.values().keys() {
             if !crate::config::KNOWN_CONFIGS.contains(&key.as_str())
+                && !warned_in_project_file.contains(key)
                 && warned.insert((key.clone(), file.clone()))
             {
                 tracing::warn!(

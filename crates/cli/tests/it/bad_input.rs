@@ -294,3 +294,61 @@ fn bad_seed_files_name_the_file_line_and_problem() {
     );
     assert_eq!(warehouse(&p), before);
 }
+
+#[test]
+fn configuration_is_validated_with_file_line_and_closest_key() {
+    let p = built();
+    let before = warehouse(&p);
+    for (tree, words) in [
+        (
+            "  +materialized: [table]\n",
+            &["strata.yml:4", "`materialized` must be a string"][..],
+        ),
+        (
+            "  t:\n    +enabled: \"nah\"\n",
+            &["strata.yml:5", "`enabled` must be true or false"],
+        ),
+        (
+            "  +tags: 5\n",
+            &["strata.yml:4", "`tags` must be a string or a list"],
+        ),
+    ] {
+        p.write(
+            "strata.yml",
+            &format!("name: t\nprofile: t\nmodels:\n{tree}"),
+        );
+        refused(&p, &["run"], 2, words);
+    }
+    p.write("strata.yml", "name: t\nprofile: t\n");
+    p.write(
+        "models/ids.sql",
+        &format!(
+            "{{{{ config(materialized=5) }}}}\n{}",
+            GROWING.replace("{{ config(materialized='incremental') }}\n", "")
+        ),
+    );
+    refused(
+        &p,
+        &["run"],
+        2,
+        &["models/ids.sql", "`materialized` must be", "not 5"],
+    );
+    assert_eq!(warehouse(&p), before);
+    p.write("models/ids.sql", GROWING);
+    p.write(
+        "strata.yml",
+        "name: t\nprofile: t\nmodle-paths: [models]\nmodels:\n  t:\n    +materialised: table\n",
+    );
+    let out = refused(&p, &["ls"], 0, &[]);
+    assert!(
+        out.contains("strata.yml:3") && out.contains("did you mean `model-paths`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("strata.yml:6") && out.contains("did you mean `materialized`"),
+        "{out}"
+    );
+    p.write("dbt_project.yml", "name: t\nprofile: t\n");
+    let out = refused(&p, &["ls"], 0, &[]);
+    assert!(out.contains("using strata.yml"), "{out}");
+}
