@@ -135,7 +135,7 @@ fn grants_are_recorded_and_unknown_configs_named() {
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("models/m.sql: config `transient` (model `m`) has no effect in Strata"),
+        stderr.contains("models/m.sql: config `transient` (model `m`) is not a config Strata knows and is ignored"),
         "{stderr}"
     );
     assert!(stderr.contains("config `sort`"), "{stderr}");
