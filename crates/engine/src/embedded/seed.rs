@@ -125,21 +125,24 @@ fn check_file(req: &SeedRequest) -> Result<()> {
         if n == 0 {
             break;
         }
-        any = any || buf[..n].iter().any(|b| !b.is_ascii_whitespace());
-        for &b in &buf[..n] {
-            if b == b'"' {
+        let chunk = &buf[..n];
+        any = any || chunk.iter().any(|b| !b.is_ascii_whitespace());
+        if in_header {
+            let end = header_end(chunk, in_quote).unwrap_or(chunk.len());
+            header.extend_from_slice(&chunk[..end]);
+        }
+        // Only quotes and line ends matter: jump between them.
+        for i in memchr::memchr2_iter(b'"', b'\n', chunk) {
+            if chunk[i] == b'"' {
                 in_quote = !in_quote;
                 if in_quote {
                     quote_line = line;
                 }
-            } else if b == b'\n' {
+            } else {
                 line += 1;
-                if in_header && !in_quote {
+                if !in_quote {
                     in_header = false;
                 }
-            }
-            if in_header {
-                header.push(b);
             }
         }
     }
@@ -179,6 +182,19 @@ fn check_file(req: &SeedRequest) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where the header line ends in `chunk` (the first line end outside quotes), given whether
+/// the chunk starts inside a quoted value.
+fn header_end(chunk: &[u8], mut in_quote: bool) -> Option<usize> {
+    for i in memchr::memchr2_iter(b'"', b'\n', chunk) {
+        match chunk[i] {
+            b'"' => in_quote = !in_quote,
+            _ if !in_quote => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The column names of a header line (quotes removed, `""` inside quotes kept as `"`).
