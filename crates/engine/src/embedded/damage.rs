@@ -17,9 +17,14 @@ pub(crate) async fn open_checked(table: &TableLocation) -> Result<Option<DeltaTa
     let url = &table.url;
     match deltalake::open_table(url.clone()).await {
         Ok(loaded) => {
-            if let Some(problem) =
-                empty_commit(&loaded.object_store(), loaded.version().map(|v| v as i64)).await
-            {
+            let version = loaded.version().map(|v| v as i64);
+            let commits = match &table.dir {
+                // A local folder is read directly: a listing through the object store costs
+                // more than the rest of opening a small table.
+                Some(dir) => local_commits(&dir.join("_delta_log")),
+                None => replayed_commits(loaded.object_store().as_ref()).await,
+            };
+            if let Some(problem) = empty_commit(commits, version) {
                 return Err(damaged(table, problem));
             }
             Ok(Some(loaded))
@@ -65,7 +70,27 @@ fn damaged(table: &TableLocation, p: Problem) -> Error {
     })
 }
 
-/// The commit files after the newest checkpoint (those a reader replays), with their sizes.
+/// The commit files after the newest checkpoint (those a reader replays), with their sizes,
+/// oldest first, from `(file name, path, size)` entries of a log folder.
+fn after_checkpoint(
+    entries: impl Iterator<Item = (String, ObjectPath, u64)>,
+) -> Vec<(i64, ObjectPath, u64)> {
+    let mut checkpoint = -1;
+    let mut commits = Vec::new();
+    for (name, path, size) in entries {
+        let version = name.split('.').next().and_then(|v| v.parse::<i64>().ok());
+        match version {
+            Some(v) if name.contains(".checkpoint") => checkpoint = checkpoint.max(v),
+            Some(v) if name.ends_with(".json") && name.len() == 25 => commits.push((v, path, size)),
+            _ => {}
+        }
+    }
+    commits.retain(|(v, _, _)| *v > checkpoint);
+    commits.sort_by_key(|(v, _, _)| *v);
+    commits
+}
+
+/// [`after_checkpoint`] through the object store.
 async fn replayed_commits(store: &dyn ObjectStore) -> Vec<(i64, ObjectPath, u64)> {
     let prefix = ObjectPath::from("_delta_log");
     let Ok(entries) = store
@@ -75,34 +100,29 @@ async fn replayed_commits(store: &dyn ObjectStore) -> Vec<(i64, ObjectPath, u64)
     else {
         return Vec::new();
     };
-    let version_of = |p: &ObjectPath, suffix: &str| -> Option<i64> {
-        p.filename()?.strip_suffix(suffix)?.parse().ok()
+    after_checkpoint(entries.into_iter().filter_map(|m| {
+        let name = m.location.filename()?.to_string();
+        Some((name, m.location, m.size))
+    }))
+}
+
+/// [`after_checkpoint`] of a local log folder.
+fn local_commits(log: &std::path::Path) -> Vec<(i64, ObjectPath, u64)> {
+    let Ok(dir) = std::fs::read_dir(log) else {
+        return Vec::new();
     };
-    let checkpoint = entries
-        .iter()
-        .filter_map(|m| {
-            let name = m.location.filename()?;
-            name.contains(".checkpoint")
-                .then(|| name.split('.').next()?.parse::<i64>().ok())?
-        })
-        .max()
-        .unwrap_or(-1);
-    let mut commits: Vec<(i64, ObjectPath, u64)> = entries
-        .into_iter()
-        .filter_map(|m| {
-            let v = version_of(&m.location, ".json")?;
-            (v > checkpoint).then_some((v, m.location, m.size))
-        })
-        .collect();
-    commits.sort_by_key(|(v, _, _)| *v);
-    commits
+    after_checkpoint(dir.flatten().filter_map(|e| {
+        let name = e.file_name().into_string().ok()?;
+        let size = e.metadata().ok()?.len();
+        let path = ObjectPath::from(format!("_delta_log/{name}"));
+        Some((name, path, size))
+    }))
 }
 
 /// An empty commit among those the loaded version replays.
-async fn empty_commit(store: &dyn ObjectStore, loaded: Option<i64>) -> Option<Problem> {
+fn empty_commit(commits: Vec<(i64, ObjectPath, u64)>, loaded: Option<i64>) -> Option<Problem> {
     let loaded = loaded?;
-    replayed_commits(store)
-        .await
+    commits
         .into_iter()
         .find(|(v, _, size)| *v <= loaded && *size == 0)
         .map(|(_, path, _)| Problem {
