@@ -66,10 +66,17 @@ pub fn external_sources(project: &Project) -> Vec<ExternalSource> {
 /// Open the metadata store and the warehouse of the project's target.
 pub fn open_warehouse(project: &Project) -> Result<(EmbeddedWarehouse, Arc<MetaStore>)> {
     let meta = Arc::new(MetaStore::open(&project.target.metadata).map_err(|e| {
-        anyhow::anyhow!(
-            "{e}\n  hint: check `lake:` / `metadata:` of target `{}` in profiles.yml; the folder must be writable",
-            project.target.name
-        )
+        let place = format!("the catalog {}", project.target.metadata.display());
+        match strata_common::storage_problem(&format!("{e:?}"), &place) {
+            Some((message, hint)) => anyhow::anyhow!(
+                "target `{}`: {message}\n  hint: {hint}",
+                project.target.name
+            ),
+            None => anyhow::anyhow!(
+                "{e}\n  hint: check `lake:` / `metadata:` of target `{}` in profiles.yml",
+                project.target.name
+            ),
+        }
     })?);
     let warehouse = EmbeddedWarehouse::open(
         WarehouseOptions {
@@ -102,10 +109,20 @@ pub fn lock_target(
             )
         },
     )
-    .map_err(|e| {
-        anyhow::anyhow!(
+    .map_err(|e| match &e {
+        strata_meta::LockError::Busy { .. } => anyhow::anyhow!(
             "{e}\n  hint: wait for it to finish, or raise --lock-timeout; two commands never write to one target at once"
-        )
+        ),
+        strata_meta::LockError::Io { path, source } => {
+            let place = format!("the target's folder {}", path.parent().unwrap_or(path).display());
+            match strata_common::storage_problem(&source.to_string(), &place) {
+                Some((message, hint)) => anyhow::anyhow!(
+                    "target `{}`: {message} ({source})\n  hint: {hint}",
+                    project.target.name
+                ),
+                None => anyhow::anyhow!("{e}"),
+            }
+        }
     })?;
     Ok(lock)
 }

@@ -133,6 +133,47 @@ pub fn quote_relation(database: &str, schema: &str, identifier: &str) -> String 
     )
 }
 
+/// What a file-system error means for someone who cannot change the program: a full disk, a
+/// read-only file system, missing permission, a file where a folder belongs or the reverse.
+/// `None` for other errors. `what` names the place (`the lake /data/lake`).
+pub fn storage_problem(error: &str, what: &str) -> Option<(String, String)> {
+    let has = |needles: &[&str]| needles.iter().any(|n| error.contains(n));
+    let (message, hint) = if has(&["No space left on device", "os error 28"]) {
+        (
+            format!("the disk holding {what} is full"),
+            "free some space (`strata vacuum` removes files no version needs), then run again; nothing half-written was kept",
+        )
+    } else if has(&["Read-only file system", "os error 30", "readonly database"]) {
+        (
+            format!("{what} is on a read-only file system"),
+            "commands that only read (show, history, ls, docs, compile) work there; write from a machine that mounts it writable",
+        )
+    } else if has(&["Permission denied", "os error 13"]) {
+        (
+            format!("no permission to write {what}"),
+            "give this user write access to it, or point the target's `lake:` / `metadata:` at a folder it owns",
+        )
+    } else if has(&[
+        "Not a directory",
+        "os error 20",
+        "File exists",
+        "os error 17",
+    ]) {
+        (
+            format!("{what}: a file is in the way where a folder belongs"),
+            "the lake (and the folder holding the catalog) must be folders; move the file away or change the target's `lake:` / `metadata:`",
+        )
+    } else if has(&["Is a directory", "os error 21"]) {
+        (
+            format!("{what}: a folder is in the way where a file belongs"),
+            "`metadata:` names the catalog file (e.g. .strata/dev/metadata.sqlite), not a folder",
+        )
+    } else {
+        return None;
+    };
+    Some((message, hint.to_string()))
+}
+
 /// A message without the stack backtrace some libraries append to their errors (when
 /// `RUST_BACKTRACE` is set): users get the message, never frames. Trailing blank lines go too.
 pub fn without_backtrace(message: &str) -> String {
@@ -156,6 +197,18 @@ pub fn without_backtrace(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_problems_are_named() {
+        let (m, _) = storage_problem(
+            "write: No space left on device (os error 28)",
+            "the lake /l",
+        )
+        .expect("full");
+        assert_eq!(m, "the disk holding the lake /l is full");
+        assert!(storage_problem("Read-only file system (os error 30)", "x").is_some());
+        assert!(storage_problem("syntax error", "x").is_none());
+    }
 
     #[test]
     fn backtraces_are_cut() {

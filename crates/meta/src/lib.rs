@@ -222,13 +222,32 @@ impl MetaStore {
             path: path.to_path_buf(),
             source: e,
         };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| open_err(Box::new(e)))?;
+        if path.is_dir() {
+            return Err(open_err(Box::new(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "Is a directory",
+            ))));
+        }
+        if let Some(parent) = path.parent()
+            && let Err(e) = std::fs::create_dir_all(parent)
+        {
+            return match path.is_file() {
+                true => Self::open_read_only(path),
+                false => Err(open_err(Box::new(e))),
+            };
         }
         let conn = Connection::open(path).map_err(|e| open_err(Box::new(e)))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| open_err(Box::new(e)))?;
+        if let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
+            // A catalog on a read-only file system is still read (show, history, ls).
+            return match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ReadOnly) | Some(rusqlite::ErrorCode::CannotOpen) => {
+                    drop(conn);
+                    Self::open_read_only(path)
+                }
+                _ => Err(open_err(Box::new(e))),
+            };
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let store = Self {
             path: path.to_path_buf(),
@@ -236,6 +255,45 @@ impl MetaStore {
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Open an existing store for reading only, as it is (a catalog on read-only media): no
+    /// migration, no journal files. Writes fail.
+    fn open_read_only(path: &Path) -> Result<Self> {
+        use rusqlite::OpenFlags;
+        let open_err = |e: rusqlite::Error| Error::Open {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        };
+        let escaped = path
+            .display()
+            .to_string()
+            .replace('%', "%25")
+            .replace('?', "%3f")
+            .replace('#', "%23");
+        let uri = format!("file:{escaped}?immutable=1");
+        let conn = Connection::open_with_flags(
+            uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(open_err)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if version != MIGRATIONS.len() as i64 {
+            return Err(Error::Open {
+                path: path.to_path_buf(),
+                source: format!(
+                    "Read-only file system: the catalog has schema version {version} and needs migrating to {}, which cannot be written here",
+                    MIGRATIONS.len()
+                )
+                .into(),
+            });
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
     }
 
     /// An in-memory store, for tests and one-off sessions.

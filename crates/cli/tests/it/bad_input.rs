@@ -352,3 +352,112 @@ fn configuration_is_validated_with_file_line_and_closest_key() {
     let out = refused(&p, &["ls"], 0, &[]);
     assert!(out.contains("using strata.yml"), "{out}");
 }
+
+/// A small tmpfs mounted at a fresh folder, unmounted on drop; `None` where this process may
+/// not mount (not root, or a container without the capability).
+struct Mount(tempfile::TempDir);
+
+impl Mount {
+    fn tmpfs(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!(
+                "note: cannot mount a tmpfs here; the full-disk and read-only cases are not run"
+            );
+            return None;
+        }
+        Some(Self(dir))
+    }
+
+    fn read_only(&self) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(self.0.path())
+            .status()
+            .expect("remount");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+fn with_lake(p: &TestProject, lake: &str) {
+    p.write(
+        "profiles.yml",
+        &format!("t:\n  target: dev\n  outputs:\n    dev: {{type: strata, lake: \"{lake}\"}}\n"),
+    );
+}
+
+#[test]
+fn storage_problems_get_their_own_messages() {
+    let p = built();
+    let file = p.path().join("lake-file");
+    std::fs::write(&file, "not a folder").expect("write");
+    with_lake(&p, &file.display().to_string());
+    refused(
+        &p,
+        &["run"],
+        2,
+        &["a file is in the way where a folder belongs"],
+    );
+    let out = refused(&p, &["run"], 2, &[]);
+    assert!(!out.contains("--lock-timeout"), "no lock hint: {out}");
+    p.write(
+        "profiles.yml",
+        "t:\n  target: dev\n  outputs:\n    dev: {type: strata, metadata: models}\n",
+    );
+    refused(
+        &p,
+        &["run"],
+        2,
+        &["models", "a folder is in the way where a file belongs"],
+    );
+    refused(
+        &p,
+        &["show", "--inline", "select 1"],
+        2,
+        &["a folder is in the way"],
+    );
+
+    if let Some(disk) = Mount::tmpfs("1m") {
+        with_lake(&p, &disk.0.path().join("lake").display().to_string());
+        p.ok(&["run", "--vars", "{upto: 3}"]);
+        p.write(
+            "models/big.sql",
+            "{{ config(materialized='table') }}select value as v, repeat('x', 200) || cast(value as varchar) as pad from generate_series(1, 200000)",
+        );
+        let out = refused(
+            &p,
+            &["run"],
+            1,
+            &["the disk holding the table main.big", "is full"],
+        );
+        assert!(!out.contains("--lock-timeout"), "{out}");
+        assert!(
+            !disk.0.path().join("lake/main/big").exists(),
+            "nothing half-written"
+        );
+        p.remove("models/big.sql");
+        disk.read_only();
+        refused(
+            &p,
+            &["run"],
+            2,
+            &["read-only file system", "commands that only read"],
+        );
+        assert_eq!(p.query("select count(*) as n from ids"), vec!["n", "3"]);
+        p.ok(&["history", "ids"]);
+    }
+}

@@ -717,7 +717,15 @@ async fn settle<T>(
         }
         Err(_) => guard.fail(Err(())).await,
     }
-    Err(delta_write_error(error))
+    let error = delta_write_error(error);
+    let place = match &location.dir {
+        Some(dir) => format!("the table {} ({})", location.display, dir.display()),
+        None => format!("the table {}", location.display),
+    };
+    match strata_common::storage_problem(&error.to_string(), &place) {
+        Some((message, hint)) => Err(Error::user(message).with_hint(hint)),
+        None => Err(error),
+    }
 }
 
 /// Whether the table's latest commit is the write `write_id`.
