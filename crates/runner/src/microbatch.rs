@@ -97,6 +97,9 @@ pub fn parse_time(text: &str) -> Option<NaiveDateTime> {
         .and_then(|d| d.and_hms_opt(0, 0, 0))
 }
 
+/// Batches one build may run unless `--max-batches` allows more.
+pub const DEFAULT_MAX_BATCHES: usize = 1000;
+
 /// A microbatch model's configs.
 #[derive(Debug, Clone)]
 pub struct MicrobatchConfig {

@@ -33,6 +33,7 @@ pub struct Runner<'a> {
     defer: Option<strata_project::compile::Defer>,
     full_refresh: bool,
     event_time: (Option<NaiveDateTime>, Option<NaiveDateTime>),
+    max_batches: usize,
 }
 
 impl<'a> Runner<'a> {
@@ -49,7 +50,14 @@ impl<'a> Runner<'a> {
             defer: None,
             full_refresh: false,
             event_time: (None, None),
+            max_batches: crate::microbatch::DEFAULT_MAX_BATCHES,
         }
+    }
+
+    /// Refuse microbatch builds of more than `n` batches (`--max-batches`).
+    pub fn with_max_batches(mut self, n: usize) -> Self {
+        self.max_batches = n;
+        self
     }
 
     /// Build microbatch models over this period only (`--event-time-start`,
@@ -206,6 +214,7 @@ impl<'a> Runner<'a> {
                 let database = self.project.target.database.as_str();
                 let full_refresh = self.full_refresh;
                 let event_time = self.event_time;
+                let max_batches = self.max_batches;
                 let audit_schema = audit_schema.as_str();
                 let now = now.as_str();
                 let compiler = &compiler;
@@ -226,7 +235,7 @@ impl<'a> Runner<'a> {
                                         &owned,
                                         introspector,
                                         full_refresh,
-                                        event_time,
+                                        (event_time, max_batches),
                                     )),
                                     false => Compiled::Model(c.compile(&owned)),
                                 };
@@ -651,7 +660,7 @@ fn plan_batches(
     unique_id: &str,
     introspector: Option<Arc<dyn strata_common::Introspector>>,
     full_refresh: bool,
-    event_time: (Option<NaiveDateTime>, Option<NaiveDateTime>),
+    (event_time, max_batches): ((Option<NaiveDateTime>, Option<NaiveDateTime>), usize),
 ) -> strata_project::Result<(MicrobatchConfig, Vec<(BatchWindow, CompileResult)>)> {
     let project = compiler.project().clone();
     let model = project
@@ -676,6 +685,21 @@ fn plan_batches(
                 message,
             )
         })?;
+    if batches.len() > max_batches {
+        let (first, last) = (&batches[0], &batches[batches.len() - 1]);
+        return Err(strata_project::Error::at(
+            strata_common::Location::file(&model.original_file_path),
+            format!(
+                "this build would run {} batches ({} to {}), more than --max-batches {max_batches}",
+                batches.len(),
+                first.start,
+                last.end
+            ),
+        )
+        .with_hint(
+            "set a later `begin`, build a period with --event-time-start/--event-time-end, or allow it with --max-batches N",
+        ));
+    }
     let compiled = batches
         .into_iter()
         .map(|b| {

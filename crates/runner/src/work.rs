@@ -265,6 +265,31 @@ async fn run_batches(
     let mut rows = 0u64;
     let mut failed: Vec<(strata_project::jinja::BatchWindow, String)> = Vec::new();
     let mut first_sql = None;
+    // A query without its event_time column would fail every batch: say it once, up front.
+    if let Some((_, Ok(first))) = batches.first() {
+        match warehouse.describe(&first.sql).await {
+            Ok(schema)
+                if schema
+                    .fields()
+                    .iter()
+                    .all(|f| f.name() != &config.event_time) =>
+            {
+                let columns: Vec<&str> =
+                    schema.fields().iter().map(|f| f.name().as_str()).collect();
+                return Done::error(
+                    format!(
+                        "the model's query has no column `{}`, its event_time{}; no batch was run (the columns are: {})",
+                        config.event_time,
+                        strata_common::did_you_mean(&config.event_time, columns.iter().copied()),
+                        columns.join(", ")
+                    ),
+                    Some(first.sql.clone()),
+                );
+            }
+            // A query that does not plan fails its batches with the reason.
+            _ => {}
+        }
+    }
     for (i, (window, compiled)) in batches.into_iter().enumerate() {
         let clock = Instant::now();
         let report = |ok: bool, message: &str| {

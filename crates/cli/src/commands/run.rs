@@ -23,6 +23,10 @@ pub struct EventTimeArgs {
     /// Microbatch models: stop at this time (exclusive; default: now).
     #[arg(long, requires = "event_time_start")]
     pub event_time_end: Option<String>,
+    /// Microbatch models: refuse to run more batches than this in one build (a `begin` far in
+    /// the past would otherwise start thousands of batches).
+    #[arg(long, default_value_t = strata_runner::microbatch::DEFAULT_MAX_BATCHES)]
+    pub max_batches: usize,
 }
 
 impl EventTimeArgs {
@@ -70,6 +74,7 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<ExitCode> {
         &args.select,
         Flags {
             event_time: args.event_time.parse()?,
+            max_batches: args.event_time.max_batches,
             ..Flags::new(args.fail_fast, args.full_refresh)
         },
         "run",
@@ -152,6 +157,7 @@ pub async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
         &args.select,
         Flags {
             event_time: args.event_time.parse()?,
+            max_batches: args.event_time.max_batches,
             ..Flags::new(args.fail_fast, args.full_refresh)
         },
         "build",
@@ -165,6 +171,7 @@ struct Flags {
     fail_fast: bool,
     full_refresh: bool,
     event_time: (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
+    max_batches: usize,
 }
 
 impl Flags {
@@ -173,6 +180,7 @@ impl Flags {
             fail_fast,
             full_refresh,
             event_time: (None, None),
+            max_batches: strata_runner::microbatch::DEFAULT_MAX_BATCHES,
         }
     }
 }
@@ -189,6 +197,7 @@ async fn execute(
         fail_fast,
         full_refresh,
         event_time,
+        max_batches,
     } = flags;
     let project = std::sync::Arc::new(crate::context::load_project_with(global, full_refresh)?);
     write_artifact(&project, "manifest.json", &manifest(&project))?;
@@ -236,6 +245,7 @@ async fn execute(
         .with_defer(deferral)
         .with_full_refresh(full_refresh)
         .with_event_time(event_time.0, event_time.1)
+        .with_max_batches(max_batches)
         .with_meta(meta)
         .with_fail_fast(fail_fast)
         .with_command(command, &argv.join(" "))

@@ -461,3 +461,57 @@ fn storage_problems_get_their_own_messages() {
         p.ok(&["history", "ids"]);
     }
 }
+
+#[test]
+fn microbatch_builds_refuse_endless_batches_and_a_missing_event_time_once() {
+    let p = built();
+    let before = warehouse(&p);
+    let model = |begin: &str, column: &str| {
+        format!(
+            "{{{{ config(materialized='incremental', incremental_strategy='microbatch', event_time='day', batch_size='day', begin='{begin}') }}}}\nselect cast('2024-01-02' as timestamp) as {column}, 1 as n"
+        )
+    };
+    p.write("models/daily.sql", &model("1900-01-01", "day"));
+    let out = refused(
+        &p,
+        &["run", "-s", "daily"],
+        1,
+        &[
+            "batches (1900-01-01 00:00:00 to",
+            "more than --max-batches 1000",
+            "--event-time-start",
+        ],
+    );
+    assert!(!out.contains("batch 1 of"), "nothing ran: {out}");
+    assert_eq!(warehouse(&p), before);
+
+    p.write("models/daily.sql", &model("2024-01-01", "dya"));
+    let out = refused(
+        &p,
+        &["run", "-s", "daily", "--max-batches", "100000"],
+        1,
+        &[
+            "no column `day`, its event_time",
+            "the columns are: dya, n",
+            "no batch was run",
+        ],
+    );
+    assert_eq!(
+        out.matches("no column `day`").count(),
+        1,
+        "said once: {out}"
+    );
+    assert_eq!(warehouse(&p), before);
+
+    p.write("models/daily.sql", &model("2024-01-01", "day"));
+    p.ok(&[
+        "run",
+        "-s",
+        "daily",
+        "--event-time-start",
+        "2024-01-02",
+        "--event-time-end",
+        "2024-01-03",
+    ]);
+    assert_eq!(p.query("select count(*) as n from daily"), vec!["n", "1"]);
+}
