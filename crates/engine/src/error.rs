@@ -76,6 +76,17 @@ impl From<datafusion::error::DataFusionError> for Error {
 
 /// DataFusion's message without the layers of context prefixes.
 pub fn describe_datafusion_error(e: &datafusion::error::DataFusionError) -> String {
+    use datafusion::sql::sqlparser::parser::ParserError;
+    if let datafusion::error::DataFusionError::SQL(parse, _) = e.find_root() {
+        let (ParserError::ParserError(m) | ParserError::TokenizerError(m)) = parse.as_ref() else {
+            return "SQL syntax error: the query nests too deeply".into();
+        };
+        // "Expected: X, found: Y at Line: 3, Column: 7" reads as one plain sentence.
+        let m = m
+            .replace(" at Line: ", " at line ")
+            .replace(", Column: ", ", column ");
+        return format!("SQL syntax error: {m}");
+    }
     let text = strata_common::without_backtrace(&e.find_root().to_string());
     let text = text
         .trim_start_matches("Error during planning: ")

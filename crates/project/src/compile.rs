@@ -21,6 +21,17 @@ pub struct CompiledModel {
     pub sql: String,
     /// Ephemeral models inlined, in order.
     pub ephemerals: Vec<String>,
+    /// The line of the model's file that the SQL's first line comes from, when the SQL's
+    /// lines are the file's (no ephemeral inlined, no template line added or removed), so an
+    /// error "at line N" of the SQL can name the file's line.
+    pub source_line: Option<usize>,
+}
+
+impl CompiledModel {
+    /// The model file's line for line `n` of the SQL, when known.
+    pub fn file_line(&self, n: usize) -> Option<usize> {
+        Some(self.source_line? + n - 1)
+    }
 }
 
 /// A model's hooks, rendered.
@@ -259,7 +270,7 @@ impl Compiler {
             .models
             .get(unique_id)
             .ok_or_else(|| Error::Internal(format!("compile: unknown node {unique_id}")))?;
-        let (body, captured) = self.render(model)?;
+        let (body, captured, source_line) = self.render(model)?;
         let mut ctes: Vec<(String, String)> = Vec::new();
         let mut ephemerals = Vec::new();
         for (eph_id, cte) in &captured.ephemerals {
@@ -270,6 +281,7 @@ impl Compiler {
         let sql = inject_ctes(&body, &ctes);
         let compiled = CompiledModel {
             unique_id: unique_id.to_string(),
+            source_line: source_line.filter(|_| ctes.is_empty()),
             sql,
             ephemerals,
         };
@@ -458,7 +470,7 @@ impl Compiler {
         }
     }
 
-    fn render(&self, model: &Model) -> Result<(String, crate::jinja::Captured)> {
+    fn render(&self, model: &Model) -> Result<(String, crate::jinja::Captured, Option<usize>)> {
         let info = self.info(model);
         let resolver: Arc<dyn Resolver> = self.resolver.clone();
         let (sql, captured) = self
@@ -490,7 +502,13 @@ impl Compiler {
                 "add this line at the top of the model: -- depends_on: {{{{ {written} }}}}"
             )));
         }
-        Ok((clean_sql(&sql), captured))
+        // Rendering kept the file's lines when it kept their number (a one-line `config()`
+        // renders to an empty line); the SQL then starts after the blank lines trimmed off.
+        let lines = |s: &str| s.trim_end().matches('\n').count();
+        let same_lines = lines(&sql) == lines(&model.raw_sql);
+        let trimmed = &sql[..sql.len() - sql.trim_start().len()];
+        let source_line = same_lines.then(|| trimmed.matches('\n').count() + 1);
+        Ok((clean_sql(&sql), captured, source_line))
     }
 
     /// Where `strata compile` writes a model's SQL.

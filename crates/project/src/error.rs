@@ -124,8 +124,13 @@ impl Error {
 }
 
 /// Read a file to a string, naming it in the error.
+/// A project file's text; a byte-order mark that some editors put at the start is dropped.
 pub(crate) fn read_to_string(path: &std::path::Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+    let mut text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
+    Ok(text)
 }
 
 /// Turn a YAML parse error into a user error at its line.

@@ -48,6 +48,28 @@ impl Done {
     }
 }
 
+/// A syntax error "at line N" of the compiled SQL, with the model file's line when the SQL's
+/// lines are the file's.
+fn at_file_line(
+    message: String,
+    compiled: &strata_project::compile::CompiledModel,
+    file: &std::path::Path,
+) -> String {
+    let line = message
+        .strip_prefix("SQL syntax error: ")
+        .and_then(|m| m.rsplit_once(" at line "))
+        .and_then(|(_, rest)| rest.split(',').next()?.trim().parse::<usize>().ok())
+        .and_then(|n| compiled.file_line(n));
+    match line {
+        Some(l) => format!(
+            "{}:{l}: {}",
+            file.display(),
+            message.replacen(" at line ", " (compiled SQL: line ", 1) + ")"
+        ),
+        None => message,
+    }
+}
+
 /// One node's work, prepared on the scheduler and run concurrently.
 pub(crate) enum Work<'a> {
     Model(
@@ -102,7 +124,10 @@ impl Work<'_> {
                 }
                 match warehouse.materialize(&req).await {
                     Ok(o) => Done::built(o, Some(c.sql)),
-                    Err(e) => Done::error(e.to_string(), Some(c.sql)),
+                    Err(e) => Done::error(
+                        at_file_line(e.to_string(), &c, &model.original_file_path),
+                        Some(c.sql),
+                    ),
                 }
             }
             Work::Microbatch(model, config, batches) => {

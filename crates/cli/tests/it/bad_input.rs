@@ -515,3 +515,42 @@ fn microbatch_builds_refuse_endless_batches_and_a_missing_event_time_once() {
     ]);
     assert_eq!(p.query("select count(*) as n from daily"), vec!["n", "1"]);
 }
+
+#[test]
+fn sql_errors_and_odd_files_read_plainly() {
+    let p = built();
+    let before = warehouse(&p);
+    p.write(
+        "models/typo.sql",
+        "{{ config(materialized='table') }}\n\nselect 1 as x\n  frm nowhere\n",
+    );
+    let out = refused(
+        &p,
+        &["run", "-s", "typo"],
+        1,
+        &["models/typo.sql:4: SQL syntax error: Expected: end of statement, found: frm"],
+    );
+    assert!(!out.contains("ParserError"), "{out}");
+    assert_eq!(warehouse(&p), before);
+    p.remove("models/typo.sql");
+    // A byte-order mark at the start of a file is not part of the SQL.
+    p.write("models/marked.sql", "\u{feff}select 1 as x");
+    p.ok(&["run", "-s", "marked"]);
+    let before = warehouse(&p);
+    let long = "x".repeat(300);
+    p.write(
+        "models/marked.sql",
+        &format!("{{{{ config(alias='{long}') }}}}select 1 as x"),
+    );
+    refused(
+        &p,
+        &["run", "-s", "marked"],
+        1,
+        &["name is too long: 300 bytes", "at most 255"],
+    );
+    assert_eq!(
+        warehouse(&p),
+        before,
+        "nothing of the long name was written"
+    );
+}

@@ -278,12 +278,21 @@ pub struct TableLocation {
 /// Refuse a schema or table name that cannot be a folder of the lake: empty, `.`, `..`, or
 /// holding a path separator, NUL or another control character. Every other character (spaces,
 /// quotes, non-ASCII letters) is legal, and encoded where the lake is a URL.
+/// The longest file name common file systems (ext4, XFS, APFS, NTFS) and S3 keys' segments
+/// take, in bytes.
+const MAX_NAME_BYTES: usize = 255;
+
 fn check_name(kind: &str, name: &str) -> Result<()> {
     let bad = if name.is_empty() {
         Some("it is empty".to_string())
     } else if name == "." || name == ".." {
         Some(format!(
             "`{name}` names a folder of the file system, not a new one"
+        ))
+    } else if name.len() > MAX_NAME_BYTES {
+        Some(format!(
+            "the name is too long: {} bytes, and a folder name holds at most {MAX_NAME_BYTES}",
+            name.len()
         ))
     } else {
         name.chars()
@@ -297,7 +306,7 @@ fn check_name(kind: &str, name: &str) -> Result<()> {
             name.escape_debug()
         ))
         .with_hint(
-            "schemas and tables are folders of the lake: set `schema`/`alias` (or the source's `schema`/`identifier`) to a name without `/`, `\\`, control characters, and other than `.` or `..`",
+            "schemas and tables are folders of the lake: set `schema`/`alias` (or the source's `schema`/`identifier`) to a name of at most 255 bytes, without `/`, `\\` or control characters, and other than `.` or `..`",
         )),
     }
 }
