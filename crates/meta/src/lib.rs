@@ -490,6 +490,21 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Mark runs of `commands` still `running` as `interrupted`: called by a writer holding the
+    /// target's lock, so no such run can still be going (its process was killed). Returns how
+    /// many were marked.
+    pub fn mark_interrupted(&self, commands: &[&str], finished_at: &str) -> Result<usize> {
+        let conn = self.conn()?;
+        let mut n = 0;
+        for c in commands {
+            n += conn.execute(
+                "UPDATE runs SET status = 'interrupted', finished_at = ?2 WHERE status = 'running' AND command = ?1",
+                params![c, finished_at],
+            )?;
+        }
+        Ok(n)
+    }
+
     /// Record one node's result.
     pub fn record_node(&self, r: &NodeResultRecord) -> Result<()> {
         self.conn()?.execute(

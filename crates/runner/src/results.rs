@@ -85,12 +85,16 @@ pub struct RunResults {
     pub elapsed: f64,
     /// Whether an `on-run-start` or `on-run-end` hook failed.
     pub hooks_failed: bool,
+    /// Whether the run was interrupted (SIGINT, SIGTERM): the nodes that were building are
+    /// errors, their tables keep their previous version; the rest were skipped.
+    pub cancelled: bool,
 }
 
 impl RunResults {
     /// Whether nothing failed (warnings do not count).
     pub fn success(&self) -> bool {
         !self.hooks_failed
+            && !self.cancelled
             && self
                 .results
                 .iter()

@@ -34,6 +34,7 @@ pub struct Runner<'a> {
     full_refresh: bool,
     event_time: (Option<NaiveDateTime>, Option<NaiveDateTime>),
     max_batches: usize,
+    cancel: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl<'a> Runner<'a> {
@@ -51,7 +52,17 @@ impl<'a> Runner<'a> {
             full_refresh: false,
             event_time: (None, None),
             max_batches: crate::microbatch::DEFAULT_MAX_BATCHES,
+            cancel: None,
         }
+    }
+
+    /// Stop when `cancel` turns true (the CLI's SIGINT and SIGTERM): nodes building are
+    /// dropped mid-write (Delta commits are atomic, so their tables keep the previous version;
+    /// the next write removes what they left), the others are skipped, and the run is
+    /// recorded as `cancelled`.
+    pub fn with_cancel(mut self, cancel: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.cancel = Some(cancel);
+        self
     }
 
     /// Refuse microbatch builds of more than `n` batches (`--max-batches`).
@@ -187,9 +198,12 @@ impl<'a> Runner<'a> {
         let mut running = FuturesUnordered::new();
         // A failed on-run-start hook runs nothing (every node is reported skipped).
         let mut stop = start_failed;
+        let mut cancel = self.cancel.clone();
+        let mut cancelled = false;
 
         loop {
-            while !stop && running.len() < self.threads {
+            let requested = cancel.as_ref().is_some_and(|rx| *rx.borrow());
+            while !stop && !requested && running.len() < self.threads {
                 let Some((_, id)) = ready.pop_first() else {
                     break;
                 };
@@ -285,7 +299,23 @@ impl<'a> Runner<'a> {
                     )
                 });
             }
-            let Some((id, index, started_at, seconds, outcome)) = running.next().await else {
+            let interrupted = async {
+                match cancel.as_mut() {
+                    Some(rx) => {
+                        let _ = rx.wait_for(|c| *c).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let next = tokio::select! {
+                biased;
+                () = interrupted => {
+                    cancelled = true;
+                    break;
+                }
+                next = running.next() => next,
+            };
+            let Some((id, index, started_at, seconds, outcome)) = next else {
                 break;
             };
             let Some(node) = Subject::of(&self.project, id) else {
@@ -383,6 +413,28 @@ impl<'a> Runner<'a> {
                 }
             }
         }
+        // Nodes building when the run was interrupted are dropped: their writes never commit.
+        drop(running);
+        if cancelled {
+            for id in nodes {
+                if started_nodes.contains(id.as_str()) && done.insert(id.as_str()) {
+                    let Some(m) = Subject::of(&self.project, id) else {
+                        continue;
+                    };
+                    let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
+                    r.status = NodeStatus::Error;
+                    r.message =
+                        "interrupted while building; nothing of this build was committed".into();
+                    self.record(&run_id, &r)?;
+                    reporter.report(RunEvent::NodeFinished {
+                        index: position[id.as_str()],
+                        total,
+                        result: &r,
+                    });
+                    results.push(r);
+                }
+            }
+        }
         // With --fail-fast, nodes never started are reported as skipped.
         for id in nodes {
             if !done.contains(id.as_str()) {
@@ -391,7 +443,9 @@ impl<'a> Runner<'a> {
                 };
                 let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
                 r.status = NodeStatus::Skipped;
-                r.message = if start_failed {
+                r.message = if cancelled {
+                    "skipped: the run was interrupted".into()
+                } else if start_failed {
                     "skipped: an on-run-start hook failed".into()
                 } else {
                     "skipped: the run stopped at the first failure (--fail-fast)".into()
@@ -406,19 +460,24 @@ impl<'a> Runner<'a> {
             }
         }
         let run_context = self.run_context(nodes, &results);
-        let end_failed = self
-            .run_hooks("on-run-end", &compiler, &run_id, &run_context, reporter)
-            .await;
+        // An interrupted run stops at once: no on-run-end hooks.
+        let end_failed = !cancelled
+            && self
+                .run_hooks("on-run-end", &compiler, &run_id, &run_context, reporter)
+                .await;
         let results = RunResults {
             run_id: run_id.clone(),
             results,
             elapsed: started.elapsed().as_secs_f64(),
             hooks_failed: start_failed || end_failed,
+            cancelled,
         };
         if let Some(meta) = &self.meta {
             meta.finish_run(
                 &run_id,
-                if results.success() {
+                if cancelled {
+                    "cancelled"
+                } else if results.success() {
                     "success"
                 } else {
                     "error"

@@ -231,6 +231,19 @@ async fn execute(
         false => None,
     };
     let (warehouse, meta) = open_warehouse(&project)?;
+    if writes {
+        // This process holds the target's lock: a run still marked `running` was killed.
+        let killed = meta.mark_interrupted(
+            &["run", "seed", "snapshot", "build"],
+            &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )?;
+        if killed > 0 {
+            console.info(&format!(
+                "{killed} earlier run{} of this target ended without finishing (killed); marked `interrupted`",
+                if killed == 1 { "" } else { "s" }
+            ));
+        }
+    }
     console.info(&format!(
         "Running {} {noun}{} on target `{}` with {} thread{}",
         nodes.len(),
@@ -241,7 +254,9 @@ async fn execute(
     ));
     let argv: Vec<String> = std::env::args().collect();
     let deferral = crate::context::defer(&project, select_args, &warehouse, &selected)?;
+    let (cancel, signal) = interrupt_signals();
     let results = Runner::new(project.clone(), &warehouse)
+        .with_cancel(cancel)
         .with_defer(deferral)
         .with_full_refresh(full_refresh)
         .with_event_time(event_time.0, event_time.1)
@@ -257,12 +272,74 @@ async fn execute(
         "run_results.json",
         &run_results(&project, &results, command),
     )?;
+    if results.cancelled {
+        let which = signal.await.unwrap_or("a signal");
+        let mut left = Vec::new();
+        for r in results
+            .results
+            .iter()
+            .filter(|r| r.message.starts_with("interrupted"))
+        {
+            if let Some(node) = project.node(&r.unique_id)
+                && node.materialized() != "view"
+            {
+                let relation = node.relation();
+                let name = format!("{}.{}", relation.schema, relation.identifier);
+                left.push(match warehouse.history(&relation).await {
+                    Ok(versions) if !versions.is_empty() => {
+                        format!("{name} left at version {}", versions[0].version)
+                    }
+                    _ => format!("{name} not created"),
+                });
+            }
+        }
+        let tables = match left.is_empty() {
+            true => String::new(),
+            false => format!("; {}", left.join(", ")),
+        };
+        eprintln!("interrupted by {which}: the run is recorded as cancelled{tables}");
+        return Ok(ExitCode::from(if which == "SIGTERM" { 143 } else { 130 }));
+    }
+    signal.abort();
     console.summary(&results, &noun);
     Ok(if results.success() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM stop a run: the receiver turns true, and the task ends with the
+/// signal's name. Installed only while nodes run, so a signal at any other time ends the
+/// process as usual.
+fn interrupt_signals() -> (
+    tokio::sync::watch::Receiver<bool>,
+    tokio::task::JoinHandle<&'static str>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        #[cfg(unix)]
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminated = std::future::pending::<()>();
+        let which = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            () = terminated => "SIGTERM",
+        };
+        let _ = tx.send(true);
+        which
+    });
+    (rx, task)
 }
 
 /// dbt's indirect selection: the tests of selected nodes are selected too, and the tests of

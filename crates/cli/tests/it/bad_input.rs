@@ -554,3 +554,99 @@ fn sql_errors_and_odd_files_read_plainly() {
         "nothing of the long name was written"
     );
 }
+
+/// Start `strata run`, send `signal` once it writes a data file of `main.big`, and return its
+/// exit code and output.
+fn signal_while_writing(p: &TestProject, signal: &str) -> (Option<i32>, String) {
+    let table = ".strata/dev/main/big";
+    let before = p.files_under(table);
+    let child = p
+        .std_command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !p.files_under(table).iter().any(|f| {
+        let name = f.to_string_lossy();
+        !before.contains(f) && !name.contains("_delta_log") && !name.contains("_strata_write")
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing written in 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-s", signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+fn run_statuses(p: &TestProject) -> Vec<String> {
+    let meta = strata_meta::MetaStore::open(&p.path().join(".strata/dev/metadata.sqlite"))
+        .expect("catalog");
+    meta.runs(100)
+        .expect("runs")
+        .into_iter()
+        .map(|r| r.status)
+        .collect()
+}
+
+#[test]
+fn interrupted_runs_say_so_in_one_line_and_are_recorded() {
+    let small = "{{ config(materialized='table') }}select value as v from generate_series(1, 3)";
+    let big = "{{ config(materialized='table') }}select value as v, repeat('x', 200) as pad from generate_series(1, 30000000)";
+    let p = TestProject::with_files(&[("models/big.sql", small)]);
+    p.ok(&["run"]);
+    p.write("models/big.sql", big);
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let (status, out) = signal_while_writing(&p, signal);
+        assert_eq!(status, Some(code), "{out}");
+        assert!(
+            out.contains(&format!(
+                "interrupted by SIG{signal}: the run is recorded as cancelled; main.big left at version 0"
+            )),
+            "{out}"
+        );
+        for leak in ["panicked", "   0: "] {
+            assert!(!out.contains(leak), "{out}");
+        }
+        assert_eq!(p.query("select sum(v) as s from big"), vec!["s", "6"]);
+        assert_eq!(run_statuses(&p)[0], "cancelled");
+    }
+    // A run killed outright is marked `interrupted` by the next writer.
+    let mut child = p
+        .std_command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while run_statuses(&p).first().map(String::as_str) != Some("running") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    p.write("models/big.sql", small);
+    let out = p.ok(&["run"]);
+    assert!(
+        out.contains("1 earlier run of this target ended without finishing"),
+        "{out}"
+    );
+    let statuses = run_statuses(&p);
+    assert_eq!(statuses[0], "success");
+    assert_eq!(statuses[1], "interrupted");
+}
