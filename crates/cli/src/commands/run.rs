@@ -285,7 +285,7 @@ async fn execute(
             {
                 let relation = node.relation();
                 let name = format!("{}.{}", relation.schema, relation.identifier);
-                left.push(match warehouse.history(&relation).await {
+                left.push(match warehouse.history(relation).await {
                     Ok(versions) if !versions.is_empty() => {
                         format!("{name} left at version {}", versions[0].version)
                     }
