@@ -66,6 +66,12 @@ pub fn external_sources(project: &Project) -> Vec<ExternalSource> {
 /// Open the metadata store and the warehouse of the project's target.
 pub fn open_warehouse(project: &Project) -> Result<(EmbeddedWarehouse, Arc<MetaStore>)> {
     let meta = Arc::new(MetaStore::open(&project.target.metadata).map_err(|e| {
+        if let strata_meta::Error::Damaged { .. } = e {
+            return anyhow::anyhow!(
+                "{e}\n  hint: `strata catalog rebuild --target {}` makes a new catalog from the lake's tables (the damaged file is kept beside it)",
+                project.target.name
+            );
+        }
         let place = format!("the catalog {}", project.target.metadata.display());
         match strata_common::storage_problem(&format!("{e:?}"), &place) {
             Some((message, hint)) => anyhow::anyhow!(

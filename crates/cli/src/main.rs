@@ -132,6 +132,11 @@ enum Command {
     },
     /// Delete the target folder (compiled SQL and artifacts) and the project's clean-targets.
     Clean,
+    /// The target's catalog: `strata catalog rebuild` makes a new one from the lake.
+    Catalog {
+        #[command(subcommand)]
+        command: commands::catalog::CatalogCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -165,6 +170,9 @@ fn main() -> ExitCode {
                 Command::Ls(args) => commands::ls::ls(&cli.global, &args),
                 Command::Show(args) => commands::show::show(&cli.global, &args).await,
                 Command::Clean => commands::clean::clean(&cli.global),
+                Command::Catalog { command } => {
+                    commands::catalog::catalog(&cli.global, &command).await
+                }
                 Command::Docs { command } => commands::docs::docs(&cli.global, &command).await,
                 Command::History(args) => commands::history::history(&cli.global, &args).await,
                 Command::Optimize(args) => commands::history::optimize(&cli.global, &args).await,

@@ -29,6 +29,14 @@ pub enum Error {
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The file is not a SQLite database, or a damaged one.
+    #[error("the catalog {} is damaged ({source}); the tables in the lake are intact", path.display())]
+    Damaged {
+        /// The SQLite file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
     /// A query on the store failed.
     #[error("metadata store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -236,7 +244,16 @@ impl MetaStore {
                 false => Err(open_err(Box::new(e))),
             };
         }
-        let conn = Connection::open(path).map_err(|e| open_err(Box::new(e)))?;
+        let damaged = |e: rusqlite::Error| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+                Error::Damaged {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
+            _ => open_err(Box::new(e)),
+        };
+        let conn = Connection::open(path).map_err(damaged)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         if let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
             // A catalog on a read-only file system is still read (show, history, ls).
@@ -245,7 +262,7 @@ impl MetaStore {
                     drop(conn);
                     Self::open_read_only(path)
                 }
-                _ => Err(open_err(Box::new(e))),
+                _ => Err(damaged(e)),
             };
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -253,7 +270,10 @@ impl MetaStore {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
         };
-        store.migrate()?;
+        store.migrate().map_err(|e| match e {
+            Error::Sqlite(e) => damaged(e),
+            other => other,
+        })?;
         Ok(store)
     }
 
@@ -332,6 +352,16 @@ impl MetaStore {
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
         }
+        Ok(())
+    }
+
+    /// Take over an identity (rebuilding a lost or damaged catalog for a lake that records
+    /// the old one).
+    pub fn set_catalog_id(&self, id: &str) -> Result<()> {
+        self.conn()?.execute(
+            "UPDATE settings SET value = ?1 WHERE key = 'catalog_id'",
+            params![id],
+        )?;
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod catalog;
 pub mod clean;
 pub mod compile;
 pub mod debug;

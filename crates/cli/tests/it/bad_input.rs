@@ -650,3 +650,43 @@ fn interrupted_runs_say_so_in_one_line_and_are_recorded() {
     assert_eq!(statuses[0], "success");
     assert_eq!(statuses[1], "interrupted");
 }
+
+#[test]
+fn a_damaged_catalog_is_named_and_rebuilt_from_the_lake() {
+    let p = built();
+    p.write("models/names.sql", "select 'a' as name");
+    p.ok(&["run"]);
+    let catalog = p.path().join(".strata/dev/metadata.sqlite");
+    let lake_before = warehouse(&p).files;
+    std::fs::write(&catalog, "this is not a database").expect("damage the catalog");
+    for command in [&["run"][..], &["show", "--inline", "select 1"]] {
+        refused(
+            &p,
+            command,
+            2,
+            &[
+                "metadata.sqlite is damaged",
+                "the tables in the lake are intact",
+                "strata catalog rebuild --target dev",
+            ],
+        );
+    }
+    let out = p.ok(&["catalog", "rebuild"]);
+    assert!(out.contains("from its lake: 1 table (main.ids)"), "{out}");
+    assert!(out.contains("metadata.sqlite.damaged-"), "{out}");
+    assert_eq!(warehouse(&p).files, lake_before, "the lake is untouched");
+    assert_eq!(p.query("select count(*) as n from ids"), vec!["n", "3"]);
+    // The incremental model goes on from its table; the view comes back with the run.
+    p.ok(&["run", "--vars", "{upto: 5}"]);
+    assert_eq!(
+        p.query("select count(*) as n, count(distinct id) as d from ids"),
+        vec!["n,d", "5,5"]
+    );
+    assert_eq!(p.query("select name from names"), vec!["name", "a"]);
+    refused(
+        &p,
+        &["catalog", "rebuild"],
+        2,
+        &["opens and reads fine", "--force"],
+    );
+}

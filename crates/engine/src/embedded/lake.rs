@@ -143,6 +143,95 @@ impl Lake {
         )))
     }
 
+    /// The catalog id the lake records as its writer (`_strata/catalog.json`), if any.
+    pub async fn owner_catalog_id(&self) -> Result<Option<String>> {
+        let found = match &self.local {
+            Some(root) => match std::fs::read(root.join(OWNER)) {
+                Ok(b) => Some(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(lake_not_writable(&root.display(), &e)),
+            },
+            None => {
+                let store = self.object_store()?;
+                let path =
+                    ObjectPath::from(format!("{}/{OWNER}", self.root.path().trim_matches('/')));
+                match read_object(store.as_ref(), &path).await {
+                    Ok(b) => Some(b),
+                    Err(object_store::Error::NotFound { .. }) => None,
+                    Err(e) => return Err(Error::user(format!("cannot read {path}: {e}"))),
+                }
+            }
+        };
+        Ok(found.and_then(|b| {
+            let owner: serde_json::Value = serde_json::from_slice(&b).ok()?;
+            owner["catalog_id"].as_str().map(str::to_string)
+        }))
+    }
+
+    /// Every Delta table of the lake, as `(schema, name)`: the folders `<schema>/<name>/`
+    /// holding a `_delta_log`.
+    pub async fn tables(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        match &self.local {
+            Some(root) => {
+                let dirs = |p: &Path| -> Vec<(String, PathBuf)> {
+                    std::fs::read_dir(p)
+                        .map(|rd| {
+                            rd.flatten()
+                                .filter(|e| e.path().is_dir())
+                                .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                for (schema, dir) in dirs(root) {
+                    for (name, table) in dirs(&dir) {
+                        if table.join("_delta_log").is_dir() {
+                            out.push((schema.clone(), name));
+                        }
+                    }
+                }
+            }
+            None => {
+                let store = self.object_store()?;
+                let root = ObjectPath::from(self.root.path().trim_matches('/'));
+                let listed = |e: object_store::Error| {
+                    Error::user(format!("cannot list the lake {}: {e}", self.root))
+                };
+                let schemas = store
+                    .list_with_delimiter(Some(&root))
+                    .await
+                    .map_err(listed)?;
+                for schema in schemas.common_prefixes {
+                    let tables = store
+                        .list_with_delimiter(Some(&schema))
+                        .await
+                        .map_err(listed)?;
+                    for table in tables.common_prefixes {
+                        let log = table.clone().join("_delta_log");
+                        let has_log = store
+                            .list_with_delimiter(Some(&log))
+                            .await
+                            .map_err(listed)?
+                            .objects
+                            .iter()
+                            .any(|o| o.location.as_ref().ends_with(".json"));
+                        if let (true, Some(s), Some(t)) =
+                            (has_log, schema.filename(), table.filename())
+                        {
+                            out.push((decode(s), decode(t)));
+                        }
+                    }
+                }
+            }
+        }
+        out.retain(|(schema, name)| {
+            check_name("schema", schema).is_ok() && check_name("table", name).is_ok()
+        });
+        out.sort();
+        Ok(out)
+    }
+
     /// The object store holding the lake's bucket (object-store lakes).
     pub fn object_store(&self) -> Result<Arc<dyn ObjectStore>> {
         let mut bucket = self.root.clone();
@@ -387,6 +476,30 @@ fn subdirs(dir: &Path) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// A path segment with `%XX` escapes decoded (object-store listings escape some characters).
+fn decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn encode(segment: &str) -> String {
