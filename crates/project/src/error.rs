@@ -79,14 +79,31 @@ impl Error {
 
     /// A Jinja error in `file`, at the line the template engine reports.
     pub fn jinja(file: impl Into<PathBuf>, err: &minijinja::Error) -> Self {
-        Error::at(
-            Location {
-                file: file.into(),
-                line: err.line(),
-                column: None,
-            },
-            describe_error(err),
-        )
+        let file = file.into();
+        // An error raised inside a macro carries the macro file's name and line: name that
+        // place, and keep the node's file without a line that belongs to another file.
+        let elsewhere = err
+            .name()
+            .filter(|n| *n != file.to_string_lossy().replace('\\', "/"));
+        match (elsewhere, err.line()) {
+            (Some(name), Some(line)) => {
+                let text = describe_error(err);
+                let place = format!("{name}:{line}");
+                let message = match text.contains(&place) {
+                    true => text,
+                    false => format!("{text} (in {place})"),
+                };
+                Error::at(Location::file(file), message)
+            }
+            _ => Error::at(
+                Location {
+                    file,
+                    line: err.line(),
+                    column: None,
+                },
+                describe_error(err),
+            ),
+        }
     }
 
     /// Attach a location (user errors only; others are returned unchanged).

@@ -690,3 +690,23 @@ fn a_damaged_catalog_is_named_and_rebuilt_from_the_lake() {
         &["opens and reads fine", "--force"],
     );
 }
+
+#[test]
+fn an_error_raised_in_a_macro_names_the_macro_and_the_model() {
+    let p = built();
+    p.write(
+        "macros/guard.sql",
+        "{% macro guard(n) %}\n{% if n > 1 %}\n{{ exceptions.raise_compiler_error('n is too big: ' ~ n) }}\n{% endif %}\n{{ n }}\n{% endmacro %}\n",
+    );
+    p.write("models/guarded.sql", "\n\n\n\nselect {{ guard(5) }} as n");
+    refused(
+        &p,
+        &["run"],
+        2,
+        &[
+            "models/guarded.sql",
+            "model `guarded`",
+            "n is too big: 5 (in macros/guard.sql:3)",
+        ],
+    );
+}
