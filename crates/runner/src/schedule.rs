@@ -415,49 +415,43 @@ impl<'a> Runner<'a> {
         }
         // Nodes building when the run was interrupted are dropped: their writes never commit.
         drop(running);
-        if cancelled {
-            for id in nodes {
-                if started_nodes.contains(id.as_str()) && done.insert(id.as_str()) {
-                    let Some(m) = Subject::of(&self.project, id) else {
-                        continue;
-                    };
-                    let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
-                    r.status = NodeStatus::Error;
-                    r.message =
-                        "interrupted while building; nothing of this build was committed".into();
-                    self.record(&run_id, &r)?;
-                    reporter.report(RunEvent::NodeFinished {
-                        index: position[id.as_str()],
-                        total,
-                        result: &r,
-                    });
-                    results.push(r);
-                }
-            }
-        }
-        // With --fail-fast, nodes never started are reported as skipped.
+        // Nodes that did not finish: interrupted while building, or never started.
         for id in nodes {
-            if !done.contains(id.as_str()) {
-                let Some(m) = Subject::of(&self.project, id) else {
-                    continue;
-                };
-                let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
-                r.status = NodeStatus::Skipped;
-                r.message = if cancelled {
-                    "skipped: the run was interrupted".into()
-                } else if start_failed {
-                    "skipped: an on-run-start hook failed".into()
-                } else {
-                    "skipped: the run stopped at the first failure (--fail-fast)".into()
-                };
-                self.record(&run_id, &r)?;
-                reporter.report(RunEvent::NodeFinished {
-                    index: position[id.as_str()],
-                    total,
-                    result: &r,
-                });
-                results.push(r);
+            if done.contains(id.as_str()) {
+                continue;
             }
+            let Some(m) = Subject::of(&self.project, id) else {
+                continue;
+            };
+            let mut r = self.result_for(m, chrono::Utc::now(), 0.0);
+            (r.status, r.message) = if cancelled && started_nodes.contains(id.as_str()) {
+                (
+                    NodeStatus::Error,
+                    "interrupted while building; nothing of this build was committed".into(),
+                )
+            } else if cancelled {
+                (
+                    NodeStatus::Skipped,
+                    "skipped: the run was interrupted".into(),
+                )
+            } else if start_failed {
+                (
+                    NodeStatus::Skipped,
+                    "skipped: an on-run-start hook failed".into(),
+                )
+            } else {
+                (
+                    NodeStatus::Skipped,
+                    "skipped: the run stopped at the first failure (--fail-fast)".into(),
+                )
+            };
+            self.record(&run_id, &r)?;
+            reporter.report(RunEvent::NodeFinished {
+                index: position[id.as_str()],
+                total,
+                result: &r,
+            });
+            results.push(r);
         }
         let run_context = self.run_context(nodes, &results);
         // An interrupted run stops at once: no on-run-end hooks.

@@ -560,23 +560,13 @@ fn sql_errors_and_odd_files_read_plainly() {
 fn signal_while_writing(p: &TestProject, signal: &str) -> (Option<i32>, String) {
     let table = ".strata/dev/main/big";
     let before = p.files_under(table);
-    let child = p
+    let mut child = p
         .std_command(&["run"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !p.files_under(table).iter().any(|f| {
-        let name = f.to_string_lossy();
-        !before.contains(f) && !name.contains("_delta_log") && !name.contains("_strata_write")
-    }) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing written in 120 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    p.wait_for_new_data_file(table, &before, &mut child);
     let status = std::process::Command::new("kill")
         .args(["-s", signal, &child.id().to_string()])
         .status()

@@ -248,26 +248,7 @@ fn kill_while_writing(p: &TestProject, args: &[&str], table: &str) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "strata {args:?} finished before it could be killed"
-        );
-        let now = p.files_under(table);
-        // Any new data file, finished or still being written (not the log, not the marker).
-        if now.iter().any(|f| {
-            let name = f.to_string_lossy();
-            !before.contains(f) && !name.contains("_delta_log") && !name.contains("_strata_write")
-        }) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "strata {args:?} wrote nothing in 120 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    p.wait_for_new_data_file(table, &before, &mut child);
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
 }

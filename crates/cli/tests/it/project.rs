@@ -103,6 +103,36 @@ impl TestProject {
             .collect()
     }
 
+    /// Wait (up to 120 s) until `child` starts writing a data file under the table folder
+    /// `table` that is not in `before` (not the log, not the write marker).
+    pub fn wait_for_new_data_file(
+        &self,
+        table: &str,
+        before: &[PathBuf],
+        child: &mut std::process::Child,
+    ) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            assert!(
+                child.try_wait().expect("wait").is_none(),
+                "strata finished before it wrote to {table}"
+            );
+            if self.files_under(table).iter().any(|f| {
+                let name = f.to_string_lossy();
+                !before.contains(f)
+                    && !name.contains("_delta_log")
+                    && !name.contains("_strata_write")
+            }) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing written to {table} in 120 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Every file under a folder of the project.
     pub fn files_under(&self, rel: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();
