@@ -3,7 +3,8 @@
 //! - `int / int` is true division (as in Snowflake, BigQuery, DuckDB and Spark): both operands
 //!   are cast to `DOUBLE` and divided by [`strata_divide`], which, like Snowflake and
 //!   PostgreSQL, fails on a zero divisor instead of producing infinity. DataFusion alone
-//!   truncates (`7 / 2 = 3`).
+//!   truncates (`7 / 2 = 3`). Float division goes through the same function, so a zero
+//!   divisor is an error for every numeric type.
 //!
 //! The rule runs before DataFusion's own type coercion and keeps output column names as
 //! written, so `select a / b` is still called `a / b`.
@@ -86,7 +87,15 @@ fn divide(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     let (Ok(lt), Ok(rt)) = (left.get_type(schema), right.get_type(schema)) else {
         return Ok(Transformed::no(e));
     };
-    if !(is_integer(&lt) && is_integer(&rt)) {
+    // Integers divide as doubles; so do floats (and a float with a decimal), so that a zero
+    // divisor is an error for every numeric type, never infinity or NaN. Decimal by decimal
+    // stays decimal (DataFusion refuses a zero divisor there).
+    let float =
+        |t: &DataType| matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64);
+    let number = |t: &DataType| is_integer(t) || float(t) || matches!(t, DataType::Decimal128(..));
+    let rewrite = (is_integer(&lt) && is_integer(&rt))
+        || (number(&lt) && number(&rt) && (float(&lt) || float(&rt)));
+    if !rewrite {
         return Ok(Transformed::no(e));
     }
     let cast = |x: &Expr| Expr::Cast(Cast::new(Box::new(x.clone()), DataType::Float64));

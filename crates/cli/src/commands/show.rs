@@ -98,13 +98,59 @@ fn print_batches(batches: &[RecordBatch], output: ShowOutput) -> Result<()> {
             }
         }
         ShowOutput::Json => {
-            let mut w = datafusion::arrow::json::ArrayWriter::new(&mut out);
-            for b in batches {
-                w.write(b)?;
-            }
-            w.finish()?;
+            serde_json::to_writer(&mut out, &json_rows(batches)?)?;
             writeln!(out)?;
         }
     }
     Ok(())
+}
+
+/// Rows as JSON objects. JSON has no NaN or infinity: those float values are written as the
+/// strings `"NaN"`, `"Infinity"` and `"-Infinity"` (as JavaScript and most JSON tools spell
+/// them), never as null, so nothing is lost.
+fn json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
+    let mut rows = Vec::new();
+    for b in batches {
+        let mut buf = Vec::new();
+        {
+            let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+            w.write(b)?;
+            w.finish()?;
+        }
+        let mut objects: Vec<serde_json::Map<String, serde_json::Value>> = match buf.is_empty() {
+            true => Vec::new(),
+            false => serde_json::from_slice(&buf)?,
+        };
+        for (field, column) in b.schema().fields().iter().zip(b.columns()) {
+            let value = |i: usize| -> Option<f64> {
+                match field.data_type() {
+                    DataType::Float64 => Some(column.as_primitive::<Float64Type>().value(i)),
+                    DataType::Float32 => {
+                        Some(f64::from(column.as_primitive::<Float32Type>().value(i)))
+                    }
+                    _ => None,
+                }
+            };
+            for (i, row) in objects.iter_mut().enumerate() {
+                if column.is_null(i) {
+                    continue;
+                }
+                let Some(v) = value(i).filter(|v| !v.is_finite()) else {
+                    continue;
+                };
+                let text = if v.is_nan() {
+                    "NaN"
+                } else if v > 0.0 {
+                    "Infinity"
+                } else {
+                    "-Infinity"
+                };
+                row.insert(field.name().clone(), serde_json::Value::from(text));
+            }
+        }
+        rows.extend(objects);
+    }
+    Ok(rows)
 }

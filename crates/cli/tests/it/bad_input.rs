@@ -700,3 +700,41 @@ fn an_error_raised_in_a_macro_names_the_macro_and_the_model() {
         ],
     );
 }
+
+#[test]
+fn numbers_follow_the_documented_rules() {
+    let p = built();
+    let before = warehouse(&p);
+    refused(
+        &p,
+        &["show", "--inline", "select 1.0 / 0.0 as x"],
+        2,
+        &["division by zero"],
+    );
+    let out = p.ok(&[
+        "show",
+        "--inline",
+        "select cast('NaN' as double) as n, cast('inf' as double) as i, -cast('inf' as double) as m, cast(null as double) as k, 2.5 as f",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.trim(),
+        r#"[{"n":"NaN","i":"Infinity","m":"-Infinity","f":2.5}]"#
+    );
+    p.write(
+        "models/wide.sql",
+        "{{ config(materialized='table') }}select cast(1 as decimal(40, 2)) as d",
+    );
+    refused(
+        &p,
+        &["run", "-s", "wide"],
+        1,
+        &[
+            "column `d` is DECIMAL(40,2)",
+            "at most 38 digits",
+            "decimal(38, s)",
+        ],
+    );
+    assert_eq!(warehouse(&p), before);
+}

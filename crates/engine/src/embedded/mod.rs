@@ -16,7 +16,7 @@ mod time_travel;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::ViewTable;
 use datafusion::execution::SessionStateBuilder;
@@ -490,6 +490,18 @@ impl EmbeddedWarehouse {
         // Analyse in Strata's own DataFusion session, so its SQL semantics apply to what is
         // written exactly as they apply to queries; the table's columns accept NULLs.
         let plan = crate::semantics::nullable_columns(self.analyzed(plan)?)?;
+        if let Some(f) = plan.schema().fields().iter().find(|f| {
+            matches!(f.data_type(), DataType::Decimal256(..))
+                || matches!(f.data_type(), DataType::Decimal128(p, _) if *p > 38)
+        }) {
+            return Err(Error::user(format!(
+                "{}: column `{}` is {}, but Delta Lake stores decimals of at most 38 digits",
+                location.display,
+                f.name(),
+                crate::types::sql_type(f.data_type())
+            ))
+            .with_hint("cast it to decimal(38, s) or to double in the query"));
+        }
         if plan.schema().fields().is_empty() {
             return Err(Error::user(format!(
                 "{}: the query returns no columns; a table needs at least one",
