@@ -738,3 +738,42 @@ fn numbers_follow_the_documented_rules() {
     );
     assert_eq!(warehouse(&p), before);
 }
+
+#[test]
+fn null_into_a_not_null_column_names_the_column_and_the_way_out() {
+    // A table with a NOT NULL column, as earlier versions made from a first build's query.
+    let p = TestProject::with_files(&[(
+        "models/ids.sql",
+        "{{ config(materialized='incremental') }}select cast(null as bigint) as id",
+    )]);
+    let log = p.path().join(".strata/dev/main/ids/_delta_log");
+    std::fs::create_dir_all(&log).expect("mkdir");
+    let schema = r#"{\"type\":\"struct\",\"fields\":[{\"name\":\"id\",\"type\":\"long\",\"nullable\":false,\"metadata\":{}}]}"#;
+    std::fs::write(
+        log.join("00000000000000000000.json"),
+        format!(
+            "{{\"protocol\":{{\"minReaderVersion\":1,\"minWriterVersion\":2}}}}\n{{\"metaData\":{{\"id\":\"4f1c1f4e-0000-4000-8000-000000000001\",\"format\":{{\"provider\":\"parquet\",\"options\":{{}}}},\"schemaString\":\"{schema}\",\"partitionColumns\":[],\"configuration\":{{}},\"createdTime\":1700000000000}}}}\n{{\"commitInfo\":{{\"timestamp\":1700000000000,\"operation\":\"CREATE TABLE\"}}}}\n"
+        ),
+    )
+    .expect("write the log");
+    let before = walkdir::WalkDir::new(&log).into_iter().count();
+    refused(
+        &p,
+        &["run"],
+        1,
+        &[
+            "main.ids: 1 rows put NULL into a NOT NULL column (`id`)",
+            "--full-refresh",
+            "coalesce(id",
+        ],
+    );
+    assert_eq!(
+        walkdir::WalkDir::new(&log).into_iter().count(),
+        before,
+        "nothing committed"
+    );
+    p.ok(&["run", "--full-refresh"]);
+    assert_eq!(p.query("select count(*) as n from ids"), vec!["n", "1"]);
+    p.ok(&["run"]);
+    assert_eq!(p.query("select count(*) as n from ids"), vec!["n", "2"]);
+}

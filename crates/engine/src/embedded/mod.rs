@@ -712,9 +712,20 @@ async fn settle<T>(
         }
         Err(e) => e,
     };
+    let mut not_null: Vec<String> = Vec::new();
     match lake::open_delta(location.url.clone()).await {
         Ok(now) => {
             guard.fail(Ok(now.as_ref())).await;
+            if let Some(t) = &now
+                && let Ok(snapshot) = t.snapshot()
+            {
+                not_null = snapshot
+                    .schema()
+                    .fields()
+                    .filter(|f| !f.is_nullable())
+                    .map(|f| f.name().to_string())
+                    .collect();
+            }
             if let Some(table) = now
                 && written_by(&table, write_id).await
             {
@@ -730,6 +741,22 @@ async fn settle<T>(
         Err(_) => guard.fail(Err(())).await,
     }
     let error = delta_write_error(error);
+    let text = error.to_string();
+    if text.contains("Invalid data found") && !not_null.is_empty() {
+        let rows = text
+            .split_once("Invalid data found: ")
+            .and_then(|(_, rest)| rest.split(' ').next())
+            .unwrap_or("some");
+        return Err(Error::user(format!(
+            "{}: {rows} rows put NULL into a NOT NULL column ({}); the table took NOT NULL from the query of its first build",
+            location.display,
+            not_null.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+        ))
+        .with_hint(format!(
+            "rebuild it with `--full-refresh` (tables are now created with nullable columns), or give the column a value in the query (coalesce({}, ...) or a cast)",
+            not_null[0]
+        )));
+    }
     let place = match &location.dir {
         Some(dir) => format!("the table {} ({})", location.display, dir.display()),
         None => format!("the table {}", location.display),
