@@ -98,59 +98,57 @@ fn print_batches(batches: &[RecordBatch], output: ShowOutput) -> Result<()> {
             }
         }
         ShowOutput::Json => {
-            serde_json::to_writer(&mut out, &json_rows(batches)?)?;
-            writeln!(out)?;
+            writeln!(out, "{}", json_rows(batches)?)?;
         }
     }
     Ok(())
 }
 
-/// Rows as JSON objects. JSON has no NaN or infinity: those float values are written as the
-/// strings `"NaN"`, `"Infinity"` and `"-Infinity"` (as JavaScript and most JSON tools spell
-/// them), never as null, so nothing is lost.
-fn json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+/// Rows as a JSON array of objects, numbers exactly as Arrow writes them (decimals keep every
+/// digit). JSON has no NaN or infinity: those float values are written as the strings
+/// `"NaN"`, `"Infinity"` and `"-Infinity"` (as JavaScript and most JSON tools spell them),
+/// never dropped, so nothing is lost.
+fn json_rows(batches: &[RecordBatch]) -> Result<String> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
-    let mut rows = Vec::new();
+    let mut rows: Vec<String> = Vec::new();
     for b in batches {
+        // Non-finite floats, by row: the writer writes them as null.
+        let mut fixes: Vec<Vec<(String, &str)>> = vec![Vec::new(); b.num_rows()];
+        for (field, column) in b.schema().fields().iter().zip(b.columns()) {
+            for (i, row) in fixes.iter_mut().enumerate() {
+                let v = match field.data_type() {
+                    _ if column.is_null(i) => continue,
+                    DataType::Float64 => column.as_primitive::<Float64Type>().value(i),
+                    DataType::Float32 => f64::from(column.as_primitive::<Float32Type>().value(i)),
+                    _ => break,
+                };
+                if v.is_finite() {
+                    continue;
+                }
+                let text = match v {
+                    v if v.is_nan() => "NaN",
+                    v if v > 0.0 => "Infinity",
+                    _ => "-Infinity",
+                };
+                row.push((serde_json::to_string(field.name())?, text));
+            }
+        }
         let mut buf = Vec::new();
         {
-            let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
+            let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
             w.write(b)?;
             w.finish()?;
         }
-        let mut objects: Vec<serde_json::Map<String, serde_json::Value>> = match buf.is_empty() {
-            true => Vec::new(),
-            false => serde_json::from_slice(&buf)?,
-        };
-        for (field, column) in b.schema().fields().iter().zip(b.columns()) {
-            let value = |i: usize| -> Option<f64> {
-                match field.data_type() {
-                    DataType::Float64 => Some(column.as_primitive::<Float64Type>().value(i)),
-                    DataType::Float32 => {
-                        Some(f64::from(column.as_primitive::<Float32Type>().value(i)))
-                    }
-                    _ => None,
-                }
-            };
-            for (i, row) in objects.iter_mut().enumerate() {
-                if column.is_null(i) {
-                    continue;
-                }
-                let Some(v) = value(i).filter(|v| !v.is_finite()) else {
-                    continue;
-                };
-                let text = if v.is_nan() {
-                    "NaN"
-                } else if v > 0.0 {
-                    "Infinity"
-                } else {
-                    "-Infinity"
-                };
-                row.insert(field.name().clone(), serde_json::Value::from(text));
+        let text = String::from_utf8(buf)?;
+        for (line, row_fixes) in text.lines().zip(fixes) {
+            let mut row = line.to_string();
+            for (key, value) in row_fixes {
+                // A quote inside a string value is escaped, so `"key":null` is the field.
+                row = row.replacen(&format!("{key}:null"), &format!("{key}:\"{value}\""), 1);
             }
+            rows.push(row);
         }
-        rows.extend(objects);
     }
-    Ok(rows)
+    Ok(format!("[{}]", rows.join(",")))
 }

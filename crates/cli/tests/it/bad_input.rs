@@ -722,6 +722,18 @@ fn numbers_follow_the_documented_rules() {
         out.trim(),
         r#"[{"n":"NaN","i":"Infinity","m":"-Infinity","f":2.5}]"#
     );
+    // Integer literals beyond 64 bits keep every digit (DECIMAL), in JSON too.
+    let out = p.ok(&[
+        "show",
+        "--inline",
+        "select 123456789012345678901234567890 as big, cast(1 as decimal(10, 2)) as d",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.trim(),
+        r#"[{"big":123456789012345678901234567890,"d":1.00}]"#
+    );
     p.write(
         "models/wide.sql",
         "{{ config(materialized='table') }}select cast(1 as decimal(40, 2)) as d",

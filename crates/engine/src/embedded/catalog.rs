@@ -148,7 +148,10 @@ impl CatalogShared {
                         sql = sql.replace(from.as_str(), to);
                     }
                     let state = self.session()?;
-                    let plan = state.create_logical_plan(&sql).await.map_err(|e| {
+                    let plan = state
+                        .create_logical_plan(&crate::literals::wide_integers_as_decimals(&sql))
+                        .await
+                        .map_err(|e| {
                         DataFusionError::Plan(format!(
                             "view {schema}.{name} no longer plans: {e}; rebuild it with `strata run --select {name}`"
                         ))

@@ -308,8 +308,9 @@ impl EmbeddedWarehouse {
     }
 
     async fn plan(&self, sql: &str) -> Result<DataFrame> {
+        let sql = crate::literals::wide_integers_as_decimals(sql);
         self.ctx
-            .sql_with_options(sql, read_only())
+            .sql_with_options(&sql, read_only())
             .await
             .map_err(|e| {
                 let text = crate::error::describe_datafusion_error(&e);
