@@ -554,6 +554,9 @@ impl EmbeddedWarehouse {
                 ),
             ]);
         }
+        // A period replaced also checks rows against the period: a failed check is then not
+        // (only) about NULLs.
+        let only_null_checks = replace_where.is_none();
         builder = match replace_where {
             // Part of the table is replaced: its layout and columns stay.
             Some(p) if exists => builder.with_replace_where(p),
@@ -574,7 +577,7 @@ impl EmbeddedWarehouse {
                 }),
         };
         let written = builder.await.map(|t| (t, ()));
-        let settled = settle(guard, &location, &write_id, written).await?;
+        let settled = settle(guard, &location, &write_id, written, only_null_checks).await?;
         let version = settled.table.version();
         let rows = last_commit_rows(&settled.table).await;
         self.record(target, RelationKind::Table, &location, None)?;
@@ -618,7 +621,7 @@ impl EmbeddedWarehouse {
         let guard = begin_write(&table, &location, true).await?;
         let write_id = uuid::Uuid::new_v4().to_string();
         let result = op(table, commit_properties(target, &write_id)).await;
-        let settled = settle(guard, &location, &write_id, result).await?;
+        let settled = settle(guard, &location, &write_id, result, true).await?;
         self.record(target, RelationKind::Table, &location, None)?;
         self.shared.invalidate(schema, name);
         self.shared
@@ -696,11 +699,14 @@ struct Settled<T> {
 /// End a guarded write. On error the table's log is read again: delta-rs can fail after the
 /// commit (a checkpoint, log cleanup), and then the write did happen — its files stay and it
 /// is reported as done, with a warning. Otherwise what the write left behind is removed.
+/// With `only_null_checks` (no period check), a failed row check names the table's NOT NULL
+/// columns.
 async fn settle<T>(
     guard: WriteGuard,
     location: &lake::TableLocation,
     write_id: &str,
     result: deltalake::DeltaResult<(DeltaTable, T)>,
+    only_null_checks: bool,
 ) -> Result<Settled<T>> {
     let error = match result {
         Ok((table, done)) => {
@@ -743,7 +749,7 @@ async fn settle<T>(
     }
     let error = delta_write_error(error);
     let text = error.to_string();
-    if text.contains("Invalid data found") && !not_null.is_empty() {
+    if only_null_checks && text.contains("Invalid data found") && !not_null.is_empty() {
         let rows = text
             .split_once("Invalid data found: ")
             .and_then(|(_, rest)| rest.split(' ').next())
