@@ -789,3 +789,37 @@ fn null_into_a_not_null_column_names_the_column_and_the_way_out() {
     p.ok(&["run"]);
     assert_eq!(p.query("select count(*) as n from ids"), vec!["n", "2"]);
 }
+
+#[test]
+fn empty_microbatch_batches_commit_nothing_unless_rows_go() {
+    let p = TestProject::with_files(&[(
+        "models/daily.sql",
+        "{{ config(materialized='incremental', incremental_strategy='microbatch', event_time='day', batch_size='day', begin='2024-01-01') }}\n\
+         select * from (select cast('{{ var('day', '2024-01-05') }}' as timestamp) as day, 1 as n) as t\n\
+         where day >= '{{ model.batch.event_time_start }}' and day < '{{ model.batch.event_time_end }}'",
+    )]);
+    let log = p.path().join(".strata/dev/main/daily/_delta_log");
+    let commits = || {
+        std::fs::read_dir(&log)
+            .expect("log")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count()
+    };
+    let period = [
+        "--event-time-start",
+        "2024-01-01",
+        "--event-time-end",
+        "2024-01-31",
+    ];
+    let out = p.ok(&[&["run"][..], &period].concat());
+    assert_eq!(out.matches("nothing to write").count(), 28, "{out}");
+    // The first batch creates the table; only the batch with rows writes after it.
+    assert_eq!(commits(), 2);
+    p.ok(&[&["run"][..], &period].concat());
+    assert_eq!(commits(), 3, "a re-run writes only the batch with rows");
+    // A batch whose rows are gone still removes them.
+    p.ok(&[&["run", "--vars", "{day: '2024-02-01'}"][..], &period].concat());
+    assert_eq!(commits(), 4);
+    assert_eq!(p.query("select count(*) as n from daily"), vec!["n", "0"]);
+}

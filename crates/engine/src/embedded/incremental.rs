@@ -334,7 +334,9 @@ impl EmbeddedWarehouse {
     }
 
     /// One microbatch: replace the rows of the batch's time range with the query's, in one
-    /// commit.
+    /// commit. A batch with no rows, over a period the table has no rows in, writes nothing (a
+    /// first build from a `begin` far in the past would otherwise commit once per empty day);
+    /// the table itself is created by the first batch, empty or not.
     async fn replace_batch(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
         let Some(batch) = &req.batch else {
             return Err(Error::Internal(
@@ -342,9 +344,39 @@ impl EmbeddedWarehouse {
             ));
         };
         let df = self.plan(&req.sql).await?;
+        // The batch's rows, evaluated once: counted here, written below.
+        let staged = self.stage(df.logical_plan().clone()).await?;
+        if staged.rows == 0 {
+            let location = self
+                .shared
+                .lake
+                .table(&req.relation.schema, &req.relation.identifier)?;
+            // A table that does not exist yet is created, empty, so later runs find it.
+            let must_write = !self.shared.lake.table_exists(&location).await?
+                || !self
+                    .plan(&format!(
+                        "select 1 from {} where {} limit 1",
+                        req.relation,
+                        batch.predicate("")
+                    ))
+                    .await?
+                    .collect()
+                    .await?
+                    .iter()
+                    .all(|b| b.num_rows() == 0);
+            if !must_write {
+                // Nothing to add and nothing to remove: no commit.
+                return Ok(MaterializeOutcome {
+                    rows_affected: Some(0),
+                    version: None,
+                    message: "no rows (nothing to write)".into(),
+                });
+            }
+        }
+        let rows = staged.frame().await?;
         self.write_replacing(
             &WriteTarget::of(req),
-            df.logical_plan().clone(),
+            rows.logical_plan().clone(),
             batch.predicate(""),
         )
         .await
