@@ -1609,12 +1609,19 @@ fn check_configs(
             }
             Ok(())
         })();
+        let checked = checked.and_then(|()| {
+            c.values()
+                .iter()
+                .try_for_each(|(key, value)| crate::validate::check_value(key, value))
+        });
         checked.map_err(|msg| {
-            Error::at(Location::file(&m.original_file_path), msg).with_node(format!(
-                "{} `{}`",
-                m.kind.as_str(),
-                m.name
-            ))
+            // Name the line of the `config()` argument when the value was set there.
+            let key = msg.split('`').nth(1).unwrap_or_default();
+            let location = match crate::validate::config_call_line(&m.raw_sql, key) {
+                Some(line) => Location::line(&m.original_file_path, line),
+                None => Location::file(&m.original_file_path),
+            };
+            Error::at(location, msg).with_node(format!("{} `{}`", m.kind.as_str(), m.name))
         })?;
     }
     for seed in seeds.values() {

@@ -218,6 +218,24 @@ fn check_tree(
     Ok(())
 }
 
+/// The line (1-based) of `key=` in a model's SQL (an argument of its `config()` call).
+pub fn config_call_line(sql: &str, key: &str) -> Option<usize> {
+    if key.is_empty() {
+        return None;
+    }
+    sql.lines()
+        .position(|line| {
+            line.match_indices(key).any(|(i, _)| {
+                let before = line[..i].chars().next_back();
+                let after = line[i + key.len()..].trim_start();
+                !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                    && after.starts_with('=')
+                    && !after.starts_with("==")
+            })
+        })
+        .map(|i| i + 1)
+}
+
 /// The line (1-based) of the key at `path` in a block-style YAML document, found by
 /// indentation; `None` for flow style or a key not written out.
 pub fn yaml_line(text: &str, path: &[&str]) -> Option<usize> {

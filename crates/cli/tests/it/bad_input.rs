@@ -331,7 +331,7 @@ fn configuration_is_validated_with_file_line_and_closest_key() {
         &p,
         &["run"],
         2,
-        &["models/ids.sql", "`materialized` must be", "not 5"],
+        &["models/ids.sql:1", "`materialized` must be", "not 5"],
     );
     assert_eq!(warehouse(&p), before);
     p.write("models/ids.sql", GROWING);
