@@ -30,24 +30,70 @@ struct PackagesFile {
     packages: Vec<yaml_serde::Value>,
 }
 
-/// The packages the project at `root` declares.
+/// The packages of the project at `root`: those its `packages.yml` declares, the packages
+/// those declare in turn, and every package installed under `install_path` (where `dbt deps`
+/// puts the whole tree), each once.
 pub fn load(root: &Path, install_path: &str) -> Result<Vec<Package>> {
+    let mut out: Vec<Package> = Vec::new();
+    let add = |out: &mut Vec<Package>, found: Vec<Package>| {
+        for p in found {
+            if !out.iter().any(|o| o.name == p.name) {
+                out.push(p);
+            }
+        }
+    };
+    let found = declared(root, root, install_path)?;
+    add(&mut out, found);
+    let mut i = 0;
+    while i < out.len() {
+        let dir = out[i].root.clone();
+        // A package's own `local:` packages are relative to it; its hub and git packages are
+        // where `dbt deps` installed them, in the root project's install path.
+        if dir != root {
+            let found = declared(&dir, root, install_path)?;
+            add(&mut out, found);
+        }
+        i += 1;
+    }
+    if let Ok(entries) = std::fs::read_dir(root.join(install_path)) {
+        let mut dirs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|d| d.join("dbt_project.yml").is_file())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let (config, _) = ProjectConfig::load(&dir)?;
+            let found = vec![Package {
+                name: config.name.clone(),
+                root: dir,
+                config,
+            }];
+            add(&mut out, found);
+        }
+    }
+    Ok(out)
+}
+
+/// The packages the `packages.yml` (or `dependencies.yml`) of the project or package at `dir`
+/// declares.
+fn declared(dir: &Path, root: &Path, install_path: &str) -> Result<Vec<Package>> {
     let Some(file) = ["packages.yml", "dependencies.yml"]
         .iter()
-        .map(|f| root.join(f))
+        .map(|f| dir.join(f))
         .find(|p| p.is_file())
     else {
         return Ok(Vec::new());
     };
-    let rel = PathBuf::from(file.file_name().unwrap_or_default());
+    let rel = strata_common::relative_to(&file, root);
     let text = read_to_string(&file)?;
     let parsed: PackagesFile =
         yaml_serde::from_str(&text).map_err(|e| yaml_error(rel.clone(), &e))?;
     let mut out = Vec::new();
     for entry in parsed.packages {
         let get = |k: &str| entry.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let dir = if let Some(local) = get("local") {
-            root.join(local)
+        let package_dir = if let Some(local) = get("local") {
+            dir.join(local)
         } else if let Some(name) = get("package").or_else(|| get("git")) {
             // `dbt deps` installs `org/name` as dbt_packages/name; a git URL as its repo name.
             let short = name
@@ -75,22 +121,22 @@ pub fn load(root: &Path, install_path: &str) -> Result<Vec<Package>> {
                 "a package entry needs `local:`, `package:` or `git:`",
             ));
         };
-        if !dir.is_dir() {
+        if !package_dir.is_dir() {
             return Err(Error::at(
                 Location::file(&rel),
-                format!("package folder {} does not exist", dir.display()),
+                format!("package folder {} does not exist", package_dir.display()),
             )
             .with_hint("fix the `local:` path; it is relative to the project folder"));
         }
-        let (config, _) = ProjectConfig::load(&dir).map_err(|e| {
+        let (config, _) = ProjectConfig::load(&package_dir).map_err(|e| {
             e.with_hint(format!(
                 "{} should be a dbt package with a dbt_project.yml",
-                dir.display()
+                package_dir.display()
             ))
         })?;
         out.push(Package {
             name: config.name.clone(),
-            root: dir,
+            root: package_dir,
             config,
         });
     }

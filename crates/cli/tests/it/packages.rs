@@ -97,3 +97,43 @@ fn package_models_are_built_with_the_root_projects_configs() {
     let out = p.fails(&["run"], 2);
     assert!(out.contains("is not in package `t`"), "{out}");
 }
+
+#[test]
+fn packages_of_packages_are_loaded_as_dbt_deps_installs_them() {
+    // my_utils (local) declares base_dates from the hub; `dbt deps` would have installed it in
+    // the root's dbt_packages/, and my_utils also has a local package of its own.
+    let p = with_package("packages:\n  - local: vendor/my_utils\n", "vendor/my_utils");
+    p.write(
+        "vendor/my_utils/packages.yml",
+        "packages:\n  - package: acme/base_dates\n    version: 1.0.0\n  - local: extras\n",
+    );
+    p.write(
+        "dbt_packages/base_dates/dbt_project.yml",
+        "name: base_dates\nversion: '1.0'\n",
+    );
+    p.write(
+        "dbt_packages/base_dates/macros/days.sql",
+        "{% macro days_in_week() %}7{% endmacro %}",
+    );
+    p.write(
+        "vendor/my_utils/extras/dbt_project.yml",
+        "name: extras\nversion: '1.0'\n",
+    );
+    p.write(
+        "vendor/my_utils/extras/macros/two.sql",
+        "{% macro two() %}2{% endmacro %}",
+    );
+    p.write(
+        "models/week.sql",
+        "select {{ base_dates.days_in_week() }} as days, {{ extras.two() }} as two",
+    );
+    p.ok(&["run", "-s", "week"]);
+    assert_eq!(p.query("select * from week"), vec!["days,two", "7,2"]);
+    // A package that a package needs and nobody installed is named.
+    std::fs::remove_dir_all(p.path().join("dbt_packages")).expect("rm");
+    let out = p.fails(&["run"], 2);
+    assert!(
+        out.contains("vendor/my_utils/packages.yml") && out.contains("acme/base_dates"),
+        "{out}"
+    );
+}

@@ -29,9 +29,26 @@ fn timedelta_arg(args: &[Value]) -> Result<Duration, Error> {
         .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "add() takes a timedelta"))
 }
 
+/// A Python `strftime` format for chrono: Python's `%f` is microseconds (chrono's is
+/// nanoseconds); `%%` stays a literal percent.
 fn strftime_arg(args: &[Value]) -> Result<String, Error> {
     let (fmt,): (String,) = from_args(args)?;
-    Ok(fmt)
+    let mut out = String::with_capacity(fmt.len() + 2);
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == '%') {
+            (_, true) => match chars.next() {
+                Some('f') => out.push_str("%6f"),
+                Some(n) => {
+                    out.push('%');
+                    out.push(n);
+                }
+                None => out.push('%'),
+            },
+            (c, false) => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 impl Object for PyDateTime {
@@ -69,7 +86,15 @@ impl Object for PyDateTime {
             "replace" => {
                 let (kwargs,): (Kwargs,) = from_args(args)?;
                 let mut d = self.0;
-                for key in ["year", "month", "day", "hour", "minute", "second"] {
+                for key in [
+                    "year",
+                    "month",
+                    "day",
+                    "hour",
+                    "minute",
+                    "second",
+                    "microsecond",
+                ] {
                     if let Some(v) = kwargs.get::<Option<u32>>(key)? {
                         let next = match key {
                             "year" => d.with_year(v as i32),
@@ -77,7 +102,8 @@ impl Object for PyDateTime {
                             "day" => d.with_day(v),
                             "hour" => d.with_hour(v),
                             "minute" => d.with_minute(v),
-                            _ => d.with_second(v),
+                            "second" => d.with_second(v),
+                            _ => v.checked_mul(1000).and_then(|n| d.with_nanosecond(n)),
                         };
                         d = next.ok_or_else(|| {
                             Error::new(ErrorKind::InvalidOperation, format!("invalid {key} {v}"))
@@ -226,7 +252,9 @@ impl Object for PyClass {
         args: &[Value],
     ) -> Result<Value, Error> {
         match (**self, method) {
-            (PyClass::DateTime, "now" | "utcnow") => Ok(Value::from_object(PyDateTime(Utc::now()))),
+            (PyClass::DateTime, "now" | "utcnow" | "today") => {
+                Ok(Value::from_object(PyDateTime(Utc::now())))
+            }
             (PyClass::Date, "today") => Ok(Value::from_object(PyDate(Utc::now().date_naive()))),
             (PyClass::DateTime, "strptime") => {
                 let (text, fmt): (String, String) = from_args(args)?;

@@ -143,6 +143,18 @@ fn vars_env_vars_docs_target_and_datetime() {
 }
 
 #[test]
+fn datetime_today_and_replace_with_microseconds() {
+    let env = env_with(
+        "{{ modules.datetime.datetime.today().replace(hour=0, minute=0, second=0, microsecond=0).strftime('%H:%M:%S.%f') }}|{{ modules.datetime.datetime.strptime('2024-01-02 03:04:05', '%Y-%m-%d %H:%M:%S').replace(microsecond=7).strftime('%S.%f') }}",
+        &[],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, "00:00:00.000000|05.000007");
+}
+
+#[test]
 fn missing_var_and_env_var_are_errors_that_say_how_to_fix() {
     let env = env_with("{{ var('nope') }}", &[]);
     let err = env
