@@ -605,16 +605,15 @@ impl Loader {
             }
         }
         self.snapshot_files(roots, patches, jinja, &mut files, &mut by_name)?;
+        // As dbt does, an entry for a model that does not exist is a warning (a model removed
+        // or renamed, its YAML left behind), and its tests do not run.
         for (name, (file, _)) in patches {
             if !by_name.contains_key(name) {
-                return Err(Error::at(
-                    Location::file(file),
-                    format!(
-                        "describes model `{name}`, but there is no model file `{name}.sql`{}",
-                        did_you_mean(name, by_name.keys().map(String::as_str))
-                    ),
-                )
-                .with_hint("fix the `name:` or remove the entry"));
+                tracing::warn!(
+                    "{}: describes model `{name}`, but there is no model file `{name}.sql`{}; the entry and its tests are ignored (fix the `name:` or remove the entry)",
+                    file.display(),
+                    did_you_mean(name, by_name.keys().map(String::as_str))
+                );
             }
         }
         Ok((files, by_name))

@@ -116,3 +116,41 @@ fn templates_can_query_the_warehouse() {
     let sql = p.ok(&["compile", "-s", "intro"]);
     assert!(sql.contains("as shipped_orders"), "{sql}");
 }
+
+#[test]
+fn dbt_macros_are_global_and_a_project_macro_of_the_same_name_wins() {
+    let p = TestProject::with_files(&[(
+        "models/m.sql",
+        "select cast(1.5 as {{ type_numeric() }}) as n, '{{ type_string() }}' as t",
+    )]);
+    p.ok(&["run"]);
+    assert_eq!(p.query("select * from m"), vec!["n,t", "1.500000,varchar"]);
+    p.write(
+        "macros/types.sql",
+        "{% macro type_string() %}text_of_mine{% endmacro %}",
+    );
+    p.ok(&["run"]);
+    assert_eq!(p.query("select t from m"), vec!["t", "text_of_mine"]);
+}
+
+#[test]
+fn a_properties_entry_without_its_model_warns_and_its_tests_do_not_run() {
+    let p = TestProject::with_files(&[
+        ("models/kept.sql", "select 1 as id"),
+        (
+            "models/schema.yml",
+            "version: 2\nmodels:\n  - name: kept\n    columns:\n      - name: id\n        tests: [not_null]\n  - name: removed\n    columns:\n      - name: id\n        tests: [not_null]\n",
+        ),
+    ]);
+    let out = p.strata(&["build"]).output().expect("build");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "models/schema.yml: describes model `removed`, but there is no model file `removed.sql`"
+        ),
+        "{stderr}"
+    );
+    assert!(stdout.contains("PASS=2"), "{stdout}");
+}

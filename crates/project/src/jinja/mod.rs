@@ -305,6 +305,21 @@ impl JinjaEnv {
         env.add_global("dbt", Value::from_object(Namespace(macros.clone())));
         env.add_global("adapter", Value::from_object(Adapter(macros.clone())));
         env.add_global("api", Value::from_object(Api));
+        // dbt's own macros are global: `type_numeric()` works without `dbt.` and dispatches to
+        // `strata__type_numeric` or `default__type_numeric`, unless a macro of that name exists.
+        let dispatched: std::collections::BTreeSet<&str> = macros
+            .keys()
+            .filter_map(|k| {
+                k.strip_prefix("default__")
+                    .or_else(|| k.strip_prefix("strata__"))
+            })
+            .filter(|name| !macros.contains_key(*name))
+            .collect();
+        for name in dispatched {
+            if let Some(f) = dispatch(&macros, name) {
+                env.add_global(name.to_string(), f);
+            }
+        }
         for def in macros.values() {
             let template = template_name(&def.file);
             let mangled = format!("{MACRO_PREFIX}{}", def.name);
