@@ -8,6 +8,7 @@
 //! and `{{ return(x) }}` hands `x` back to the caller as a value.
 
 mod datetime;
+mod pylist;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -193,8 +194,9 @@ pub use crate::error::describe_error;
 /// Rename `{% macro name(` so that calls by name, even inside the same file, go through the
 /// global wrapper that implements dbt's `return()`.
 fn mangle_macros(source: &str) -> String {
+    let source = pylist::mutable_empty_lists(source);
     macro_tag_regex()
-        .replace_all(source, |c: &regex::Captures<'_>| {
+        .replace_all(&source, |c: &regex::Captures<'_>| {
             format!("{}{MACRO_PREFIX}{}{}", &c[1], &c[2], &c[3])
         })
         .into_owned()
@@ -354,6 +356,8 @@ impl JinjaEnv {
             },
         );
         env.add_function("env_var", env_var);
+        env.add_function(pylist::NEW_LIST, pylist::PyList::new_value);
+        env.set_unknown_method_callback(pylist::sequence_method);
         let g = globals.clone();
         env.add_function("doc", move |name: String| -> Result<Value, JError> {
             g.docs
@@ -468,6 +472,7 @@ impl JinjaEnv {
 
     /// Compile a node's template. Call once per node before rendering it.
     pub fn add_template(&mut self, path: &std::path::Path, source: String) -> Result<(), JError> {
+        let source = pylist::mutable_empty_lists(&source).into_owned();
         self.env.add_template_owned(template_name(path), source)
     }
 
@@ -514,7 +519,8 @@ impl JinjaEnv {
         Scope::new(Mode::Compile, node, resolver)
             .run(|ctx| {
                 let ctx = minijinja::context! { ..Value::from(Serde(extra)), ..ctx };
-                self.env.render_named_str(name, source, ctx)
+                self.env
+                    .render_named_str(name, &pylist::mutable_empty_lists(source), ctx)
             })
             .map(|(out, _)| out)
     }

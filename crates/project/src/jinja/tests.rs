@@ -185,3 +185,24 @@ fn config_get_sees_project_and_inline_config() {
         .expect("render");
     assert_eq!(out, "view/x/dflt");
 }
+
+#[test]
+fn lists_grow_as_in_python() {
+    let env = env_with(
+        "{% set parts = [] %}{% for x in ['a', 'b', 'c'] %}{% do parts.append(x) %}{% if not loop.last %}{%- do parts.append('-') -%}{% endif %}{% endfor %}{% do parts.extend(['d']) %}{% do parts.insert(0, '>') %}{{ parts | join('') }}|{{ parts | length }}|{{ parts.pop() }}|{{ parts[1] }}|{{ ['x', 'y'].index('y') }}|{{ parts.count('-') }}",
+        &[],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, ">a-b-cd|7|d|a|1|2");
+    let env = env_with("{% set fixed = ['a'] %}{% do fixed.append('b') %}", &[]);
+    let err = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect_err("an immutable list");
+    assert!(
+        describe_error(&err).contains("set name = []"),
+        "{}",
+        describe_error(&err)
+    );
+}
