@@ -148,12 +148,13 @@ pub fn manifest(project: &Project) -> Value {
         let (raw_code, test_metadata, column_name) = match &t.kind {
             crate::data_tests::TestKind::Generic {
                 test_name,
+                namespace,
                 column,
                 args,
                 ..
             } => (
                 t.jinja_call().unwrap_or_default(),
-                json!({"name": test_name, "kwargs": args, "namespace": null}),
+                json!({"name": test_name, "kwargs": args, "namespace": namespace}),
                 json!(column),
             ),
             crate::data_tests::TestKind::Singular { raw_sql } => {

@@ -69,6 +69,9 @@ pub enum TestKind {
     Generic {
         /// The test's macro name without `test_` (`unique`, `accepted_values`, ...).
         test_name: String,
+        /// The package named before it (`dbt_utils.not_empty_string`): its macro is used,
+        /// even when the project defines a test of the same name.
+        namespace: Option<String>,
         /// The model, seed or source table it tests.
         target: TestTarget,
         /// The column, for column tests.
@@ -127,6 +130,7 @@ impl DataTest {
     pub fn jinja_call(&self) -> Option<String> {
         let TestKind::Generic {
             test_name,
+            namespace,
             target,
             column,
             args,
@@ -147,7 +151,10 @@ impl DataTest {
             ),
             None => relation,
         };
-        let mut call = format!("test_{test_name}(model={model}");
+        let mut call = match namespace {
+            Some(ns) => format!("{ns}.test_{test_name}(model={model}"),
+            None => format!("test_{test_name}(model={model}"),
+        };
         if let Some(c) = column {
             call.push_str(&format!(", column_name={}", jinja_string(c)));
         }
@@ -298,8 +305,12 @@ pub(crate) fn parse_test_list(
                 .with_hint("write a test as `- unique` or `- accepted_values: {values: [a, b]}`"));
             }
         };
-        // `dbt_utils.expression_is_true` names the macro `test_expression_is_true`.
-        let macro_name = test.rsplit('.').next().unwrap_or(&test).to_string();
+        // `dbt_utils.expression_is_true` names the macro `test_expression_is_true` of the
+        // package `dbt_utils`.
+        let (namespace, macro_name) = match test.rsplit_once('.') {
+            Some((ns, name)) => (Some(ns.to_string()), name.to_string()),
+            None => (None, test.clone()),
+        };
         let mut args: IndexMap<String, Json> = IndexMap::new();
         let mut config = NodeConfig::new();
         let mut custom_name = None;
@@ -340,6 +351,7 @@ pub(crate) fn parse_test_list(
             fqn,
             kind: TestKind::Generic {
                 test_name: macro_name,
+                namespace: namespace.filter(|ns| ns != "dbt" && ns != package),
                 target: target.clone(),
                 column: column.map(str::to_string),
                 args,

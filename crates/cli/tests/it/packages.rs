@@ -137,3 +137,31 @@ fn packages_of_packages_are_loaded_as_dbt_deps_installs_them() {
         "{out}"
     );
 }
+
+#[test]
+fn a_package_qualified_test_uses_the_packages_macro() {
+    let p = with_package("packages:\n  - local: vendor/my_utils\n", "vendor/my_utils");
+    // The project has a test of the same name, with fewer arguments.
+    p.write(
+        "macros/tests.sql",
+        "{% test is_positive(model, column_name) %}select 1 as broken{% endtest %}",
+    );
+    p.write(
+        "vendor/my_utils/tests/generic/is_positive.sql",
+        "{% test is_positive(model, column_name, strict=true) %}select * from {{ model }} where {{ column_name }} {{ '<=' if strict else '<' }} 0{% endtest %}",
+    );
+    p.write(
+        "models/schema.yml",
+        "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: units\n        tests:\n          - my_utils.is_positive:\n              strict: false\n",
+    );
+    let out = p.ok(&["build"]);
+    assert!(out.contains("PASS=2"), "{out}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&p.read("target/manifest.json")).expect("manifest");
+    let test = manifest["nodes"]
+        .as_object()
+        .and_then(|n| n.values().find(|v| v["resource_type"] == "test"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(test["test_metadata"]["namespace"], "my_utils", "{test}");
+}

@@ -273,7 +273,7 @@ impl Object for PyClass {
     }
 }
 
-/// The `modules` global: `modules.datetime.{datetime,date,timedelta}`.
+/// The `modules` global: `modules.datetime.{datetime,date,timedelta}` and `modules.re`.
 #[derive(Debug)]
 pub struct Modules;
 
@@ -281,12 +281,13 @@ impl Object for Modules {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match key.as_str()? {
             "datetime" => Some(Value::from_object(DateTimeModule)),
+            "re" => Some(Value::from_object(super::re::ReModule)),
             _ => None,
         }
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Str(&["datetime"])
+        Enumerator::Str(&["datetime", "re"])
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod datetime;
 mod pylist;
+mod re;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -357,7 +358,8 @@ impl JinjaEnv {
         );
         env.add_function("env_var", env_var);
         env.add_function(pylist::NEW_LIST, pylist::PyList::new_value);
-        env.set_unknown_method_callback(pylist::sequence_method);
+        env.add_function(pylist::NEW_DICT, pylist::PyDict::new_value);
+        env.set_unknown_method_callback(pylist::python_method);
         let g = globals.clone();
         env.add_function("doc", move |name: String| -> Result<Value, JError> {
             g.docs
@@ -987,9 +989,21 @@ impl JRelation {
     }
 }
 
+/// The keys a relation shows as a mapping, as dbt's `BaseRelation` does.
+const RELATION_KEYS: &[&str] = &[
+    "database",
+    "schema",
+    "identifier",
+    "path",
+    "metadata",
+    "type",
+];
+
 impl Object for JRelation {
+    /// A mapping, as dbt's relations are (packages check `obj is mapping` and
+    /// `obj.metadata.type`); it renders as its SQL name.
     fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
+        ObjectRepr::Map
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
@@ -998,10 +1012,21 @@ impl Object for JRelation {
             "database" => Value::from(r.database.clone()),
             "schema" => Value::from(r.schema.clone()),
             "identifier" | "name" | "table" => Value::from(r.identifier.clone()),
+            "path" => minijinja::context! {
+                database => r.database.clone(),
+                schema => r.schema.clone(),
+                identifier => r.identifier.clone(),
+            },
+            "metadata" => minijinja::context! { type => "StrataRelation" },
+            "type" => Value::from(if self.cte.is_some() { "cte" } else { "table" }),
             "is_table" | "is_view" => Value::from(false),
             "is_cte" => Value::from(self.cte.is_some()),
             _ => return None,
         })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(RELATION_KEYS)
     }
 
     fn call_method(
@@ -1012,6 +1037,11 @@ impl Object for JRelation {
     ) -> Result<Value, JError> {
         match method {
             "render" => Ok(Value::from(self.rendered())),
+            // `relation.get('metadata', {})`, as on dbt's relation (a mapping).
+            "get" => {
+                let (key, default): (Value, Option<Value>) = from_args(args)?;
+                Ok(self.get_value(&key).or(default).unwrap_or_default())
+            }
             "include" => {
                 let (kwargs,): (Kwargs,) = from_args(args)?;
                 let db: Option<bool> = kwargs.get("database")?;

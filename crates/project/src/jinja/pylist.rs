@@ -1,8 +1,9 @@
-//! Python list methods dbt templates rely on. Jinja2 lists are Python lists: macros build
-//! them with `{% set parts = [] %}` and `{% do parts.append(x) %}` (dbt_utils'
-//! `generate_surrogate_key`, `star`, ...). minijinja's lists are immutable, so an empty list
-//! assigned by `set` becomes a [`PyList`], which `append`, `extend`, `insert`, `pop` and
-//! `remove` change in place; every list answers `index` and `count`.
+//! Python list and dict methods dbt templates rely on. Jinja2 lists and dicts are Python's:
+//! macros build them with `{% set parts = [] %}` and `{% do parts.append(x) %}` (dbt_utils'
+//! `generate_surrogate_key`, `star`, ...) or `{% set seen = {} %}` and `{% do
+//! seen.update({k: v}) %}`. minijinja's are immutable, so an empty list or dict assigned by
+//! `set` becomes a [`PyList`] or [`PyDict`], which their methods change in place; every list
+//! answers `index` and `count`, and strings and dicts Python's usual methods.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,18 +13,110 @@ use minijinja::{Error, ErrorKind, State};
 /// The function `{% set x = [] %}` is rewritten to call.
 pub const NEW_LIST: &str = "__strata_list";
 
-/// Rewrite `{% set name = [] %}` (any whitespace control) so the list can grow.
+/// The function `{% set x = {} %}` is rewritten to call.
+pub const NEW_DICT: &str = "__strata_dict";
+
+/// Rewrite `{% set name = [] %}` and `{% set name = {} %}` (any whitespace control) so the
+/// list or dict can grow.
 pub fn mutable_empty_lists(source: &str) -> std::borrow::Cow<'_, str> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     #[allow(clippy::unwrap_used)] // a constant pattern
     let re = RE.get_or_init(|| {
-        regex::Regex::new(r"(\{%-?\s*set\s+[A-Za-z_][A-Za-z0-9_.]*\s*=\s*)\[\s*\](\s*-?%\})")
-            .unwrap()
+        regex::Regex::new(
+            r"(\{%-?\s*set\s+[A-Za-z_][A-Za-z0-9_.]*\s*=\s*)(\[\s*\]|\{\s*\})(\s*-?%\})",
+        )
+        .unwrap()
     });
     if !source.contains("set") {
         return std::borrow::Cow::Borrowed(source);
     }
-    re.replace_all(source, format!("${{1}}{NEW_LIST}()${{2}}"))
+    re.replace_all(source, |c: &regex::Captures<'_>| {
+        let f = if c[2].starts_with('[') {
+            NEW_LIST
+        } else {
+            NEW_DICT
+        };
+        format!("{}{f}(){}", &c[1], &c[3])
+    })
+}
+
+/// A dict that methods may change.
+#[derive(Debug, Default)]
+pub struct PyDict(Mutex<indexmap::IndexMap<Value, Value>>);
+
+impl PyDict {
+    /// An empty dict, as a template value.
+    pub fn new_value() -> Value {
+        Value::from_object(PyDict::default())
+    }
+
+    fn snapshot(&self) -> Value {
+        let items = self.0.lock().map(|m| m.clone()).unwrap_or_default();
+        Value::from_iter(items)
+    }
+}
+
+impl Object for PyDict {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(
+            self.0
+                .lock()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        self.0.lock().ok().map(|m| m.len())
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let poisoned = || Error::new(ErrorKind::InvalidOperation, "dict lock poisoned");
+        match (method, args) {
+            ("update", [other]) => {
+                let pairs: Vec<(Value, Value)> = other
+                    .try_iter()?
+                    .map(|k| {
+                        let v = other.get_item(&k).unwrap_or_default();
+                        (k, v)
+                    })
+                    .collect();
+                self.0.lock().map_err(|_| poisoned())?.extend(pairs);
+                Ok(Value::UNDEFINED)
+            }
+            ("pop", [key, rest @ ..]) => {
+                let found = self.0.lock().map_err(|_| poisoned())?.shift_remove(key);
+                match (found, rest.first()) {
+                    (Some(v), _) => Ok(v),
+                    (None, Some(default)) => Ok(default.clone()),
+                    (None, None) => Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("dict.pop({key}): no such key"),
+                    )),
+                }
+            }
+            ("setdefault", [key, rest @ ..]) => {
+                let mut m = self.0.lock().map_err(|_| poisoned())?;
+                Ok(m.entry(key.clone())
+                    .or_insert_with(|| rest.first().cloned().unwrap_or_default())
+                    .clone())
+            }
+            _ => python_method(state, &self.snapshot(), method, args),
+        }
+    }
 }
 
 /// A list that methods may change.
@@ -101,28 +194,24 @@ impl Object for PyList {
             },
             _ => {
                 drop(items);
-                return sequence_method(state, &Value::from_object(self.items()), method, args);
+                return python_method(state, &Value::from_object(self.items()), method, args);
             }
         }
         Ok(Value::UNDEFINED)
     }
 }
 
-/// Methods of every list (the environment's unknown-method callback): `index` and `count`.
-pub fn sequence_method(
-    _state: &mut State<'_, '_>,
+/// Python methods on template values (the environment's unknown-method callback): lists'
+/// `index` and `count` here, and the string and dict methods (`endswith`, `split`, `get`,
+/// `items`, ...) of minijinja-contrib's Python compatibility.
+pub fn python_method(
+    state: &mut State<'_, '_>,
     value: &Value,
     method: &str,
     args: &[Value],
 ) -> Result<Value, Error> {
-    let unknown = || {
-        Error::new(
-            ErrorKind::UnknownMethod,
-            format!("{} has no method named {method}", value.kind()),
-        )
-    };
     if !matches!(value.kind(), minijinja::value::ValueKind::Seq) {
-        return Err(unknown());
+        return minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args);
     }
     match (method, args) {
         ("index", [x]) => value
@@ -142,6 +231,6 @@ pub fn sequence_method(
                 "list.{method}() changes a list, and only lists made empty with `{{% set name = [] %}}` can change; build this one that way"
             ),
         )),
-        _ => Err(unknown()),
+        _ => minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args),
     }
 }

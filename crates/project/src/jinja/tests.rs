@@ -206,3 +206,15 @@ fn lists_grow_as_in_python() {
         describe_error(&err)
     );
 }
+
+#[test]
+fn python_dicts_strings_and_re() {
+    let env = env_with(
+        "{% set seen = {} %}{% do seen.update({'a': 1}) %}{% do seen.update({'b': 2}) %}{{ seen | length }}|{{ seen.get('a') }}|{{ seen.get('z', 'none') }}|{{ seen.pop('a') }}|{{ seen | list | join(',') }}|{{ 'Order_ID'.endswith('_ID') }}|{{ '  x '.strip() }}|{{ modules.re.sub('[ -]+', '_', 'a b-c') }}|{{ modules.re.sub('(a)(b)', '\\\\2\\\\1', 'ab') }}|{{ modules.re.search('[0-9]+', 'x42y').group() }}|{{ modules.re.match('[0-9]', 'x1') is none }}|{{ modules.re.findall('[a-z]', 'a1b2') | join }}",
+        &[],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, "2|1|none|1|b|True|x|a_b_c|ba|42|True|ab");
+}
