@@ -165,3 +165,22 @@ fn a_package_qualified_test_uses_the_packages_macro() {
         .unwrap_or_default();
     assert_eq!(test["test_metadata"]["namespace"], "my_utils", "{test}");
 }
+
+#[test]
+fn a_package_test_goes_through_its_own_wrapper_and_dispatch() {
+    let p = with_package("packages:\n  - local: vendor/my_utils\n", "vendor/my_utils");
+    // The wrapper gives `most` its default; the implementation has none, so calling it
+    // directly would fail. `should_store_failures()` is dbt's helper.
+    p.write(
+        "vendor/my_utils/macros/at_most.sql",
+        "{% test at_most(model, column_name, most = 10) %}{{ return(adapter.dispatch('test_at_most', 'my_utils')(model, column_name, most)) }}{% endtest %}\n\
+         {% macro default__test_at_most(model, column_name, most) %}select {{ '*' if should_store_failures() else '1' }} from {{ model }} where {{ column_name }} > {{ most }}{% endmacro %}",
+    );
+    p.write(
+        "models/schema.yml",
+        "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: units\n        tests:\n          - my_utils.at_most\n          - my_utils.at_most:\n              name: at_most_one\n              most: 1\n              config:\n                store_failures: true\n",
+    );
+    let out = p.fails(&["build"], 1);
+    assert!(out.contains("PASS=2") && out.contains("ERROR=1"), "{out}");
+    assert!(out.contains("FAIL 1 at_most_one"), "{out}");
+}

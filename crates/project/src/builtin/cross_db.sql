@@ -76,3 +76,13 @@ cast((date_part('epoch', date_trunc('{{ part }}', cast({{ second_date }} as time
 {% macro default__last_day(date, datepart) -%}
 cast(date_trunc('{{ datepart }}', {{ date }}) + interval '1 {{ datepart }}' - interval '1 day' as date)
 {%- endmacro %}
+
+{#- dbt's materialization helpers that packages call: whether the node stores its failing rows
+    (its `store_failures` config), and whether it is rebuilt in full. -#}
+{% macro should_store_failures() -%}
+{{ return(config.get('store_failures') in [true, 'true', 'True']) }}
+{%- endmacro %}
+
+{% macro should_full_refresh() -%}
+{{ return(flags.FULL_REFRESH or config.get('full_refresh') in [true, 'true', 'True']) }}
+{%- endmacro %}

@@ -301,11 +301,17 @@ impl JinjaEnv {
         }
         for (package, defs) in by_package {
             if package != globals.project_name && package != "strata" && package != "dbt" {
-                env.add_global(package, Value::from_object(Namespace(Arc::new(defs))));
+                env.add_global(
+                    package,
+                    Value::from_object(Namespace(Arc::new(defs), NamespaceKind::Package)),
+                );
             }
         }
         let macros = Arc::new(macros);
-        env.add_global("dbt", Value::from_object(Namespace(macros.clone())));
+        env.add_global(
+            "dbt",
+            Value::from_object(Namespace(macros.clone(), NamespaceKind::Dbt)),
+        );
         env.add_global("adapter", Value::from_object(Adapter(macros.clone())));
         env.add_global("api", Value::from_object(Api));
         // dbt's own macros are global: `type_numeric()` works without `dbt.` and dispatches to
@@ -1121,6 +1127,16 @@ fn dispatch(macros: &IndexMap<String, MacroDef>, name: &str) -> Option<Value> {
     let def = ["strata__", "default__", ""]
         .iter()
         .find_map(|p| macros.get(&format!("{p}{name}")))?;
+    macro_value(def)
+}
+
+/// The macro named exactly `name`.
+fn exact(macros: &IndexMap<String, MacroDef>, name: &str) -> Option<Value> {
+    macro_value(macros.get(name)?)
+}
+
+/// A macro as a callable value.
+fn macro_value(def: &MacroDef) -> Option<Value> {
     let template = template_name(&def.file);
     let mangled = format!("{MACRO_PREFIX}{}", def.name);
     let macro_name = def.name.clone();
@@ -1137,7 +1153,17 @@ fn dispatch(macros: &IndexMap<String, MacroDef>, name: &str) -> Option<Value> {
 
 /// `dbt`: dbt's cross-database macros (`dbt.date_trunc`, `dbt.datediff`, ...).
 #[derive(Debug)]
-struct Namespace(Arc<IndexMap<String, MacroDef>>);
+struct Namespace(Arc<IndexMap<String, MacroDef>>, NamespaceKind);
+
+/// How a namespace finds `ns.name`.
+#[derive(Debug, Clone, Copy)]
+enum NamespaceKind {
+    /// `dbt.name`: dbt's macro, dispatched (`strata__name`, `default__name`, then `name`).
+    Dbt,
+    /// `package.name`: the package's macro of that name (which may dispatch itself), else its
+    /// dispatched variants.
+    Package,
+}
 
 impl Object for Namespace {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
@@ -1145,7 +1171,11 @@ impl Object for Namespace {
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        dispatch(&self.0, key.as_str()?)
+        let name = key.as_str()?;
+        match self.1 {
+            NamespaceKind::Dbt => dispatch(&self.0, name),
+            NamespaceKind::Package => exact(&self.0, name).or_else(|| dispatch(&self.0, name)),
+        }
     }
 }
 
