@@ -330,19 +330,9 @@ impl JinjaEnv {
             }
         }
         for def in macros.values() {
-            let template = template_name(&def.file);
-            let mangled = format!("{MACRO_PREFIX}{}", def.name);
-            let name = def.name.clone();
-            env.add_function(
-                def.name.clone(),
-                move |state: &State, args: Rest<Value>, kwargs: Kwargs| -> Result<Value, JError> {
-                    let mut args = args.0;
-                    if kwargs.args().next().is_some() {
-                        args.push(Value::from(kwargs));
-                    }
-                    call_macro(state, &template, &mangled, &name, &args)
-                },
-            );
+            if let Some(f) = macro_value(def) {
+                env.add_global(def.name.clone(), f);
+            }
         }
 
         let g = globals.clone();
@@ -566,16 +556,23 @@ fn lookup_var(g: &Globals, package: Option<&str>, name: &str) -> Option<Value> {
     g.project_vars.get(name).map(|v| Value::from(Serde(v)))
 }
 
-fn call_macro(
+/// Call macro `name` of `template` (by its `mangled` name); `kwargs`, for a macro that takes
+/// undeclared keyword arguments, is what it sees as `kwargs`.
+fn call_macro_with(
     state: &State,
     template: &str,
     mangled: &str,
     name: &str,
     args: &[Value],
+    kwargs: Option<Value>,
 ) -> Result<Value, JError> {
     let ctx = match current_scope(state) {
         Some(scope) => scope.context(),
         None => Value::UNDEFINED,
+    };
+    let ctx = match kwargs {
+        Some(kwargs) => minijinja::context! { kwargs => kwargs, ..ctx },
+        None => ctx,
     };
     // Each call renders the macro's file anew, so minijinja's own recursion limit (per render)
     // never sees the nesting: count it here.
@@ -1135,20 +1132,85 @@ fn exact(macros: &IndexMap<String, MacroDef>, name: &str) -> Option<Value> {
     macro_value(macros.get(name)?)
 }
 
-/// A macro as a callable value.
+/// A macro as a callable value. A macro whose body uses `kwargs` takes keyword arguments it
+/// does not declare, as in Jinja2: they reach it as the mapping `kwargs`.
 fn macro_value(def: &MacroDef) -> Option<Value> {
     let template = template_name(&def.file);
     let mangled = format!("{MACRO_PREFIX}{}", def.name);
     let macro_name = def.name.clone();
+    let catch_all = uses_kwargs(&def.sql).then(|| declared_args(&def.sql));
     Some(Value::from_function(
         move |state: &State, args: Rest<Value>, kwargs: Kwargs| -> Result<Value, JError> {
             let mut args = args.0;
-            if kwargs.args().next().is_some() {
-                args.push(Value::from(kwargs));
+            let mut extra: Vec<(String, Value)> = Vec::new();
+            let mut named: Vec<(String, Value)> = Vec::new();
+            for key in kwargs.args() {
+                let v: Value = kwargs.peek(key)?;
+                match &catch_all {
+                    Some(declared) if key != "caller" && !declared.iter().any(|d| d == key) => {
+                        extra.push((key.to_string(), v));
+                    }
+                    _ => named.push((key.to_string(), v)),
+                }
             }
-            call_macro(state, &template, &mangled, &macro_name, &args)
+            if !named.is_empty() {
+                args.push(Value::from(Kwargs::from_iter(named)));
+            }
+            let extra = catch_all.as_ref().map(|_| {
+                Value::from(
+                    extra
+                        .into_iter()
+                        .collect::<std::collections::BTreeMap<String, Value>>(),
+                )
+            });
+            call_macro_with(state, &template, &mangled, &macro_name, &args, extra)
         },
     ))
+}
+
+/// Whether a macro's body (past its signature) uses `kwargs`.
+fn uses_kwargs(sql: &str) -> bool {
+    let body = sql.split_once("%}").map(|(_, b)| b).unwrap_or_default();
+    body.match_indices("kwargs").any(|(i, _)| {
+        let before = body[..i].chars().next_back();
+        let after = body[i + "kwargs".len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+/// The argument names of a macro's signature: `{% macro m(a, b=[1, 2], c=none) %}` gives
+/// a, b, c.
+fn declared_args(sql: &str) -> Vec<String> {
+    let Some(open) = sql.find('(') else {
+        return Vec::new();
+    };
+    let mut depth = 0usize;
+    let mut current = String::new();
+    let mut parts = Vec::new();
+    for c in sql[open + 1..].chars() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' if depth == 0 => {
+                parts.push(std::mem::take(&mut current));
+                break;
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    parts
+        .iter()
+        .filter_map(|p| {
+            let name = p.split('=').next()?.trim();
+            (!name.is_empty()).then(|| name.to_string())
+        })
+        .collect()
 }
 
 /// `dbt`: dbt's cross-database macros (`dbt.date_trunc`, `dbt.datediff`, ...).

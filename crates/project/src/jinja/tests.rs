@@ -218,3 +218,27 @@ fn python_dicts_strings_and_re() {
         .expect("render");
     assert_eq!(out, "2|1|none|1|b|True|x|a_b_c|ba|42|True|ab");
 }
+
+#[test]
+fn macros_using_kwargs_take_undeclared_keyword_arguments() {
+    let env = env_with(
+        "{{ outer(1, at_least=0.5, note='x') }}|{{ plain(a=1) }}",
+        &[(
+            "macros/k.sql",
+            "{% macro outer(n, group_by=[]) %}{{ inner(n, group_by, **kwargs) }}{% endmacro %}{% macro inner(n, group_by) %}{{ n }}:{{ kwargs.at_least }}:{{ kwargs | length }}:{{ group_by | length }}{% endmacro %}{% macro plain(a) %}{{ a }}{% endmacro %}",
+        )],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, "1:0.5:2:0|1");
+    let env = env_with(
+        "{{ plain(a=1, b=2) }}",
+        &[("macros/k.sql", "{% macro plain(a) %}{{ a }}{% endmacro %}")],
+    );
+    assert!(
+        env.render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+            .is_err(),
+        "a macro that does not use kwargs refuses unknown ones"
+    );
+}
