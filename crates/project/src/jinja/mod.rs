@@ -9,6 +9,7 @@
 
 mod datetime;
 mod pylist;
+pub use pylist::NEW_LIST;
 mod re;
 
 use std::cell::RefCell;

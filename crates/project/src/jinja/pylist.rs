@@ -16,28 +16,49 @@ pub const NEW_LIST: &str = "__strata_list";
 /// The function `{% set x = {} %}` is rewritten to call.
 pub const NEW_DICT: &str = "__strata_dict";
 
-/// Rewrite `{% set name = [] %}` and `{% set name = {} %}` (any whitespace control) so the
-/// list or dict can grow.
+/// Rewrite `{% set name = [...] %}`, `{% set name = {} %}` and macro arguments defaulting to
+/// `[]` (any whitespace control) so the list or dict can change.
 pub fn mutable_empty_lists(source: &str) -> std::borrow::Cow<'_, str> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     #[allow(clippy::unwrap_used)] // a constant pattern
     let re = RE.get_or_init(|| {
         regex::Regex::new(
-            r"(\{%-?\s*set\s+[A-Za-z_][A-Za-z0-9_.]*\s*=\s*)(\[\s*\]|\{\s*\})(\s*-?%\})",
+            r"(\{%-?\s*set\s+[A-Za-z_][A-Za-z0-9_.]*\s*=\s*)(\[[^%]*?\]|\{\s*\})(\s*-?%\})",
         )
         .unwrap()
     });
-    if !source.contains("set") {
+    // A macro argument defaulting to `[]` gets a fresh list it may change, per call.
+    static SIGNATURE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    static EMPTY_DEFAULT: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    #[allow(clippy::unwrap_used)] // constant patterns
+    let signature = SIGNATURE.get_or_init(|| {
+        regex::Regex::new(
+            r"(\{%-?\s*(?:macro|test)\s+[A-Za-z_][A-Za-z0-9_]*\s*\()([^%]*)(\)\s*-?%\})",
+        )
+        .unwrap()
+    });
+    #[allow(clippy::unwrap_used)]
+    let empty_default = EMPTY_DEFAULT.get_or_init(|| regex::Regex::new(r"=\s*\[\s*\]").unwrap());
+    if !source.contains("set") && !source.contains("[]") {
         return std::borrow::Cow::Borrowed(source);
     }
-    re.replace_all(source, |c: &regex::Captures<'_>| {
-        let f = if c[2].starts_with('[') {
-            NEW_LIST
-        } else {
-            NEW_DICT
-        };
-        format!("{}{f}(){}", &c[1], &c[3])
-    })
+    let lists = re.replace_all(source, |c: &regex::Captures<'_>| {
+        match c[2].starts_with('[') {
+            true => format!("{}{NEW_LIST}({}){}", &c[1], &c[2], &c[3]),
+            false => format!("{}{NEW_DICT}(){}", &c[1], &c[3]),
+        }
+    });
+    if !lists.contains("[]") {
+        return lists;
+    }
+    std::borrow::Cow::Owned(
+        signature
+            .replace_all(&lists, |c: &regex::Captures<'_>| {
+                let args = empty_default.replace_all(&c[2], format!("={NEW_LIST}()"));
+                format!("{}{args}{}", &c[1], &c[3])
+            })
+            .into_owned(),
+    )
 }
 
 /// A dict that methods may change.
@@ -124,9 +145,13 @@ impl Object for PyDict {
 pub struct PyList(Mutex<Vec<Value>>);
 
 impl PyList {
-    /// An empty list, as a template value.
-    pub fn new_value() -> Value {
-        Value::from_object(PyList::default())
+    /// A list holding `items` (a list literal's values), as a template value.
+    pub fn new_value(items: Option<Value>) -> Result<Value, Error> {
+        let items = match items {
+            Some(v) => v.try_iter()?.collect(),
+            None => Vec::new(),
+        };
+        Ok(Value::from_object(PyList(Mutex::new(items))))
     }
 
     fn items(&self) -> Vec<Value> {
@@ -228,7 +253,7 @@ pub fn python_method(
         ("append" | "extend" | "insert" | "pop" | "remove", _) => Err(Error::new(
             ErrorKind::InvalidOperation,
             format!(
-                "list.{method}() changes a list, and only lists made empty with `{{% set name = [] %}}` can change; build this one that way"
+                "list.{method}() changes a list, and only lists assigned with `{{% set name = [...] %}}` can change; build this one that way"
             ),
         )),
         _ => minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args),

@@ -196,12 +196,41 @@ fn lists_grow_as_in_python() {
         .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
         .expect("render");
     assert_eq!(out, ">a-b-cd|7|d|a|1|2");
-    let env = env_with("{% set fixed = ['a'] %}{% do fixed.append('b') %}", &[]);
+    let env = env_with(
+        "{% set grown = ['a', ['n', 'm']] %}{% do grown.append('b') %}{{ grown | length }}{{ grown[0] }}{{ grown[2] }}",
+        &[],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, "3ab");
+    // A list inside a longer expression stays as it is.
+    let env = env_with(
+        "{% set d = [] if not x %}{{ d | length }}{% set e = ['a'] %}{{ e | length }}",
+        &[],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, "01");
+    // An argument defaulting to [] gets a list of its own at each call.
+    let env = env_with(
+        "{{ grow() }}|{{ grow() }}",
+        &[(
+            "macros/g.sql",
+            "{% macro grow(cols = []) %}{% set kept = cols %}{% do kept.append('x') %}{{ kept | join }}{% endmacro %}",
+        )],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, "x|x");
+    let env = env_with("{% do ['x'].append('y') %}", &[]);
     let err = env
         .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
         .expect_err("an immutable list");
     assert!(
-        describe_error(&err).contains("set name = []"),
+        describe_error(&err).contains("set name = [...]"),
         "{}",
         describe_error(&err)
     );
