@@ -154,3 +154,22 @@ fn a_properties_entry_without_its_model_warns_and_its_tests_do_not_run() {
     );
     assert!(stdout.contains("PASS=2"), "{stdout}");
 }
+
+#[test]
+fn set_and_load_relation_as_in_dbt() {
+    let p = TestProject::with_files(&[
+        (
+            "models/base.sql",
+            "{{ config(materialized='table') }}select 1 as id",
+        ),
+        (
+            "models/probe.sql",
+            "-- depends_on: {{ ref('base') }}\nselect '{{ set(['b', 'a', 'b']) | join(',') }}' as distinct_values, {{ 1 if load_relation(ref('base')) is not none else 0 }} as found, {{ 1 if load_relation(api.Relation.create(schema='main', identifier='nothing')) is none else 0 }} as missing",
+        ),
+    ]);
+    p.ok(&["run"]);
+    assert_eq!(
+        p.query("select * from probe"),
+        vec!["distinct_values,found,missing", "\"b,a\",1,1"]
+    );
+}

@@ -355,6 +355,37 @@ impl JinjaEnv {
         );
         env.add_function("env_var", env_var);
         env.add_function(pylist::NEW_LIST, pylist::PyList::new_value);
+        // Python's `set(...)`, as dbt's context offers it: the distinct values, in order.
+        env.add_function("set", |items: Value| -> Result<Value, JError> {
+            let mut out: Vec<Value> = Vec::new();
+            for v in items.try_iter()? {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+            Ok(Value::from(out))
+        });
+        // `load_relation(relation)`: the relation when it exists in the warehouse, else none.
+        env.add_function(
+            "load_relation",
+            |state: &State, relation: Value| -> Result<Value, JError> {
+                let Some(r) = relation.downcast_object_ref::<JRelation>() else {
+                    return Ok(Value::from(()));
+                };
+                let Some(scope) = current_scope(state) else {
+                    return Ok(Value::from(()));
+                };
+                let Some(i) = scope.introspector() else {
+                    return Ok(Value::from(()));
+                };
+                let exists = i.columns(&r.relation).map_err(query_error)?.is_some();
+                Ok(if exists {
+                    relation.clone()
+                } else {
+                    Value::from(())
+                })
+            },
+        );
         env.add_function(pylist::NEW_DICT, pylist::PyDict::new_value);
         env.set_unknown_method_callback(pylist::python_method);
         let g = globals.clone();
