@@ -1644,6 +1644,8 @@ fn check_configs(
                 &m.config,
                 &m.original_file_path,
                 format!("model `{}`", m.name),
+                // Value types of models were checked above, with the config() line.
+                true,
             )
         })
         .chain(seeds.values().map(|s| {
@@ -1651,6 +1653,7 @@ fn check_configs(
                 &s.config,
                 &s.original_file_path,
                 format!("seed `{}`", s.name),
+                false,
             )
         }))
         .chain(tests.values().map(|t| {
@@ -1658,9 +1661,10 @@ fn check_configs(
                 &t.config,
                 &t.original_file_path,
                 format!("test `{}`", t.name),
+                false,
             )
         }));
-    for (config, file, node) in nodes {
+    for (config, file, node, values_checked) in nodes {
         for key in ["pre_hook", "post_hook"] {
             config.hooks(key).map_err(|msg| {
                 Error::at(Location::file(file), msg)
@@ -1671,7 +1675,7 @@ fn check_configs(
         config
             .grants()
             .map_err(|msg| Error::at(Location::file(file), msg).with_node(node.clone()))?;
-        for (key, value) in config.values() {
+        for (key, value) in config.values().iter().filter(|_| !values_checked) {
             crate::validate::check_value(key, value)
                 .map_err(|msg| Error::at(Location::file(file), msg).with_node(node.clone()))?;
         }
