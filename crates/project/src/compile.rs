@@ -322,7 +322,7 @@ impl Compiler {
         let rendered = match &test.kind {
             crate::data_tests::TestKind::Generic { .. } => self.project.jinja.render_source(
                 &test.original_file_path.to_string_lossy(),
-                &test.jinja_call_to_render().unwrap_or_default(),
+                &test.jinja_call().unwrap_or_default(),
                 Mode::Compile,
                 info,
                 Some(resolver),

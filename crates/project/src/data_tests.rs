@@ -128,16 +128,6 @@ impl DataTest {
 
     /// For generic tests: the Jinja call that renders the test's query.
     pub fn jinja_call(&self) -> Option<String> {
-        self.call_text(false)
-    }
-
-    /// [`DataTest::jinja_call`] as it is rendered: list arguments are lists the test's macro
-    /// may change (`append`), as Python's are.
-    pub fn jinja_call_to_render(&self) -> Option<String> {
-        self.call_text(true)
-    }
-
-    fn call_text(&self, mutable_lists: bool) -> Option<String> {
         let TestKind::Generic {
             test_name,
             namespace,
@@ -169,13 +159,7 @@ impl DataTest {
             call.push_str(&format!(", column_name={}", jinja_string(c)));
         }
         for (k, v) in args {
-            let value = match v {
-                Json::Array(_) if mutable_lists => {
-                    format!("{}({})", crate::jinja::NEW_LIST, jinja_literal(v))
-                }
-                _ => jinja_literal(v),
-            };
-            call.push_str(&format!(", {k}={value}"));
+            call.push_str(&format!(", {k}={}", jinja_literal(v)));
         }
         call.push(')');
         Some(format!("{{{{ {call} }}}}"))

@@ -1154,7 +1154,7 @@ impl Loader {
             };
             let rendered = match &t.kind {
                 TestKind::Generic { .. } => {
-                    let call = t.jinja_call_to_render().unwrap_or_default();
+                    let call = t.jinja_call().unwrap_or_default();
                     jinja.render_source(
                         &t.original_file_path.to_string_lossy(),
                         &call,

@@ -7,10 +7,19 @@
 //! the macro with the caller's context, so `this`, `config` and `target` work inside macros,
 //! and `{{ return(x) }}` hands `x` back to the caller as a value.
 
+mod agate;
+mod column;
 mod datetime;
+mod macros;
 mod pylist;
-pub use pylist::NEW_LIST;
 mod re;
+mod relation;
+mod rewrite;
+
+use agate::*;
+use macros::*;
+pub use relation::JRelation;
+use relation::*;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
-use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Rest, Serde, Value, from_args};
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Serde, Value, from_args};
 use minijinja::{Environment, Error as JError, ErrorKind, State, UndefinedBehavior};
 
 pub use datetime::{Modules, PyDate, PyDateTime, PyTimedelta};
@@ -196,7 +205,7 @@ pub use crate::error::describe_error;
 /// Rename `{% macro name(` so that calls by name, even inside the same file, go through the
 /// global wrapper that implements dbt's `return()`.
 fn mangle_macros(source: &str) -> String {
-    let source = pylist::mutable_empty_lists(source);
+    let source = rewrite::mutable_literals(source);
     macro_tag_regex()
         .replace_all(&source, |c: &regex::Captures<'_>| {
             format!("{}{MACRO_PREFIX}{}{}", &c[1], &c[2], &c[3])
@@ -387,6 +396,7 @@ impl JinjaEnv {
             },
         );
         env.add_function(pylist::NEW_DICT, pylist::PyDict::new_value);
+        env.add_function(rewrite::OWN, pylist::own);
         env.set_unknown_method_callback(pylist::python_method);
         let g = globals.clone();
         env.add_function("doc", move |name: String| -> Result<Value, JError> {
@@ -502,7 +512,7 @@ impl JinjaEnv {
 
     /// Compile a node's template. Call once per node before rendering it.
     pub fn add_template(&mut self, path: &std::path::Path, source: String) -> Result<(), JError> {
-        let source = pylist::mutable_empty_lists(&source).into_owned();
+        let source = rewrite::mutable_literals(&source).into_owned();
         self.env.add_template_owned(template_name(path), source)
     }
 
@@ -533,7 +543,10 @@ impl JinjaEnv {
         node: NodeInfo,
         resolver: Option<Arc<dyn Resolver>>,
     ) -> Result<(String, Captured), JError> {
-        Scope::new(mode, node, resolver).run(|ctx| self.env.render_named_str(name, source, ctx))
+        Scope::new(mode, node, resolver).run(|ctx| {
+            self.env
+                .render_named_str(name, &rewrite::mutable_literals(source), ctx)
+        })
     }
 
     /// [`Self::render_source`] with more variables in the context (`results`, `schemas` for
@@ -550,7 +563,7 @@ impl JinjaEnv {
             .run(|ctx| {
                 let ctx = minijinja::context! { ..Value::from(Serde(extra)), ..ctx };
                 self.env
-                    .render_named_str(name, &pylist::mutable_empty_lists(source), ctx)
+                    .render_named_str(name, &rewrite::mutable_literals(source), ctx)
             })
             .map(|(out, _)| out)
     }
@@ -558,7 +571,7 @@ impl JinjaEnv {
     /// Render a snippet (for example a call to `generate_schema_name`) in a node's context.
     pub fn render_snippet(&self, source: &str, node: NodeInfo) -> Result<String, JError> {
         Scope::new(Mode::Compile, node, None)
-            .run(|ctx| self.env.render_str(source, ctx))
+            .run(|ctx| self.env.render_str(&rewrite::mutable_literals(source), ctx))
             .map(|(out, _)| out)
     }
 
@@ -586,62 +599,6 @@ fn lookup_var(g: &Globals, package: Option<&str>, name: &str) -> Option<Value> {
         return Some(Value::from(Serde(v)));
     }
     g.project_vars.get(name).map(|v| Value::from(Serde(v)))
-}
-
-/// Call macro `name` of `template` (by its `mangled` name); `kwargs`, for a macro that takes
-/// undeclared keyword arguments, is what it sees as `kwargs`.
-fn call_macro_with(
-    state: &State,
-    template: &str,
-    mangled: &str,
-    name: &str,
-    args: &[Value],
-    kwargs: Option<Value>,
-) -> Result<Value, JError> {
-    let ctx = match current_scope(state) {
-        Some(scope) => scope.context(),
-        None => Value::UNDEFINED,
-    };
-    let ctx = match kwargs {
-        Some(kwargs) => minijinja::context! { kwargs => kwargs, ..ctx },
-        None => ctx,
-    };
-    // Each call renders the macro's file anew, so minijinja's own recursion limit (per render)
-    // never sees the nesting: count it here.
-    let depth = RETURNS.with(|r| r.borrow().len());
-    if depth >= MAX_MACRO_DEPTH {
-        return Err(JError::new(
-            ErrorKind::InvalidOperation,
-            format!(
-                "macro `{name}` is nested {depth} calls deep: a macro that keeps calling itself \
-                 (or macros calling each other) without an end; check its stopping condition"
-            ),
-        ));
-    }
-    let tmpl = state.env().get_template(template)?;
-    let mut captured = tmpl.render_captured(ctx)?;
-    if let Some(scope) = current_scope(state)
-        && let Ok(mut c) = scope.captured.lock()
-        && !c.macros.iter().any(|m| m == name)
-    {
-        c.macros.push(name.to_string());
-    }
-    captured.with_state_mut(|st| {
-        let m = st.lookup(mangled).ok_or_else(|| {
-            JError::new(
-                ErrorKind::UnknownFunction,
-                format!("macro `{name}` is not defined in {template}"),
-            )
-        })?;
-        RETURNS.with(|r| r.borrow_mut().push(None));
-        let result = m.call(st, args);
-        let returned = RETURNS.with(|r| r.borrow_mut().pop().flatten());
-        match (returned, result) {
-            (Some(v), _) => Ok(v),
-            (None, Ok(out)) => Ok(out),
-            (None, Err(e)) => Err(e),
-        }
-    })
 }
 
 /// The per-render state: the node, its mode, and what the render found.
@@ -739,159 +696,6 @@ impl Scope {
     }
 }
 
-fn query_error(msg: String) -> JError {
-    JError::new(ErrorKind::InvalidOperation, msg)
-}
-
-/// `run_query(sql)`: the result as a table, or none while parsing (as dbt does).
-fn run_query_fn(state: &State, sql: String) -> Result<Value, JError> {
-    let Some(scope) = current_scope(state) else {
-        return Ok(Value::from(()));
-    };
-    match scope.introspector() {
-        Some(i) => Ok(Value::from_object(JTable(
-            i.run_query(&sql).map_err(query_error)?,
-        ))),
-        None => Ok(Value::from(())),
-    }
-}
-
-/// `{% call statement('name', fetch_result=True) %} SQL {% endcall %}`.
-fn statement_fn(state: &mut State, name: String, kwargs: Kwargs) -> Result<Value, JError> {
-    let caller: Value = kwargs.get("caller")?;
-    let fetch: Option<bool> = kwargs.get("fetch_result")?;
-    let _: Option<Value> = kwargs.get("auto_begin")?;
-    let sql = caller.call(state, &[])?.to_string();
-    let Some(scope) = current_scope(state) else {
-        return Ok(Value::from(""));
-    };
-    if let Some(i) = scope.introspector() {
-        let result = i.run_query(&sql).map_err(query_error)?;
-        if fetch.unwrap_or(false)
-            && let Ok(mut st) = scope.statements.lock()
-        {
-            st.insert(name, result);
-        }
-    }
-    Ok(Value::from(""))
-}
-
-/// `load_result('name')`: `{data, table, response}` of a statement block.
-fn load_result_fn(state: &State, name: String) -> Result<Value, JError> {
-    let Some(scope) = current_scope(state) else {
-        return Ok(Value::from(()));
-    };
-    let result = scope
-        .statements
-        .lock()
-        .ok()
-        .and_then(|st| st.get(&name).cloned());
-    Ok(match result {
-        Some(r) => {
-            let n = r.rows.len();
-            minijinja::context! {
-                data => Value::from(Serde(&r.rows)),
-                table => Value::from_object(JTable(r)),
-                response => minijinja::context! { code => "SELECT", rows_affected => n },
-            }
-        }
-        None => Value::from(()),
-    })
-}
-
-/// A query result as dbt's agate table: `.rows`, `.columns[i].values()`, `.column_names`.
-#[derive(Debug)]
-struct JTable(QueryResult);
-
-impl Object for JTable {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Seq
-    }
-
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        if let Some(i) = key.as_usize() {
-            return self.0.rows.get(i).map(|r| Value::from(Serde(r)));
-        }
-        match key.as_str()? {
-            "rows" => Some(Value::from(Serde(&self.0.rows))),
-            "column_names" => Some(Value::from(
-                self.0
-                    .columns
-                    .iter()
-                    .map(|(n, _)| Value::from(n.clone()))
-                    .collect::<Vec<_>>(),
-            )),
-            "column_types" => Some(Value::from(
-                self.0
-                    .columns
-                    .iter()
-                    .map(|(_, t)| Value::from(t.clone()))
-                    .collect::<Vec<_>>(),
-            )),
-            "columns" => Some(Value::from(
-                (0..self.0.columns.len())
-                    .map(|i| Value::from_object(JColumn(self.clone(), i)))
-                    .collect::<Vec<_>>(),
-            )),
-            _ => None,
-        }
-    }
-
-    fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Seq(self.0.rows.len())
-    }
-
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
-        method: &str,
-        _args: &[Value],
-    ) -> Result<Value, JError> {
-        match method {
-            "print_table" => Ok(Value::from("")),
-            _ => Err(JError::from(ErrorKind::UnknownMethod)),
-        }
-    }
-}
-
-/// One column of a [`JTable`].
-#[derive(Debug)]
-struct JColumn(Arc<JTable>, usize);
-
-impl Object for JColumn {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
-    }
-
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let (name, ty) = self.0.0.columns.get(self.1)?;
-        match key.as_str()? {
-            "name" => Some(Value::from(name.clone())),
-            "data_type" | "dtype" => Some(Value::from(ty.clone())),
-            _ => None,
-        }
-    }
-
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
-        method: &str,
-        _args: &[Value],
-    ) -> Result<Value, JError> {
-        match method {
-            "values" => Ok(Value::from(
-                self.0
-                    .0
-                    .rows
-                    .iter()
-                    .map(|r| Value::from(Serde(r.get(self.1).cloned().unwrap_or_default())))
-                    .collect::<Vec<_>>(),
-            )),
-            _ => Err(JError::from(ErrorKind::UnknownMethod)),
-        }
-    }
-}
-
 fn current_scope(state: &State) -> Option<Arc<Scope>> {
     state.lookup("__strata")?.downcast_object::<Scope>()
 }
@@ -901,206 +705,6 @@ fn no_scope() -> JError {
         ErrorKind::InvalidOperation,
         "ref() and source() can only be used in a model",
     )
-}
-
-fn ref_fn(state: &State, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, JError> {
-    // `v=` / `version=` select a model version; versions are not modelled yet.
-    let _version: Option<Value> = kwargs.get("v").or_else(|_| kwargs.get("version"))?;
-    let scope = current_scope(state).ok_or_else(no_scope)?;
-    let mut positional: Vec<String> = Vec::new();
-    for a in args.iter() {
-        if a.is_kwargs() {
-            continue;
-        }
-        positional.push(a.as_str().map(str::to_string).ok_or_else(|| {
-            JError::new(
-                ErrorKind::InvalidOperation,
-                "ref() takes model names as strings",
-            )
-        })?);
-    }
-    let call = match positional.as_slice() {
-        [name] => RefCall {
-            package: None,
-            name: name.clone(),
-        },
-        [package, name] => RefCall {
-            package: Some(package.clone()),
-            name: name.clone(),
-        },
-        _ => {
-            return Err(JError::new(
-                ErrorKind::InvalidOperation,
-                "ref() takes one or two arguments: ref('model') or ref('package', 'model')",
-            ));
-        }
-    };
-    match (scope.mode, &scope.resolver) {
-        (Mode::Compile, Some(resolver)) => {
-            let resolved = resolver
-                .resolve_ref(&call)
-                .map_err(|msg| JError::new(ErrorKind::InvalidOperation, msg))?;
-            scope.record(|c| {
-                if let Some(eph) = &resolved.ephemeral
-                    && !c.ephemerals.contains(eph)
-                {
-                    c.ephemerals.push(eph.clone());
-                }
-                if !c.refs.contains(&call) {
-                    c.refs.push(call.clone());
-                }
-            });
-            Ok(Value::from_object(JRelation {
-                relation: resolved.relation,
-                cte: resolved.ephemeral.map(|(_, cte)| cte),
-                filter: resolved.filter,
-            }))
-        }
-        _ => {
-            let rel = Relation::new("", "", call.name.clone());
-            scope.record(|c| {
-                if !c.refs.contains(&call) {
-                    c.refs.push(call);
-                }
-            });
-            Ok(Value::from_object(JRelation {
-                relation: rel,
-                cte: None,
-                filter: None,
-            }))
-        }
-    }
-}
-
-fn source_fn(state: &State, source: String, table: String) -> Result<Value, JError> {
-    let scope = current_scope(state).ok_or_else(no_scope)?;
-    match (scope.mode, &scope.resolver) {
-        (Mode::Compile, Some(resolver)) => {
-            let resolved = resolver
-                .resolve_source(&source, &table)
-                .map_err(|msg| JError::new(ErrorKind::InvalidOperation, msg))?;
-            Ok(Value::from_object(JRelation {
-                relation: resolved.relation,
-                cte: None,
-                filter: resolved.filter,
-            }))
-        }
-        _ => {
-            let rel = Relation::new("", source.clone(), table.clone());
-            scope.record(|c| {
-                let key = (source, table);
-                if !c.sources.contains(&key) {
-                    c.sources.push(key);
-                }
-            });
-            Ok(Value::from_object(JRelation {
-                relation: rel,
-                cte: None,
-                filter: None,
-            }))
-        }
-    }
-}
-
-/// A relation as templates see it: renders as its quoted name, with dbt's attributes.
-#[derive(Debug, Clone)]
-pub struct JRelation {
-    relation: Relation,
-    cte: Option<String>,
-    filter: Option<String>,
-}
-
-impl JRelation {
-    /// The SQL naming it: the quoted relation or CTE, filtered to a batch when it has one.
-    fn rendered(&self) -> String {
-        let name = match &self.cte {
-            Some(cte) => cte.clone(),
-            None => self.relation.to_string(),
-        };
-        match &self.filter {
-            Some(filter) => format!("(select * from {name} where {filter})"),
-            None => name,
-        }
-    }
-}
-
-/// The keys a relation shows as a mapping, as dbt's `BaseRelation` does.
-const RELATION_KEYS: &[&str] = &[
-    "database",
-    "schema",
-    "identifier",
-    "path",
-    "metadata",
-    "type",
-];
-
-impl Object for JRelation {
-    /// A mapping, as dbt's relations are (packages check `obj is mapping` and
-    /// `obj.metadata.type`); it renders as its SQL name.
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Map
-    }
-
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let r = &self.relation;
-        Some(match key.as_str()? {
-            "database" => Value::from(r.database.clone()),
-            "schema" => Value::from(r.schema.clone()),
-            "identifier" | "name" | "table" => Value::from(r.identifier.clone()),
-            "path" => minijinja::context! {
-                database => r.database.clone(),
-                schema => r.schema.clone(),
-                identifier => r.identifier.clone(),
-            },
-            "metadata" => minijinja::context! { type => "StrataRelation" },
-            "type" => Value::from(if self.cte.is_some() { "cte" } else { "table" }),
-            "is_table" | "is_view" => Value::from(false),
-            "is_cte" => Value::from(self.cte.is_some()),
-            _ => return None,
-        })
-    }
-
-    fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Str(RELATION_KEYS)
-    }
-
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
-        method: &str,
-        args: &[Value],
-    ) -> Result<Value, JError> {
-        match method {
-            "render" => Ok(Value::from(self.rendered())),
-            // `relation.get('metadata', {})`, as on dbt's relation (a mapping).
-            "get" => {
-                let (key, default): (Value, Option<Value>) = from_args(args)?;
-                Ok(self.get_value(&key).or(default).unwrap_or_default())
-            }
-            "include" => {
-                let (kwargs,): (Kwargs,) = from_args(args)?;
-                let db: Option<bool> = kwargs.get("database")?;
-                let schema: Option<bool> = kwargs.get("schema")?;
-                let ident: Option<bool> = kwargs.get("identifier")?;
-                let r = &self.relation;
-                let parts: Vec<String> = [
-                    (db.unwrap_or(true), &r.database),
-                    (schema.unwrap_or(true), &r.schema),
-                    (ident.unwrap_or(true), &r.identifier),
-                ]
-                .into_iter()
-                .filter(|(keep, p)| *keep && !p.is_empty())
-                .map(|(_, p)| strata_common::quote_ident(p))
-                .collect();
-                Ok(Value::from_safe_string(parts.join(".")))
-            }
-            _ => Err(JError::from(ErrorKind::UnknownMethod)),
-        }
-    }
-
-    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.rendered())
-    }
 }
 
 /// `config`: callable (`config(materialized='table')`) with `get` and `require` methods.
@@ -1147,284 +751,6 @@ impl Object for ConfigObj {
             }),
             _ => Err(JError::from(ErrorKind::UnknownMethod)),
         }
-    }
-}
-
-/// A callable for the macro `name`, looked up as dbt's dispatch does: `strata__name`, then
-/// `default__name`, then `name` itself.
-fn dispatch(macros: &IndexMap<String, MacroDef>, name: &str) -> Option<Value> {
-    let def = ["strata__", "default__", ""]
-        .iter()
-        .find_map(|p| macros.get(&format!("{p}{name}")))?;
-    macro_value(def)
-}
-
-/// The macro named exactly `name`.
-fn exact(macros: &IndexMap<String, MacroDef>, name: &str) -> Option<Value> {
-    macro_value(macros.get(name)?)
-}
-
-/// A macro as a callable value. A macro whose body uses `kwargs` takes keyword arguments it
-/// does not declare, as in Jinja2: they reach it as the mapping `kwargs`.
-fn macro_value(def: &MacroDef) -> Option<Value> {
-    let template = template_name(&def.file);
-    let mangled = format!("{MACRO_PREFIX}{}", def.name);
-    let macro_name = def.name.clone();
-    let catch_all = uses_kwargs(&def.sql).then(|| declared_args(&def.sql));
-    Some(Value::from_function(
-        move |state: &State, args: Rest<Value>, kwargs: Kwargs| -> Result<Value, JError> {
-            let mut args = args.0;
-            let mut extra: Vec<(String, Value)> = Vec::new();
-            let mut named: Vec<(String, Value)> = Vec::new();
-            for key in kwargs.args() {
-                let v: Value = kwargs.peek(key)?;
-                match &catch_all {
-                    Some(declared) if key != "caller" && !declared.iter().any(|d| d == key) => {
-                        extra.push((key.to_string(), v));
-                    }
-                    _ => named.push((key.to_string(), v)),
-                }
-            }
-            if !named.is_empty() {
-                args.push(Value::from(Kwargs::from_iter(named)));
-            }
-            let extra = catch_all.as_ref().map(|_| {
-                Value::from(
-                    extra
-                        .into_iter()
-                        .collect::<std::collections::BTreeMap<String, Value>>(),
-                )
-            });
-            call_macro_with(state, &template, &mangled, &macro_name, &args, extra)
-        },
-    ))
-}
-
-/// Whether a macro's body (past its signature) uses `kwargs`.
-fn uses_kwargs(sql: &str) -> bool {
-    let body = sql.split_once("%}").map(|(_, b)| b).unwrap_or_default();
-    body.match_indices("kwargs").any(|(i, _)| {
-        let before = body[..i].chars().next_back();
-        let after = body[i + "kwargs".len()..].chars().next();
-        !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
-            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
-    })
-}
-
-/// The argument names of a macro's signature: `{% macro m(a, b=[1, 2], c=none) %}` gives
-/// a, b, c.
-fn declared_args(sql: &str) -> Vec<String> {
-    let Some(open) = sql.find('(') else {
-        return Vec::new();
-    };
-    let mut depth = 0usize;
-    let mut current = String::new();
-    let mut parts = Vec::new();
-    for c in sql[open + 1..].chars() {
-        match c {
-            '(' | '[' | '{' => depth += 1,
-            ')' if depth == 0 => {
-                parts.push(std::mem::take(&mut current));
-                break;
-            }
-            ')' | ']' | '}' => depth = depth.saturating_sub(1),
-            ',' if depth == 0 => {
-                parts.push(std::mem::take(&mut current));
-                continue;
-            }
-            _ => {}
-        }
-        current.push(c);
-    }
-    parts
-        .iter()
-        .filter_map(|p| {
-            let name = p.split('=').next()?.trim();
-            (!name.is_empty()).then(|| name.to_string())
-        })
-        .collect()
-}
-
-/// `dbt`: dbt's cross-database macros (`dbt.date_trunc`, `dbt.datediff`, ...).
-#[derive(Debug)]
-struct Namespace(Arc<IndexMap<String, MacroDef>>, NamespaceKind);
-
-/// How a namespace finds `ns.name`.
-#[derive(Debug, Clone, Copy)]
-enum NamespaceKind {
-    /// `dbt.name`: dbt's macro, dispatched (`strata__name`, `default__name`, then `name`).
-    Dbt,
-    /// `package.name`: the package's macro of that name (which may dispatch itself), else its
-    /// dispatched variants.
-    Package,
-}
-
-impl Object for Namespace {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
-    }
-
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let name = key.as_str()?;
-        match self.1 {
-            NamespaceKind::Dbt => dispatch(&self.0, name),
-            NamespaceKind::Package => exact(&self.0, name).or_else(|| dispatch(&self.0, name)),
-        }
-    }
-}
-
-/// `adapter`: `quote`, `dispatch` and the names dbt's adapters share.
-#[derive(Debug)]
-struct Adapter(Arc<IndexMap<String, MacroDef>>);
-
-impl Object for Adapter {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
-    }
-
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        match key.as_str()? {
-            "type" => Some(Value::from("strata")),
-            _ => None,
-        }
-    }
-
-    fn call_method(
-        self: &Arc<Self>,
-        state: &mut State<'_, '_>,
-        method: &str,
-        args: &[Value],
-    ) -> Result<Value, JError> {
-        match method {
-            "get_relation" => {
-                let (kwargs,): (Kwargs,) = from_args(args)?;
-                let relation = relation_from_kwargs(&kwargs)?;
-                let Some(scope) = current_scope(state) else {
-                    return Ok(Value::from(()));
-                };
-                let Some(i) = scope.introspector() else {
-                    return Ok(Value::from(()));
-                };
-                Ok(match i.columns(&relation).map_err(query_error)? {
-                    Some(_) => Value::from_object(JRelation {
-                        relation,
-                        cte: None,
-                        filter: None,
-                    }),
-                    None => Value::from(()),
-                })
-            }
-            "get_columns_in_relation" => {
-                let (rel,): (Value,) = from_args(args)?;
-                let Some(r) = rel.downcast_object_ref::<JRelation>() else {
-                    return Err(query_error(
-                        "get_columns_in_relation() takes a relation".into(),
-                    ));
-                };
-                let Some(scope) = current_scope(state) else {
-                    return Ok(Value::from(Vec::<Value>::new()));
-                };
-                let Some(i) = scope.introspector() else {
-                    return Ok(Value::from(Vec::<Value>::new()));
-                };
-                let columns = i
-                    .columns(&r.relation)
-                    .map_err(query_error)?
-                    .unwrap_or_default();
-                Ok(Value::from(
-                    columns
-                        .into_iter()
-                        .map(|(name, ty)| {
-                            minijinja::context! {
-                                name => name.clone(),
-                                column => name.clone(),
-                                quoted => strata_common::quote_ident(&name),
-                                data_type => ty.clone(),
-                                dtype => ty,
-                            }
-                        })
-                        .collect::<Vec<_>>(),
-                ))
-            }
-            "quote" => {
-                let (ident,): (String,) = from_args(args)?;
-                Ok(Value::from_safe_string(strata_common::quote_ident(&ident)))
-            }
-            "quote_as_configured" => {
-                let (ident, _kind): (String, Option<String>) = from_args(args)?;
-                Ok(Value::from(ident))
-            }
-            "dispatch" => {
-                let (name, namespace, kwargs): (String, Option<String>, Kwargs) = from_args(args)?;
-                let _namespace: Option<String> = namespace.or(kwargs.get("macro_namespace")?);
-                dispatch(&self.0, &name).ok_or_else(|| {
-                    JError::new(
-                        ErrorKind::UnknownFunction,
-                        format!(
-                            "adapter.dispatch('{name}'): no macro `strata__{name}` or `default__{name}` exists"
-                        ),
-                    )
-                })
-            }
-            other => Err(JError::new(
-                ErrorKind::UnknownMethod,
-                format!("adapter.{other}() is not available in Strata yet"),
-            )),
-        }
-    }
-}
-
-/// `api.Relation.create(database=, schema=, identifier=)`.
-#[derive(Debug)]
-struct Api;
-
-impl Object for Api {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
-    }
-
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        (key.as_str()? == "Relation").then(|| Value::from_object(RelationFactory))
-    }
-}
-
-/// A relation from `database=`, `schema=` and `identifier=` keyword arguments.
-fn relation_from_kwargs(kwargs: &Kwargs) -> Result<Relation, JError> {
-    let part = |k: &str| -> Result<String, JError> {
-        Ok(kwargs.get::<Option<String>>(k)?.unwrap_or_default())
-    };
-    Ok(Relation::new(
-        part("database")?,
-        part("schema")?,
-        part("identifier")?,
-    ))
-}
-
-#[derive(Debug)]
-struct RelationFactory;
-
-impl Object for RelationFactory {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
-    }
-
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
-        method: &str,
-        args: &[Value],
-    ) -> Result<Value, JError> {
-        if method != "create" {
-            return Err(JError::from(ErrorKind::UnknownMethod));
-        }
-        let (kwargs,): (Kwargs,) = from_args(args)?;
-        let relation = relation_from_kwargs(&kwargs)?;
-        let _ = kwargs.get::<Option<Value>>("type")?;
-        Ok(Value::from_object(JRelation {
-            relation,
-            cte: None,
-            filter: None,
-        }))
     }
 }
 

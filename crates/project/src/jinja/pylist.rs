@@ -1,74 +1,37 @@
 //! Python list and dict methods dbt templates rely on. Jinja2 lists and dicts are Python's:
 //! macros build them with `{% set parts = [] %}` and `{% do parts.append(x) %}` (dbt_utils'
 //! `generate_surrogate_key`, `star`, ...) or `{% set seen = {} %}` and `{% do
-//! seen.update({k: v}) %}`. minijinja's are immutable, so an empty list or dict assigned by
-//! `set` becomes a [`PyList`] or [`PyDict`], which their methods change in place; every list
-//! answers `index` and `count`, and strings and dicts Python's usual methods.
+//! seen.update({k: v}) %}`. minijinja's are immutable, so the template source is rewritten
+//! (see [`super::rewrite`]) so that list and dict literals, and values assigned by `set`, are
+//! a [`PyList`] or [`PyDict`], which their methods change in place; every list answers `index`
+//! and `count`, and strings and dicts Python's usual methods.
 
 use std::sync::{Arc, Mutex};
 
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 use minijinja::{Error, ErrorKind, State};
 
-/// The function `{% set x = [] %}` is rewritten to call.
+/// The function a list literal `[...]` is rewritten to call.
 pub const NEW_LIST: &str = "__strata_list";
 
-/// The function `{% set x = {} %}` is rewritten to call.
+/// The function a dict literal `{...}` is rewritten to call.
 pub const NEW_DICT: &str = "__strata_dict";
-
-/// Rewrite `{% set name = [...] %}`, `{% set name = {} %}` and macro arguments defaulting to
-/// `[]` (any whitespace control) so the list or dict can change.
-pub fn mutable_empty_lists(source: &str) -> std::borrow::Cow<'_, str> {
-    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    #[allow(clippy::unwrap_used)] // a constant pattern
-    let re = RE.get_or_init(|| {
-        regex::Regex::new(
-            r"(\{%-?\s*set\s+[A-Za-z_][A-Za-z0-9_.]*\s*=\s*)(\[[^%]*?\]|\{\s*\})(\s*-?%\})",
-        )
-        .unwrap()
-    });
-    // A macro argument defaulting to `[]` gets a fresh list it may change, per call.
-    static SIGNATURE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    static EMPTY_DEFAULT: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    #[allow(clippy::unwrap_used)] // constant patterns
-    let signature = SIGNATURE.get_or_init(|| {
-        regex::Regex::new(
-            r"(\{%-?\s*(?:macro|test)\s+[A-Za-z_][A-Za-z0-9_]*\s*\()([^%]*)(\)\s*-?%\})",
-        )
-        .unwrap()
-    });
-    #[allow(clippy::unwrap_used)]
-    let empty_default = EMPTY_DEFAULT.get_or_init(|| regex::Regex::new(r"=\s*\[\s*\]").unwrap());
-    if !source.contains("set") && !source.contains("[]") {
-        return std::borrow::Cow::Borrowed(source);
-    }
-    let lists = re.replace_all(source, |c: &regex::Captures<'_>| {
-        match c[2].starts_with('[') {
-            true => format!("{}{NEW_LIST}({}){}", &c[1], &c[2], &c[3]),
-            false => format!("{}{NEW_DICT}(){}", &c[1], &c[3]),
-        }
-    });
-    if !lists.contains("[]") {
-        return lists;
-    }
-    std::borrow::Cow::Owned(
-        signature
-            .replace_all(&lists, |c: &regex::Captures<'_>| {
-                let args = empty_default.replace_all(&c[2], format!("={NEW_LIST}()"));
-                format!("{}{args}{}", &c[1], &c[3])
-            })
-            .into_owned(),
-    )
-}
 
 /// A dict that methods may change.
 #[derive(Debug, Default)]
 pub struct PyDict(Mutex<indexmap::IndexMap<Value, Value>>);
 
 impl PyDict {
-    /// An empty dict, as a template value.
-    pub fn new_value() -> Value {
-        Value::from_object(PyDict::default())
+    /// A dict holding `items` (a dict literal's pairs), as a template value.
+    pub fn new_value(items: Option<Value>) -> Result<Value, Error> {
+        let mut map = indexmap::IndexMap::new();
+        if let Some(items) = items {
+            for k in items.try_iter()? {
+                let v = items.get_item(&k)?;
+                map.insert(k, v);
+            }
+        }
+        Ok(Value::from_object(PyDict(Mutex::new(map))))
     }
 
     fn snapshot(&self) -> Value {
@@ -137,6 +100,43 @@ impl Object for PyDict {
             }
             _ => python_method(state, &self.snapshot(), method, args),
         }
+    }
+}
+
+/// `{% set name = value %}`'s value as Python would have it: a plain list or mapping (a
+/// filter's result, a config value, `a + b`) becomes a list or dict of its own that methods
+/// may change; everything else, including lists and dicts that already may, is kept as it is.
+pub fn own(value: Value) -> Result<Value, Error> {
+    use minijinja::value::ValueKind;
+    let Some(obj) = value.as_object() else {
+        return Ok(value);
+    };
+    if obj.downcast_ref::<PyList>().is_some() || obj.downcast_ref::<PyDict>().is_some() {
+        return Ok(value);
+    }
+    match value.kind() {
+        ValueKind::Seq | ValueKind::Iterable if plain(&value) => PyList::new_value(Some(value)),
+        ValueKind::Map if plain(&value) => PyDict::new_value(Some(value)),
+        _ => Ok(value),
+    }
+}
+
+/// Whether `value` is one of minijinja's own lists or mappings (a literal, a filter's result,
+/// deserialized data, a lazy `a + b`), not an object with methods of its own (a relation, a
+/// result table, a tuple).
+fn plain(value: &Value) -> bool {
+    let Some(obj) = value.as_object() else {
+        return false;
+    };
+    if value.is_tuple() || super::agate::has_methods(obj) {
+        return false;
+    }
+    match value.kind() {
+        // minijinja's maps are `IndexMap`s (the `preserve_order` feature).
+        minijinja::value::ValueKind::Map => obj
+            .downcast_ref::<indexmap::IndexMap<Value, Value>>()
+            .is_some(),
+        _ => true,
     }
 }
 
@@ -235,7 +235,10 @@ pub fn python_method(
     method: &str,
     args: &[Value],
 ) -> Result<Value, Error> {
-    if !matches!(value.kind(), minijinja::value::ValueKind::Seq) {
+    if !matches!(
+        value.kind(),
+        minijinja::value::ValueKind::Seq | minijinja::value::ValueKind::Iterable
+    ) {
         return minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args);
     }
     match (method, args) {
@@ -253,7 +256,7 @@ pub fn python_method(
         ("append" | "extend" | "insert" | "pop" | "remove", _) => Err(Error::new(
             ErrorKind::InvalidOperation,
             format!(
-                "list.{method}() changes a list, and only lists assigned with `{{% set name = [...] %}}` can change; build this one that way"
+                "list.{method}() changes a list, and this one was not assigned: assign it first, with `{{% set name = ... %}}`, and change `name`"
             ),
         )),
         _ => minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args),

@@ -225,12 +225,30 @@ fn lists_grow_as_in_python() {
         .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
         .expect("render");
     assert_eq!(out, "x|x");
-    let env = env_with("{% do ['x'].append('y') %}", &[]);
+    // Literals anywhere are Python's: a list inside a dict, a list passed inline.
+    let env = env_with(
+        "{% set d = {} %}{% for r in ['a', 'b'] %}{% do d.update({r: []}) %}{% do d[r].append(r ~ 1) %}{% endfor %}{% do d['a'].append('a2') %}{{ d['a'] | join(',') }}/{{ d['b'] | join(',') }}",
+        &[],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, "a1,a2/b1");
+    // Values assigned by set are the template's own: a concatenation, a filter's result.
+    let env = env_with(
+        "{% set a = ['x'] %}{% set c = a + ['y'] %}{% do c.append('z') %}{% set s = 'qp' | list | sort %}{% do s.append('r') %}{{ c | join }}{{ a | join }}{{ s | join }}{{ c == ['x', 'y', 'z'] }}",
+        &[],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, "xyzxpqrTrue");
+    let env = env_with("{% do (['x'] + ['y']).append('z') %}", &[]);
     let err = env
         .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect_err("an immutable list");
+        .expect_err("a concatenation not assigned");
     assert!(
-        describe_error(&err).contains("set name = [...]"),
+        describe_error(&err).contains("{% set name = ... %}"),
         "{}",
         describe_error(&err)
     );

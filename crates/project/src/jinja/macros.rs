@@ -1,0 +1,285 @@
+//! Macros as callables: dbt's dispatch, package namespaces and `adapter`.
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use minijinja::value::{Kwargs, Object, ObjectRepr, Rest, Value, from_args};
+use minijinja::{Error as JError, ErrorKind, State};
+
+use super::column::Column;
+use super::*;
+
+/// Call macro `name` of `template` (by its `mangled` name); `kwargs`, for a macro that takes
+/// undeclared keyword arguments, is what it sees as `kwargs`.
+pub(super) fn call_macro_with(
+    state: &State,
+    template: &str,
+    mangled: &str,
+    name: &str,
+    args: &[Value],
+    kwargs: Option<Value>,
+) -> Result<Value, JError> {
+    let ctx = match current_scope(state) {
+        Some(scope) => scope.context(),
+        None => Value::UNDEFINED,
+    };
+    let ctx = match kwargs {
+        Some(kwargs) => minijinja::context! { kwargs => kwargs, ..ctx },
+        None => ctx,
+    };
+    // Each call renders the macro's file anew, so minijinja's own recursion limit (per render)
+    // never sees the nesting: count it here.
+    let depth = RETURNS.with(|r| r.borrow().len());
+    if depth >= MAX_MACRO_DEPTH {
+        return Err(JError::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "macro `{name}` is nested {depth} calls deep: a macro that keeps calling itself \
+                 (or macros calling each other) without an end; check its stopping condition"
+            ),
+        ));
+    }
+    let tmpl = state.env().get_template(template)?;
+    let mut captured = tmpl.render_captured(ctx)?;
+    if let Some(scope) = current_scope(state)
+        && let Ok(mut c) = scope.captured.lock()
+        && !c.macros.iter().any(|m| m == name)
+    {
+        c.macros.push(name.to_string());
+    }
+    captured.with_state_mut(|st| {
+        let m = st.lookup(mangled).ok_or_else(|| {
+            JError::new(
+                ErrorKind::UnknownFunction,
+                format!("macro `{name}` is not defined in {template}"),
+            )
+        })?;
+        RETURNS.with(|r| r.borrow_mut().push(None));
+        let result = m.call(st, args);
+        let returned = RETURNS.with(|r| r.borrow_mut().pop().flatten());
+        match (returned, result) {
+            (Some(v), _) => Ok(v),
+            (None, Ok(out)) => Ok(out),
+            (None, Err(e)) => Err(e),
+        }
+    })
+}
+
+/// A callable for the macro `name`, looked up as dbt's dispatch does: `strata__name`, then
+/// `default__name`, then `name` itself.
+pub(super) fn dispatch(macros: &IndexMap<String, MacroDef>, name: &str) -> Option<Value> {
+    let def = ["strata__", "default__", ""]
+        .iter()
+        .find_map(|p| macros.get(&format!("{p}{name}")))?;
+    macro_value(def)
+}
+
+/// The macro named exactly `name`.
+pub(super) fn exact(macros: &IndexMap<String, MacroDef>, name: &str) -> Option<Value> {
+    macro_value(macros.get(name)?)
+}
+
+/// A macro as a callable value. A macro whose body uses `kwargs` takes keyword arguments it
+/// does not declare, as in Jinja2: they reach it as the mapping `kwargs`.
+pub(super) fn macro_value(def: &MacroDef) -> Option<Value> {
+    let template = template_name(&def.file);
+    let mangled = format!("{MACRO_PREFIX}{}", def.name);
+    let macro_name = def.name.clone();
+    let catch_all = uses_kwargs(&def.sql).then(|| declared_args(&def.sql));
+    Some(Value::from_function(
+        move |state: &State, args: Rest<Value>, kwargs: Kwargs| -> Result<Value, JError> {
+            let mut args = args.0;
+            let mut extra: Vec<(String, Value)> = Vec::new();
+            let mut named: Vec<(String, Value)> = Vec::new();
+            for key in kwargs.args() {
+                let v: Value = kwargs.peek(key)?;
+                match &catch_all {
+                    Some(declared) if key != "caller" && !declared.iter().any(|d| d == key) => {
+                        extra.push((key.to_string(), v));
+                    }
+                    _ => named.push((key.to_string(), v)),
+                }
+            }
+            if !named.is_empty() {
+                args.push(Value::from(Kwargs::from_iter(named)));
+            }
+            let extra = catch_all.as_ref().map(|_| {
+                Value::from(
+                    extra
+                        .into_iter()
+                        .collect::<std::collections::BTreeMap<String, Value>>(),
+                )
+            });
+            call_macro_with(state, &template, &mangled, &macro_name, &args, extra)
+        },
+    ))
+}
+
+/// Whether a macro's body (past its signature) uses `kwargs`.
+pub(super) fn uses_kwargs(sql: &str) -> bool {
+    let body = sql.split_once("%}").map(|(_, b)| b).unwrap_or_default();
+    body.match_indices("kwargs").any(|(i, _)| {
+        let before = body[..i].chars().next_back();
+        let after = body[i + "kwargs".len()..].chars().next();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+/// The argument names of a macro's signature: `{% macro m(a, b=[1, 2], c=none) %}` gives
+/// a, b, c.
+pub(super) fn declared_args(sql: &str) -> Vec<String> {
+    let Some(open) = sql.find('(') else {
+        return Vec::new();
+    };
+    let mut depth = 0usize;
+    let mut current = String::new();
+    let mut parts = Vec::new();
+    for c in sql[open + 1..].chars() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' if depth == 0 => {
+                parts.push(std::mem::take(&mut current));
+                break;
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    parts
+        .iter()
+        .filter_map(|p| {
+            let name = p.split('=').next()?.trim();
+            (!name.is_empty()).then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// `dbt`: dbt's cross-database macros (`dbt.date_trunc`, `dbt.datediff`, ...).
+#[derive(Debug)]
+pub(super) struct Namespace(
+    pub(super) Arc<IndexMap<String, MacroDef>>,
+    pub(super) NamespaceKind,
+);
+
+/// How a namespace finds `ns.name`.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum NamespaceKind {
+    /// `dbt.name`: dbt's macro, dispatched (`strata__name`, `default__name`, then `name`).
+    Dbt,
+    /// `package.name`: the package's macro of that name (which may dispatch itself), else its
+    /// dispatched variants.
+    Package,
+}
+
+impl Object for Namespace {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let name = key.as_str()?;
+        match self.1 {
+            NamespaceKind::Dbt => dispatch(&self.0, name),
+            NamespaceKind::Package => exact(&self.0, name).or_else(|| dispatch(&self.0, name)),
+        }
+    }
+}
+
+/// `adapter`: `quote`, `dispatch` and the names dbt's adapters share.
+#[derive(Debug)]
+pub(super) struct Adapter(pub(super) Arc<IndexMap<String, MacroDef>>);
+
+impl Object for Adapter {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "type" => Some(Value::from("strata")),
+            _ => None,
+        }
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, JError> {
+        match method {
+            "get_relation" => {
+                let (kwargs,): (Kwargs,) = from_args(args)?;
+                let relation = relation_from_kwargs(&kwargs)?;
+                let Some(scope) = current_scope(state) else {
+                    return Ok(Value::from(()));
+                };
+                let Some(i) = scope.introspector() else {
+                    return Ok(Value::from(()));
+                };
+                Ok(match i.columns(&relation).map_err(query_error)? {
+                    Some(_) => Value::from_object(JRelation {
+                        relation,
+                        cte: None,
+                        filter: None,
+                    }),
+                    None => Value::from(()),
+                })
+            }
+            "get_columns_in_relation" => {
+                let (rel,): (Value,) = from_args(args)?;
+                let Some(r) = rel.downcast_object_ref::<JRelation>() else {
+                    return Err(query_error(
+                        "get_columns_in_relation() takes a relation".into(),
+                    ));
+                };
+                let Some(scope) = current_scope(state) else {
+                    return Ok(Value::from(Vec::<Value>::new()));
+                };
+                let Some(i) = scope.introspector() else {
+                    return Ok(Value::from(Vec::<Value>::new()));
+                };
+                let columns = i
+                    .columns(&r.relation)
+                    .map_err(query_error)?
+                    .unwrap_or_default();
+                Ok(Value::from(
+                    columns
+                        .into_iter()
+                        .map(|(name, ty)| Column::value(name, ty))
+                        .collect::<Vec<_>>(),
+                ))
+            }
+            "quote" => {
+                let (ident,): (String,) = from_args(args)?;
+                Ok(Value::from_safe_string(strata_common::quote_ident(&ident)))
+            }
+            "quote_as_configured" => {
+                let (ident, _kind): (String, Option<String>) = from_args(args)?;
+                Ok(Value::from(ident))
+            }
+            "dispatch" => {
+                let (name, namespace, kwargs): (String, Option<String>, Kwargs) = from_args(args)?;
+                let _namespace: Option<String> = namespace.or(kwargs.get("macro_namespace")?);
+                dispatch(&self.0, &name).ok_or_else(|| {
+                    JError::new(
+                        ErrorKind::UnknownFunction,
+                        format!(
+                            "adapter.dispatch('{name}'): no macro `strata__{name}` or `default__{name}` exists"
+                        ),
+                    )
+                })
+            }
+            other => Err(JError::new(
+                ErrorKind::UnknownMethod,
+                format!("adapter.{other}() is not available in Strata yet"),
+            )),
+        }
+    }
+}
