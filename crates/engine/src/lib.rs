@@ -11,6 +11,7 @@
 
 pub mod embedded;
 pub mod error;
+pub mod functions;
 pub mod literals;
 pub mod semantics;
 pub mod types;

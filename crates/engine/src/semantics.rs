@@ -9,6 +9,10 @@
 //! The rule runs before DataFusion's own type coercion and keeps output column names as
 //! written, so `select a / b` is still called `a / b`.
 //!
+//! - Dates and timestamps follow PostgreSQL: `date + interval` is a timestamp, and a text
+//!   literal beside a date or timestamp (`'2018-01-01' + interval '1 day'`, and in
+//!   [`crate::functions`] `coalesce(d, '2099-12-31')`) is read as one.
+//!
 //! - Tables take nullable columns, as a warehouse's `create table as select` makes them
 //!   ([`nullable_columns`]): a column that had no NULL when the table was built (a literal, a
 //!   key) must still accept one from a later incremental run or a hook's insert.
@@ -28,6 +32,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::expr::Cast;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
@@ -64,7 +69,9 @@ fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     let transformed = plan.map_expressions(|expr| {
         let saved = preserver.save(&expr);
         expr.transform_up(|e| {
-            divide(e, &schema)?.transform_data(|e| compare_timestamps(e, &schema))
+            divide(e, &schema)?
+                .transform_data(|e| compare_timestamps(e, &schema))?
+                .transform_data(|e| text_to_timestamp(e, &schema))
         })
         .map(|t| t.update_data(|e| saved.restore(e)))
     })?;
@@ -146,6 +153,70 @@ fn compare_timestamps(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         *op,
         Box::new(right),
     ))))
+}
+
+/// A cast of text to a timestamp accepts what PostgreSQL does (see
+/// [`crate::functions::text_to_timestamp`]).
+fn text_to_timestamp(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::Cast(Cast { expr, field }) = &e else {
+        return Ok(Transformed::no(e));
+    };
+    let data_type = field.data_type();
+    if !matches!(data_type, DataType::Timestamp(..)) {
+        return Ok(Transformed::no(e));
+    }
+    match expr.get_type(schema) {
+        Ok(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => Ok(Transformed::yes(
+            crate::functions::text_to_timestamp(data_type.clone())
+                .call(vec![expr.as_ref().clone()]),
+        )),
+        _ => Ok(Transformed::no(e)),
+    }
+}
+
+/// Plans `date + interval` (or text + interval) as a timestamp, as PostgreSQL and DuckDB do:
+/// `cast('2018-01-01' as date) + interval '1 hour'` keeps its hour, and an untyped literal
+/// (`'2018-01-01' + interval '1 day'`) is read as a timestamp. DataFusion keeps a date, and
+/// refuses the literal.
+#[derive(Debug)]
+pub struct DateArithmetic;
+
+impl ExprPlanner for DateArithmetic {
+    fn plan_binary_op(
+        &self,
+        expr: RawBinaryExpr,
+        schema: &DFSchema,
+    ) -> Result<PlannerResult<RawBinaryExpr>> {
+        use datafusion::sql::sqlparser::ast::BinaryOperator;
+        let op = match expr.op {
+            BinaryOperator::Plus => Operator::Plus,
+            BinaryOperator::Minus => Operator::Minus,
+            _ => return Ok(PlannerResult::Original(expr)),
+        };
+        let (Ok(lt), Ok(rt)) = (expr.left.get_type(schema), expr.right.get_type(schema)) else {
+            return Ok(PlannerResult::Original(expr));
+        };
+        let interval = |t: &DataType| matches!(t, DataType::Interval(_));
+        let datelike = |x: &Expr, t: &DataType| {
+            matches!(t, DataType::Date32 | DataType::Date64)
+                || (matches!(x, Expr::Literal(..))
+                    && matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8))
+        };
+        let ts = DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
+        let cast = |x: Expr| Expr::Cast(Cast::new(Box::new(x), ts.clone()));
+        let (left, right) = if datelike(&expr.left, &lt) && interval(&rt) {
+            (cast(expr.left), expr.right)
+        } else if interval(&lt) && datelike(&expr.right, &rt) && op == Operator::Plus {
+            (expr.left, cast(expr.right))
+        } else {
+            return Ok(PlannerResult::Original(expr));
+        };
+        Ok(PlannerResult::Planned(Expr::BinaryExpr(BinaryExpr::new(
+            Box::new(left),
+            op,
+            Box::new(right),
+        ))))
+    }
 }
 
 static DIVIDE: LazyLock<ScalarUDF> = LazyLock::new(|| ScalarUDF::from(StrataDivide::new()));

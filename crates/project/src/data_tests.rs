@@ -95,6 +95,15 @@ impl DataTest {
         }
     }
 
+    /// How failures are counted over the test query's rows (default `count(*)`), as dbt's
+    /// `fail_calc`.
+    pub fn fail_calc(&self) -> &str {
+        self.config
+            .get_str("fail_calc")
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or("count(*)")
+    }
+
     /// The condition on the failure count that makes the test warn (default `!= 0`).
     pub fn warn_if(&self) -> &str {
         self.config.get_str("warn_if").unwrap_or("!= 0")

@@ -1180,6 +1180,10 @@ impl Loader {
                 .with_hint("generic tests are macros named test_<name>: define them in macros/ or tests/generic/ with {% test name(model, column_name) %}")
             })?;
             t.config.merge(&captured.config);
+            // `{{ config(enabled=false) }}` in the test's own SQL disables it, as in dbt.
+            if !t.config.enabled() {
+                continue;
+            }
             let mut deps = Vec::new();
             for r in &captured.refs {
                 let id = by_name.get(r.name.as_str()).ok_or_else(|| {

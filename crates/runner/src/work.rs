@@ -474,14 +474,16 @@ async fn store_failures(
     warehouse.append(&request).await.map(|_| ())
 }
 
-/// Count a test's failing rows and judge them by `severity`, `warn_if` and `error_if`.
+/// Count a test's failures (`fail_calc`, by default the rows) and judge them by `severity`,
+/// `warn_if` and `error_if`.
 async fn run_test(warehouse: &dyn Warehouse, test: &DataTest, sql: &str) -> Done {
     let limited = match test.limit() {
         Some(n) => format!("select * from (\n{sql}\n) as dbt_limited limit {n}"),
         None => sql.to_string(),
     };
+    let calc = test.fail_calc();
     let query = format!(
-        "select count(*) as failures, count(*) {} as should_warn, count(*) {} as should_error \
+        "select cast({calc} as bigint) as failures, {calc} {} as should_warn, {calc} {} as should_error \
          from (\n{limited}\n) as dbt_internal_test",
         test.warn_if(),
         test.error_if()

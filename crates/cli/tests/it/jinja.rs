@@ -35,8 +35,9 @@ fn cross_database_macros_compute_what_dbt_documents() {
     assert_eq!(row["years"], 1);
     assert_eq!(row["hours"], 2);
     assert_eq!(row["weeks"], 2);
-    assert_eq!(row["next_month"], "2024-02-29");
-    assert_eq!(row["two_days_before"], "2024-02-28");
+    // date + interval is a timestamp, as in PostgreSQL and DuckDB.
+    assert_eq!(row["next_month"], "2024-02-29T00:00:00");
+    assert_eq!(row["two_days_before"], "2024-02-28T00:00:00");
     assert_eq!(row["month_start"], "2024-03-01T00:00:00");
     // safe_cast of bad text is NULL (a column that exists and holds NULL).
     assert_eq!(

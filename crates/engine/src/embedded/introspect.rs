@@ -32,6 +32,7 @@ impl SqlIntrospector {
 fn rows_of(batches: &[RecordBatch]) -> Result<Vec<Vec<serde_json::Value>>, String> {
     let mut out = Vec::new();
     for b in batches {
+        let b = &widen_floats(b)?;
         let mut buf = Vec::new();
         {
             let mut w = datafusion::arrow::json::writer::ArrayWriter::new(&mut buf);
@@ -54,6 +55,33 @@ fn rows_of(batches: &[RecordBatch]) -> Result<Vec<Vec<serde_json::Value>>, Strin
         }
     }
     Ok(out)
+}
+
+/// `b` with single-precision floats as doubles holding the same value: a template sees a
+/// REAL's exact value (3.3f32 is 3.299999952316284), as Python's float of it is, so the value
+/// written back into SQL compares equal to the column.
+fn widen_floats(b: &RecordBatch) -> Result<RecordBatch, String> {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let narrow = |t: &DataType| matches!(t, DataType::Float16 | DataType::Float32);
+    if !b.schema().fields().iter().any(|f| narrow(f.data_type())) {
+        return Ok(b.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+        if narrow(f.data_type()) {
+            columns.push(
+                datafusion::arrow::compute::cast(c, &DataType::Float64)
+                    .map_err(|e| e.to_string())?,
+            );
+            fields.push(Field::new(f.name(), DataType::Float64, f.is_nullable()));
+        } else {
+            columns.push(c.clone());
+            fields.push(f.as_ref().clone());
+        }
+    }
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| e.to_string())
 }
 
 impl Introspector for SqlIntrospector {

@@ -108,14 +108,18 @@ impl EmbeddedWarehouse {
         if let Some(n) = options.target_partitions {
             config = config.with_target_partitions(n.max(1));
         }
-        let state = SessionStateBuilder::new()
+        let mut builder = SessionStateBuilder::new()
             .with_default_features()
             .with_config(config)
             .with_query_planner(DeltaPlanner::new())
-            .with_analyzer_rules(TrueDivision::with_default_rules())
-            .build();
+            .with_analyzer_rules(TrueDivision::with_default_rules());
+        if let Some(planners) = builder.expr_planners() {
+            planners.insert(0, Arc::new(crate::semantics::DateArithmetic));
+        }
+        let state = builder.build();
         let ctx = SessionContext::new_with_state(state);
         stage::register(&ctx)?;
+        crate::functions::register(&ctx);
         let shared = Arc::new(CatalogShared::new(
             options.database.clone(),
             lake,

@@ -212,17 +212,32 @@ impl Object for PyClass {
     fn call(self: &Arc<Self>, _state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
         match **self {
             PyClass::Timedelta => {
-                let (kwargs,): (Kwargs,) = from_args(args)?;
-                let mut d = Duration::zero();
-                for (key, unit) in [
-                    ("weeks", 604_800.0),
+                // Python's order of positional arguments, and each unit in seconds.
+                const UNITS: [(&str, f64); 7] = [
                     ("days", 86_400.0),
-                    ("hours", 3_600.0),
-                    ("minutes", 60.0),
                     ("seconds", 1.0),
-                ] {
+                    ("microseconds", 1e-6),
+                    ("milliseconds", 1e-3),
+                    ("minutes", 60.0),
+                    ("hours", 3_600.0),
+                    ("weeks", 604_800.0),
+                ];
+                let (positional, kwargs): (Rest<f64>, Kwargs) = from_args(args)?;
+                if positional.len() > UNITS.len() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "timedelta() takes at most 7 arguments",
+                    ));
+                }
+                let mut d = Duration::zero();
+                let micros =
+                    |v: f64, unit: f64| Duration::microseconds((v * unit * 1e6).round() as i64);
+                for (v, (_, unit)) in positional.iter().zip(UNITS) {
+                    d += micros(*v, unit);
+                }
+                for (key, unit) in UNITS {
                     if let Some(v) = kwargs.get::<Option<f64>>(key)? {
-                        d += Duration::milliseconds((v * unit * 1000.0) as i64);
+                        d += micros(v, unit);
                     }
                 }
                 kwargs.assert_all_used()?;

@@ -8,6 +8,7 @@
 //! and `{{ return(x) }}` hands `x` back to the caller as a value.
 
 mod agate;
+mod arith;
 mod column;
 mod datetime;
 mod macros;
@@ -364,16 +365,8 @@ impl JinjaEnv {
         );
         env.add_function("env_var", env_var);
         env.add_function(pylist::NEW_LIST, pylist::PyList::new_value);
-        // Python's `set(...)`, as dbt's context offers it: the distinct values, in order.
-        env.add_function("set", |items: Value| -> Result<Value, JError> {
-            let mut out: Vec<Value> = Vec::new();
-            for v in items.try_iter()? {
-                if !out.contains(&v) {
-                    out.push(v);
-                }
-            }
-            Ok(Value::from(out))
-        });
+        // Python's `set(...)`, as dbt's context offers it: equal to any set of the same values.
+        env.add_function("set", pylist::PySet::new_value);
         // `load_relation(relation)`: the relation when it exists in the warehouse, else none.
         env.add_function(
             "load_relation",
@@ -397,6 +390,7 @@ impl JinjaEnv {
         );
         env.add_function(pylist::NEW_DICT, pylist::PyDict::new_value);
         env.add_function(rewrite::OWN, pylist::own);
+        env.add_function(arith::ARITH, arith::arith);
         env.set_unknown_method_callback(pylist::python_method);
         let g = globals.clone();
         env.add_function("doc", move |name: String| -> Result<Value, JError> {

@@ -111,7 +111,10 @@ pub fn own(value: Value) -> Result<Value, Error> {
     let Some(obj) = value.as_object() else {
         return Ok(value);
     };
-    if obj.downcast_ref::<PyList>().is_some() || obj.downcast_ref::<PyDict>().is_some() {
+    if obj.downcast_ref::<PyList>().is_some()
+        || obj.downcast_ref::<PyDict>().is_some()
+        || obj.downcast_ref::<PySet>().is_some()
+    {
         return Ok(value);
     }
     match value.kind() {
@@ -223,6 +226,132 @@ impl Object for PyList {
             }
         }
         Ok(Value::UNDEFINED)
+    }
+}
+
+/// Python's `set(...)`: distinct values (kept in first-seen order for iteration) that compare
+/// equal to another set with the same values in any order, with `add`, `update`, `discard`,
+/// `remove`, `union`, `intersection`, `difference`, `issubset` and `issuperset`.
+#[derive(Debug, Default)]
+pub struct PySet(Mutex<Vec<Value>>);
+
+impl PySet {
+    /// The set of `items`' values (empty without).
+    pub fn new_value(items: Option<Value>) -> Result<Value, Error> {
+        let mut out: Vec<Value> = Vec::new();
+        if let Some(items) = items {
+            for v in items.try_iter()? {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        }
+        Ok(Value::from_object(PySet(Mutex::new(out))))
+    }
+
+    fn items(&self) -> Vec<Value> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl Object for PySet {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, _key: &Value) -> Option<Value> {
+        None
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.items())
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        self.0.lock().ok().map(|v| v.len())
+    }
+
+    fn custom_cmp(
+        self: &Arc<Self>,
+        other: &minijinja::value::DynObject,
+    ) -> Option<std::cmp::Ordering> {
+        let other = other.downcast_ref::<PySet>()?.items();
+        let mine = self.items();
+        (mine.len() == other.len() && mine.iter().all(|v| other.contains(v)))
+            .then_some(std::cmp::Ordering::Equal)
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let poisoned = || Error::new(ErrorKind::InvalidOperation, "set lock poisoned");
+        let others = |args: &[Value]| -> Result<Vec<Value>, Error> {
+            let mut all = Vec::new();
+            for a in args {
+                all.extend(a.try_iter()?);
+            }
+            Ok(all)
+        };
+        let mine = self.items();
+        match method {
+            "add" | "update" | "discard" | "remove" => {
+                let mut items = self.0.lock().map_err(|_| poisoned())?;
+                let values = if method == "add" || method == "discard" || method == "remove" {
+                    args.to_vec()
+                } else {
+                    others(args)?
+                };
+                for v in values {
+                    match method {
+                        "add" | "update" => {
+                            if !items.contains(&v) {
+                                items.push(v);
+                            }
+                        }
+                        _ => match items.iter().position(|x| x == &v) {
+                            Some(i) => {
+                                items.remove(i);
+                            }
+                            None if method == "remove" => {
+                                return Err(Error::new(
+                                    ErrorKind::InvalidOperation,
+                                    format!("set.remove({v}): not in the set"),
+                                ));
+                            }
+                            None => {}
+                        },
+                    }
+                }
+                Ok(Value::UNDEFINED)
+            }
+            "union" => PySet::new_value(Some(Value::from(
+                mine.into_iter().chain(others(args)?).collect::<Vec<_>>(),
+            ))),
+            "intersection" | "difference" => {
+                let other = others(args)?;
+                let keep = method == "intersection";
+                PySet::new_value(Some(Value::from(
+                    mine.into_iter()
+                        .filter(|v| other.contains(v) == keep)
+                        .collect::<Vec<_>>(),
+                )))
+            }
+            "issubset" => {
+                let other = others(args)?;
+                Ok(Value::from(mine.iter().all(|v| other.contains(v))))
+            }
+            "issuperset" => {
+                let other = others(args)?;
+                Ok(Value::from(other.iter().all(|v| mine.contains(v))))
+            }
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("a set has no method `{method}`"),
+            )),
+        }
     }
 }
 

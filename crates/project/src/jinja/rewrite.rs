@@ -10,7 +10,9 @@
 //! outside expressions and brackets inside strings are never touched.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
+use super::arith;
 use super::pylist::{NEW_DICT, NEW_LIST};
 
 /// The function `{% set name = value %}` passes `value` through.
@@ -18,7 +20,7 @@ pub const OWN: &str = "__strata_own";
 
 /// `source` with its list and dict literals made mutable (unchanged when it has none).
 pub fn mutable_literals(source: &str) -> Cow<'_, str> {
-    if !source.contains('[') && !source.contains("{{") && !source.contains("set") {
+    if !source.contains("{{") && !source.contains("{%") {
         return Cow::Borrowed(source);
     }
     let bytes = source.as_bytes();
@@ -26,6 +28,8 @@ pub fn mutable_literals(source: &str) -> Cow<'_, str> {
     let mut i = 0;
     let mut copied = 0;
     let mut changed = false;
+    // Variables assigned dates so far, for the date arithmetic rewrite.
+    let mut dates: HashSet<String> = HashSet::new();
     while i + 1 < bytes.len() {
         if bytes[i] != b'{' {
             i += 1;
@@ -49,6 +53,14 @@ pub fn mutable_literals(source: &str) -> Cow<'_, str> {
                     // Unterminated: leave the rest to the template parser's error.
                     break;
                 };
+                let content = rewritten.as_deref().unwrap_or(&source[start..end]);
+                if block
+                    && let Some(name) = set_target(content)
+                    && arith::mentions_dates(content, &dates)
+                {
+                    dates.insert(name.to_string());
+                }
+                let rewritten = arith::rewrite(content, &dates).or(rewritten);
                 if let Some(rewritten) = rewritten {
                     out.push_str(&source[copied..start]);
                     out.push_str(&rewritten);
@@ -65,6 +77,15 @@ pub fn mutable_literals(source: &str) -> Cow<'_, str> {
     }
     out.push_str(&source[copied..]);
     Cow::Owned(out)
+}
+
+/// The variable `{% set name = ... %}` assigns.
+fn set_target(block: &str) -> Option<&str> {
+    let rest = block.trim_start().strip_prefix("set")?;
+    let (name, value) = rest.split_once('=')?;
+    let name = name.trim();
+    let simple = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+    (simple && !value.starts_with('=')).then_some(name)
 }
 
 fn find(source: &str, from: usize, pat: &str) -> Option<usize> {

@@ -289,3 +289,27 @@ fn macros_using_kwargs_take_undeclared_keyword_arguments() {
         "a macro that does not use kwargs refuses unknown ones"
     );
 }
+
+#[test]
+fn sets_compare_without_order() {
+    let env = env_with(
+        "{% set a = set(['x', 'y', 'x']) %}{% set b = set(['y', 'x']) %}{{ a == b }} {{ a | length }} {{ a != set(['x']) }} {% do b.add('z') %}{{ b | sort | join }} {{ 'z' in b }} {{ a.issubset(b) }} {{ b.difference(a) | join }}",
+        &[],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, "True 2 True xyz True True z");
+}
+
+#[test]
+fn dates_add_and_subtract_as_in_python() {
+    let env = env_with(
+        "{% set end = modules.datetime.datetime(2024, 3, 1, 5) %}{% set start = (end - modules.datetime.timedelta(days=10)) %}{{ start.strftime('%Y-%m-%d %H') }}|{{ (end - start).days }}|{{ (start.date() + modules.datetime.timedelta(days=1)).isoformat() }}|{{ 3 - 1 + 4 }}|{{ 'a' + 'b' }}",
+        &[],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, "2024-02-20 05|10|2024-02-21|6|ab");
+}
