@@ -382,30 +382,20 @@ def compare_relation(con, strata, key, duck_cols, strata_cols, structure_only):
     return problems, len(duck_rows)
 
 
-GENERIC_TEST_HASH = re.compile(r"^(test\.[^.]+\.[^.]+)\.[0-9a-f]{10}$")
-
-
-def outcome_key(unique_id):
-    """dbt names a generic test `test.<package>.<name>.<10 hex digits>`; Strata leaves out the
-    hash. Both are matched on the id without it."""
-    m = GENERIC_TEST_HASH.match(unique_id)
-    return m[1] if m else unique_id
-
-
 def compare_results(label, folder):
     def outcomes(path):
         try:
             data = json.load(open(path))
         except FileNotFoundError:
             return {}
-        return {outcome_key(r["unique_id"]): r for r in data["results"]}
+        return {r["unique_id"]: r for r in data["results"]}
 
     def exit_code(path):
         return open(path).read().strip()
 
     duck, mine = outcomes(f"{folder}/duck.json"), outcomes(f"{folder}/strata.json")
     codes = exit_code(f"{folder}/duck.rc"), exit_code(f"{folder}/strata.rc")
-    same_tests = tests = same_nodes = hashless = 0
+    same_tests = tests = same_nodes = 0
     nodes = 1
     same_nodes = int(codes[0] == codes[1])
     width = max([len(k) for k in set(duck) | set(mine)] + [20])
@@ -425,8 +415,6 @@ def compare_results(label, folder):
 
         is_test = key.startswith("test.")
         ok = d is not None and s is not None and outcome(d) == outcome(s)
-        if d is not None and s is not None and d["unique_id"] != s["unique_id"]:
-            hashless += 1
         if is_test:
             tests += 1
             same_tests += ok
@@ -435,9 +423,6 @@ def compare_results(label, folder):
             same_nodes += ok
         mark = "" if ok else "   <-- DIFFERENT"
         print(f"{key:<{width}} {outcome(d):>11} {outcome(s):>11}{mark}")
-    if hashless:
-        print(f"note: {hashless} generic tests are matched without the hash dbt appends to "
-              "their unique_id (Strata's ids have none)")
     return same_tests, tests, same_nodes, nodes
 
 

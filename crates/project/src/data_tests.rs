@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use indexmap::IndexMap;
+use md5::Digest;
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 use strata_common::Location;
 
 use crate::config::{NodeConfig, yaml_to_json};
@@ -93,6 +93,12 @@ impl DataTest {
             Some(s) if s.eq_ignore_ascii_case("warn") => "warn",
             _ => "error",
         }
+    }
+
+    /// The name of the relation that keeps its failures (`store_failures`): its `alias`, which
+    /// for a long generated name is the short one, else its name.
+    pub fn relation_name(&self) -> &str {
+        self.config.get_str("alias").unwrap_or(&self.name)
     }
 
     /// How failures are counted over the test query's rows (default `count(*)`), as dbt's
@@ -225,45 +231,135 @@ fn sanitize(s: &str) -> String {
     out
 }
 
-fn arg_suffix(v: &Json) -> String {
+/// Python's `str()` of a YAML value, as dbt's names and hashes see it.
+fn py_str(v: &Json) -> String {
     match v {
-        Json::String(s) => sanitize(s),
-        Json::Array(a) => a.iter().map(arg_suffix).collect::<Vec<_>>().join("__"),
-        Json::Object(o) => o.values().map(arg_suffix).collect::<Vec<_>>().join("__"),
-        Json::Bool(b) => if *b { "True" } else { "False" }.to_string(),
-        other => sanitize(&other.to_string()),
+        Json::String(s) => s.clone(),
+        other => py_repr(other),
     }
 }
 
-/// dbt-style test names: `unique_orders_order_id`, `accepted_values_orders_status__a__b`,
-/// `source_not_null_raw_orders_id`; long names are shortened with a hash.
-fn test_name(
-    test: &str,
-    target: &TestTarget,
-    column: Option<&str>,
-    args: &IndexMap<String, Json>,
-) -> String {
-    let mut parts = match target {
-        TestTarget::Ref(m) => format!("{test}_{m}"),
-        TestTarget::Source(s, t) => format!("source_{test}_{s}_{t}"),
+/// Python's `repr()` of a YAML value.
+fn py_repr(v: &Json) -> String {
+    match v {
+        Json::Null => "None".into(),
+        Json::Bool(b) => if *b { "True" } else { "False" }.into(),
+        Json::Number(n) => n.to_string(),
+        Json::String(s) => py_repr_str(s),
+        Json::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
+        Json::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!("{}: {}", py_repr_str(k), py_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Python's `repr()` of a string: single quotes unless the text has one and no double quote.
+fn py_repr_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
     };
-    if let Some(c) = column {
-        parts.push('_');
-        parts.push_str(&sanitize(c));
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
     }
-    let mut keys: Vec<&String> = args.keys().collect();
+    out.push(quote);
+    out
+}
+
+/// The value dbt hashes a generic test's metadata as: mappings with sorted keys, lists kept,
+/// every other value as its `str()`.
+fn hashable(v: &Json) -> Json {
+    match v {
+        Json::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            Json::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), hashable(&o[k])))
+                    .collect(),
+            )
+        }
+        Json::Array(a) => Json::Array(a.iter().map(hashable).collect()),
+        other => Json::String(py_str(other)),
+    }
+}
+
+/// A generic test's names, as dbt synthesizes them: the full name (the node's name, in its
+/// unique_id and fqn) — the test (prefixed with its package namespace and `source_` for
+/// source tests), the tested model or source table, and each argument's values in argument
+/// order, runs of other characters than letters, digits and `_` made `_` — and, when that is
+/// 64 characters or more, a short name for its relation and file: the first 30 characters of
+/// test and target, and the MD5 of the full name.
+fn test_names(
+    test: &str,
+    namespace: Option<&str>,
+    target: &TestTarget,
+    args: &IndexMap<String, Json>,
+) -> (String, String) {
+    let mut kind = match target {
+        TestTarget::Ref(_) => test.to_string(),
+        TestTarget::Source(..) => format!("source_{test}"),
+    };
+    if let Some(ns) = namespace {
+        kind = format!("{ns}_{kind}");
+    }
+    let target_name = match target {
+        TestTarget::Ref(m) => m.clone(),
+        TestTarget::Source(s, t) => format!("{s}_{t}"),
+    };
+    let mut keys: Vec<&String> = args.keys().filter(|k| *k != "model").collect();
     keys.sort();
-    let suffix: Vec<String> = keys.iter().map(|k| arg_suffix(&args[*k])).collect();
-    if !suffix.is_empty() {
-        parts.push_str("__");
-        parts.push_str(&suffix.join("__"));
+    let mut flat = Vec::new();
+    for k in keys {
+        match &args[k] {
+            Json::Object(o) => flat.extend(o.values().map(py_str)),
+            Json::Array(a) => flat.extend(a.iter().map(py_str)),
+            other => flat.push(py_str(other)),
+        }
     }
-    if parts.len() > 80 {
-        let hash = format!("{:x}", Sha256::digest(parts.as_bytes()));
-        let head: String = parts.chars().take(60).collect();
-        parts = format!("{head}_{}", &hash[..10]);
+    let unique = flat
+        .iter()
+        .map(|a| sanitize(a))
+        .collect::<Vec<_>>()
+        .join("__");
+    let identifier = format!("{kind}_{target_name}");
+    let full = format!("{identifier}_{unique}");
+    if full.len() < 64 {
+        return (full.clone(), full);
     }
-    parts
+    let head: String = identifier.chars().take(30).collect();
+    let short = format!("{head}_{:x}", md5::Md5::digest(full.as_bytes()));
+    (short, full)
+}
+
+/// The ten hex digits that end a generic test's unique_id: the MD5 of its name and of its
+/// metadata (`{name, kwargs, namespace}`) as dbt writes them.
+fn test_hash(name: &str, metadata: &Json) -> String {
+    let digest = format!(
+        "{:x}",
+        md5::Md5::digest(format!("{name}{}", py_repr(&hashable(metadata))).as_bytes())
+    );
+    digest[digest.len() - 10..].to_string()
 }
 
 /// The tests under one `tests:` / `data_tests:` list of a properties entry.
@@ -350,10 +446,35 @@ pub(crate) fn parse_test_list(
                 }
             }
         }
-        let name = custom_name.unwrap_or_else(|| test_name(&macro_name, target, column, &args));
+        // dbt's arguments: the column, then those written, then the tested relation.
+        let mut named_args: IndexMap<String, Json> = IndexMap::new();
+        if let Some(c) = column {
+            named_args.insert("column_name".into(), Json::String(c.to_string()));
+        }
+        named_args.extend(args.iter().map(|(k, v)| (k.clone(), v.clone())));
+        named_args.insert(
+            "model".into(),
+            Json::String(format!(
+                "{{{{ get_where_subquery({}) }}}}",
+                match target {
+                    TestTarget::Ref(m) => format!("ref('{m}')"),
+                    TestTarget::Source(s, t) => format!("source('{s}', '{t}')"),
+                }
+            )),
+        );
+        let (short, full) = test_names(&macro_name, namespace.as_deref(), target, &named_args);
+        let name = custom_name.unwrap_or(full);
+        if short != name && config.get("alias").is_none() {
+            config.set("alias", Json::String(short));
+        }
+        let metadata = serde_json::json!({
+            "name": macro_name,
+            "kwargs": Json::Object(named_args.into_iter().collect()),
+            "namespace": namespace,
+        });
         let fqn = vec![package.to_string(), name.clone()];
         out.push(DataTest {
-            unique_id: format!("test.{package}.{name}"),
+            unique_id: format!("test.{package}.{name}.{}", test_hash(&name, &metadata)),
             name,
             package: package.to_string(),
             original_file_path: file.clone(),
@@ -423,5 +544,52 @@ mod tests {
         let call = t[0].jinja_call().expect("generic");
         assert!(call.contains("to=ref('customers')"), "{call}");
         assert!(call.contains("field=\"id\""), "{call}");
+    }
+
+    /// Names and ids as dbt-core 1.11 gives them (its manifest for tests/compat/shop).
+    #[test]
+    fn names_and_ids_are_dbts() {
+        let v: yaml_serde::Value = yaml_serde::from_str(
+            "- shop_utils.at_least: {arguments: {minimum: 0}}\n- shop_utils.at_least: {arguments: {minimum: -100000000000000}}\n",
+        )
+        .expect("yaml");
+        let t = parse_test_list(
+            Some(&v),
+            &TestTarget::Ref("orders_by_customer".into()),
+            Some("n_orders"),
+            "compat_shop",
+            &PathBuf::from("models/orders/orders.yml"),
+        )
+        .expect("parse");
+        assert_eq!(
+            t[0].unique_id,
+            "test.compat_shop.shop_utils_at_least_orders_by_customer_n_orders__0.f3cd23a340"
+        );
+        assert_eq!(t[0].relation_name(), t[0].name);
+        // 64 characters or more: the node keeps the full name, its relation a short one.
+        assert_eq!(
+            t[1].unique_id,
+            "test.compat_shop.shop_utils_at_least_orders_by_customer_n_orders___100000000000000.b6b3ec5cd3"
+        );
+        assert_eq!(
+            t[1].relation_name(),
+            "shop_utils_at_least_orders_by__f3e78816e4d56d5f11bd3ae4624e72d0"
+        );
+        let v: yaml_serde::Value = yaml_serde::from_str(
+            "- unique: {column_name: \"store_id || '-' || cast(sold_on as varchar)\"}\n",
+        )
+        .expect("yaml");
+        let t = parse_test_list(
+            Some(&v),
+            &TestTarget::Ref("sales_daily".into()),
+            None,
+            "compat_shop",
+            &PathBuf::from("models/marts/marts.yml"),
+        )
+        .expect("parse");
+        assert_eq!(
+            t[0].unique_id,
+            "test.compat_shop.unique_sales_daily_store_id_cast_sold_on_as_varchar_.b0e709b130"
+        );
     }
 }

@@ -158,7 +158,7 @@ impl Work<'_> {
                 let done = run_test(warehouse, test, &sql).await;
                 let found_rows = done.status.is_failure() || done.status == NodeStatus::Warn;
                 if found_rows && let Some((db, schema)) = audit.filter(|_| test.store_failures()) {
-                    let relation = Relation::new(db, schema, test.name.clone());
+                    let relation = Relation::new(db, schema, test.relation_name());
                     if let Err(e) = store_failures(warehouse, test, &sql, relation, &run_id).await {
                         return Done::error(
                             format!("storing the failing rows failed: {e}"),

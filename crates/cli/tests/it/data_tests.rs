@@ -85,8 +85,11 @@ models:
     let unique = results["results"]
         .as_array()
         .and_then(|r| {
-            r.iter()
-                .find(|x| x["unique_id"] == "test.t.unique_orders_id")
+            r.iter().find(|x| {
+                x["unique_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("test.t.unique_orders_id."))
+            })
         })
         .expect("unique result");
     assert_eq!(unique["status"], "fail");
