@@ -6,6 +6,12 @@
 #   tests/compat/run.sh                 # uses target/release/strata (or $STRATA_BIN)
 #   tests/compat/run.sh path/to/project # another project with `duck` and `strata` targets
 #   COMPAT_KEEP=1 tests/compat/run.sh   # keep the work folder (both copies, logs) to look at
+#   COMPAT_PACKAGE=1 tests/compat/run.sh path/to/dbt_package
+#       # a package's own test project (its integration_tests/ folder, whose packages.yml says
+#       # `local: ../`), laid out as `dbt deps` leaves it; COMPAT_DBT_PACKAGES="dir ..." adds
+#       # packages to its dbt_packages/, COMPAT_ROUNDS=1 builds once, COMPAT_OUTCOMES_ONLY=1
+#       # compares outcomes only (for projects whose data is random or depends on the day),
+#       # COMPAT_AT_LEAST=1 accepts Strata building or passing what dbt-duckdb does not.
 #
 # The second build runs after the project's second_run/ folder, when it has one, is copied
 # over both copies (shop's brings a feed with updated, new and deleted orders and changed
@@ -19,6 +25,11 @@ root=$(cd "$here/../.." && pwd)
 venv="${COMPAT_VENV:-$HOME/.cache/strata/compat-venv}"
 strata="${STRATA_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/strata}"
 project=$(cd "${1:-$here/shop}" && pwd)
+package=""
+if [ -n "${COMPAT_PACKAGE:-}" ]; then
+  package=$project
+  project=$package/integration_tests
+fi
 
 if [ ! -x "$venv/bin/dbt" ]; then
   echo "== installing dbt-core<1.12 and dbt-duckdb into $venv"
@@ -33,8 +44,45 @@ if [ -n "${COMPAT_KEEP:-}" ]; then
 else
   trap 'rm -rf "$work"' EXIT
 fi
-cp -r "$project" "$work/duck"
-cp -r "$project" "$work/strata"
+if [ -n "$package" ]; then
+  # Each side gets the whole package, and works in its integration_tests/ folder.
+  name=$(basename "$package")
+  for side in duck strata; do
+    mkdir -p "$work/$side-package"
+    cp -r "$package" "$work/$side-package/$name"
+    ln -s "$work/$side-package/$name/integration_tests" "$work/$side"
+    mkdir -p "$work/$side/dbt_packages"
+    for extra in ${COMPAT_DBT_PACKAGES:-}; do
+      cp -r "$extra" "$work/$side/dbt_packages/"
+    done
+  done
+  # dbt reads `local: ../` from dbt_packages/ (as `dbt deps` would install it); Strata reads
+  # it in place.
+  mkdir -p "$work/duck/dbt_packages/$name"
+  for f in "$package"/* "$package"/.[!.]*; do
+    [ -e "$f" ] && [ "$(basename "$f")" != integration_tests ] && cp -r "$f" "$work/duck/dbt_packages/$name/"
+  done
+  profile=$(sed -n 's/^profile: *//p' "$project/dbt_project.yml" | tr -d "'\"")
+  for side in duck strata; do
+    cat > "$work/$side/profiles.yml" <<PROFILE
+$profile:
+  target: strata
+  outputs:
+    duck:
+      type: duckdb
+      path: "{{ env_var('COMPAT_DUCKDB_PATH', 'compat.duckdb') }}"
+      threads: 4
+    strata:
+      type: strata
+      database: compat
+      schema: main
+      threads: 4
+PROFILE
+  done
+else
+  cp -r "$project" "$work/duck"
+  cp -r "$project" "$work/strata"
+fi
 mkdir "$work/results"
 export DBT_SEND_ANONYMOUS_USAGE_STATS=false
 export COMPAT_DUCKDB_PATH="$work/duck/compat.duckdb"
@@ -63,13 +111,15 @@ build() {
   rm -f "$work/$tool/target/run_results.json"
 }
 
-if [ -f "$project/packages.yml" ] || [ -f "$project/dependencies.yml" ]; then
+if [ -z "$package" ] && { [ -f "$project/packages.yml" ] || [ -f "$project/dependencies.yml" ]; }; then
   echo "== dbt deps (dbt-duckdb; Strata reads local packages in place)"
   (cd "$work/duck" && "$venv/bin/dbt" deps --profiles-dir . > "$work/deps.log" 2>&1) \
     || { tail -30 "$work/deps.log"; exit 1; }
 fi
 
-for round in first second; do
+rounds="first second"
+[ "${COMPAT_ROUNDS:-2}" = 1 ] && rounds=first
+for round in $rounds; do
   vars='{build_round: 1}'
   if [ "$round" = second ]; then
     vars='{build_round: 2}'
@@ -94,7 +144,8 @@ rc=0
 "$venv/bin/python" "$here/compare.py" \
   --duckdb "$COMPAT_DUCKDB_PATH" --duck-project "$work/duck" \
   --strata "$strata" --strata-project "$work/strata" \
-  --results first "$work/results/first" --results second "$work/results/second" \
+  $(for r in $rounds; do echo --results "$r" "$work/results/$r"; done) \
+  ${COMPAT_OUTCOMES_ONLY:+--outcomes-only} ${COMPAT_AT_LEAST:+--at-least} \
   > "$work/compare.log" || rc=$?
 end=$(seconds)
 head -n -1 "$work/compare.log"

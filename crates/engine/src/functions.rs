@@ -6,6 +6,9 @@
 //! - `coalesce`, `nullif`, `greatest` and `least` read a text argument beside a date or
 //!   timestamp as that type (`coalesce(ended_on, '2099-12-31')`), as PostgreSQL reads an
 //!   untyped literal; DataFusion's own find no common type.
+//! - `regexp_matches(text, pattern[, options])`: whether the pattern matches anywhere in the
+//!   text, as DuckDB's (options `i` case-insensitive, `c` case-sensitive, `s` dot matches
+//!   newlines, `m`/`n`/`p` line anchors).
 //! - Text cast to a timestamp accepts what PostgreSQL and DuckDB accept beyond Arrow's parser:
 //!   a time without seconds (`2021-01-01 00:00`) and a one-digit hour (`2021-01-01 7:05:00`)
 //!   ([`text_to_timestamp`], which the analyzer puts in place of such casts).
@@ -27,6 +30,9 @@ use datafusion::prelude::SessionContext;
 /// Register the functions in `ctx`.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(Mod::new()));
+    ctx.register_udf(ScalarUDF::from(RegexpMatches {
+        signature: Signature::user_defined(Volatility::Immutable),
+    }));
     for name in ["coalesce", "nullif", "greatest", "least"] {
         if let Ok(inner) = ctx.udf(name) {
             ctx.register_udf(ScalarUDF::new_from_impl(TextAsTemporal { inner }));
@@ -158,6 +164,70 @@ impl ScalarUDFImpl for Mod {
         let (a, b) = (cast(&arrays[0], out_type)?, cast(&arrays[1], out_type)?);
         let out = datafusion::arrow::compute::kernels::numeric::rem(&a, &b)?;
         Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// `regexp_matches(text, pattern[, options])`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RegexpMatches {
+    signature: Signature,
+}
+
+/// DuckDB's regular-expression options as the `regex` crate's flags.
+fn regex_flags(options: &str) -> Result<String> {
+    let mut flags = String::new();
+    for c in options.chars() {
+        match c {
+            'i' => flags.push('i'),
+            'c' => flags.retain(|f| f != 'i'),
+            's' => flags.push('s'),
+            'm' | 'n' | 'p' => flags.push('m'),
+            'g' => {}
+            other => {
+                return plan_err!(
+                    "regexp_matches(): option `{other}` is not supported (use i, c, s, m, n, p or g)"
+                );
+            }
+        }
+    }
+    Ok(flags)
+}
+
+impl ScalarUDFImpl for RegexpMatches {
+    fn name(&self) -> &str {
+        "regexp_matches"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if !(2..=3).contains(&arg_types.len()) {
+            return plan_err!("regexp_matches() takes (text, pattern) or (text, pattern, options)");
+        }
+        Ok(vec![DataType::Utf8; arg_types.len()])
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::common::ScalarValue;
+        if let Some(options) = args.args.get_mut(2) {
+            let ColumnarValue::Scalar(ScalarValue::Utf8(value)) = options else {
+                return plan_err!("regexp_matches(): the options must be a constant string");
+            };
+            let flags = regex_flags(value.as_deref().unwrap_or_default())?;
+            *options =
+                ColumnarValue::Scalar(ScalarValue::Utf8((!flags.is_empty()).then_some(flags)));
+            if matches!(options, ColumnarValue::Scalar(ScalarValue::Utf8(None))) {
+                args.args.truncate(2);
+                args.arg_fields.truncate(2);
+            }
+        }
+        datafusion::functions::regex::regexp_like().invoke_with_args(args)
     }
 }
 

@@ -174,14 +174,17 @@ fn text_to_timestamp(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     }
 }
 
-/// Plans `date + interval` (or text + interval) as a timestamp, as PostgreSQL and DuckDB do:
-/// `cast('2018-01-01' as date) + interval '1 hour'` keeps its hour, and an untyped literal
-/// (`'2018-01-01' + interval '1 day'`) is read as a timestamp. DataFusion keeps a date, and
-/// refuses the literal.
+/// Operators planned as warehouses do, where DataFusion would keep another type or refuse:
+///
+/// - `date + interval` (or text + interval) is a timestamp, as in PostgreSQL and DuckDB:
+///   `cast('2018-01-01' as date) + interval '1 hour'` keeps its hour, and an untyped literal
+///   (`'2018-01-01' + interval '1 day'`) is read as a timestamp.
+/// - A boolean compared with a number counts as 1 or 0, as in DuckDB
+///   (`regexp_matches(x, 'a') > 0`).
 #[derive(Debug)]
-pub struct DateArithmetic;
+pub struct WarehouseOperators;
 
-impl ExprPlanner for DateArithmetic {
+impl ExprPlanner for WarehouseOperators {
     fn plan_binary_op(
         &self,
         expr: RawBinaryExpr,
@@ -191,11 +194,30 @@ impl ExprPlanner for DateArithmetic {
         let op = match expr.op {
             BinaryOperator::Plus => Operator::Plus,
             BinaryOperator::Minus => Operator::Minus,
+            BinaryOperator::Eq => Operator::Eq,
+            BinaryOperator::NotEq => Operator::NotEq,
+            BinaryOperator::Lt => Operator::Lt,
+            BinaryOperator::LtEq => Operator::LtEq,
+            BinaryOperator::Gt => Operator::Gt,
+            BinaryOperator::GtEq => Operator::GtEq,
             _ => return Ok(PlannerResult::Original(expr)),
         };
         let (Ok(lt), Ok(rt)) = (expr.left.get_type(schema), expr.right.get_type(schema)) else {
             return Ok(PlannerResult::Original(expr));
         };
+        if !matches!(op, Operator::Plus | Operator::Minus) {
+            let int = |x: Expr| Expr::Cast(Cast::new(Box::new(x), DataType::Int64));
+            let (left, right) = match (&lt, &rt) {
+                (DataType::Boolean, n) if n.is_numeric() => (int(expr.left), expr.right),
+                (n, DataType::Boolean) if n.is_numeric() => (expr.left, int(expr.right)),
+                _ => return Ok(PlannerResult::Original(expr)),
+            };
+            return Ok(PlannerResult::Planned(Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(left),
+                op,
+                Box::new(right),
+            ))));
+        }
         let interval = |t: &DataType| matches!(t, DataType::Interval(_));
         let datelike = |x: &Expr, t: &DataType| {
             matches!(t, DataType::Date32 | DataType::Date64)

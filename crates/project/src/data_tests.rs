@@ -181,6 +181,35 @@ impl DataTest {
     }
 }
 
+/// A test argument written with `{{ ... }}` as the expression dbt renders it to: the
+/// expression alone keeps its value (`'{{ var("n") }}'`); text around it is joined as text
+/// (`cast(d as date) = {{ dbt_date.yesterday() }}`).
+fn templated_string(s: &str) -> String {
+    let mut parts = Vec::new();
+    let mut rest = s;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open..].find("}}").map(|c| c + open) else {
+            break;
+        };
+        if open > 0 {
+            parts.push(jinja_string(&rest[..open]));
+        }
+        let expr = rest[open + 2..close]
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-');
+        parts.push(format!("({})", expr.trim()));
+        rest = &rest[close + 2..];
+    }
+    if !rest.is_empty() {
+        parts.push(jinja_string(rest));
+    }
+    match parts.as_slice() {
+        [one] => one.clone(),
+        _ => format!("({})", parts.join(" ~ ")),
+    }
+}
+
 /// A string as a Jinja string literal (JSON's escaping is Jinja's).
 fn jinja_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "''".to_string())
@@ -197,6 +226,8 @@ fn jinja_literal(v: &Json) -> String {
             let t = s.trim();
             if (t.starts_with("ref(") || t.starts_with("source(")) && t.ends_with(')') {
                 t.to_string()
+            } else if s.contains("{{") {
+                templated_string(s)
             } else {
                 jinja_string(s)
             }

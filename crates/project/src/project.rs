@@ -451,6 +451,36 @@ impl Loader {
         Ok(macro_files)
     }
 
+    /// The project file's `dispatch:` list: for each `macro_namespace`, its `search_order`.
+    fn dispatch_search_orders(&self) -> Result<IndexMap<String, Vec<String>>> {
+        let mut out = IndexMap::new();
+        let Some(entries) = self.config.other.get("dispatch") else {
+            return Ok(out);
+        };
+        let bad = || {
+            Error::at(
+                Location::file(&self.config_path),
+                "`dispatch:` must be a list of `{macro_namespace: <package>, search_order: [<package>, ...]}`",
+            )
+        };
+        let yaml_serde::Value::Sequence(entries) = entries else {
+            return Err(bad());
+        };
+        for entry in entries {
+            let namespace = entry.get("macro_namespace").and_then(|v| v.as_str());
+            let order = entry.get("search_order").and_then(|v| v.as_sequence());
+            let (Some(namespace), Some(order)) = (namespace, order) else {
+                return Err(bad());
+            };
+            let order: Option<Vec<String>> = order
+                .iter()
+                .map(|p| p.as_str().map(str::to_string))
+                .collect();
+            out.insert(namespace.to_string(), order.ok_or_else(bad)?);
+        }
+        Ok(out)
+    }
+
     /// The Jinja environment: the dbt context (vars, target, docs, ...) and every macro.
     fn jinja_env(
         &self,
@@ -471,6 +501,7 @@ impl Loader {
             run_started_at: self.run_started_at,
             invocation_id: self.invocation_id.clone(),
             full_refresh: self.full_refresh,
+            dispatch: self.dispatch_search_orders()?,
         };
         JinjaEnv::new(globals, macro_files).map_err(|(file, e)| {
             Error::jinja(file, &e).with_hint(
@@ -1139,6 +1170,10 @@ impl Loader {
             let mut config = config_from_tree(tree, &t.fqn);
             config.merge(&t.config);
             t.config = config;
+            render_config_values(jinja, &mut t.config).map_err(|e| {
+                Error::at(Location::file(&t.original_file_path), describe_error(&e))
+                    .with_node(format!("test `{}`", t.name))
+            })?;
             if !t.config.enabled() {
                 continue;
             }
@@ -1591,6 +1626,37 @@ struct Properties {
 /// Check what can be checked of the nodes' configurations at load: words from a fixed list
 /// (`materialized`, `incremental_strategy`, ...), hooks that must be SQL, grants; keys Strata
 /// does not act on are named once per file, as a warning.
+/// Render config values written with Jinja (`enabled: "{{ target.type != 'spark' }}"`), as
+/// dbt renders a test's configs: the result is read as Python would read it back, so `True`
+/// and `False` are booleans and digits a number.
+fn render_config_values(
+    jinja: &JinjaEnv,
+    config: &mut NodeConfig,
+) -> std::result::Result<(), minijinja::Error> {
+    let templated: Vec<(String, String)> = config
+        .values()
+        .iter()
+        .filter_map(|(k, v)| {
+            let s = v.as_str()?;
+            (s.contains("{{") || s.contains("{%")).then(|| (k.clone(), s.to_string()))
+        })
+        .collect();
+    for (key, source) in templated {
+        let rendered = jinja.render_str(&source)?;
+        let t = rendered.trim();
+        let value = match t {
+            "True" | "true" => serde_json::Value::Bool(true),
+            "False" | "false" => serde_json::Value::Bool(false),
+            _ => match t.parse::<i64>() {
+                Ok(n) => serde_json::Value::from(n),
+                Err(_) => serde_json::Value::String(rendered),
+            },
+        };
+        config.set(&key, value);
+    }
+    Ok(())
+}
+
 fn check_configs(
     models: &IndexMap<String, Model>,
     seeds: &IndexMap<String, Seed>,

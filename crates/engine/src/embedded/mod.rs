@@ -114,7 +114,7 @@ impl EmbeddedWarehouse {
             .with_query_planner(DeltaPlanner::new())
             .with_analyzer_rules(TrueDivision::with_default_rules());
         if let Some(planners) = builder.expr_planners() {
-            planners.insert(0, Arc::new(crate::semantics::DateArithmetic));
+            planners.insert(0, Arc::new(crate::semantics::WarehouseOperators));
         }
         let state = builder.build();
         let ctx = SessionContext::new_with_state(state);

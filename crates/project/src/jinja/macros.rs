@@ -1,5 +1,6 @@
 //! Macros as callables: dbt's dispatch, package namespaces and `adapter`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -65,13 +66,88 @@ pub(super) fn call_macro_with(
     })
 }
 
-/// A callable for the macro `name`, looked up as dbt's dispatch does: `strata__name`, then
-/// `default__name`, then `name` itself.
+/// The adapter implementations dispatch tries, in order: Strata's own, then those of the
+/// warehouses whose SQL our engine runs as written (PostgreSQL's first: DataFusion follows
+/// its dialect — `at time zone`, `to_char`-free date parts, `~` regexes — while DuckDB's
+/// implementations lean on DuckDB-only functions), then the portable default.
+pub(super) const ADAPTER_PREFIXES: &[&str] = &["strata__", "duckdb__", "default__"];
+
+/// A callable for the macro `name`, looked up as dbt's dispatch does among `macros`: each of
+/// [`ADAPTER_PREFIXES`], then `name` itself.
 pub(super) fn dispatch(macros: &IndexMap<String, MacroDef>, name: &str) -> Option<Value> {
-    let def = ["strata__", "default__", ""]
+    let def = ADAPTER_PREFIXES
         .iter()
+        .chain(&[""])
         .find_map(|p| macros.get(&format!("{p}{name}")))?;
     macro_value(def)
+}
+
+/// Every macro, globally (the root project's winning) and per package, and the project's
+/// `dispatch:` search orders: what `adapter.dispatch(name, macro_namespace)` searches.
+#[derive(Debug)]
+pub(super) struct Dispatcher {
+    pub(super) global: Arc<IndexMap<String, MacroDef>>,
+    pub(super) by_package: HashMap<String, Arc<IndexMap<String, MacroDef>>>,
+    pub(super) root: String,
+    pub(super) search_orders: IndexMap<String, Vec<String>>,
+}
+
+impl Dispatcher {
+    /// The packages dispatch searches for `namespace`, as dbt: the project's `search_order`
+    /// for it when set; for an installed package, the root project and then the package (so
+    /// a project overrides a package's implementation); `None` is every macro.
+    fn search(&self, namespace: Option<&str>) -> Vec<Option<String>> {
+        match namespace {
+            None | Some("dbt") => vec![None],
+            Some(ns) => match self.search_orders.get(ns) {
+                Some(order) => order.iter().cloned().map(Some).collect(),
+                None if self.by_package.contains_key(ns) => {
+                    vec![Some(self.root.clone()), Some(ns.to_string())]
+                }
+                None => vec![Some(ns.to_string())],
+            },
+        }
+    }
+
+    /// `adapter.dispatch(name, namespace)`: the first `<adapter>__name` found, package by
+    /// package; an error naming what was tried when there is none.
+    pub(super) fn dispatch(&self, name: &str, namespace: Option<&str>) -> Result<Value, JError> {
+        let search = self.search(namespace);
+        let mut tried = Vec::new();
+        for package in &search {
+            let macros = match package {
+                None => Some(&self.global),
+                Some(p) => self.by_package.get(p),
+            };
+            for prefix in ADAPTER_PREFIXES {
+                let candidate = format!("{prefix}{name}");
+                if let Some(def) = macros.and_then(|m| m.get(&candidate)) {
+                    return macro_value(def).ok_or_else(|| {
+                        JError::new(ErrorKind::UnknownFunction, format!("macro `{candidate}`"))
+                    });
+                }
+                tried.push(match package {
+                    Some(p) => format!("{p}.{candidate}"),
+                    None => candidate,
+                });
+            }
+        }
+        // dbt's own macros (namespace `dbt` or none) may also be called by their plain name.
+        if search == [None]
+            && let Some(def) = self.global.get(name)
+            && let Some(f) = macro_value(def)
+        {
+            return Ok(f);
+        }
+        Err(JError::new(
+            ErrorKind::UnknownFunction,
+            format!(
+                "adapter.dispatch('{name}'{}): no implementation found; tried {}",
+                namespace.map(|n| format!(", '{n}'")).unwrap_or_default(),
+                tried.join(", ")
+            ),
+        ))
+    }
 }
 
 /// The macro named exactly `name`.
@@ -193,7 +269,7 @@ impl Object for Namespace {
 
 /// `adapter`: `quote`, `dispatch` and the names dbt's adapters share.
 #[derive(Debug)]
-pub(super) struct Adapter(pub(super) Arc<IndexMap<String, MacroDef>>);
+pub(super) struct Adapter(pub(super) Arc<Dispatcher>);
 
 impl Object for Adapter {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
@@ -266,15 +342,8 @@ impl Object for Adapter {
             }
             "dispatch" => {
                 let (name, namespace, kwargs): (String, Option<String>, Kwargs) = from_args(args)?;
-                let _namespace: Option<String> = namespace.or(kwargs.get("macro_namespace")?);
-                dispatch(&self.0, &name).ok_or_else(|| {
-                    JError::new(
-                        ErrorKind::UnknownFunction,
-                        format!(
-                            "adapter.dispatch('{name}'): no macro `strata__{name}` or `default__{name}` exists"
-                        ),
-                    )
-                })
+                let namespace: Option<String> = namespace.or(kwargs.get("macro_namespace")?);
+                self.0.dispatch(&name, namespace.as_deref())
             }
             other => Err(JError::new(
                 ErrorKind::UnknownMethod,

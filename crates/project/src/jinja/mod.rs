@@ -158,6 +158,8 @@ pub struct Globals {
     pub invocation_id: String,
     /// `--full-refresh`: incremental models are rebuilt, `is_incremental()` is false.
     pub full_refresh: bool,
+    /// The project's `dispatch:` entries: each `macro_namespace` and its `search_order`.
+    pub dispatch: IndexMap<String, Vec<String>>,
 }
 
 /// The compiled templates of a project and its dbt-compatible context.
@@ -310,29 +312,36 @@ impl JinjaEnv {
                 );
             }
         }
-        for (package, defs) in by_package {
-            if package != globals.project_name && package != "strata" && package != "dbt" {
+        let by_package: HashMap<String, Arc<IndexMap<String, MacroDef>>> = by_package
+            .into_iter()
+            .map(|(p, defs)| (p, Arc::new(defs)))
+            .collect();
+        for (package, defs) in &by_package {
+            if *package != globals.project_name && package != "strata" && package != "dbt" {
                 env.add_global(
-                    package,
-                    Value::from_object(Namespace(Arc::new(defs), NamespaceKind::Package)),
+                    package.clone(),
+                    Value::from_object(Namespace(defs.clone(), NamespaceKind::Package)),
                 );
             }
         }
         let macros = Arc::new(macros);
+        let dispatcher = Arc::new(Dispatcher {
+            global: macros.clone(),
+            by_package,
+            root: globals.project_name.clone(),
+            search_orders: globals.dispatch.clone(),
+        });
         env.add_global(
             "dbt",
             Value::from_object(Namespace(macros.clone(), NamespaceKind::Dbt)),
         );
-        env.add_global("adapter", Value::from_object(Adapter(macros.clone())));
+        env.add_global("adapter", Value::from_object(Adapter(dispatcher)));
         env.add_global("api", Value::from_object(Api));
         // dbt's own macros are global: `type_numeric()` works without `dbt.` and dispatches to
         // `strata__type_numeric` or `default__type_numeric`, unless a macro of that name exists.
         let dispatched: std::collections::BTreeSet<&str> = macros
             .keys()
-            .filter_map(|k| {
-                k.strip_prefix("default__")
-                    .or_else(|| k.strip_prefix("strata__"))
-            })
+            .filter_map(|k| ADAPTER_PREFIXES.iter().find_map(|p| k.strip_prefix(p)))
             .filter(|name| !macros.contains_key(*name))
             .collect();
         for name in dispatched {
