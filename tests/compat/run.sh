@@ -11,7 +11,8 @@
 #       # `local: ../`), laid out as `dbt deps` leaves it; COMPAT_DBT_PACKAGES="dir ..." adds
 #       # packages to its dbt_packages/, COMPAT_ROUNDS=1 builds once, COMPAT_OUTCOMES_ONLY=1
 #       # compares outcomes only (for projects whose data is random or depends on the day),
-#       # COMPAT_AT_LEAST=1 accepts Strata building or passing what dbt-duckdb does not.
+#       # COMPAT_AT_LEAST=1 accepts Strata building or passing what dbt-duckdb does not,
+#       # COMPAT_KNOWN_DIFFERENT=FILE lists relations known to differ (`schema.name reason`).
 #
 # The second build runs after the project's second_run/ folder, when it has one, is copied
 # over both copies (shop's brings a feed with updated, new and deleted orders and changed
@@ -146,6 +147,7 @@ rc=0
   --strata "$strata" --strata-project "$work/strata" \
   $(for r in $rounds; do echo --results "$r" "$work/results/$r"; done) \
   ${COMPAT_OUTCOMES_ONLY:+--outcomes-only} ${COMPAT_AT_LEAST:+--at-least} \
+  ${COMPAT_KNOWN_DIFFERENT:+--known-different "$COMPAT_KNOWN_DIFFERENT"} \
   > "$work/compare.log" || rc=$?
 end=$(seconds)
 head -n -1 "$work/compare.log"
