@@ -12,6 +12,7 @@
 pub mod embedded;
 pub mod error;
 pub mod functions;
+pub mod lateral;
 pub mod literals;
 pub mod semantics;
 pub mod types;

@@ -148,10 +148,18 @@ impl CatalogShared {
                         sql = sql.replace(from.as_str(), to);
                     }
                     let state = self.session()?;
-                    let plan = state
-                        .create_logical_plan(&crate::literals::wide_integers_as_decimals(&sql))
-                        .await
-                        .map_err(|e| {
+                    let mut text = crate::literals::wide_integers_as_decimals(&sql).into_owned();
+                    let mut plan = state.create_logical_plan(&text).await;
+                    for _ in 0..crate::lateral::MAX_REWRITES {
+                        let Err(e) = &plan else { break };
+                        let Some(rewritten) = crate::lateral::retry_with_alias_inlined(&text, e)
+                        else {
+                            break;
+                        };
+                        text = rewritten;
+                        plan = state.create_logical_plan(&text).await;
+                    }
+                    let plan = plan.map_err(|e| {
                         DataFusionError::Plan(format!(
                             "view {schema}.{name} no longer plans: {e}; rebuild it with `strata run --select {name}`"
                         ))

@@ -312,10 +312,18 @@ impl EmbeddedWarehouse {
     }
 
     async fn plan(&self, sql: &str) -> Result<DataFrame> {
-        let sql = crate::literals::wide_integers_as_decimals(sql);
-        self.ctx
-            .sql_with_options(&sql, read_only())
-            .await
+        let mut sql = crate::literals::wide_integers_as_decimals(sql).into_owned();
+        let mut planned = self.ctx.sql_with_options(&sql, read_only()).await;
+        // Select-list aliases used later in the same SELECT (see `lateral`).
+        for _ in 0..crate::lateral::MAX_REWRITES {
+            let Err(e) = &planned else { break };
+            let Some(rewritten) = crate::lateral::retry_with_alias_inlined(&sql, e) else {
+                break;
+            };
+            sql = rewritten;
+            planned = self.ctx.sql_with_options(&sql, read_only()).await;
+        }
+        planned
             .map_err(|e| {
                 let text = crate::error::describe_datafusion_error(&e);
                 if ["DML not supported", "DDL not supported", "Statement not supported"]
