@@ -320,7 +320,13 @@ impl Loader {
                 graph.add_edge(d, &t.unique_id);
             }
         }
-        check_configs(&models, &seeds, &tests, &self.config.unknown_configs)?;
+        check_configs(
+            &models,
+            &seeds,
+            &tests,
+            &self.config.unknown_configs,
+            jinja.materializations(),
+        )?;
         let (on_run_start, on_run_end) = run_hooks(&self.config, &self.config_path)?;
         Ok(Project {
             on_run_start,
@@ -1662,12 +1668,29 @@ fn check_configs(
     seeds: &IndexMap<String, Seed>,
     tests: &IndexMap<String, DataTest>,
     warned_in_project_file: &std::collections::BTreeSet<String>,
+    custom: &[crate::jinja::CustomMaterialization],
 ) -> Result<()> {
     use strata_common::words::{
         HardDeletes, IncrementalStrategy, Materialized, OnSchemaChange, SnapshotStrategy,
     };
     for m in models.values() {
         let c = &m.config;
+        // A materialization a package defines with `{% materialization %}`: named plainly.
+        if Materialized::parse(c.materialized()).is_err()
+            && let Some(def) = custom.iter().find(|d| d.name == c.materialized())
+        {
+            return Err(Error::at(
+                Location::file(&m.original_file_path),
+                format!(
+                    "materialized `{}` is a custom materialization ({}:{}), and Strata does not run custom materializations",
+                    def.name,
+                    def.file.display(),
+                    def.line
+                ),
+            )
+            .with_node(format!("{} `{}`", m.kind.as_str(), m.name))
+            .with_hint("use one of Strata's: table, view, incremental, ephemeral (or a snapshot), and a post-hook for what the custom one added"));
+        }
         let checked = (|| -> std::result::Result<(), String> {
             c.word(Materialized::KEY, Materialized::parse)?;
             c.word(IncrementalStrategy::KEY, IncrementalStrategy::parse)?;

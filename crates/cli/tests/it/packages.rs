@@ -185,3 +185,26 @@ fn a_package_test_goes_through_its_own_wrapper_and_dispatch() {
     assert!(out.contains("PASS=2") && out.contains("ERROR=1"), "{out}");
     assert!(out.contains("FAIL 1 at_most_one"), "{out}");
 }
+
+#[test]
+fn custom_materializations_load_and_a_model_using_one_is_told_plainly() {
+    let mat = "{% macro helper() %}1{% endmacro %}\n\n{% materialization insert_only, default %}\n  {%- set target = this -%}\n  {% call statement('main') %}select 1{% endcall %}\n  {{ return({'relations': [target]}) }}\n{% endmaterialization %}\n{% macro after() %}2{% endmacro %}\n";
+    let p = TestProject::with_files(&[
+        ("macros/materializations.sql", mat),
+        ("models/m.sql", "select {{ helper() }} + {{ after() }} as x"),
+    ]);
+    // The block loads; the macros around it work.
+    p.ok(&["run"]);
+    assert_eq!(p.query("select x from m"), vec!["x", "3"]);
+    p.write(
+        "models/n.sql",
+        "{{ config(materialized='insert_only') }} select 1 as y",
+    );
+    let err = p.fails(&["run"], 2);
+    assert!(
+        err.contains(
+            "materialized `insert_only` is a custom materialization (macros/materializations.sql:3)"
+        ),
+        "{err}"
+    );
+}

@@ -68,11 +68,22 @@ pub async fn plan(ctx: &SessionContext, req: &SeedRequest) -> Result<LogicalPlan
                 (Some(_), _) => DataType::Utf8,
                 // A column with no values at all is text.
                 (None, DataType::Null) => DataType::Utf8,
+                // Read as text and cast: Arrow's parser refuses some timestamps it infers.
+                (None, DataType::Timestamp(..)) => DataType::Utf8,
                 (None, t) => t.clone(),
             };
             Field::new(f.name(), data_type, true)
         })
         .collect();
+    // Text columns whose every value is a date-time as dbt's agate reads one (a one-digit
+    // hour, `T` or a space between date and time) are timestamps, as in dbt.
+    let text_columns: Vec<usize> = fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.data_type() == &DataType::Utf8 && overridden(f.name()).is_none())
+        .map(|(i, _)| i)
+        .collect();
+    let timestamps = timestamp_columns(ctx, req, &fields, text_columns).await?;
     let schema = Arc::new(Schema::new(fields));
     let df = ctx
         .read_csv(&path, options(req).schema(&schema))
@@ -81,10 +92,12 @@ pub async fn plan(ctx: &SessionContext, req: &SeedRequest) -> Result<LogicalPlan
     let exprs: Vec<String> = schema
         .fields()
         .iter()
-        .map(|f| {
+        .enumerate()
+        .map(|(i, f)| {
             let q = quote_ident(f.name());
             match overridden(f.name()) {
                 Some(t) => format!("CAST({q} AS {t}) AS {q}"),
+                None if timestamps.contains(&i) => format!("CAST({q} AS TIMESTAMP) AS {q}"),
                 None => q,
             }
         })
@@ -99,6 +112,67 @@ pub async fn plan(ctx: &SessionContext, req: &SeedRequest) -> Result<LogicalPlan
         .with_hint("use types such as integer, bigint, double, decimal(10, 2), varchar, date, timestamp, boolean")
     })?;
     Ok(df.logical_plan().clone())
+}
+
+/// Which of the `candidates` (text columns, by position) hold only date-times (or nothing):
+/// the file is read once more, and a column drops out at its first other value.
+async fn timestamp_columns(
+    ctx: &SessionContext,
+    req: &SeedRequest,
+    fields: &[Field],
+    mut candidates: Vec<usize>,
+) -> Result<Vec<usize>> {
+    use datafusion::arrow::array::AsArray;
+    use futures::StreamExt;
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+    let schema = Arc::new(Schema::new(fields.to_vec()));
+    let path = req.path.to_string_lossy().into_owned();
+    let df = ctx.read_csv(&path, options(req).schema(&schema)).await?;
+    let mut stream = df.execute_stream().await?;
+    let mut seen = vec![false; fields.len()];
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        candidates.retain(|&i| {
+            let Some(values) = batch.column(i).as_string_opt::<i32>() else {
+                return false;
+            };
+            values.iter().flatten().all(|v| {
+                seen[i] = true;
+                looks_like_timestamp(v)
+            })
+        });
+        if candidates.is_empty() {
+            break;
+        }
+    }
+    // A column with no values at all stays text.
+    candidates.retain(|&i| seen[i]);
+    Ok(candidates)
+}
+
+/// Whether `v` is a date-time as dbt's agate reads seeds: `YYYY-MM-DD`, a space or `T`, then
+/// `H:MM:SS` (one- or two-digit hour) with optional fractions and zone.
+fn looks_like_timestamp(v: &str) -> bool {
+    let v = v.trim();
+    let Some((date, time)) = v.split_once([' ', 'T']) else {
+        return false;
+    };
+    if chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err() {
+        return false;
+    }
+    let clock = time
+        .split(['+', '-', 'Z'])
+        .next()
+        .unwrap_or_default()
+        .split('.')
+        .next()
+        .unwrap_or_default();
+    let parts: Vec<&str> = clock.split(':').collect();
+    let number =
+        |p: &str, max: u32| (1..=2).contains(&p.len()) && p.parse::<u32>().is_ok_and(|n| n <= max);
+    parts.len() == 3 && number(parts[0], 23) && number(parts[1], 59) && number(parts[2], 60)
 }
 
 /// Read the file once, in blocks, for what the CSV reader would accept silently or report
@@ -229,6 +303,19 @@ fn split_header(header: &[u8], delimiter: u8) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::split_header;
+
+    #[test]
+    fn timestamps_as_agate_reads_them() {
+        use super::looks_like_timestamp as ts;
+        assert!(ts("2021-01-01 7:05:09"));
+        assert!(ts("2021-01-01T07:05:09.123+02:00"));
+        assert!(ts("2021-01-01 23:59:60"));
+        assert!(ts("2021-01-01 07:05:09-05:00"));
+        assert!(!ts("2021-01-01 00:00"));
+        assert!(!ts("2021-01-01"));
+        assert!(!ts("2021-13-01 10:00:00"));
+        assert!(!ts("soon 10:00:00"));
+    }
 
     #[test]
     fn headers_split_like_csv() {

@@ -166,6 +166,41 @@ pub struct Globals {
 pub struct JinjaEnv {
     env: Environment<'static>,
     macros: Arc<IndexMap<String, MacroDef>>,
+    materializations: Vec<CustomMaterialization>,
+}
+
+/// A `{% materialization name, adapter='...' %}` block of a macro file: loaded, not run.
+#[derive(Debug, Clone)]
+pub struct CustomMaterialization {
+    /// The name a model's `materialized` config would use.
+    pub name: String,
+    /// The file defining it.
+    pub file: PathBuf,
+    /// 1-based line of its tag.
+    pub line: usize,
+}
+
+/// `source` with its `{% materialization %}` blocks blanked (lines kept, so errors still name
+/// the right line), and the blocks found: dbt packages ship them beside their macros.
+fn without_materializations(source: &str) -> (std::borrow::Cow<'_, str>, Vec<(String, usize)>) {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    #[allow(clippy::unwrap_used)] // a constant pattern
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(
+            r"(?s)\{%-?\s*materialization\s+([A-Za-z_][A-Za-z0-9_]*).*?\{%-?\s*endmaterialization\s*-?%\}",
+        )
+        .unwrap()
+    });
+    if !source.contains("materialization") {
+        return (std::borrow::Cow::Borrowed(source), Vec::new());
+    }
+    let mut found = Vec::new();
+    let blanked = re.replace_all(source, |c: &regex::Captures<'_>| {
+        let start = c.get(0).map_or(0, |m| m.start());
+        found.push((c[1].to_string(), source[..start].matches('\n').count() + 1));
+        c[0].chars().filter(|ch| *ch == '\n').collect::<String>()
+    });
+    (blanked, found)
 }
 
 impl fmt::Debug for JinjaEnv {
@@ -279,11 +314,18 @@ impl JinjaEnv {
         let globals = Arc::new(globals);
 
         let mut macros: IndexMap<String, MacroDef> = IndexMap::new();
+        let mut materializations = Vec::new();
         for (path, package, source) in macro_files {
             let name = template_name(path);
-            env.add_template_owned(name.clone(), mangle_macros(source))
+            let (source, found) = without_materializations(source);
+            materializations.extend(found.into_iter().map(|(name, line)| CustomMaterialization {
+                name,
+                file: path.clone(),
+                line,
+            }));
+            env.add_template_owned(name.clone(), mangle_macros(&source))
                 .map_err(|e| (path.clone(), e))?;
-            for (macro_name, line, sql) in find_macros(source) {
+            for (macro_name, line, sql) in find_macros(&source) {
                 macros.insert(
                     macro_name.clone(),
                     MacroDef {
@@ -510,7 +552,16 @@ impl JinjaEnv {
         });
         env.add_filter("as_text", |v: Value| -> String { v.to_string() });
         env.add_filter("as_native", |v: Value| v);
-        Ok(Self { env, macros })
+        Ok(Self {
+            env,
+            macros,
+            materializations,
+        })
+    }
+
+    /// The custom materializations the macro files define (which Strata does not run).
+    pub fn materializations(&self) -> &[CustomMaterialization] {
+        &self.materializations
     }
 
     /// Compile a node's template. Call once per node before rendering it.
