@@ -134,6 +134,9 @@ impl ProjectConfig {
                 "the project `name` is empty",
             ));
         }
+        if let Some(required) = config.other.get("require-dbt-version") {
+            crate::validate::check_dbt_version(&config.name, &path, required);
+        }
         Ok((config, path))
     }
 

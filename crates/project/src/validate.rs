@@ -288,3 +288,98 @@ mod tests {
         assert!(check_value("whatever", &serde_json::json!(5)).is_ok());
     }
 }
+
+/// The dbt version whose projects Strata runs (the dbt-core its compatibility checks compare
+/// with).
+pub const DBT_COMPATIBLE: (u64, u64, u64) = (1, 11, 0);
+
+/// `require-dbt-version` (`">=1.3.0"`, `[">=1.7.0", "<2.0.0"]`, `"1.5.x"`): a warning naming
+/// the project when the dbt version Strata follows is outside it. dbt refuses to run then;
+/// Strata goes on, since it is not that dbt, and says so.
+pub fn check_dbt_version(project: &str, file: &Path, required: &yaml_serde::Value) {
+    let constraints: Vec<String> = match required {
+        yaml_serde::Value::String(s) => vec![s.clone()],
+        yaml_serde::Value::Sequence(items) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => {
+            tracing::warn!(
+                "{}: `require-dbt-version` must be a version range or a list of them",
+                file.display()
+            );
+            return;
+        }
+    };
+    for c in &constraints {
+        match satisfies(DBT_COMPATIBLE, c) {
+            Some(true) => {}
+            Some(false) => {
+                let (a, b, p) = DBT_COMPATIBLE;
+                tracing::warn!(
+                    "{}: project `{project}` requires dbt {} and Strata follows dbt {a}.{b}.{p}; it runs anyway, but may use what Strata lacks",
+                    file.display(),
+                    constraints.join(", ")
+                );
+                return;
+            }
+            None => {
+                tracing::warn!(
+                    "{}: cannot read `require-dbt-version` `{c}` (write it as \">=1.7.0\" or [\">=1.7.0\", \"<2.0.0\"])",
+                    file.display()
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Whether `version` meets one constraint: an operator (`>=`, `>`, `<=`, `<`, `==`, `=`,
+/// none) and a version whose missing or `x` parts match anything.
+fn satisfies(version: (u64, u64, u64), constraint: &str) -> Option<bool> {
+    let c = constraint.trim();
+    let (op, rest) = [">=", "<=", "==", ">", "<", "="]
+        .iter()
+        .find_map(|op| c.strip_prefix(op).map(|r| (*op, r)))
+        .unwrap_or(("=", c));
+    let parts: Vec<&str> = rest.trim().trim_start_matches('v').split('.').collect();
+    let mut bound = [0u64; 3];
+    let mut exact = 0;
+    for (i, p) in parts.iter().take(3).enumerate() {
+        if *p == "x" || *p == "*" {
+            break;
+        }
+        // Pre-release suffixes (`1.8.0b1`) count as the version they precede.
+        let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+        bound[i] = digits.parse().ok()?;
+        exact = i + 1;
+    }
+    let v = [version.0, version.1, version.2];
+    let cmp = v[..exact].cmp(&bound[..exact]);
+    use std::cmp::Ordering::*;
+    Some(match op {
+        ">=" => cmp != Less,
+        ">" => cmp == Greater,
+        "<=" => cmp != Greater,
+        "<" => cmp == Less,
+        _ => cmp == Equal,
+    })
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::satisfies;
+
+    #[test]
+    fn dbt_version_ranges() {
+        let v = (1, 11, 0);
+        assert_eq!(satisfies(v, ">=1.3.0"), Some(true));
+        assert_eq!(satisfies(v, "<2.0.0"), Some(true));
+        assert_eq!(satisfies(v, ">=1.12.0"), Some(false));
+        assert_eq!(satisfies(v, "1.11.x"), Some(true));
+        assert_eq!(satisfies(v, "1.10.x"), Some(false));
+        assert_eq!(satisfies(v, "<1.11"), Some(false));
+        assert_eq!(satisfies(v, ">=1.8.0b1"), Some(true));
+        assert_eq!(satisfies(v, "soon"), None);
+    }
+}
