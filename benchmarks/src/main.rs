@@ -11,6 +11,9 @@
 //!   full) against merging 1% changed rows by `unique_key`, with the changes among the
 //!   latest rows (partitioned by day, and unpartitioned), and spread over the whole table.
 //! - `snapshot`: a check-strategy snapshot of 1,000,000 records in which 1% change each run.
+//! - `packages`: the own test projects of dbt_utils and of dbt_expectations (with dbt_date),
+//!   unmodified, from the third-party copies in `../shared/vendor` (or `STRATA_VENDOR`):
+//!   `strata build` from nothing (no lake, no target folder), every node.
 //!
 //! Build the binary first (`cargo build --release -p strata`), then
 //! `cargo run --release -p strata-benchmarks -- [--strata PATH] [--runs N] [SCENARIO...]`.
@@ -31,7 +34,7 @@ struct Args {
     /// Timed repetitions per measurement (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Scenarios to run: startup, parse, chain, seed, merge, snapshot (default: all).
+    /// Scenarios to run: startup, parse, chain, seed, merge, snapshot, packages (default: all).
     scenarios: Vec<String>,
 }
 
@@ -60,7 +63,9 @@ fn main() -> Result<()> {
             strata.display()
         );
     }
-    let all = ["startup", "parse", "chain", "seed", "merge", "snapshot"];
+    let all = [
+        "startup", "parse", "chain", "seed", "merge", "snapshot", "packages",
+    ];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
     } else {
@@ -75,6 +80,7 @@ fn main() -> Result<()> {
             "seed" => rows.extend(seed(&strata, args.runs)?),
             "merge" => rows.extend(merge(&strata, args.runs)?),
             "snapshot" => rows.extend(snapshot(&strata, args.runs)?),
+            "packages" => rows.extend(packages(&strata, args.runs)?),
             other => bail!("unknown scenario `{other}`; choose from {}", all.join(", ")),
         }
     }
@@ -98,6 +104,11 @@ fn main() -> Result<()> {
 
 /// Run `strata ARGS` in `dir`, failing on a non-zero exit; returns the wall time.
 fn time_strata(strata: &Path, dir: &Path, args: &[&str]) -> Result<Duration> {
+    time_strata_exit(strata, dir, args, &[0])
+}
+
+/// [`time_strata`] accepting the exit codes in `ok` (a build whose tests fail exits 1).
+fn time_strata_exit(strata: &Path, dir: &Path, args: &[&str], ok: &[i32]) -> Result<Duration> {
     let start = Instant::now();
     let out = Command::new(strata)
         .args(args)
@@ -106,7 +117,7 @@ fn time_strata(strata: &Path, dir: &Path, args: &[&str]) -> Result<Duration> {
         .output()
         .with_context(|| format!("running {}", strata.display()))?;
     let elapsed = start.elapsed();
-    if !out.status.success() {
+    if !out.status.code().is_some_and(|c| ok.contains(&c)) {
         bail!(
             "strata {args:?} failed in {}:\n{}{}",
             dir.display(),
@@ -406,4 +417,67 @@ from {{ ref('customers') }}
         min,
         note: "check strategy, 10,000 versions closed and added per run (target < 3 s)".into(),
     }])
+}
+
+/// Copy the folder `from` to `to`.
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The own test projects of real dbt packages, built from nothing.
+fn packages(strata: &Path, runs: usize) -> Result<Vec<Row>> {
+    let vendor = std::env::var_os("STRATA_VENDOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared/vendor"));
+    if !vendor.join("dbt_utils").is_dir() {
+        bail!(
+            "no dbt packages at {}: set STRATA_VENDOR to the folder holding dbt_utils, dbt_expectations and dbt_date",
+            vendor.display()
+        );
+    }
+    let mut rows = Vec::new();
+    for (package, extra, note) in [
+        ("dbt_utils", None, "dbt-duckdb: about 16 s (target < 1.5 s)"),
+        (
+            "dbt_expectations",
+            Some("dbt_date"),
+            "with dbt_date; dbt-duckdb: about 16 s (target < 1.5 s)",
+        ),
+    ] {
+        let tmp = tempfile::tempdir()?;
+        copy_dir(&vendor.join(package), &tmp.path().join(package))?;
+        let dir = tmp.path().join(package).join("integration_tests");
+        if let Some(extra) = extra {
+            copy_dir(&vendor.join(extra), &dir.join("dbt_packages").join(extra))?;
+        }
+        write(
+            &dir,
+            "profiles.yml",
+            "integration_tests:\n  target: dev\n  outputs:\n    dev: {type: strata, threads: 2}\n",
+        )?;
+        let (median, min) = measure(runs, || {
+            for gone in ["target", ".strata"] {
+                let _ = std::fs::remove_dir_all(dir.join(gone));
+            }
+            time_strata_exit(strata, &dir, &["build"], &[0, 1])
+        })?;
+        rows.push(Row {
+            scenario: format!("packages: build {package}"),
+            size: "suite".into(),
+            median,
+            min,
+            note: note.into(),
+        });
+    }
+    Ok(rows)
 }

@@ -208,3 +208,48 @@ fn custom_materializations_load_and_a_model_using_one_is_told_plainly() {
         "{err}"
     );
 }
+
+#[test]
+fn dispatch_searches_the_root_project_then_the_package_unless_told_otherwise() {
+    let files = [
+        (
+            "vendor/greeter/dbt_project.yml",
+            "name: greeter\nversion: '1.0'\nconfig-version: 2\n",
+        ),
+        (
+            "vendor/greeter/macros/greet.sql",
+            "{% macro greet() %}{{ return(adapter.dispatch('greet', 'greeter')()) }}{% endmacro %}\n{% macro default__greet() %}'package default'{% endmacro %}\n{% macro duckdb__greet() %}'package duckdb'{% endmacro %}",
+        ),
+        ("packages.yml", "packages:\n  - local: vendor/greeter\n"),
+        (
+            "macros/mine.sql",
+            "{% macro default__greet() %}'project default'{% endmacro %}",
+        ),
+        ("models/m.sql", "select {{ greeter.greet() }} as g"),
+    ];
+    // The root project's implementation comes first, even a less specific one.
+    let p = TestProject::with_files(&files);
+    p.ok(&["run"]);
+    assert_eq!(p.query("select g from m"), vec!["g", "project default"]);
+    // A `dispatch:` search order names the packages searched, in order; in each, the
+    // duckdb__ implementation comes before default__.
+    p.write(
+        "strata.yml",
+        &format!(
+            "{}dispatch:\n  - macro_namespace: greeter\n    search_order: [greeter, t]\n",
+            p.read("strata.yml")
+        ),
+    );
+    p.ok(&["run"]);
+    assert_eq!(p.query("select g from m"), vec!["g", "package duckdb"]);
+    // Nothing to find: every name tried is listed.
+    p.write(
+        "models/m.sql",
+        "select {{ adapter.dispatch('wave', 'greeter')() }} as g",
+    );
+    let err = p.fails(&["run"], 2);
+    assert!(
+        err.contains("tried greeter.strata__wave, greeter.duckdb__wave, greeter.default__wave"),
+        "{err}"
+    );
+}
