@@ -82,12 +82,22 @@ impl Object for JTable {
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         if let Some(i) = key.as_usize() {
-            return (i < self.0.rows.len()).then(|| Value::from_object(JRow(self.clone(), i)));
+            return (i < self.0.rows.len()).then(|| {
+                Value::from_object(ByColumn {
+                    table: self.clone(),
+                    row: Some(i),
+                })
+            });
         }
         match key.as_str()? {
             "rows" => Some(Value::from(
                 (0..self.0.rows.len())
-                    .map(|i| Value::from_object(JRow(self.clone(), i)))
+                    .map(|i| {
+                        Value::from_object(ByColumn {
+                            table: self.clone(),
+                            row: Some(i),
+                        })
+                    })
                     .collect::<Vec<_>>(),
             )),
             "column_names" => Some(Value::from(
@@ -104,7 +114,10 @@ impl Object for JTable {
                     .map(|(_, t)| Value::from(t.clone()))
                     .collect::<Vec<_>>(),
             )),
-            "columns" => Some(Value::from_object(JColumns(self.clone()))),
+            "columns" => Some(Value::from_object(ByColumn {
+                table: self.clone(),
+                row: None,
+            })),
             _ => None,
         }
     }
@@ -167,30 +180,38 @@ impl Object for JColumn {
 /// Whether `obj` is one of the result objects with methods of their own, which `set` keeps as
 /// they are.
 pub(super) fn has_methods(obj: &minijinja::value::DynObject) -> bool {
-    obj.downcast_ref::<JTable>().is_some()
-        || obj.downcast_ref::<JColumns>().is_some()
-        || obj.downcast_ref::<JRow>().is_some()
+    obj.downcast_ref::<JTable>().is_some() || obj.downcast_ref::<ByColumn>().is_some()
 }
 
-/// One row of a [`JTable`], as agate's: a list of values (`row[0]`) that is also a mapping by
-/// column name (`row.table_name`, `row['id']`, `.keys()`, `.items()`).
+/// A row of a [`JTable`] (`row: Some(i)`, its cells) or the table's columns (`row: None`), as
+/// agate's `MappedSequence`: a list (`row[0]`, `columns[0]`) that is also a mapping by column
+/// name (`row.table_name`, `columns['id']`, `.keys()`, `.values()`, `.items()`).
 #[derive(Debug)]
-pub(super) struct JRow(Arc<JTable>, usize);
+pub(super) struct ByColumn {
+    pub(super) table: Arc<JTable>,
+    pub(super) row: Option<usize>,
+}
 
-impl JRow {
-    fn cell(&self, i: usize) -> Value {
-        let v = self.0.0.rows.get(self.1).and_then(|r| r.get(i));
-        v.map(|v| Value::from(Serde(v))).unwrap_or_default()
+impl ByColumn {
+    /// The `i`th cell of the row, or the `i`th column.
+    fn item(&self, i: usize) -> Value {
+        match self.row {
+            Some(r) => {
+                let v = self.table.0.rows.get(r).and_then(|cells| cells.get(i));
+                v.map(|v| Value::from(Serde(v))).unwrap_or_default()
+            }
+            None => Value::from_object(JColumn(self.table.clone(), i)),
+        }
     }
 }
 
-impl Object for JRow {
+impl Object for ByColumn {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
         ObjectRepr::Seq
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let columns = &self.0.0.columns;
+        let columns = &self.table.0.columns;
         let i = match key.as_str() {
             Some(name) => columns.iter().position(|(n, _)| n == name)?,
             None => {
@@ -199,11 +220,11 @@ impl Object for JRow {
                 usize::try_from(i).ok().filter(|i| *i < columns.len())?
             }
         };
-        Some(self.cell(i))
+        Some(self.item(i))
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Seq(self.0.0.columns.len())
+        Enumerator::Seq(self.table.0.columns.len())
     }
 
     fn call_method(
@@ -212,73 +233,15 @@ impl Object for JRow {
         method: &str,
         _args: &[Value],
     ) -> Result<Value, JError> {
-        let columns = &self.0.0.columns;
+        let columns = &self.table.0.columns;
         let names = || columns.iter().map(|(n, _)| Value::from(n.clone()));
-        let cells = || (0..columns.len()).map(|i| self.cell(i));
+        let items = || (0..columns.len()).map(|i| self.item(i));
         Ok(match method {
             "keys" => Value::from(names().collect::<Vec<_>>()),
-            "values" => Value::from(cells().collect::<Vec<_>>()),
+            "values" => Value::from(items().collect::<Vec<_>>()),
             "items" => Value::from(
                 names()
-                    .zip(cells())
-                    .map(|(k, v)| Value::from(vec![k, v]))
-                    .collect::<Vec<_>>(),
-            ),
-            _ => return Err(JError::from(ErrorKind::UnknownMethod)),
-        })
-    }
-}
-
-/// A table's columns as agate's `MappedSequence`: a list of columns (`columns[0]`) that is
-/// also a mapping by name (`columns['id']`, `.keys()`, `.items()`, `.values()`).
-#[derive(Debug)]
-pub(super) struct JColumns(Arc<JTable>);
-
-impl JColumns {
-    fn column(&self, i: usize) -> Value {
-        Value::from_object(JColumn(self.0.clone(), i))
-    }
-
-    fn names(&self) -> impl Iterator<Item = Value> + '_ {
-        self.0.0.columns.iter().map(|(n, _)| Value::from(n.clone()))
-    }
-}
-
-impl Object for JColumns {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Seq
-    }
-
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let columns = &self.0.0.columns;
-        let i = match key.as_str() {
-            Some(name) => columns.iter().position(|(n, _)| n == name)?,
-            None => {
-                let i = key.as_i64()?;
-                let i = if i < 0 { columns.len() as i64 + i } else { i };
-                usize::try_from(i).ok().filter(|i| *i < columns.len())?
-            }
-        };
-        Some(self.column(i))
-    }
-
-    fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Seq(self.0.0.columns.len())
-    }
-
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
-        method: &str,
-        _args: &[Value],
-    ) -> Result<Value, JError> {
-        let n = self.0.0.columns.len();
-        Ok(match method {
-            "keys" => Value::from(self.names().collect::<Vec<_>>()),
-            "values" => Value::from((0..n).map(|i| self.column(i)).collect::<Vec<_>>()),
-            "items" => Value::from(
-                self.names()
-                    .zip((0..n).map(|i| self.column(i)))
+                    .zip(items())
                     .map(|(k, v)| Value::from(vec![k, v]))
                     .collect::<Vec<_>>(),
             ),
