@@ -135,7 +135,12 @@ pub fn manifest(project: &Project) -> Value {
             }),
         );
     }
+    let mut unit_tests = Map::new();
     for t in project.tests.values() {
+        if let crate::data_tests::TestKind::Unit(unit) = &t.kind {
+            unit_tests.insert(t.unique_id.clone(), unit_test_json(project, t, unit));
+            continue;
+        }
         let mut config = t.config.to_json();
         if let Value::Object(c) = &mut config {
             c.entry("materialized").or_insert(json!("test"));
@@ -160,6 +165,7 @@ pub fn manifest(project: &Project) -> Value {
             crate::data_tests::TestKind::Singular { raw_sql } => {
                 (raw_sql.clone(), Value::Null, Value::Null)
             }
+            crate::data_tests::TestKind::Unit(_) => continue,
         };
         nodes.insert(
             t.unique_id.clone(),
@@ -173,7 +179,7 @@ pub fn manifest(project: &Project) -> Value {
                 "original_file_path": t.original_file_path.to_string_lossy(),
                 "unique_id": t.unique_id,
                 "fqn": t.fqn,
-                "alias": t.name,
+                "alias": t.relation_name(),
                 "checksum": {"name": "none", "checksum": ""},
                 "config": config,
                 "tags": t.config.tags(),
@@ -298,7 +304,60 @@ pub fn manifest(project: &Project) -> Value {
         "group_map": {},
         "saved_queries": {},
         "semantic_models": {},
-        "unit_tests": {},
+        "unit_tests": unit_tests,
+    })
+}
+
+/// Rows of a unit test as dbt's manifest keeps them: `{format, rows}`.
+fn unit_rows_json(rows: &crate::unit_tests::Rows) -> Value {
+    match rows {
+        crate::unit_tests::Rows::Dict(d) => json!({"format": "dict", "rows": d}),
+        crate::unit_tests::Rows::Csv(text) => json!({"format": "csv", "rows": text}),
+        crate::unit_tests::Rows::Sql(text) => json!({"format": "sql", "rows": text}),
+    }
+}
+
+/// A unit test as dbt's manifest describes one (`unit_tests` section).
+fn unit_test_json(
+    project: &Project,
+    t: &crate::data_tests::DataTest,
+    unit: &crate::unit_tests::UnitTest,
+) -> Value {
+    let given: Vec<Value> = unit
+        .given
+        .iter()
+        .map(|g| {
+            let input = match &g.input {
+                crate::unit_tests::Input::Ref(m) => format!("ref('{m}')"),
+                crate::unit_tests::Input::Source(s, tb) => format!("source('{s}', '{tb}')"),
+            };
+            let mut entry = unit_rows_json(&g.rows);
+            if let Value::Object(e) = &mut entry {
+                e.insert("input".into(), json!(input));
+            }
+            entry
+        })
+        .collect();
+    json!({
+        "model": unit.model,
+        "given": given,
+        "expect": unit_rows_json(&unit.expect),
+        "name": t.name,
+        "resource_type": "unit_test",
+        "package_name": t.package,
+        "path": t.original_file_path.to_string_lossy(),
+        "original_file_path": t.original_file_path.to_string_lossy(),
+        "unique_id": t.unique_id,
+        "fqn": t.fqn,
+        "description": "",
+        "overrides": {"vars": unit.vars, "macros": unit.macros, "env_vars": {}},
+        "depends_on": {"macros": [], "nodes": t.attached_node.iter().collect::<Vec<_>>()},
+        "config": {"tags": t.config.tags(), "meta": t.config.get("meta").cloned().unwrap_or(json!({})), "enabled": true},
+        "checksum": null,
+        "schema": project.target.schema,
+        "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
+        "versions": null,
+        "version": null,
     })
 }
 

@@ -320,6 +320,10 @@ impl Compiler {
         };
         let resolver: Arc<dyn Resolver> = self.resolver.clone();
         let rendered = match &test.kind {
+            crate::data_tests::TestKind::Unit(unit) => {
+                let (test, unit) = (test.clone(), unit.clone());
+                return self.compile_unit_test(&test, &unit);
+            }
             crate::data_tests::TestKind::Generic { .. } => self.project.jinja.render_source(
                 &test.original_file_path.to_string_lossy(),
                 &test.jinja_call().unwrap_or_default(),
@@ -457,6 +461,16 @@ impl Compiler {
     }
 
     /// What templates see of a model.
+    /// The compiler's resolver.
+    pub(crate) fn resolver(&self) -> &Arc<ProjectResolver> {
+        &self.resolver
+    }
+
+    /// What a render of `model` knows of it.
+    pub(crate) fn node_info(&self, model: &Model) -> NodeInfo {
+        self.info(model)
+    }
+
     fn info(&self, model: &Model) -> NodeInfo {
         NodeInfo {
             unique_id: model.unique_id.clone(),
@@ -522,7 +536,7 @@ impl Compiler {
 }
 
 /// Trim whitespace and trailing semicolons, which would break wrapping the query.
-fn clean_sql(sql: &str) -> String {
+pub(crate) fn clean_sql(sql: &str) -> String {
     sql.trim().trim_end_matches(';').trim_end().to_string()
 }
 

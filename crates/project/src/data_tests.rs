@@ -62,7 +62,7 @@ pub struct DataTest {
     pub attached_node: Option<String>,
 }
 
-/// The two kinds of data test.
+/// The kinds of test.
 #[derive(Debug, Clone)]
 pub enum TestKind {
     /// An instance of a generic test macro (`test_<name>`).
@@ -84,6 +84,8 @@ pub enum TestKind {
         /// Its SQL, with Jinja.
         raw_sql: String,
     },
+    /// A unit test (`unit_tests:`): a model run on given rows, compared with expected ones.
+    Unit(Box<crate::unit_tests::UnitTest>),
 }
 
 impl DataTest {

@@ -8,6 +8,7 @@
 
 pub mod artifacts;
 pub mod compile;
+mod compile_unit;
 pub mod config;
 pub mod data_tests;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod profile;
 pub mod project;
 pub mod properties;
 pub mod select;
+pub mod unit_tests;
 pub mod validate;
 
 pub use config::{NodeConfig, ProjectConfig};

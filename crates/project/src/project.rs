@@ -29,6 +29,7 @@ struct TestInputs<'a> {
     seed_patches: &'a HashMap<String, (PathBuf, crate::properties::ModelEntry)>,
     source_entries: &'a [(PathBuf, SourceEntry)],
     singular: Vec<(PathBuf, String, String)>,
+    unit_tests: &'a [(PathBuf, yaml_serde::Value)],
 }
 
 /// How to load a project.
@@ -292,6 +293,7 @@ impl Loader {
             models: patches,
             seeds: seed_patches,
             sources: source_entries,
+            unit_tests,
         } = self.properties(&roots)?;
         let (files, mut by_name) = self.model_files(&roots, &patches, &mut jinja)?;
         let singular = self.singular_tests(&mut jinja)?;
@@ -306,6 +308,7 @@ impl Loader {
                 seed_patches: &seed_patches,
                 source_entries: &source_entries,
                 singular,
+                unit_tests: &unit_tests,
             },
             &models,
             &seeds,
@@ -318,6 +321,10 @@ impl Loader {
             graph.add_node(&t.unique_id);
             for d in &t.depends_on {
                 graph.add_edge(d, &t.unique_id);
+            }
+            // A unit test runs before its model, which `build` skips when the test fails.
+            if let (TestKind::Unit(_), Some(model)) = (&t.kind, &t.attached_node) {
+                graph.add_edge(&t.unique_id, model);
             }
         }
         check_configs(
@@ -524,7 +531,8 @@ impl Loader {
         let mut seed_patches: HashMap<String, (PathBuf, crate::properties::ModelEntry)> =
             HashMap::new();
         let mut property_files = Vec::new();
-        for (root, config, _) in roots {
+        let mut unit_tests: Vec<(PathBuf, yaml_serde::Value)> = Vec::new();
+        for (root, config, pkg_name) in roots {
             let dirs: Vec<String> = config
                 .model_paths
                 .iter()
@@ -534,16 +542,20 @@ impl Loader {
                 .collect();
             for (abs, _) in files_with_ext(root, &dirs, &["yml", "yaml"]) {
                 let rel = relative_to(&abs, &self.root);
-                property_files.push((abs, rel));
+                property_files.push((abs, rel, *pkg_name == self.config.name));
             }
         }
-        for (abs, rel) in property_files {
+        for (abs, rel, in_root) in property_files {
             let text = read_to_string(&abs)?;
             if text.trim().is_empty() {
                 continue;
             }
             let file: PropertiesFile =
                 yaml_serde::from_str(&text).map_err(|e| yaml_error(rel.clone(), &e))?;
+            // The project's own unit tests (a package's are its own business, as in dbt).
+            if let Some(list) = file.other.get("unit_tests").filter(|_| in_root) {
+                unit_tests.push((rel.clone(), list.clone()));
+            }
             for entry in file.models {
                 if let Some((first, _)) = patches.get(&entry.name) {
                     return Err(Error::at(
@@ -584,6 +596,7 @@ impl Loader {
             models: patches,
             seeds: seed_patches,
             sources: source_entries,
+            unit_tests,
         })
     }
 
@@ -1134,6 +1147,9 @@ impl Loader {
                 found.extend(tests_of(&target, &t.other, &t.columns, package, file)?);
             }
         }
+        for (file, list) in inputs.unit_tests {
+            found.extend(crate::unit_tests::parse_unit_tests(list, package, file)?);
+        }
         for (rel, name, raw_sql) in inputs.singular {
             found.push(DataTest {
                 unique_id: format!("test.{package}.{name}"),
@@ -1183,6 +1199,42 @@ impl Loader {
             if !t.config.enabled() {
                 continue;
             }
+            if let TestKind::Unit(unit) = &t.kind {
+                // A unit test reads what its model reads; it is attached to the model.
+                let Some(model) = models.values().find(|m| m.name == unit.model) else {
+                    tracing::warn!(
+                        "{}: unit test `{}` tests model `{}`, which does not exist or is disabled; the test is ignored",
+                        t.original_file_path.display(),
+                        t.name,
+                        unit.model
+                    );
+                    continue;
+                };
+                t.attached_node = Some(model.unique_id.clone());
+                t.depends_on = model
+                    .refs
+                    .iter()
+                    .filter_map(|r| by_name.get(r.name.as_str()).map(|id| id.to_string()))
+                    .chain(
+                        model
+                            .sources
+                            .iter()
+                            .map(|(s, tb)| format!("source.{package}.{s}.{tb}"))
+                            .filter(|id| sources.contains_key(id)),
+                    )
+                    .collect();
+                if out.contains_key(&t.unique_id) {
+                    return Err(Error::at(
+                        Location::file(&t.original_file_path),
+                        format!(
+                            "model `{}` has two unit tests named `{}`",
+                            unit.model, t.name
+                        ),
+                    ));
+                }
+                out.insert(t.unique_id.clone(), t);
+                continue;
+            }
             let info = NodeInfo {
                 unique_id: t.unique_id.clone(),
                 name: t.name.clone(),
@@ -1204,7 +1256,7 @@ impl Loader {
                         None,
                     )
                 }
-                TestKind::Singular { .. } => {
+                TestKind::Singular { .. } | TestKind::Unit(_) => {
                     jinja.render(&t.original_file_path, Mode::Parse, info, None)
                 }
             };
@@ -1260,7 +1312,7 @@ impl Loader {
                     target: TestTarget::Source(s, tb),
                     ..
                 } => Some(format!("source.{package}.{s}.{tb}")),
-                TestKind::Singular { .. } => None,
+                TestKind::Singular { .. } | TestKind::Unit(_) => None,
             };
             t.depends_on = deps;
             if let Some(first) = out.get(&t.unique_id) {
@@ -1627,11 +1679,10 @@ struct Properties {
     seeds: HashMap<String, (PathBuf, crate::properties::ModelEntry)>,
     /// Sources, with their file.
     sources: Vec<(PathBuf, SourceEntry)>,
+    /// `unit_tests:` lists of the project's properties files, with their file.
+    unit_tests: Vec<(PathBuf, yaml_serde::Value)>,
 }
 
-/// Check what can be checked of the nodes' configurations at load: words from a fixed list
-/// (`materialized`, `incremental_strategy`, ...), hooks that must be SQL, grants; keys Strata
-/// does not act on are named once per file, as a warning.
 /// Render config values written with Jinja (`enabled: "{{ target.type != 'spark' }}"`), as
 /// dbt renders a test's configs: the result is read as Python would read it back, so `True`
 /// and `False` are booleans and digits a number.
@@ -1663,6 +1714,9 @@ fn render_config_values(
     Ok(())
 }
 
+/// Check what can be checked of the nodes' configurations at load: words from a fixed list
+/// (`materialized`, `incremental_strategy`, ...), hooks that must be SQL, grants; keys Strata
+/// does not act on are named once per file, as a warning.
 fn check_configs(
     models: &IndexMap<String, Model>,
     seeds: &IndexMap<String, Seed>,

@@ -388,18 +388,26 @@ impl Atom {
                 .and_then(|f| f.to_str())
                 .is_some_and(|f| glob_match(&self.value, f)),
             Method::Package => glob_match(&self.value, &t.package),
-            Method::ResourceType => self.value == "test",
+            Method::ResourceType => match t.kind {
+                crate::data_tests::TestKind::Unit(_) => self.value == "unit_test",
+                _ => self.value == "test",
+            },
+            // `data` is every data test (generic and singular), as in dbt 1.8.
             Method::TestType => match t.kind {
-                crate::data_tests::TestKind::Generic { .. } => self.value == "generic",
+                crate::data_tests::TestKind::Generic { .. } => {
+                    self.value == "generic" || self.value == "data"
+                }
                 crate::data_tests::TestKind::Singular { .. } => {
                     self.value == "singular" || self.value == "data"
                 }
+                crate::data_tests::TestKind::Unit(_) => self.value == "unit",
             },
             Method::TestName => match &t.kind {
                 crate::data_tests::TestKind::Generic { test_name, .. } => {
                     glob_match(&self.value, test_name)
                 }
-                crate::data_tests::TestKind::Singular { .. } => false,
+                crate::data_tests::TestKind::Singular { .. }
+                | crate::data_tests::TestKind::Unit(_) => false,
             },
             Method::Source | Method::State => false,
             Method::Config(key) => config_match(t.config.get(&key.replace('-', "_")), &self.value),

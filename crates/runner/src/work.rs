@@ -155,7 +155,13 @@ impl Work<'_> {
                 }
             }
             Work::Test(test, Ok(sql)) => {
-                let done = run_test(warehouse, test, &sql).await;
+                let mut done = run_test(warehouse, test, &sql).await;
+                if matches!(test.kind, strata_project::data_tests::TestKind::Unit(_))
+                    && done.status.is_failure()
+                {
+                    done.message = unit_test_difference(warehouse, &sql, done.failures).await;
+                    return done;
+                }
                 let found_rows = done.status.is_failure() || done.status == NodeStatus::Warn;
                 if found_rows && let Some((db, schema)) = audit.filter(|_| test.store_failures()) {
                     let relation = Relation::new(db, schema, test.relation_name());
@@ -472,6 +478,50 @@ async fn store_failures(
         run_id,
     );
     warehouse.append(&request).await.map(|_| ())
+}
+
+/// A failed unit test's message: the rows that differ, `-` expected and missing, `+` produced
+/// and unexpected (at most 20).
+async fn unit_test_difference(warehouse: &dyn Warehouse, sql: &str, n: Option<u64>) -> String {
+    let shown = format!("select * from (\n{sql}\n) as unit_diff order by 1, 2 limit 20");
+    let mut lines = vec![format!(
+        "actual differs from expected in {} row{}:",
+        n.unwrap_or(0),
+        if n == Some(1) { "" } else { "s" }
+    )];
+    let batches: Vec<datafusion::arrow::record_batch::RecordBatch> =
+        match warehouse.query(&shown, None).await {
+            Ok(stream) => stream.try_collect().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+    if let Some(first) = batches.first() {
+        let names: Vec<String> = first
+            .schema()
+            .fields()
+            .iter()
+            .skip(1)
+            .map(|f| f.name().clone())
+            .collect();
+        lines.push(format!("    {}", names.join(" | ")));
+    }
+    let formatter = datafusion::arrow::util::display::FormatOptions::default().with_null("NULL");
+    for b in &batches {
+        let columns: Vec<_> = b
+            .columns()
+            .iter()
+            .filter_map(|c| {
+                datafusion::arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &formatter)
+                    .ok()
+            })
+            .collect();
+        for row in 0..b.num_rows() {
+            let cells: Vec<String> = columns.iter().map(|c| c.value(row).to_string()).collect();
+            if let Some((mark, rest)) = cells.split_first() {
+                lines.push(format!("  {mark} {}", rest.join(" | ")));
+            }
+        }
+    }
+    lines.join("\n")
 }
 
 /// Count a test's failures (`fail_calc`, by default the rows) and judge them by `severity`,

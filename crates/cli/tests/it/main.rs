@@ -14,4 +14,5 @@ mod safety;
 mod seeds;
 mod selection;
 mod sources;
+mod unit_tests;
 mod workflow;

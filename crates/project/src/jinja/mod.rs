@@ -401,7 +401,11 @@ impl JinjaEnv {
         env.add_function(
             "var",
             move |state: &State, name: String, default: Option<Value>| -> Result<Value, JError> {
-                let package = current_scope(state).map(|s| s.node.package.clone());
+                let scope = current_scope(state);
+                if let Some(v) = scope.as_ref().and_then(|s| s.overrides.vars.get(&name)) {
+                    return Ok(Value::from(Serde(v)));
+                }
+                let package = scope.map(|s| s.node.package.clone());
                 lookup_var(&g, package.as_deref(), &name)
                     .or(default)
                     .ok_or_else(|| {
@@ -587,6 +591,18 @@ impl JinjaEnv {
         Scope::new(mode, node, resolver).run(|ctx| tmpl.render(ctx))
     }
 
+    /// [`Self::render`] in compile mode with a unit test's `overrides`.
+    pub fn render_with_overrides(
+        &self,
+        path: &std::path::Path,
+        node: NodeInfo,
+        resolver: Option<Arc<dyn Resolver>>,
+        overrides: Overrides,
+    ) -> Result<(String, Captured), JError> {
+        let tmpl = self.env.get_template(&template_name(path))?;
+        Scope::with_overrides(Mode::Compile, node, resolver, overrides).run(|ctx| tmpl.render(ctx))
+    }
+
     /// Render SQL that is not a project file (such as `strata show --inline`), named `name`
     /// in error messages.
     pub fn render_source(
@@ -664,16 +680,37 @@ struct Scope {
     captured: Mutex<Captured>,
     /// Results of `{% call statement(name, fetch_result=True) %}` blocks, for `load_result`.
     statements: Mutex<HashMap<String, QueryResult>>,
+    /// Vars and macros a unit test replaces.
+    overrides: Overrides,
+}
+
+/// What a unit test's `overrides:` replace for one render: vars, and macros by constants.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `var(name)` gives these first.
+    pub vars: IndexMap<String, serde_json::Value>,
+    /// Each macro (or context function such as `is_incremental`) returns its value.
+    pub macros: IndexMap<String, serde_json::Value>,
 }
 
 impl Scope {
     fn new(mode: Mode, node: NodeInfo, resolver: Option<Arc<dyn Resolver>>) -> Arc<Self> {
+        Self::with_overrides(mode, node, resolver, Overrides::default())
+    }
+
+    fn with_overrides(
+        mode: Mode,
+        node: NodeInfo,
+        resolver: Option<Arc<dyn Resolver>>,
+        overrides: Overrides,
+    ) -> Arc<Self> {
         Arc::new(Scope {
             mode,
             node,
             resolver,
             captured: Mutex::new(Captured::default()),
             statements: Mutex::new(HashMap::new()),
+            overrides,
         })
     }
 
@@ -718,13 +755,29 @@ impl Scope {
                 "event_time_end": b.end,
             })),
         });
-        minijinja::context! {
+        let ctx = minijinja::context! {
             __strata => Value::from_dyn_object(self.clone()),
             this => this,
             model => Value::from(Serde(&model)),
             config => Value::from_object(ConfigObj(self.clone())),
             execute => self.mode == Mode::Compile,
+        };
+        if self.overrides.macros.is_empty() {
+            return ctx;
         }
+        let replaced: std::collections::BTreeMap<String, Value> = self
+            .overrides
+            .macros
+            .iter()
+            .map(|(name, v)| {
+                let v = Value::from(Serde(v));
+                (
+                    name.clone(),
+                    Value::from_function(move |_args: minijinja::value::Rest<Value>| v.clone()),
+                )
+            })
+            .collect();
+        minijinja::context! { ..Value::from(replaced), ..ctx }
     }
 
     fn record<F: FnOnce(&mut Captured)>(&self, f: F) {
