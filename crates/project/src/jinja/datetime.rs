@@ -31,7 +31,7 @@ fn timedelta_arg(args: &[Value]) -> Result<Duration, Error> {
 
 /// A Python `strftime` format for chrono: Python's `%f` is microseconds (chrono's is
 /// nanoseconds); `%%` stays a literal percent.
-fn strftime_arg(args: &[Value]) -> Result<String, Error> {
+pub(super) fn strftime_arg(args: &[Value]) -> Result<String, Error> {
     let (fmt,): (String,) = from_args(args)?;
     let mut out = String::with_capacity(fmt.len() + 2);
     let mut chars = fmt.chars();
@@ -83,6 +83,20 @@ impl Object for PyDateTime {
             )),
             "date" => Ok(Value::from_object(PyDate(self.0.date_naive()))),
             "timestamp" => Ok(Value::from(self.0.timestamp_micros() as f64 / 1e6)),
+            "astimezone" => {
+                let (tz,): (Value,) = from_args(args)?;
+                let tz = tz
+                    .downcast_object_ref::<super::py_modules::Tz>()
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::InvalidOperation,
+                            "astimezone() takes a time zone from modules.pytz",
+                        )
+                    })?;
+                Ok(Value::from_object(super::py_modules::ZonedDateTime(
+                    self.0.with_timezone(&tz.0),
+                )))
+            }
             "replace" => {
                 let (kwargs,): (Kwargs,) = from_args(args)?;
                 let mut d = self.0;
@@ -297,12 +311,14 @@ impl Object for Modules {
         match key.as_str()? {
             "datetime" => Some(Value::from_object(DateTimeModule)),
             "re" => Some(Value::from_object(super::re::ReModule)),
+            "itertools" => Some(Value::from_object(super::py_modules::Itertools)),
+            "pytz" => Some(Value::from_object(super::py_modules::Pytz)),
             _ => None,
         }
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Str(&["datetime", "re"])
+        Enumerator::Str(&["datetime", "re", "itertools", "pytz"])
     }
 }
 

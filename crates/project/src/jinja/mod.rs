@@ -12,6 +12,7 @@ mod arith;
 mod column;
 mod datetime;
 mod macros;
+mod py_modules;
 mod pylist;
 mod re;
 mod relation;
@@ -526,6 +527,7 @@ impl JinjaEnv {
                 Err(JError::new(ErrorKind::InvalidOperation, msg))
             },
         );
+        py_modules::register(&mut env);
         env.add_global("exceptions", Value::from_object(Exceptions));
         env.add_global("modules", Value::from_object(Modules));
         env.add_global(

@@ -313,3 +313,18 @@ fn dates_add_and_subtract_as_in_python() {
         .expect("render");
     assert_eq!(out, "2024-02-20 05|10|2024-02-21|6|ab");
 }
+
+#[test]
+fn json_yaml_zip_itertools_and_pytz() {
+    let env = env_with(
+        "{{ tojson({'b': 1, 'a': [1, 2]}, sort_keys=True) }}|{{ fromjson('{\"x\": [3]}').x[0] }}|{{ fromyaml('a: 5').a }}|{{ toyaml({'k': 'v'}) | trim }}|{% for a, b in zip([1, 2, 3], ['x', 'y']) %}{{ a }}{{ b }}{% endfor %}|{{ modules.itertools.chain([1], [2, 3]) | join }}|{{ modules.itertools.product([1, 2], ['a']) | map('join') | join(',') }}|{{ modules.itertools.combinations([1, 2, 3], 2) | length }}|{{ modules.datetime.datetime(2024, 7, 1, 12).astimezone(modules.pytz.timezone('Europe/Berlin')).strftime('%H:%M') }}|{{ modules.pytz.utc }}",
+        &[],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(
+        out,
+        "{\"a\":[1,2],\"b\":1}|3|5|k: v|1x2y|123|1a,2a|3|14:00|UTC"
+    );
+}
