@@ -19,6 +19,7 @@ pub(super) fn call_macro_with(
     name: &str,
     args: &[Value],
     kwargs: Option<Value>,
+    varargs: Option<Value>,
 ) -> Result<Value, JError> {
     let ctx = match current_scope(state) {
         Some(scope) => scope.context(),
@@ -26,6 +27,10 @@ pub(super) fn call_macro_with(
     };
     let ctx = match kwargs {
         Some(kwargs) => minijinja::context! { kwargs => kwargs, ..ctx },
+        None => ctx,
+    };
+    let ctx = match varargs {
+        Some(varargs) => minijinja::context! { varargs => varargs, ..ctx },
         None => ctx,
     };
     // Each call renders the macro's file anew, so minijinja's own recursion limit (per render)
@@ -161,10 +166,13 @@ pub(super) fn macro_value(def: &MacroDef) -> Option<Value> {
     let template = template_name(&def.file);
     let mangled = format!("{MACRO_PREFIX}{}", def.name);
     let macro_name = def.name.clone();
-    let catch_all = uses_kwargs(&def.sql).then(|| declared_args(&def.sql));
+    let catch_all = uses_name(&def.sql, "kwargs").then(|| declared_args(&def.sql));
+    // A macro using `varargs` takes positional arguments beyond those it declares.
+    let positional = uses_name(&def.sql, "varargs").then(|| declared_args(&def.sql).len());
     Some(Value::from_function(
         move |state: &State, args: Rest<Value>, kwargs: Kwargs| -> Result<Value, JError> {
             let mut args = args.0;
+            let varargs = positional.map(|n| Value::from(args.split_off(n.min(args.len()))));
             let mut extra: Vec<(String, Value)> = Vec::new();
             let mut named: Vec<(String, Value)> = Vec::new();
             for key in kwargs.args() {
@@ -186,17 +194,25 @@ pub(super) fn macro_value(def: &MacroDef) -> Option<Value> {
                         .collect::<std::collections::BTreeMap<String, Value>>(),
                 )
             });
-            call_macro_with(state, &template, &mangled, &macro_name, &args, extra)
+            call_macro_with(
+                state,
+                &template,
+                &mangled,
+                &macro_name,
+                &args,
+                extra,
+                varargs,
+            )
         },
     ))
 }
 
-/// Whether a macro's body (past its signature) uses `kwargs`.
-pub(super) fn uses_kwargs(sql: &str) -> bool {
+/// Whether a macro's body (past its signature) uses the variable `name` (`kwargs`, `varargs`).
+pub(super) fn uses_name(sql: &str, name: &str) -> bool {
     let body = sql.split_once("%}").map(|(_, b)| b).unwrap_or_default();
-    body.match_indices("kwargs").any(|(i, _)| {
+    body.match_indices(name).any(|(i, _)| {
         let before = body[..i].chars().next_back();
-        let after = body[i + "kwargs".len()..].chars().next();
+        let after = body[i + name.len()..].chars().next();
         !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
             && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
     })

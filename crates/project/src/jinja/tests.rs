@@ -291,6 +291,21 @@ fn macros_using_kwargs_take_undeclared_keyword_arguments() {
 }
 
 #[test]
+fn macros_using_varargs_take_extra_positional_arguments() {
+    let env = env_with(
+        "{{ cols('a', 'b', 'c') }}|{{ cols('a') }}",
+        &[(
+            "macros/v.sql",
+            "{% macro cols(first) %}{{ first }}+{{ varargs | join(',') }}({{ varargs | length }}){% endmacro %}",
+        )],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, "a+b,c(2)|a+(0)");
+}
+
+#[test]
 fn sets_compare_without_order() {
     let env = env_with(
         "{% set a = set(['x', 'y', 'x']) %}{% set b = set(['y', 'x']) %}{{ a == b }} {{ a | length }} {{ a != set(['x']) }} {% do b.add('z') %}{{ b | sort | join }} {{ 'z' in b }} {{ a.issubset(b) }} {{ b.difference(a) | join }}",
