@@ -335,7 +335,7 @@ impl Loader {
             jinja.materializations(),
         )?;
         let (on_run_start, on_run_end) = run_hooks(&self.config, &self.config_path)?;
-        Ok(Project {
+        let project = Project {
             on_run_start,
             on_run_end,
             root: self.root,
@@ -352,7 +352,30 @@ impl Loader {
             disabled,
             run_started_at: self.run_started_at,
             invocation_id: self.invocation_id,
-        })
+        };
+        // dbt's `graph` (nodes and sources as the manifest has them), for templates that
+        // read it; built only when one does.
+        let mentions_graph = |sql: &str| sql.contains("graph.") || sql.contains("graph[");
+        if project.models.values().any(|m| mentions_graph(&m.raw_sql))
+            || project
+                .jinja
+                .macros()
+                .values()
+                .any(|m| mentions_graph(&m.sql))
+        {
+            let manifest = crate::artifacts::manifest(&project);
+            project.jinja.set_graph(serde_json::json!({
+                "nodes": manifest["nodes"],
+                "sources": manifest["sources"],
+                "exposures": {},
+                "metrics": {},
+                "groups": {},
+                "semantic_models": {},
+                "saved_queries": {},
+                "unit_tests": manifest["unit_tests"],
+            }));
+        }
+        Ok(project)
     }
 
     /// Docs blocks from every .md file under model and macro paths.

@@ -174,3 +174,20 @@ fn set_and_load_relation_as_in_dbt() {
         vec!["distinct_values,found,missing", "\"b,a\",1,1"]
     );
 }
+
+#[test]
+fn graph_lists_the_projects_nodes_and_sources() {
+    let p = TestProject::with_files(&[
+        ("models/a.sql", "select 1 as x"),
+        ("models/b.sql", "select 2 as x"),
+        (
+            "models/census.sql",
+            "{% set names = [] %}{% if execute %}{% for n in graph.nodes.values() | selectattr('resource_type', 'equalto', 'model') %}{% do names.append(n.name) %}{% endfor %}{% endif %}\nselect '{{ names | sort | join('-') }}' as models, {{ graph.sources | length }} as sources",
+        ),
+    ]);
+    p.ok(&["run"]);
+    assert_eq!(
+        p.query("select models, sources from census"),
+        vec!["models,sources", "a-b-census,0"]
+    );
+}

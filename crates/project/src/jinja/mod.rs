@@ -168,6 +168,40 @@ pub struct JinjaEnv {
     env: Environment<'static>,
     macros: Arc<IndexMap<String, MacroDef>>,
     materializations: Vec<CustomMaterialization>,
+    graph: Arc<std::sync::OnceLock<Value>>,
+}
+
+/// `graph`: the project's nodes and sources as dbt's manifest describes them, once the
+/// project is loaded (empty while it is being parsed, as its nodes are not all known yet).
+#[derive(Debug)]
+struct Graph(Arc<std::sync::OnceLock<Value>>);
+
+impl Object for Graph {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match self.0.get() {
+            Some(g) => g.get_item(key).ok().filter(|v| !v.is_undefined()),
+            None => Some(Value::from(
+                std::collections::BTreeMap::<String, Value>::new(),
+            )),
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(&[
+            "nodes",
+            "sources",
+            "exposures",
+            "metrics",
+            "groups",
+            "semantic_models",
+            "saved_queries",
+            "unit_tests",
+        ])
+    }
 }
 
 /// A `{% materialization name, adapter='...' %}` block of a macro file: loaded, not run.
@@ -528,6 +562,8 @@ impl JinjaEnv {
             },
         );
         py_modules::register(&mut env);
+        let graph = Arc::new(std::sync::OnceLock::new());
+        env.add_global("graph", Value::from_object(Graph(graph.clone())));
         env.add_global("exceptions", Value::from_object(Exceptions));
         env.add_global("modules", Value::from_object(Modules));
         env.add_global(
@@ -562,7 +598,13 @@ impl JinjaEnv {
             env,
             macros,
             materializations,
+            graph,
         })
+    }
+
+    /// Fill `graph` once the project is loaded.
+    pub fn set_graph(&self, graph: serde_json::Value) {
+        let _ = self.graph.set(Value::from(Serde(graph)));
     }
 
     /// The custom materializations the macro files define (which Strata does not run).
