@@ -299,7 +299,34 @@ impl Loader {
         let singular = self.singular_tests(&mut jinja)?;
         let jinja = Arc::new(jinja);
         let (models, mut disabled) = self.parse_models(&jinja, files, &packages, &patches)?;
+        // A `models:` entry naming a seed describes the seed, as in dbt.
+        let seed_files: std::collections::HashSet<String> =
+            files_with_ext(&self.root, &self.config.seed_paths, &["csv"])
+                .into_iter()
+                .filter_map(|(abs, _)| Some(abs.file_stem()?.to_str()?.to_string()))
+                .collect();
+        let mut seed_patches = seed_patches;
+        for (name, patch) in &patches {
+            if !by_name.contains_key(name)
+                && seed_files.contains(name)
+                && !seed_patches.contains_key(name)
+            {
+                seed_patches.insert(name.clone(), patch.clone());
+            }
+        }
+        let model_names: Vec<String> = by_name.keys().cloned().collect();
         let seeds = self.seeds(&jinja, &seed_patches, &mut by_name, &package, &mut disabled)?;
+        // As dbt does, an entry for a model that does not exist is a warning (a model removed
+        // or renamed, its YAML left behind), and its tests do not run.
+        for (name, (file, _)) in &patches {
+            if !model_names.contains(name) && !seeds.values().any(|s| &s.name == name) {
+                tracing::warn!(
+                    "{}: describes model `{name}`, but there is no model file `{name}.sql`{}; the entry and its tests are ignored (fix the `name:` or remove the entry)",
+                    file.display(),
+                    did_you_mean(name, model_names.iter().map(String::as_str))
+                );
+            }
+        }
         let sources = self.sources(&jinja, &source_entries, &package)?;
         let tests = self.tests(
             &jinja,
@@ -678,17 +705,6 @@ impl Loader {
             }
         }
         self.snapshot_files(roots, patches, jinja, &mut files, &mut by_name)?;
-        // As dbt does, an entry for a model that does not exist is a warning (a model removed
-        // or renamed, its YAML left behind), and its tests do not run.
-        for (name, (file, _)) in patches {
-            if !by_name.contains_key(name) {
-                tracing::warn!(
-                    "{}: describes model `{name}`, but there is no model file `{name}.sql`{}; the entry and its tests are ignored (fix the `name:` or remove the entry)",
-                    file.display(),
-                    did_you_mean(name, by_name.keys().map(String::as_str))
-                );
-            }
-        }
         Ok((files, by_name))
     }
 
@@ -1150,9 +1166,12 @@ impl Loader {
     ) -> Result<IndexMap<String, DataTest>> {
         let package = self.config.name.as_str();
         let mut found: Vec<DataTest> = Vec::new();
+        // A seed described under `models:` is in both maps: its tests are read once.
         let entries = inputs
             .model_patches
-            .values()
+            .iter()
+            .filter(|(name, _)| !inputs.seed_patches.contains_key(*name))
+            .map(|(_, entry)| entry)
             .chain(inputs.seed_patches.values());
         for (file, entry) in entries {
             let target = TestTarget::Ref(entry.name.clone());

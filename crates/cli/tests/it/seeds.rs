@@ -127,3 +127,23 @@ fn a_seed_and_a_model_cannot_share_a_name() {
     let out = p.fails(&["seed"], 2);
     assert!(out.contains("`kinds` is both"), "{out}");
 }
+
+#[test]
+fn a_seed_described_under_models_is_patched_and_tested() {
+    let p = TestProject::with_files(&[
+        ("seeds/codes.csv", "code,label\na,Alpha\na,Again\n"),
+        (
+            "models/schema.yml",
+            "version: 2\nmodels:\n  - name: codes\n    description: Country codes.\n    columns:\n      - name: code\n        data_tests: [unique]\n",
+        ),
+    ]);
+    let out = p.fails(&["build"], 1);
+    assert!(!out.contains("there is no model file"), "{out}");
+    assert!(out.contains("FAIL 1 unique_codes_code"), "{out}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&p.read("target/manifest.json")).expect("manifest");
+    assert_eq!(
+        manifest["nodes"]["seed.t.codes"]["description"],
+        "Country codes."
+    );
+}
