@@ -350,7 +350,7 @@ fn unit_test_json(
         "unique_id": t.unique_id,
         "fqn": t.fqn,
         "description": "",
-        "overrides": {"vars": unit.vars, "macros": unit.macros, "env_vars": {}},
+        "overrides": {"vars": unit.vars, "macros": unit.macros, "env_vars": unit.env_vars},
         "depends_on": {"macros": [], "nodes": t.attached_node.iter().collect::<Vec<_>>()},
         "config": {"tags": t.config.tags(), "meta": t.config.get("meta").cloned().unwrap_or(json!({})), "enabled": true},
         "checksum": null,

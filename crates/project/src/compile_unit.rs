@@ -97,6 +97,7 @@ impl Compiler {
         let overrides = Overrides {
             vars: unit.vars.clone(),
             macros: unit.macros.clone(),
+            env_vars: unit.env_vars.clone(),
         };
         let (body, captured) = self
             .project()

@@ -74,6 +74,8 @@ pub struct UnitTest {
     pub vars: IndexMap<String, Json>,
     /// `overrides: macros:` — each macro replaced by a constant.
     pub macros: IndexMap<String, Json>,
+    /// `overrides: env_vars:`.
+    pub env_vars: IndexMap<String, String>,
 }
 
 impl Input {
@@ -175,6 +177,13 @@ pub fn parse_unit_tests(
             expect,
             vars: section("vars"),
             macros: section("macros"),
+            env_vars: section("env_vars")
+                .into_iter()
+                .map(|(k, v)| {
+                    let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                    (k, text)
+                })
+                .collect(),
         };
         out.push(DataTest {
             unique_id: format!("unit_test.{package}.{model}.{name}"),

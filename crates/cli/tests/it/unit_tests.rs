@@ -9,7 +9,7 @@ select
   payment_id,
   case when kind = 'refund' then -amount else amount end * {{ var('rate', 1) }} as signed_amount
 from {{ ref('stg_payments') }}
-{% if is_incremental() %} where payment_id > 100 {% endif %}";
+{% if is_incremental() %} where payment_id > {{ env_var('PAYMENT_FLOOR', '0') }} {% endif %}";
 
 fn project(unit_tests: &str) -> TestProject {
     TestProject::with_files(&[
@@ -43,6 +43,7 @@ fn a_model_runs_on_given_rows_and_matches_the_expected_ones() {
     overrides:
       vars: {rate: 2}
       macros: {is_incremental: true}
+      env_vars: {PAYMENT_FLOOR: '100'}
     given:
       - input: ref('stg_payments')
         format: csv

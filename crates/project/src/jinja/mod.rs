@@ -394,7 +394,8 @@ impl JinjaEnv {
             .map(|(p, defs)| (p, Arc::new(defs)))
             .collect();
         for (package, defs) in &by_package {
-            if *package != globals.project_name && package != "strata" && package != "dbt" {
+            // The root project's name is a namespace too (`my_project.my_macro()`).
+            if package != "strata" && package != "dbt" {
                 env.add_global(
                     package.clone(),
                     Value::from_object(Namespace(defs.clone(), NamespaceKind::Package)),
@@ -453,7 +454,16 @@ impl JinjaEnv {
                     })
             },
         );
-        env.add_function("env_var", env_var);
+        env.add_function(
+            "env_var",
+            |state: &State, name: String, default: Option<Value>| -> Result<Value, JError> {
+                let scope = current_scope(state);
+                match scope.as_ref().and_then(|s| s.overrides.env_vars.get(&name)) {
+                    Some(v) => Ok(Value::from(v.clone())),
+                    None => env_var(name, default),
+                }
+            },
+        );
         env.add_function(pylist::NEW_LIST, pylist::PyList::new_value);
         // Python's `set(...)`, as dbt's context offers it: equal to any set of the same values.
         env.add_function("set", pylist::PySet::new_value);
@@ -735,6 +745,8 @@ pub struct Overrides {
     pub vars: IndexMap<String, serde_json::Value>,
     /// Each macro (or context function such as `is_incremental`) returns its value.
     pub macros: IndexMap<String, serde_json::Value>,
+    /// `env_var(name)` gives these first.
+    pub env_vars: IndexMap<String, String>,
 }
 
 impl Scope {

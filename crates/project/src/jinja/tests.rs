@@ -343,3 +343,15 @@ fn json_yaml_zip_itertools_and_pytz() {
         "{\"a\":[1,2],\"b\":1}|3|5|k: v|1x2y|123|1a,2a|3|14:00|UTC"
     );
 }
+
+#[test]
+fn the_root_project_name_is_a_namespace() {
+    let env = env_with(
+        "{{ shop.greet() }}",
+        &[("macros/g.sql", "{% macro greet() %}hi{% endmacro %}")],
+    );
+    let (out, _) = env
+        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render");
+    assert_eq!(out, "hi");
+}
