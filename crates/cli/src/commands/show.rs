@@ -65,10 +65,12 @@ pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode> {
         (None, None) => bail!("give --select MODEL or --inline \"SQL\""),
     };
     let limit = usize::try_from(args.limit).ok();
-    let batches: Vec<RecordBatch> = warehouse
+    let stream = warehouse
         .query(&sql, limit)
         .await
-        .map_err(|e| anyhow::anyhow!("{label}: {e}"))?
+        .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+    let schema = stream.schema();
+    let mut batches: Vec<RecordBatch> = stream
         .try_collect()
         .await
         .map_err(|e| {
@@ -77,6 +79,10 @@ pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode> {
                 strata_engine::error::describe_datafusion_error(&e)
             )
         })?;
+    // No rows still shows the columns (table and CSV headers).
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        batches = vec![RecordBatch::new_empty(schema)];
+    }
     print_batches(&batches, args.output)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -315,3 +315,15 @@ fn docs_generate_writes_manifest_and_catalog() {
         "BIGINT"
     );
 }
+
+#[test]
+fn show_of_no_rows_still_prints_the_columns() {
+    let p = TestProject::with_files(&[("models/m.sql", "select 1 as a")]);
+    let sql = "select 1 as a, 'x' as b where false";
+    let table = p.ok(&["show", "--inline", sql]);
+    assert!(table.contains("| a | b |"), "{table}");
+    let csv = p.ok(&["show", "--inline", sql, "-o", "csv"]);
+    assert_eq!(csv.trim(), "a,b");
+    let json = p.ok(&["show", "--inline", sql, "-o", "json"]);
+    assert_eq!(json.trim(), "[]");
+}
