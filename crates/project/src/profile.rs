@@ -174,9 +174,26 @@ pub fn load_target(
             })? as usize,
     };
     let schema = get("schema").unwrap_or_else(|| "main".to_string());
-    let database = get("database").unwrap_or_else(|| "strata".to_string());
+    // A dbt-duckdb target runs on the embedded warehouse, on purpose: its tables go to the
+    // target's own lake (never into or beside the DuckDB file, which is neither read nor
+    // written), and relations are named as dbt-duckdb names them (the database is the file's
+    // name), so templates render the same names.
+    let duckdb = kind == "duckdb";
+    let duckdb_file = get("path").filter(|_| duckdb);
+    let database = get("database")
+        .or_else(|| {
+            duckdb.then(|| match duckdb_file.as_deref() {
+                None | Some(":memory:") | Some("") => "memory".to_string(),
+                Some(p) => Path::new(p)
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("memory")
+                    .to_string(),
+            })
+        })
+        .unwrap_or_else(|| "strata".to_string());
     let default_root = project_dir.join(".strata").join(&target_name);
-    let lake = match get("lake").or_else(|| get("path")) {
+    let lake = match get("lake").or_else(|| get("path").filter(|_| !duckdb)) {
         Some(l) if l.trim().is_empty() => {
             return Err(Error::at(
                 Location::file(&path),
@@ -210,6 +227,15 @@ pub fn load_target(
         None if lake.contains("://") => default_root.join("metadata.sqlite"),
         None => PathBuf::from(&lake).join("metadata.sqlite"),
     };
+    if duckdb {
+        tracing::warn!(
+            "target `{target_name}` of profile `{profile_name}` is a dbt-duckdb target: Strata runs it on its own warehouse, in {lake}{}; set `type: strata` to silence this",
+            match &duckdb_file {
+                Some(f) => format!(" (the DuckDB file {f} is not read or written)"),
+                None => String::new(),
+            }
+        );
+    }
     Ok(Target {
         profile_name: profile_name.to_string(),
         name: target_name,
@@ -290,6 +316,23 @@ mod tests {
         let p = load_target(dir.path(), Some(dir.path()), "shop", Some("prod")).expect("prod");
         assert_eq!(p.lake, "/data/lake");
         assert_eq!(p.metadata, PathBuf::from("/data/lake/metadata.sqlite"));
+    }
+
+    #[test]
+    fn a_dbt_duckdb_target_runs_embedded_and_never_touches_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(
+            dir.path(),
+            "shop:\n  target: dev\n  outputs:\n    dev: {type: duckdb, path: data/shop.duckdb, threads: 2}\n    mem: {type: duckdb}\n",
+        );
+        let t = load_target(dir.path(), Some(dir.path()), "shop", None).expect("dev");
+        assert!(t.lake.ends_with(".strata/dev"), "{}", t.lake);
+        assert!(!t.lake.contains("shop.duckdb"));
+        // Relations are named as dbt-duckdb names them.
+        assert_eq!(t.database, "shop");
+        let m = load_target(dir.path(), Some(dir.path()), "shop", Some("mem")).expect("mem");
+        assert_eq!(m.database, "memory");
+        assert!(!dir.path().join("data").exists());
     }
 
     #[test]

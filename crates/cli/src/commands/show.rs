@@ -70,15 +70,12 @@ pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
     let schema = stream.schema();
-    let mut batches: Vec<RecordBatch> = stream
-        .try_collect()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{label}: {}",
-                strata_engine::error::describe_datafusion_error(&e)
-            )
-        })?;
+    let mut batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| {
+        anyhow::anyhow!(
+            "{label}: {}",
+            strata_engine::error::describe_datafusion_error(&e)
+        )
+    })?;
     // No rows still shows the columns (table and CSV headers).
     if batches.iter().all(|b| b.num_rows() == 0) {
         batches = vec![RecordBatch::new_empty(schema)];
