@@ -139,8 +139,50 @@ enum Command {
     },
 }
 
+/// What to say for a dbt command Strata does not have (yet), instead of clap's suggestion of
+/// a similar-sounding command.
+fn dbt_command_not_here(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "parse" => {
+            "strata has no `parse` command yet: every command parses the project and writes target/manifest.json; `strata ls` does only that"
+        }
+        "retry" => {
+            "strata has no `retry` command yet: run `strata build` again with `--select` naming the nodes the last run lists as failed or skipped"
+        }
+        "clone" => {
+            "strata has no `clone` command yet: build into this target with `strata run`, or read another target's tables with `--defer --state`"
+        }
+        "run-operation" => {
+            "strata has no `run-operation` command yet: call the macro from a hook (`on-run-start`, `on-run-end`, `pre-hook`), or render it with `strata show --inline \"{{ my_macro() }}\"`"
+        }
+        "deps" => {
+            "strata has no `deps` command yet: `local:` packages are read in place, and hub or git packages from dbt_packages/ once `dbt deps` (or a copy) has put them there"
+        }
+        "source" | "freshness" => {
+            "strata has no `source freshness` command yet: query a source's newest row with `strata show --inline \"select max(loaded_at) from {{ source('s', 't') }}\"`"
+        }
+        "serve" => {
+            "strata has no `docs serve` command yet: `strata docs generate` writes target/manifest.json and target/catalog.json for any dbt docs viewer"
+        }
+        _ => return None,
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::{ContextKind, ContextValue, ErrorKind};
+            if e.kind() == ErrorKind::InvalidSubcommand
+                && let Some(ContextValue::String(name)) = e.get(ContextKind::InvalidSubcommand)
+                && let Some(message) = dbt_command_not_here(name)
+            {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
+            }
+            e.exit()
+        }
+    };
     report::init_logging(&cli.global);
     report::quiet_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -304,3 +304,29 @@ fn config_words_outside_their_list_are_refused_at_load() {
     p.remove("snapshots/s.sql");
     assert_intact(&p);
 }
+
+#[test]
+fn dbt_commands_strata_lacks_are_named_with_what_to_do_instead() {
+    let p = TestProject::with_files(&[("models/m.sql", "select 1 as x")]);
+    for (args, expected) in [
+        (&["retry"][..], "strata has no `retry` command yet"),
+        (
+            &["run-operation", "grant_all"][..],
+            "strata has no `run-operation` command yet",
+        ),
+        (&["parse"][..], "strata has no `parse` command yet"),
+        (&["deps"][..], "strata has no `deps` command yet"),
+        (
+            &["source", "freshness"][..],
+            "strata has no `source freshness` command yet",
+        ),
+        (
+            &["docs", "serve"][..],
+            "strata has no `docs serve` command yet",
+        ),
+    ] {
+        let err = p.fails(args, 2);
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains("similar subcommand"), "{args:?}: {err}");
+    }
+}
