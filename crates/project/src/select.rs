@@ -96,6 +96,8 @@ struct Atom {
     children: Option<Option<usize>>,
     method: Method,
     value: String,
+    /// The selector as written.
+    text: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +162,29 @@ impl Selector {
             .any(|a| a.method == Method::State)
     }
 
+    /// A warning for each selector that matches no node, as dbt gives, with the closest names
+    /// for a name.
+    fn warn_unmatched(&self, project: &Project, state: Option<&State>) {
+        for atom in self.unions.iter().flatten() {
+            if atom.method == Method::State || !atom.select(project, state).is_empty() {
+                continue;
+            }
+            let hint = match atom.method {
+                Method::Default | Method::Fqn => {
+                    let names = project
+                        .models
+                        .values()
+                        .map(|m| m.name.as_str())
+                        .chain(project.seeds.values().map(|s| s.name.as_str()))
+                        .chain(project.tests.values().map(|t| t.name.as_str()));
+                    strata_common::did_you_mean(&atom.value, names)
+                }
+                _ => String::new(),
+            };
+            tracing::warn!("the selector `{}` matches no enabled node{hint}", atom.text);
+        }
+    }
+
     /// Like [`Selector::select`], comparing with an earlier manifest for `state:` atoms.
     pub fn select_with_state(&self, project: &Project, state: Option<&State>) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
@@ -194,6 +219,7 @@ pub fn resolve(
     let mut chosen: BTreeSet<String> = if select.is_empty() {
         project.graph.ids().map(str::to_string).collect()
     } else {
+        select.warn_unmatched(project, state);
         select.select_with_state(project, state)
     };
     if !exclude.is_empty() {
@@ -296,6 +322,7 @@ fn parse_atom(text: &str) -> Result<Atom> {
         children,
         method,
         value: value.to_string(),
+        text: text.to_string(),
     })
 }
 

@@ -176,3 +176,23 @@ fn defer_reads_unbuilt_parents_from_the_state_run() {
         vec!["orders,staged", "10,60"]
     );
 }
+
+#[test]
+fn a_selector_matching_nothing_warns_with_the_closest_names() {
+    let p = TestProject::with_files(&[("models/orders.sql", "select 1 as x")]);
+    let stderr = |args: &[&str]| {
+        let out = p.strata(args).output().expect("run strata");
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let out = stderr(&["run", "-s", "ordres"]);
+    assert!(
+        out.contains("the selector `ordres` matches no enabled node") && out.contains("orders"),
+        "{out}"
+    );
+    let out = stderr(&["ls", "-s", "tag:nightly"]);
+    assert!(
+        out.contains("the selector `tag:nightly` matches no enabled node"),
+        "{out}"
+    );
+}
