@@ -100,7 +100,7 @@ enum Command {
     },
     /// Check the project file, profile, target, lake and metadata store.
     Debug,
-    /// Render models to SQL under target/compiled/ without running them.
+    /// Render models and tests to SQL under target/compiled/ without running them (or `--inline SQL`).
     Compile(commands::compile::CompileArgs),
     /// Build the selected models in the warehouse, in dependency order.
     Run(commands::run::RunArgs),

@@ -533,6 +533,21 @@ impl Compiler {
             .join(&model.package)
             .join(&model.original_file_path)
     }
+
+    /// Where `strata compile` writes a test's SQL, as dbt: a singular test at its file's
+    /// path, a generic one under its properties file's path, named by its relation name.
+    pub fn compiled_test_path(&self, test: &crate::data_tests::DataTest) -> PathBuf {
+        let base = self
+            .project
+            .target_dir()
+            .join("compiled")
+            .join(&test.package)
+            .join(&test.original_file_path);
+        match test.kind {
+            crate::data_tests::TestKind::Singular { .. } => base,
+            _ => base.join(format!("{}.sql", test.relation_name())),
+        }
+    }
 }
 
 /// Trim whitespace and trailing semicolons, which would break wrapping the query.

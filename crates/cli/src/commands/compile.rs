@@ -17,6 +17,10 @@ use crate::{GlobalArgs, SelectArgs};
 pub struct CompileArgs {
     #[command(flatten)]
     pub select: SelectArgs,
+    /// Compile this SQL (with Jinja, refs and macros) and print it, instead of the project's
+    /// nodes.
+    #[arg(long, conflicts_with = "select")]
+    pub inline: Option<String>,
 }
 
 /// Run the command.
@@ -27,26 +31,35 @@ pub fn compile(global: &GlobalArgs, args: &CompileArgs) -> Result<ExitCode> {
     // Templates may query the warehouse (run_query, statement, adapter.get_relation).
     let (warehouse, _meta) = crate::context::open_warehouse(&project)?;
     let mut compiler = Compiler::new(project.clone()).with_introspector(warehouse.introspector());
+    if let Some(sql) = &args.inline {
+        println!("{}", compiler.compile_inline(sql)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let console = Console::new(global);
     let mut count = 0;
     let mut last = None;
     for id in project.graph.topological_order().unwrap_or_default() {
-        let Some(model) = project.models.get(id) else {
-            continue;
-        };
         if !selected.contains(id) {
             continue;
         }
-        let compiled = compiler.compile(id)?;
-        let path = compiler.compiled_path(model);
+        let (sql, path) = if let Some(model) = project.models.get(id) {
+            (compiler.compile(id)?.sql, compiler.compiled_path(model))
+        } else if let Some(test) = project.tests.get(id) {
+            (
+                compiler.compile_test(id)?,
+                compiler.compiled_test_path(test),
+            )
+        } else {
+            continue;
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(&path, &compiled.sql)?;
+        std::fs::write(&path, &sql)?;
         count += 1;
-        last = Some(compiled.sql);
+        last = Some(sql);
     }
-    // One selected model: show its SQL, as dbt does.
+    // One selected node: show its SQL, as dbt does.
     if count == 1
         && !args.select.select.is_empty()
         && let Some(sql) = last

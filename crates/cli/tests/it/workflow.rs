@@ -327,3 +327,31 @@ fn show_of_no_rows_still_prints_the_columns() {
     let json = p.ok(&["show", "--inline", sql, "-o", "json"]);
     assert_eq!(json.trim(), "[]");
 }
+
+#[test]
+fn compile_writes_tests_and_compiles_inline_sql() {
+    let p = TestProject::with_files(&[
+        ("models/orders.sql", "select 1 as id"),
+        (
+            "models/schema.yml",
+            "version: 2\nmodels:\n  - name: orders\n    columns:\n      - name: id\n        data_tests: [unique]\n",
+        ),
+        (
+            "tests/no_orders.sql",
+            "select * from {{ ref('orders') }} where id < 0",
+        ),
+    ]);
+    p.ok(&["compile"]);
+    let generic = p.read("target/compiled/t/models/schema.yml/unique_orders_id.sql");
+    assert!(generic.contains("\"orders\""), "{generic}");
+    let singular = p.read("target/compiled/t/tests/no_orders.sql");
+    assert!(singular.contains("where id < 0"), "{singular}");
+    // One test by name prints its SQL.
+    let out = p.ok(&["compile", "-s", "unique_orders_id"]);
+    assert!(
+        out.contains("count(*)") || out.contains("group by"),
+        "{out}"
+    );
+    let out = p.ok(&["compile", "--inline", "select * from {{ ref('orders') }}"]);
+    assert!(out.contains("\"main\".\"orders\""), "{out}");
+}
