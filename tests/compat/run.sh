@@ -12,7 +12,8 @@
 #       # packages to its dbt_packages/, COMPAT_ROUNDS=1 builds once, COMPAT_OUTCOMES_ONLY=1
 #       # compares outcomes only (for projects whose data is random or depends on the day),
 #       # COMPAT_AT_LEAST=1 accepts Strata building or passing what dbt-duckdb does not,
-#       # COMPAT_KNOWN_DIFFERENT=FILE lists relations known to differ (`schema.name reason`).
+#       # COMPAT_KNOWN_DIFFERENT=FILE lists relations known to differ (`schema.name reason`),
+#       # COMPAT_UNSTABLE=FILE tests whose outcome depends on the project's random data.
 #
 # The second build runs after the project's second_run/ folder, when it has one, is copied
 # over both copies (shop's brings a feed with updated, new and deleted orders and changed
@@ -148,6 +149,7 @@ rc=0
   $(for r in $rounds; do echo --results "$r" "$work/results/$r"; done) \
   ${COMPAT_OUTCOMES_ONLY:+--outcomes-only} ${COMPAT_AT_LEAST:+--at-least} \
   ${COMPAT_KNOWN_DIFFERENT:+--known-different "$COMPAT_KNOWN_DIFFERENT"} \
+  ${COMPAT_UNSTABLE:+--unstable "$COMPAT_UNSTABLE"} \
   > "$work/compare.log" || rc=$?
 end=$(seconds)
 head -n -1 "$work/compare.log"
