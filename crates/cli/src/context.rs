@@ -19,12 +19,13 @@ pub fn load_project(global: &GlobalArgs) -> Result<Project> {
 /// Load the project, for a `--full-refresh` run when `full_refresh`.
 pub fn load_project_with(global: &GlobalArgs, full_refresh: bool) -> Result<Project> {
     let project = Project::load(&LoadOptions {
-        project_dir: global.project_dir.clone(),
+        project_dir: global.project_dir(),
         profiles_dir: global.profiles_dir.clone(),
-        target: global.target.clone(),
+        target: global.target(),
         vars: global.vars.clone(),
         threads: global.threads,
         full_refresh,
+        profile: global.profile.clone(),
     })?;
     Ok(project)
 }

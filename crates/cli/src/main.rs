@@ -25,16 +25,21 @@ struct Cli {
 /// Options every command accepts.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// The project folder (holding strata.yml or dbt_project.yml).
-    #[arg(long, global = true, default_value = ".", env = "STRATA_PROJECT_DIR")]
-    pub project_dir: PathBuf,
+    /// The project folder (holding strata.yml or dbt_project.yml; default: STRATA_PROJECT_DIR,
+    /// DBT_PROJECT_DIR, else the current folder).
+    #[arg(long, global = true, env = "STRATA_PROJECT_DIR")]
+    pub project_dir: Option<PathBuf>,
     /// The folder holding profiles.yml (default: STRATA_PROFILES_DIR, DBT_PROFILES_DIR, the
     /// project folder, then ~/.dbt).
     #[arg(long, global = true)]
     pub profiles_dir: Option<PathBuf>,
-    /// The target (output) of the profile to use, e.g. dev or prod.
-    #[arg(long, short = 't', global = true)]
+    /// The target (output) of the profile to use, e.g. dev or prod (default: STRATA_TARGET,
+    /// DBT_TARGET, else the profile's `target`).
+    #[arg(long, short = 't', global = true, env = "STRATA_TARGET")]
     pub target: Option<String>,
+    /// The profile to use instead of the project file's `profile`.
+    #[arg(long, global = true, env = "DBT_PROFILE")]
+    pub profile: Option<String>,
     /// Project variables as YAML, e.g. --vars '{start_date: 2024-01-01}'.
     #[arg(long, global = true)]
     pub vars: Option<String>,
@@ -56,6 +61,33 @@ pub struct GlobalArgs {
         env = "STRATA_LOCK_TIMEOUT"
     )]
     pub lock_timeout: u64,
+    /// Accepted for dbt's command lines: Strata parses the whole project every time, in well
+    /// under a second for thousands of models.
+    #[arg(long, global = true, hide = true)]
+    pub no_partial_parse: bool,
+    /// Accepted for dbt's command lines (see --no-partial-parse).
+    #[arg(long, global = true, hide = true)]
+    pub partial_parse: bool,
+    /// Show Strata's debug events (as STRATA_LOG=debug).
+    #[arg(long, short = 'd', global = true)]
+    pub debug: bool,
+}
+
+impl GlobalArgs {
+    /// The project folder: --project-dir, STRATA_PROJECT_DIR, DBT_PROJECT_DIR, else `.`.
+    pub fn project_dir(&self) -> PathBuf {
+        self.project_dir
+            .clone()
+            .or_else(|| std::env::var_os("DBT_PROJECT_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// The target: --target, STRATA_TARGET, DBT_TARGET, else the profile's default.
+    pub fn target(&self) -> Option<String> {
+        self.target
+            .clone()
+            .or_else(|| std::env::var("DBT_TARGET").ok().filter(|t| !t.is_empty()))
+    }
 }
 
 /// How log and status lines are written.

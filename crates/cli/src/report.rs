@@ -33,6 +33,7 @@ pub fn init_logging(global: &GlobalArgs) {
     let directives = match std::env::var("STRATA_LOG") {
         Ok(v) if v.contains('=') || v.contains(',') => v,
         Ok(level) if !level.trim().is_empty() => format!("off,{}", own(level.trim())),
+        _ if global.debug => format!("off,{}", own("debug")),
         _ if global.quiet => format!("off,{}", own("error")),
         _ => format!("off,{},strata=info", own("warn")),
     };

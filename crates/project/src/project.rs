@@ -47,6 +47,8 @@ pub struct LoadOptions {
     pub threads: Option<usize>,
     /// `--full-refresh`.
     pub full_refresh: bool,
+    /// `--profile`: the profile to use instead of the project file's.
+    pub profile: Option<String>,
 }
 
 /// A loaded project: configuration, target, nodes and their graph.
@@ -95,7 +97,7 @@ impl Project {
         let mut target = load_target(
             &root,
             opts.profiles_dir.as_deref(),
-            config.profile_name(),
+            opts.profile.as_deref().unwrap_or(config.profile_name()),
             opts.target.as_deref(),
         )?;
         if let Some(t) = opts.threads {

@@ -114,7 +114,7 @@ pub async fn demo(global: &GlobalArgs, dir: Option<PathBuf>) -> Result<ExitCode>
     let console = Console::new(global);
     console.info(&format!("Demo project created in {}", dir.display()));
     let mut g = global.clone();
-    g.project_dir = dir.clone();
+    g.project_dir = Some(dir.clone());
     g.profiles_dir = Some(dir.clone());
     let code = super::run::run(
         &g,

@@ -355,3 +355,59 @@ fn compile_writes_tests_and_compiles_inline_sql() {
     let out = p.ok(&["compile", "--inline", "select * from {{ ref('orders') }}"]);
     assert!(out.contains("\"main\".\"orders\""), "{out}");
 }
+
+#[test]
+fn dbt_environment_variables_and_flags_are_understood() {
+    let p = TestProject::with_files(&[(
+        "models/m.sql",
+        "{{ config(materialized='table') }} select 1 as x",
+    )]);
+    // Another target and profile, chosen as dbt users do.
+    p.write(
+        "profiles.yml",
+        &format!(
+            "{}  outputs:\n    dev: {{type: strata}}\n    ci: {{type: strata, schema: ci}}\nother:\n  target: dev\n  outputs:\n    dev: {{type: strata, schema: elsewhere}}\n",
+            "t:\n  target: dev\n"
+        ),
+    );
+    let run = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut c = crate::project::strata_in(std::env::temp_dir().as_path());
+        c.args(args).env("STRATA_PROFILES_DIR", p.path());
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run strata");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dir = p.path().to_string_lossy().into_owned();
+    // DBT_PROJECT_DIR and DBT_TARGET.
+    run(
+        &[("DBT_PROJECT_DIR", dir.as_str()), ("DBT_TARGET", "ci")],
+        &["run", "--no-partial-parse"],
+    );
+    assert!(p.path().join(".strata/ci").exists());
+    // --profile picks another profile.
+    let out = run(
+        &[],
+        &[
+            "--project-dir",
+            dir.as_str(),
+            "--profile",
+            "other",
+            "ls",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(out.contains("m"), "{out}");
+    run(
+        &[],
+        &["--project-dir", dir.as_str(), "--profile", "other", "run"],
+    );
+    assert!(p.path().join(".strata/dev/elsewhere/m").exists());
+}
