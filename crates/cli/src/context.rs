@@ -27,6 +27,15 @@ pub fn load_project_with(global: &GlobalArgs, full_refresh: bool) -> Result<Proj
         full_refresh,
         profile: global.profile.clone(),
     })?;
+    let mut project = project;
+    if global.warn_error {
+        // A test that would warn fails instead, with the same condition.
+        for t in project.tests.values_mut() {
+            let warn_if = t.warn_if().to_string();
+            t.config.set("severity", serde_json::json!("error"));
+            t.config.set("error_if", serde_json::json!(warn_if));
+        }
+    }
     Ok(project)
 }
 

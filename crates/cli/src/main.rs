@@ -68,6 +68,10 @@ pub struct GlobalArgs {
     /// Accepted for dbt's command lines (see --no-partial-parse).
     #[arg(long, global = true, hide = true)]
     pub partial_parse: bool,
+    /// Treat warnings as errors: a test that would warn fails (exit code 1), as dbt's
+    /// --warn-error.
+    #[arg(long, global = true)]
+    pub warn_error: bool,
     /// Show Strata's debug events (as STRATA_LOG=debug).
     #[arg(long, short = 'd', global = true)]
     pub debug: bool,

@@ -54,6 +54,9 @@ pub struct ProjectResolver {
     batch: Option<BatchWindow>,
     introspector: Option<Arc<dyn Introspector>>,
     defer: Option<Defer>,
+    /// `--empty`: every ref and source reads no rows (a build that checks the SQL and the
+    /// schemas, fast, as dbt's `--empty`).
+    empty: bool,
 }
 
 /// `--defer`: refs to models outside the selection that the current target has not built
@@ -131,6 +134,7 @@ impl ProjectResolver {
             batch: None,
             introspector: None,
             defer: None,
+            empty: false,
         }
     }
 
@@ -143,11 +147,24 @@ impl ProjectResolver {
             batch: Some(batch),
             introspector: self.introspector.clone(),
             defer: self.defer.clone(),
+            empty: self.empty,
         }
     }
 
+    /// An input as this compile reads it: the batch's rows, or none under `--empty`.
+    fn filtered(&self, resolved: Resolved, key: &str) -> Resolved {
+        let mut resolved = self.batch_filtered(resolved, key);
+        if self.empty && resolved.ephemeral.is_none() {
+            resolved.filter = Some(match resolved.filter.take() {
+                Some(f) => format!("({f}) and false"),
+                None => "false".to_string(),
+            });
+        }
+        resolved
+    }
+
     /// Filter an input to the batch by its `event_time` (key: a node name or `source.table`).
-    fn filtered(&self, mut resolved: Resolved, key: &str) -> Resolved {
+    fn batch_filtered(&self, mut resolved: Resolved, key: &str) -> Resolved {
         if let (Some(batch), Some(column)) = (&self.batch, self.event_times.get(key)) {
             let col = strata_common::quote_ident(column);
             resolved.filter = Some(format!(
@@ -254,7 +271,19 @@ impl Compiler {
     pub fn with_defer(mut self, defer: Option<Defer>) -> Self {
         let mut resolver = ProjectResolver::new(&self.project);
         resolver.introspector = self.resolver.introspector.clone();
+        resolver.empty = self.resolver.empty;
         resolver.defer = defer;
+        self.resolver = Arc::new(resolver);
+        self.cache.clear();
+        self
+    }
+
+    /// `--empty`: every ref and source reads no rows.
+    pub fn with_empty(mut self, empty: bool) -> Self {
+        let mut resolver = ProjectResolver::new(&self.project);
+        resolver.introspector = self.resolver.introspector.clone();
+        resolver.defer = self.resolver.defer.clone();
+        resolver.empty = empty;
         self.resolver = Arc::new(resolver);
         self.cache.clear();
         self

@@ -32,6 +32,7 @@ pub struct Runner<'a> {
     args: String,
     defer: Option<strata_project::compile::Defer>,
     full_refresh: bool,
+    empty: bool,
     event_time: (Option<NaiveDateTime>, Option<NaiveDateTime>),
     max_batches: usize,
     cancel: Option<tokio::sync::watch::Receiver<bool>>,
@@ -50,6 +51,7 @@ impl<'a> Runner<'a> {
             args: String::new(),
             defer: None,
             full_refresh: false,
+            empty: false,
             event_time: (None, None),
             max_batches: crate::microbatch::DEFAULT_MAX_BATCHES,
             cancel: None,
@@ -91,6 +93,12 @@ impl<'a> Runner<'a> {
     /// Resolve refs to unbuilt, unselected models to an earlier run's relations (`--defer`).
     pub fn with_defer(mut self, defer: Option<strata_project::compile::Defer>) -> Self {
         self.defer = defer;
+        self
+    }
+
+    /// `--empty`: models read no rows from their refs and sources.
+    pub fn with_empty(mut self, empty: bool) -> Self {
+        self.empty = empty;
         self
     }
 
@@ -153,7 +161,8 @@ impl<'a> Runner<'a> {
         let compiler = Arc::new(Mutex::new(
             Compiler::new(self.project.clone())
                 .with_introspector(self.warehouse.introspector())
-                .with_defer(self.defer.clone()),
+                .with_defer(self.defer.clone())
+                .with_empty(self.empty),
         ));
         let run_context = self.run_context(nodes, &[]);
         let start_failed = self

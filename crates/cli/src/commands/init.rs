@@ -123,6 +123,7 @@ pub async fn demo(global: &GlobalArgs, dir: Option<PathBuf>) -> Result<ExitCode>
             event_time: Default::default(),
             fail_fast: false,
             full_refresh: false,
+            empty: false,
         },
     )
     .await?;

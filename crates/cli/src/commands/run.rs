@@ -65,6 +65,10 @@ pub struct RunArgs {
     /// Rebuild incremental models from scratch (tables and views are always rebuilt).
     #[arg(long)]
     pub full_refresh: bool,
+    /// Build every model with no rows: refs and sources read nothing, so a CI run checks the
+    /// SQL and the schemas in seconds (as dbt's --empty).
+    #[arg(long)]
+    pub empty: bool,
 }
 
 /// Run the command.
@@ -75,6 +79,7 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> Result<ExitCode> {
         Flags {
             event_time: args.event_time.parse()?,
             max_batches: args.event_time.max_batches,
+            empty: args.empty,
             ..Flags::new(args.fail_fast, args.full_refresh)
         },
         "run",
@@ -147,6 +152,9 @@ pub struct BuildArgs {
     /// Rebuild incremental models and reload seeds from scratch (tables always are).
     #[arg(long)]
     pub full_refresh: bool,
+    /// Build every model with no rows (refs and sources read nothing); seeds load as usual.
+    #[arg(long)]
+    pub empty: bool,
 }
 
 /// `strata build`: seeds, models, snapshots and tests in DAG order; a failing test skips what is
@@ -158,6 +166,7 @@ pub async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
         Flags {
             event_time: args.event_time.parse()?,
             max_batches: args.event_time.max_batches,
+            empty: args.empty,
             ..Flags::new(args.fail_fast, args.full_refresh)
         },
         "build",
@@ -170,6 +179,7 @@ pub async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
 struct Flags {
     fail_fast: bool,
     full_refresh: bool,
+    empty: bool,
     event_time: (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
     max_batches: usize,
 }
@@ -179,6 +189,7 @@ impl Flags {
         Self {
             fail_fast,
             full_refresh,
+            empty: false,
             event_time: (None, None),
             max_batches: strata_runner::microbatch::DEFAULT_MAX_BATCHES,
         }
@@ -196,6 +207,7 @@ async fn execute(
     let Flags {
         fail_fast,
         full_refresh,
+        empty,
         event_time,
         max_batches,
     } = flags;
@@ -259,6 +271,7 @@ async fn execute(
         .with_cancel(cancel)
         .with_defer(deferral)
         .with_full_refresh(full_refresh)
+        .with_empty(empty)
         .with_event_time(event_time.0, event_time.1)
         .with_max_batches(max_batches)
         .with_meta(meta)

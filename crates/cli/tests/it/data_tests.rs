@@ -350,3 +350,19 @@ fn an_unknown_macro_in_a_model_is_named() {
         "{out}"
     );
 }
+
+#[test]
+fn warn_error_makes_a_warning_test_fail() {
+    let p = TestProject::with_files(&[
+        ("models/m.sql", "select 1 as id union all select 1 as id"),
+        (
+            "models/schema.yml",
+            "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: id\n        data_tests:\n          - unique: {config: {severity: warn}}\n",
+        ),
+    ]);
+    let out = p.ok(&["build"]);
+    assert!(out.contains("WARN 1 unique_m_id"), "{out}");
+    let out = p.fails(&["build", "--warn-error"], 1);
+    assert!(out.contains("FAIL 1 unique_m_id"), "{out}");
+    assert!(out.contains("configured to fail if != 0"), "{out}");
+}

@@ -411,3 +411,25 @@ fn dbt_environment_variables_and_flags_are_understood() {
     );
     assert!(p.path().join(".strata/dev/elsewhere/m").exists());
 }
+
+#[test]
+fn empty_builds_every_model_with_no_rows() {
+    let p = TestProject::with_files(&[
+        ("seeds/raw.csv", "id,amount\n1,10\n2,20\n"),
+        (
+            "models/orders.sql",
+            "{{ config(materialized='table') }} select id, amount * 2 as doubled from {{ ref('raw') }}",
+        ),
+        (
+            "models/totals.sql",
+            "{{ config(materialized='table') }} select count(*) as n, sum(doubled) as total from {{ ref('orders') }}",
+        ),
+    ]);
+    p.ok(&["build", "--empty"]);
+    // Seeds load; models are built with their columns and no rows read.
+    assert_eq!(p.query("select count(*) as n from raw"), vec!["n", "2"]);
+    assert_eq!(p.query("select count(*) as n from orders"), vec!["n", "0"]);
+    assert_eq!(p.query("select n from totals"), vec!["n", "0"]);
+    p.ok(&["run"]);
+    assert_eq!(p.query("select n from totals"), vec!["n", "2"]);
+}
