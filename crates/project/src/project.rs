@@ -604,6 +604,9 @@ impl Loader {
             }
             let file: PropertiesFile =
                 yaml_serde::from_str(&text).map_err(|e| yaml_error(rel.clone(), &e))?;
+            if in_root {
+                crate::validate::warn_unused_properties(&rel, &file);
+            }
             // The project's own unit tests (a package's are its own business, as in dbt).
             if let Some(list) = file.other.get("unit_tests").filter(|_| in_root) {
                 unit_tests.push((rel.clone(), list.clone()));
@@ -704,6 +707,17 @@ impl Loader {
                         kind: SqlKind::Model,
                     });
                 }
+            }
+        }
+        for (root, config, pkg_name) in roots {
+            if *pkg_name != self.config.name {
+                continue;
+            }
+            for (abs, _) in files_with_ext(root, &config.model_paths, &["py"]) {
+                tracing::warn!(
+                    "{}: Python models are not supported; the model is ignored (write it in SQL)",
+                    relative_to(&abs, &self.root).display()
+                );
             }
         }
         self.snapshot_files(roots, patches, jinja, &mut files, &mut by_name)?;

@@ -383,3 +383,73 @@ mod version_tests {
         assert_eq!(satisfies(v, "soon"), None);
     }
 }
+
+/// Properties Strata reads and acts on, per place; anything else in a properties file is named
+/// once, as a warning, so nothing is skipped silently.
+const ACTED_FILE_KEYS: &[&str] = &[
+    "version",
+    "models",
+    "sources",
+    "seeds",
+    "snapshots",
+    "unit_tests",
+];
+const ACTED_NODE_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "config",
+    "columns",
+    "data_tests",
+    "tests",
+    "meta",
+    "docs",
+    "tags",
+    "relation",
+];
+const ACTED_COLUMN_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "data_type",
+    "meta",
+    "tags",
+    "data_tests",
+    "tests",
+];
+
+/// Warn once per key of `file` for what Strata does not act on: sections (`exposures:`,
+/// `metrics:`, `semantic_models:`, ...), model properties (`versions`, `access`, `group`,
+/// `constraints`, ...) and column properties.
+pub fn warn_unused_properties(file: &Path, doc: &crate::properties::PropertiesFile) {
+    let mut warned = std::collections::BTreeSet::new();
+    let mut warn = |what: String| {
+        if warned.insert(what.clone()) {
+            tracing::warn!(
+                "{}: {what} is not supported yet and is ignored",
+                file.display()
+            );
+        }
+    };
+    for key in doc.other.keys() {
+        if !ACTED_FILE_KEYS.contains(&key.as_str()) {
+            warn(format!("`{key}:`"));
+        }
+    }
+    let entries = doc.models.iter().chain(&doc.seeds).chain(&doc.snapshots);
+    for entry in entries {
+        for key in entry.other.keys() {
+            if !ACTED_NODE_KEYS.contains(&key.as_str()) {
+                warn(format!("the property `{key}` (on `{}`)", entry.name));
+            }
+        }
+        for column in &entry.columns {
+            for key in column.other.keys() {
+                if !ACTED_COLUMN_KEYS.contains(&key.as_str()) {
+                    warn(format!(
+                        "the column property `{key}` (on `{}.{}`)",
+                        entry.name, column.name
+                    ));
+                }
+            }
+        }
+    }
+}

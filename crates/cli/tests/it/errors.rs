@@ -330,3 +330,27 @@ fn dbt_commands_strata_lacks_are_named_with_what_to_do_instead() {
         assert!(!err.contains("similar subcommand"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn what_strata_does_not_act_on_is_named_once() {
+    let p = TestProject::with_files(&[
+        ("models/m.sql", "select 1 as x"),
+        ("models/py_model.py", "def model(dbt, session):\n    return None\n"),
+        (
+            "models/props.yml",
+            "version: 2\nmetrics:\n  - name: revenue\nsemantic_models:\n  - name: sm\nmodels:\n  - name: m\n    access: public\n    columns:\n      - name: x\n        constraints: [{type: not_null}]\n",
+        ),
+    ]);
+    let out = p.strata(&["ls"]).output().expect("run strata");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "models/py_model.py: Python models are not supported",
+        "models/props.yml: `metrics:` is not supported yet and is ignored",
+        "models/props.yml: `semantic_models:` is not supported yet",
+        "the property `access` (on `m`) is not supported yet",
+        "the column property `constraints` (on `m.x`) is not supported yet",
+    ] {
+        assert_eq!(err.matches(expected).count(), 1, "{expected}: {err}");
+    }
+}
