@@ -294,7 +294,11 @@ pub fn manifest(project: &Project) -> Value {
         "sources": sources,
         "macros": macros,
         "docs": docs,
-        "exposures": {},
+        "exposures": project
+            .exposures
+            .values()
+            .map(|e| (e.unique_id.clone(), exposure_json(project, e)))
+            .collect::<Map<String, Value>>(),
         "metrics": {},
         "groups": {},
         "selectors": {},
@@ -305,6 +309,35 @@ pub fn manifest(project: &Project) -> Value {
         "saved_queries": {},
         "semantic_models": {},
         "unit_tests": unit_tests,
+    })
+}
+
+/// An exposure as dbt's manifest describes one.
+fn exposure_json(project: &Project, e: &crate::exposures::Exposure) -> Value {
+    let prop = |k: &str| e.properties.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "name": e.name,
+        "resource_type": "exposure",
+        "package_name": e.package,
+        "path": e.original_file_path.to_string_lossy(),
+        "original_file_path": e.original_file_path.to_string_lossy(),
+        "unique_id": e.unique_id,
+        "fqn": [e.package.clone(), e.name.clone()],
+        "type": prop("type"),
+        "owner": prop("owner"),
+        "description": e.properties.get("description").cloned().unwrap_or(json!("")),
+        "label": prop("label"),
+        "maturity": prop("maturity"),
+        "url": prop("url"),
+        "meta": e.properties.get("meta").cloned().unwrap_or(json!({})),
+        "tags": e.properties.get("tags").cloned().unwrap_or(json!([])),
+        "config": {"enabled": true},
+        "unrendered_config": {},
+        "depends_on": {"macros": [], "nodes": e.depends_on},
+        "refs": [],
+        "sources": [],
+        "metrics": [],
+        "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
     })
 }
 

@@ -12,6 +12,7 @@ mod compile_unit;
 pub mod config;
 pub mod data_tests;
 pub mod error;
+pub mod exposures;
 pub mod graph;
 pub mod hooks;
 pub mod jinja;

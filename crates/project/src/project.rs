@@ -70,6 +70,8 @@ pub struct Project {
     pub seeds: IndexMap<String, Seed>,
     /// Enabled data tests by unique id.
     pub tests: IndexMap<String, DataTest>,
+    /// Exposures by unique id (kept for the manifest and `exposure:` selection).
+    pub exposures: IndexMap<String, crate::exposures::Exposure>,
     /// Docs blocks by name.
     pub docs: HashMap<String, String>,
     /// Parents-to-children edges between nodes.
@@ -296,6 +298,7 @@ impl Loader {
             seeds: seed_patches,
             sources: source_entries,
             unit_tests,
+            exposures: exposure_lists,
         } = self.properties(&roots)?;
         let (files, mut by_name) = self.model_files(&roots, &patches, &mut jinja)?;
         let singular = self.singular_tests(&mut jinja)?;
@@ -344,6 +347,32 @@ impl Loader {
             &sources,
         )?;
 
+        let lookup = |text: &str| -> Option<String> {
+            let (kind, parts) = crate::exposures::parse_call(text)?;
+            match (kind, parts.as_slice()) {
+                ("ref", [.., name]) => models
+                    .values()
+                    .find(|m| &m.name == name)
+                    .map(|m| m.unique_id.clone())
+                    .or_else(|| {
+                        seeds
+                            .values()
+                            .find(|s| &s.name == name)
+                            .map(|s| s.unique_id.clone())
+                    }),
+                ("source", [s, t]) => {
+                    let id = format!("source.{package}.{s}.{t}");
+                    sources.contains_key(&id).then_some(id)
+                }
+                _ => None,
+            }
+        };
+        let mut exposures = IndexMap::new();
+        for (file, list) in &exposure_lists {
+            for e in crate::exposures::parse_exposures(list, &package, file, &lookup)? {
+                exposures.insert(e.unique_id.clone(), e);
+            }
+        }
         check_unique_relations(&models, &seeds)?;
         let mut graph = build_graph(&models, &seeds, &sources, &disabled)?;
         for t in tests.values() {
@@ -375,6 +404,7 @@ impl Loader {
             sources,
             seeds,
             tests,
+            exposures,
             docs,
             graph,
             jinja,
@@ -584,6 +614,7 @@ impl Loader {
             HashMap::new();
         let mut property_files = Vec::new();
         let mut unit_tests: Vec<(PathBuf, yaml_serde::Value)> = Vec::new();
+        let mut exposures: Vec<(PathBuf, yaml_serde::Value)> = Vec::new();
         for (root, config, pkg_name) in roots {
             let dirs: Vec<String> = config
                 .model_paths
@@ -610,6 +641,9 @@ impl Loader {
             // The project's own unit tests (a package's are its own business, as in dbt).
             if let Some(list) = file.other.get("unit_tests").filter(|_| in_root) {
                 unit_tests.push((rel.clone(), list.clone()));
+            }
+            if let Some(list) = file.other.get("exposures").filter(|_| in_root) {
+                exposures.push((rel.clone(), list.clone()));
             }
             for entry in file.models {
                 if let Some((first, _)) = patches.get(&entry.name) {
@@ -652,6 +686,7 @@ impl Loader {
             seeds: seed_patches,
             sources: source_entries,
             unit_tests,
+            exposures,
         })
     }
 
@@ -1739,6 +1774,8 @@ struct Properties {
     sources: Vec<(PathBuf, SourceEntry)>,
     /// `unit_tests:` lists of the project's properties files, with their file.
     unit_tests: Vec<(PathBuf, yaml_serde::Value)>,
+    /// `exposures:` lists of the project's properties files, with their file.
+    exposures: Vec<(PathBuf, yaml_serde::Value)>,
 }
 
 /// Render config values written with Jinja (`enabled: "{{ target.type != 'spark' }}"`), as

@@ -113,6 +113,7 @@ enum Method {
     TestType,
     TestName,
     State,
+    Exposure,
     Config(String),
 }
 
@@ -167,6 +168,14 @@ impl Selector {
     fn warn_unmatched(&self, project: &Project, state: Option<&State>) {
         for atom in self.unions.iter().flatten() {
             if atom.method == Method::State || !atom.select(project, state).is_empty() {
+                continue;
+            }
+            if atom.method == Method::Exposure
+                && project
+                    .exposures
+                    .values()
+                    .any(|e| glob_match(&atom.value, &e.name))
+            {
                 continue;
             }
             let hint = match atom.method {
@@ -281,6 +290,7 @@ fn parse_atom(text: &str) -> Result<Atom> {
                 "test_type" => Method::TestType,
                 "test_name" => Method::TestName,
                 "state" => Method::State,
+                "exposure" => Method::Exposure,
                 other => match other.strip_prefix("config.") {
                     Some(key) if !key.is_empty() => Method::Config(key.to_string()),
                     _ => {
@@ -390,7 +400,11 @@ impl Atom {
                 }),
             Method::Package => glob_match(&self.value, n.package()),
             Method::ResourceType => self.value == n.resource_type(),
-            Method::Source | Method::TestType | Method::TestName | Method::State => false,
+            Method::Source
+            | Method::TestType
+            | Method::TestName
+            | Method::State
+            | Method::Exposure => false,
             Method::Config(key) => {
                 config_match(n.config().get(&key.replace('-', "_")), &self.value)
             }
@@ -436,7 +450,7 @@ impl Atom {
                 crate::data_tests::TestKind::Singular { .. }
                 | crate::data_tests::TestKind::Unit(_) => false,
             },
-            Method::Source | Method::State => false,
+            Method::Source | Method::State | Method::Exposure => false,
             Method::Config(key) => config_match(t.config.get(&key.replace('-', "_")), &self.value),
         }
     }
@@ -463,11 +477,43 @@ impl Atom {
             | Method::File
             | Method::TestType
             | Method::TestName
-            | Method::State => false,
+            | Method::State
+            | Method::Exposure => false,
         }
     }
 
+    /// `+exposure:name`: what the exposure depends on, and their ancestors (an exposure is
+    /// not built, so `exposure:name` alone selects nothing to run).
+    fn select_exposure(&self, project: &Project) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let Some(depth) = self.parents else {
+            return out;
+        };
+        for e in project.exposures.values() {
+            if !glob_match(&self.value, &e.name) {
+                continue;
+            }
+            for id in &e.depends_on {
+                out.insert(id.clone());
+                if depth != Some(1) {
+                    let further = depth.map(|d| d.saturating_sub(1));
+                    out.extend(
+                        project
+                            .graph
+                            .ancestors(id, further)
+                            .into_iter()
+                            .map(str::to_string),
+                    );
+                }
+            }
+        }
+        out
+    }
+
     fn select(&self, project: &Project, state: Option<&State>) -> BTreeSet<String> {
+        if self.method == Method::Exposure {
+            return self.select_exposure(project);
+        }
         let mut seeds: Vec<&str> = project
             .nodes()
             .filter(|n| match (&self.method, state) {

@@ -335,7 +335,10 @@ fn dbt_commands_strata_lacks_are_named_with_what_to_do_instead() {
 fn what_strata_does_not_act_on_is_named_once() {
     let p = TestProject::with_files(&[
         ("models/m.sql", "select 1 as x"),
-        ("models/py_model.py", "def model(dbt, session):\n    return None\n"),
+        (
+            "models/py_model.py",
+            "def model(dbt, session):\n    return None\n",
+        ),
         (
             "models/props.yml",
             "version: 2\nmetrics:\n  - name: revenue\nsemantic_models:\n  - name: sm\nmodels:\n  - name: m\n    access: public\n    columns:\n      - name: x\n        constraints: [{type: not_null}]\n",

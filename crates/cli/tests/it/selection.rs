@@ -196,3 +196,37 @@ fn a_selector_matching_nothing_warns_with_the_closest_names() {
         "{out}"
     );
 }
+
+#[test]
+fn exposures_are_kept_in_the_manifest_and_select_what_they_use() {
+    let p = TestProject::with_files(&[
+        ("models/stg.sql", "select 1 as id"),
+        ("models/mart.sql", "select * from {{ ref('stg') }}"),
+        ("models/other.sql", "select 2 as id"),
+        (
+            "models/exposures.yml",
+            "version: 2\nexposures:\n  - name: weekly_report\n    type: dashboard\n    maturity: high\n    owner: {name: Ana, email: ana@example.com}\n    depends_on: [ref('mart')]\n",
+        ),
+    ]);
+    let out = p.ok(&["ls", "-s", "+exposure:weekly_report"]);
+    assert!(out.contains("t.mart") && out.contains("t.stg"), "{out}");
+    assert!(!out.contains("t.other"), "{out}");
+    let out = p.ok(&["ls", "-s", "1+exposure:weekly_report"]);
+    assert!(out.contains("t.mart") && !out.contains("t.stg"), "{out}");
+    p.ok(&["compile"]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&p.read("target/manifest.json")).expect("manifest");
+    let e = &manifest["exposures"]["exposure.t.weekly_report"];
+    assert_eq!(e["type"], "dashboard");
+    assert_eq!(e["depends_on"]["nodes"][0], "model.t.mart");
+    // A dependency that does not exist is named.
+    p.write(
+        "models/exposures.yml",
+        "version: 2\nexposures:\n  - name: r\n    type: dashboard\n    owner: {email: a@b.c}\n    depends_on: [ref('nope')]\n",
+    );
+    let err = p.fails(&["ls"], 2);
+    assert!(
+        err.contains("exposure `r` depends on `ref('nope')`"),
+        "{err}"
+    );
+}
