@@ -151,7 +151,7 @@ enum Command {
     /// List the selected nodes.
     #[command(alias = "list")]
     Ls(commands::ls::LsArgs),
-    /// Run a model's query, or an inline query, and print the first rows.
+    /// Run a model's query, a test's, or an inline query, and print the first rows.
     Show(commands::show::ShowArgs),
     /// List the versions of a table model (time, operation, rows written, run).
     History(commands::history::HistoryArgs),

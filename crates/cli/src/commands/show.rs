@@ -26,7 +26,7 @@ pub enum ShowOutput {
 /// Options of `strata show`.
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The model whose query to run.
+    /// The model whose query to run, or a test whose failing rows to show.
     #[arg(
         long,
         short = 's',
@@ -52,14 +52,23 @@ pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode> {
     let mut compiler = Compiler::new(project.clone()).with_introspector(warehouse.introspector());
     let (label, sql) = match (&args.select, &args.inline) {
         (Some(name), _) => {
-            let Some(model) = project.model_by_name(name) else {
-                let names: Vec<&str> = project.models.values().map(|m| m.name.as_str()).collect();
+            if let Some(model) = project.model_by_name(name) {
+                (name.clone(), compiler.compile(&model.unique_id)?.sql)
+            } else if let Some(test) = project.tests.values().find(|t| &t.name == name) {
+                // A test shows the rows it finds (its failures).
+                (name.clone(), compiler.compile_test(&test.unique_id)?)
+            } else {
+                let names: Vec<&str> = project
+                    .models
+                    .values()
+                    .map(|m| m.name.as_str())
+                    .chain(project.tests.values().map(|t| t.name.as_str()))
+                    .collect();
                 bail!(
-                    "no model named `{name}`{}",
+                    "no model or test named `{name}`{}",
                     strata_common::did_you_mean(name, names.iter().copied())
                 );
-            };
-            (name.clone(), compiler.compile(&model.unique_id)?.sql)
+            }
         }
         (None, Some(inline)) => ("inline query".to_string(), compiler.compile_inline(inline)?),
         (None, None) => bail!("give --select MODEL or --inline \"SQL\""),

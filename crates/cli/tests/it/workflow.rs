@@ -352,6 +352,13 @@ fn compile_writes_tests_and_compiles_inline_sql() {
         out.contains("count(*)") || out.contains("group by"),
         "{out}"
     );
+    // show runs a test by name: its failing rows.
+    p.ok(&["run"]);
+    let out = p.ok(&["show", "-s", "unique_orders_id"]);
+    assert!(
+        out.contains("unique_field") || out.contains("n_records"),
+        "{out}"
+    );
     let out = p.ok(&["compile", "--inline", "select * from {{ ref('orders') }}"]);
     assert!(out.contains("\"main\".\"orders\""), "{out}");
 }
