@@ -136,6 +136,9 @@ enum Command {
     },
     /// Check the project file, profile, target, lake and metadata store.
     Debug,
+    /// Load and check the project and write target/manifest.json, without compiling or running
+    /// anything.
+    Parse,
     /// Render models and tests to SQL under target/compiled/ without running them (or `--inline SQL`).
     Compile(commands::compile::CompileArgs),
     /// Build the selected models in the warehouse, in dependency order.
@@ -179,9 +182,6 @@ enum Command {
 /// a similar-sounding command.
 fn dbt_command_not_here(name: &str) -> Option<&'static str> {
     Some(match name {
-        "parse" => {
-            "strata has no `parse` command yet: every command parses the project and writes target/manifest.json; `strata ls` does only that"
-        }
         "retry" => {
             "strata has no `retry` command yet: run `strata build` again with `--select` naming the nodes the last run lists as failed or skipped"
         }
@@ -246,6 +246,7 @@ fn main() -> ExitCode {
                 Command::Snapshot(args) => commands::run::snapshot(&cli.global, &args).await,
                 Command::Build(args) => commands::run::build(&cli.global, &args).await,
                 Command::Ls(args) => commands::ls::ls(&cli.global, &args),
+                Command::Parse => commands::compile::parse(&cli.global),
                 Command::Show(args) => commands::show::show(&cli.global, &args).await,
                 Command::Clean => commands::clean::clean(&cli.global),
                 Command::Catalog { command } => {

@@ -23,6 +23,24 @@ pub struct CompileArgs {
     pub inline: Option<String>,
 }
 
+/// `strata parse`: load the project (every file, template and property checked) and write
+/// its manifest.
+pub fn parse(global: &GlobalArgs) -> Result<ExitCode> {
+    let project = load_project(global)?;
+    write_artifact(&project, "manifest.json", &manifest(&project))?;
+    let nodes = project.models.len() + project.seeds.len() + project.tests.len();
+    Console::new(global).info(&format!(
+        "Parsed {nodes} node{} ({} models, {} seeds, {} tests, {} sources); wrote {}",
+        if nodes == 1 { "" } else { "s" },
+        project.models.len(),
+        project.seeds.len(),
+        project.tests.len(),
+        project.sources.len(),
+        project.target_dir().join("manifest.json").display()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Run the command.
 pub fn compile(global: &GlobalArgs, args: &CompileArgs) -> Result<ExitCode> {
     let project = std::sync::Arc::new(load_project(global)?);

@@ -314,7 +314,6 @@ fn dbt_commands_strata_lacks_are_named_with_what_to_do_instead() {
             &["run-operation", "grant_all"][..],
             "strata has no `run-operation` command yet",
         ),
-        (&["parse"][..], "strata has no `parse` command yet"),
         (&["deps"][..], "strata has no `deps` command yet"),
         (
             &["source", "freshness"][..],

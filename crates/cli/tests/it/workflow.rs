@@ -341,6 +341,12 @@ fn compile_writes_tests_and_compiles_inline_sql() {
             "select * from {{ ref('orders') }} where id < 0",
         ),
     ]);
+    let out = p.ok(&["parse"]);
+    assert!(out.contains("Parsed"), "{out}");
+    assert!(
+        p.read("target/manifest.json")
+            .contains("test.t.unique_orders_id.")
+    );
     p.ok(&["compile"]);
     let generic = p.read("target/compiled/t/models/schema.yml/unique_orders_id.sql");
     assert!(generic.contains("\"orders\""), "{generic}");
