@@ -136,6 +136,9 @@ enum Command {
     },
     /// Check the project file, profile, target, lake and metadata store.
     Debug,
+    /// Run again what the last run (run, seed, test, snapshot or build) left in error, failed
+    /// or skipped, with the same command.
+    Retry,
     /// Load and check the project and write target/manifest.json, without compiling or running
     /// anything.
     Parse,
@@ -182,9 +185,6 @@ enum Command {
 /// a similar-sounding command.
 fn dbt_command_not_here(name: &str) -> Option<&'static str> {
     Some(match name {
-        "retry" => {
-            "strata has no `retry` command yet: run `strata build` again with `--select` naming the nodes the last run lists as failed or skipped"
-        }
         "clone" => {
             "strata has no `clone` command yet: build into this target with `strata run`, or read another target's tables with `--defer --state`"
         }
@@ -247,6 +247,7 @@ fn main() -> ExitCode {
                 Command::Build(args) => commands::run::build(&cli.global, &args).await,
                 Command::Ls(args) => commands::ls::ls(&cli.global, &args),
                 Command::Parse => commands::compile::parse(&cli.global),
+                Command::Retry => commands::run::retry(&cli.global).await,
                 Command::Show(args) => commands::show::show(&cli.global, &args).await,
                 Command::Clean => commands::clean::clean(&cli.global),
                 Command::Catalog { command } => {

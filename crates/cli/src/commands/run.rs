@@ -175,6 +175,63 @@ pub async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
     .await
 }
 
+/// `strata retry`: run again, with the same command, the nodes the last run's
+/// run_results.json lists as errored, failed or skipped.
+pub async fn retry(global: &GlobalArgs) -> Result<ExitCode> {
+    let project = crate::context::load_project(global)?;
+    let path = project.target_dir().join("run_results.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "there is no earlier run to retry ({}: {e}); run `strata build` first",
+            path.display()
+        )
+    })?;
+    let results: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not a run_results.json ({e})", path.display()))?;
+    let which = results["args"]["which"]
+        .as_str()
+        .unwrap_or("build")
+        .to_string();
+    let names: Vec<String> = results["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| matches!(r["status"].as_str(), Some("error" | "fail" | "skipped")))
+        .filter_map(|r| {
+            let id = r["unique_id"].as_str()?;
+            let parts: Vec<&str> = id.split('.').collect();
+            // model.pkg.name, test.pkg.name.hash, unit_test.pkg.model.name
+            Some(match parts.as_slice() {
+                ["test", _, name, ..] => name.to_string(),
+                [.., name] => name.to_string(),
+                [] => return None,
+            })
+        })
+        .collect();
+    if names.is_empty() {
+        crate::report::Console::new(global).info(&format!(
+            "Nothing to retry: the last `{which}` had no errors, failures or skipped nodes"
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let select = SelectArgs {
+        select: names,
+        ..Default::default()
+    };
+    let types: &[&str] = match which.as_str() {
+        "run" => &["model"],
+        "seed" => &["seed"],
+        "test" => &["test"],
+        "snapshot" => &["snapshot"],
+        _ => &["seed", "model", "snapshot", "test"],
+    };
+    let command = match which.as_str() {
+        "run" | "seed" | "test" | "snapshot" => which.as_str(),
+        _ => "build",
+    };
+    execute(global, &select, Flags::new(false, false), command, types).await
+}
+
 /// How a command builds.
 struct Flags {
     fail_fast: bool,

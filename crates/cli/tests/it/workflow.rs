@@ -446,3 +446,28 @@ fn empty_builds_every_model_with_no_rows() {
     p.ok(&["run"]);
     assert_eq!(p.query("select n from totals"), vec!["n", "2"]);
 }
+
+#[test]
+fn retry_runs_again_what_failed_or_was_skipped() {
+    let p = TestProject::with_files(&[
+        ("models/good.sql", "select 1 as id"),
+        (
+            "models/bad.sql",
+            "select missing_column from {{ ref('good') }}",
+        ),
+        ("models/after_bad.sql", "select * from {{ ref('bad') }}"),
+    ]);
+    let out = p.fails(&["run"], 1);
+    assert!(out.contains("SKIP"), "{out}");
+    // Nothing fixed: the same two nodes, only them.
+    let out = p.fails(&["retry"], 1);
+    assert!(out.contains("Running 2 models"), "{out}");
+    p.write("models/bad.sql", "select id from {{ ref('good') }}");
+    let out = p.ok(&["retry"]);
+    assert!(
+        out.contains("Running 2 models") && out.contains("PASS=2"),
+        "{out}"
+    );
+    let out = p.ok(&["retry"]);
+    assert!(out.contains("Nothing to retry"), "{out}");
+}
