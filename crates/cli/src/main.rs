@@ -136,6 +136,9 @@ enum Command {
     },
     /// Check the project file, profile, target, lake and metadata store.
     Debug,
+    /// Call a macro with the project's context: `strata run-operation my_macro --args '{a: 1}'`.
+    #[command(name = "run-operation")]
+    RunOperation(commands::compile::RunOperationArgs),
     /// Run again what the last run (run, seed, test, snapshot or build) left in error, failed
     /// or skipped, with the same command.
     Retry,
@@ -187,9 +190,6 @@ fn dbt_command_not_here(name: &str) -> Option<&'static str> {
     Some(match name {
         "clone" => {
             "strata has no `clone` command yet: build into this target with `strata run`, or read another target's tables with `--defer --state`"
-        }
-        "run-operation" => {
-            "strata has no `run-operation` command yet: call the macro from a hook (`on-run-start`, `on-run-end`, `pre-hook`), or render it with `strata show --inline \"{{ my_macro() }}\"`"
         }
         "deps" => {
             "strata has no `deps` command yet: `local:` packages are read in place, and hub or git packages from dbt_packages/ once `dbt deps` (or a copy) has put them there"
@@ -248,6 +248,7 @@ fn main() -> ExitCode {
                 Command::Ls(args) => commands::ls::ls(&cli.global, &args),
                 Command::Parse => commands::compile::parse(&cli.global),
                 Command::Retry => commands::run::retry(&cli.global).await,
+                Command::RunOperation(args) => commands::compile::run_operation(&cli.global, &args),
                 Command::Show(args) => commands::show::show(&cli.global, &args).await,
                 Command::Clean => commands::clean::clean(&cli.global),
                 Command::Catalog { command } => {

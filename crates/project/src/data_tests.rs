@@ -219,7 +219,7 @@ fn jinja_string(s: &str) -> String {
 
 /// A JSON value as a Jinja expression. Strings that are `ref(...)` or `source(...)` calls are
 /// kept as calls, as dbt renders test arguments.
-fn jinja_literal(v: &Json) -> String {
+pub fn jinja_literal(v: &Json) -> String {
     match v {
         Json::Null => "none".into(),
         Json::Bool(b) => if *b { "true" } else { "false" }.into(),

@@ -23,6 +23,51 @@ pub struct CompileArgs {
     pub inline: Option<String>,
 }
 
+/// Options of `strata run-operation`.
+#[derive(Debug, Args)]
+pub struct RunOperationArgs {
+    /// The macro to run (`name` or `package.name`).
+    pub macro_name: String,
+    /// Its arguments, as YAML: --args '{table: orders, days: 7}'.
+    #[arg(long)]
+    pub args: Option<String>,
+}
+
+/// `strata run-operation MACRO --args '{...}'`: call a macro with the project's context, as
+/// dbt does; what it logs is printed, and so is what it returns, when anything.
+pub fn run_operation(global: &GlobalArgs, args: &RunOperationArgs) -> Result<ExitCode> {
+    let project = std::sync::Arc::new(load_project(global)?);
+    let (warehouse, _meta) = crate::context::open_warehouse(&project)?;
+    let mut compiler = Compiler::new(project.clone()).with_introspector(warehouse.introspector());
+    // The same YAML mapping as --vars.
+    let call_args = strata_project::project::parse_cli_vars(args.args.as_deref()).map_err(|e| {
+        anyhow::anyhow!("--args: {e} (give a YAML mapping, e.g. --args '{{table: orders}}')")
+    })?;
+    let name = &args.macro_name;
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
+        anyhow::bail!("`{name}` is not a macro name");
+    }
+    let plain = name.rsplit('.').next().unwrap_or(name);
+    if !project.jinja.macros().contains_key(plain) {
+        anyhow::bail!(
+            "no macro named `{name}`{}",
+            strata_common::did_you_mean(plain, project.jinja.macros().keys().map(String::as_str))
+        );
+    }
+    let kwargs: Vec<String> = call_args
+        .iter()
+        .map(|(k, v)| format!("{k}={}", strata_project::data_tests::jinja_literal(v)))
+        .collect();
+    let out = compiler.compile_inline(&format!("{{{{ {name}({}) }}}}", kwargs.join(", ")))?;
+    if !out.trim().is_empty() {
+        println!("{}", out.trim());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `strata parse`: load the project (every file, template and property checked) and write
 /// its manifest.
 pub fn parse(global: &GlobalArgs) -> Result<ExitCode> {

@@ -471,3 +471,41 @@ fn retry_runs_again_what_failed_or_was_skipped() {
     let out = p.ok(&["retry"]);
     assert!(out.contains("Nothing to retry"), "{out}");
 }
+
+#[test]
+fn run_operation_calls_a_macro_with_arguments() {
+    let p = TestProject::with_files(&[
+        (
+            "models/orders.sql",
+            "{{ config(materialized='table') }} select 1 as id union all select 2 as id",
+        ),
+        (
+            "macros/ops.sql",
+            "{% macro count_rows(model, at_least=0) %}{% set r = run_query('select count(*) as n from ' ~ ref(model)) %}{% do log('rows: ' ~ r.columns[0].values()[0], info=true) %}{{ return(r.columns[0].values()[0] >= at_least) }}{% endmacro %}",
+        ),
+    ]);
+    p.ok(&["run"]);
+    let out = p
+        .strata(&[
+            "run-operation",
+            "count_rows",
+            "--args",
+            "{model: orders, at_least: 2}",
+        ])
+        .output()
+        .expect("run strata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("rows: 2"), "{all}");
+    assert!(all.contains("True"), "{all}");
+    let err = p.fails(&["run-operation", "no_such_macro"], 2);
+    assert!(err.contains("no_such_macro"), "{err}");
+}
