@@ -139,6 +139,11 @@ enum Command {
     /// Call a macro with the project's context: `strata run-operation my_macro --args '{a: 1}'`.
     #[command(name = "run-operation")]
     RunOperation(commands::compile::RunOperationArgs),
+    /// Sources: `strata source freshness` checks how recent their newest rows are.
+    Source {
+        #[command(subcommand)]
+        command: commands::freshness::SourceCommand,
+    },
     /// Run again what the last run (run, seed, test, snapshot or build) left in error, failed
     /// or skipped, with the same command.
     Retry,
@@ -194,9 +199,6 @@ fn dbt_command_not_here(name: &str) -> Option<&'static str> {
         "deps" => {
             "strata has no `deps` command yet: `local:` packages are read in place, and hub or git packages from dbt_packages/ once `dbt deps` (or a copy) has put them there"
         }
-        "source" | "freshness" => {
-            "strata has no `source freshness` command yet: query a source's newest row with `strata show --inline \"select max(loaded_at) from {{ source('s', 't') }}\"`"
-        }
         "serve" => {
             "strata has no `docs serve` command yet: `strata docs generate` writes target/manifest.json and target/catalog.json for any dbt docs viewer"
         }
@@ -248,6 +250,9 @@ fn main() -> ExitCode {
                 Command::Ls(args) => commands::ls::ls(&cli.global, &args),
                 Command::Parse => commands::compile::parse(&cli.global),
                 Command::Retry => commands::run::retry(&cli.global).await,
+                Command::Source { command } => {
+                    commands::freshness::run(&cli.global, &command).await
+                }
                 Command::RunOperation(args) => commands::compile::run_operation(&cli.global, &args),
                 Command::Show(args) => commands::show::show(&cli.global, &args).await,
                 Command::Clean => commands::clean::clean(&cli.global),

@@ -1445,6 +1445,13 @@ impl Loader {
                     self.config.sources.as_ref(),
                     &[package.to_string(), s.name.clone(), t.name.clone()],
                 );
+                // `freshness` and `loaded_at_field` as properties of the source or the table
+                // (the table's win; `freshness: null` turns it off), or in their configs.
+                for key in ["freshness", "loaded_at_field"] {
+                    for v in [s.other.get(key), t.other.get(key)].into_iter().flatten() {
+                        config.set(key, yaml_to_json(v));
+                    }
+                }
                 for (k, v) in s.config.iter().chain(&t.config) {
                     config.set(k, yaml_to_json(v));
                 }

@@ -5,6 +5,7 @@ pub mod clean;
 pub mod compile;
 pub mod debug;
 pub mod docs;
+pub mod freshness;
 pub mod history;
 pub mod init;
 pub mod ls;

@@ -311,10 +311,6 @@ fn dbt_commands_strata_lacks_are_named_with_what_to_do_instead() {
     for (args, expected) in [
         (&["deps"][..], "strata has no `deps` command yet"),
         (
-            &["source", "freshness"][..],
-            "strata has no `source freshness` command yet",
-        ),
-        (
             &["docs", "serve"][..],
             "strata has no `docs serve` command yet",
         ),

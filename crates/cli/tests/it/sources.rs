@@ -127,3 +127,49 @@ fn this_target_and_macros_render_in_models() {
         vec!["a,b,me,s,t", "2,2,M,main,dev"]
     );
 }
+
+#[test]
+fn source_freshness_judges_the_newest_row_and_writes_sources_json() {
+    let recent = (chrono::Utc::now() - chrono::Duration::hours(2))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let week_old = (chrono::Utc::now() - chrono::Duration::days(7))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let p = TestProject::with_files(&[
+        (
+            "data/fresh.csv",
+            &format!("id,loaded_at\n1,2001-01-01 00:00:00\n2,{recent}\n"),
+        ),
+        ("data/aging.csv", &format!("id,loaded_at\n1,{week_old}\n")),
+        ("data/old.csv", "id,loaded_at\n1,2000-01-01 00:00:00\n"),
+        (
+            "models/sources.yml",
+            "version: 2\nsources:\n  - name: raw\n    loaded_at_field: loaded_at\n    freshness: {warn_after: {count: 1, period: day}, error_after: {count: 30, period: day}}\n    tables:\n      - {name: fresh, external_location: data/fresh.csv}\n      - {name: aging, external_location: data/aging.csv}\n      - {name: old, external_location: data/old.csv}\n      - {name: unchecked, external_location: data/old.csv, freshness: null}\n",
+        ),
+    ]);
+    let out = p.fails(&["source", "freshness"], 1);
+    assert!(out.contains("PASS freshness of raw.fresh"), "{out}");
+    assert!(out.contains("WARN freshness of raw.aging"), "{out}");
+    assert!(out.contains("ERROR STALE freshness of raw.old"), "{out}");
+    assert!(!out.contains("raw.unchecked"), "{out}");
+    let results: serde_json::Value =
+        serde_json::from_str(&p.read("target/sources.json")).expect("sources.json");
+    let status = |id: &str| {
+        results["results"]
+            .as_array()
+            .and_then(|r| r.iter().find(|x| x["unique_id"] == id))
+            .map(|x| x["status"].clone())
+    };
+    assert_eq!(
+        status("source.t.raw.fresh"),
+        Some(serde_json::json!("pass"))
+    );
+    assert_eq!(
+        status("source.t.raw.aging"),
+        Some(serde_json::json!("warn"))
+    );
+    assert_eq!(status("source.t.raw.old"), Some(serde_json::json!("error")));
+    // Selected alone, a warning does not fail the command.
+    p.ok(&["source", "freshness", "-s", "source:raw.aging"]);
+}
