@@ -167,9 +167,11 @@ impl CatalogShared {
                     // Analysed in Strata's session, so the view's columns have the types its
                     // rows will have (`int / int` is a double, not the integer DataFusion would
                     // plan before its analyzer rules run).
-                    let plan = state
-                        .analyzer()
-                        .execute_and_check(plan, state.config_options(), |_, _| {})?;
+                    let plan = state.analyzer().execute_and_check(
+                        plan,
+                        state.config_options(),
+                        |_, _| {},
+                    )?;
                     self.record_reads(&state, schema, name, &sql);
                     let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql)));
                     self.cache.lock().insert(key, view.clone());

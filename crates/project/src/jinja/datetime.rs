@@ -20,6 +20,20 @@ pub struct PyDate(pub NaiveDate);
 #[derive(Debug, Clone, Copy)]
 pub struct PyTimedelta(pub Duration);
 
+/// A date-time's attribute as Python names it (`year`, ..., `microsecond`).
+pub(super) fn datetime_field(d: &(impl Datelike + Timelike), key: &str) -> Option<Value> {
+    Some(Value::from(match key {
+        "year" => d.year() as i64,
+        "month" => d.month() as i64,
+        "day" => d.day() as i64,
+        "hour" => d.hour() as i64,
+        "minute" => d.minute() as i64,
+        "second" => d.second() as i64,
+        "microsecond" => (d.nanosecond() / 1000) as i64,
+        _ => return None,
+    }))
+}
+
 /// The one `timedelta` argument of `add()`.
 fn timedelta_arg(args: &[Value]) -> Result<Duration, Error> {
     let (delta,): (Value,) = from_args(args)?;
@@ -57,17 +71,7 @@ impl Object for PyDateTime {
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let d = self.0;
-        Some(Value::from(match key.as_str()? {
-            "year" => d.year() as i64,
-            "month" => d.month() as i64,
-            "day" => d.day() as i64,
-            "hour" => d.hour() as i64,
-            "minute" => d.minute() as i64,
-            "second" => d.second() as i64,
-            "microsecond" => (d.nanosecond() / 1000) as i64,
-            _ => return None,
-        }))
+        datetime_field(&self.0, key.as_str()?)
     }
 
     fn call_method(

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Timelike};
+use chrono::DateTime;
 use minijinja::value::{Kwargs, Object, ObjectRepr, Rest, Serde, Value, from_args};
 use minijinja::{Environment, Error, ErrorKind, State};
 
@@ -230,18 +230,10 @@ impl Object for ZonedDateTime {
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let d = self.0;
-        Some(Value::from(match key.as_str()? {
-            "year" => d.year() as i64,
-            "month" => d.month() as i64,
-            "day" => d.day() as i64,
-            "hour" => d.hour() as i64,
-            "minute" => d.minute() as i64,
-            "second" => d.second() as i64,
-            "microsecond" => (d.nanosecond() / 1000) as i64,
-            "tzinfo" => return Some(Value::from_object(Tz(d.timezone()))),
-            _ => return None,
-        }))
+        match key.as_str()? {
+            "tzinfo" => Some(Value::from_object(Tz(self.0.timezone()))),
+            other => super::datetime::datetime_field(&self.0, other),
+        }
     }
 
     fn call_method(
