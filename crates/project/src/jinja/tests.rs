@@ -67,6 +67,13 @@ fn env_with(model: &str, macros: &[(&str, &str)]) -> JinjaEnv {
     env
 }
 
+/// The model template of `env` rendered in parse mode.
+fn parsed(env: &JinjaEnv) -> String {
+    env.render(Path::new("models/m.sql"), Mode::Parse, node(), None)
+        .expect("render")
+        .0
+}
+
 #[test]
 fn parse_records_refs_sources_and_config() {
     let env = env_with(
@@ -133,9 +140,7 @@ fn vars_env_vars_docs_target_and_datetime() {
         "{{ var('start') }}|{{ var('missing', 'd') }}|{{ env_var('STRATA_JINJA_TEST_UNSET', 'fb') }}|{{ doc('orders') }}|{{ target.name }}|{{ modules.datetime.date(2024, 2, 3).strftime('%Y/%m/%d') }}|{{ run_started_at.year }}",
         &[],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(
         out,
         "2024-01-01|d|fb|One row per order.|dev|2024/02/03|1970"
@@ -148,9 +153,7 @@ fn datetime_today_and_replace_with_microseconds() {
         "{{ modules.datetime.datetime.today().replace(hour=0, minute=0, second=0, microsecond=0).strftime('%H:%M:%S.%f') }}|{{ modules.datetime.datetime.strptime('2024-01-02 03:04:05', '%Y-%m-%d %H:%M:%S').replace(microsecond=7).strftime('%S.%f') }}",
         &[],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(out, "00:00:00.000000|05.000007");
 }
 
@@ -192,26 +195,20 @@ fn lists_grow_as_in_python() {
         "{% set parts = [] %}{% for x in ['a', 'b', 'c'] %}{% do parts.append(x) %}{% if not loop.last %}{%- do parts.append('-') -%}{% endif %}{% endfor %}{% do parts.extend(['d']) %}{% do parts.insert(0, '>') %}{{ parts | join('') }}|{{ parts | length }}|{{ parts.pop() }}|{{ parts[1] }}|{{ ['x', 'y'].index('y') }}|{{ parts.count('-') }}",
         &[],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(out, ">a-b-cd|7|d|a|1|2");
     let env = env_with(
         "{% set grown = ['a', ['n', 'm']] %}{% do grown.append('b') %}{{ grown | length }}{{ grown[0] }}{{ grown[2] }}",
         &[],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(out, "3ab");
     // A list inside a longer expression stays as it is.
     let env = env_with(
         "{% set d = [] if not x %}{{ d | length }}{% set e = ['a'] %}{{ e | length }}",
         &[],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(out, "01");
     // An argument defaulting to [] gets a list of its own at each call.
     let env = env_with(
@@ -221,27 +218,21 @@ fn lists_grow_as_in_python() {
             "{% macro grow(cols = []) %}{% set kept = cols %}{% do kept.append('x') %}{{ kept | join }}{% endmacro %}",
         )],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(out, "x|x");
     // Literals anywhere are Python's: a list inside a dict, a list passed inline.
     let env = env_with(
         "{% set d = {} %}{% for r in ['a', 'b'] %}{% do d.update({r: []}) %}{% do d[r].append(r ~ 1) %}{% endfor %}{% do d['a'].append('a2') %}{{ d['a'] | join(',') }}/{{ d['b'] | join(',') }}",
         &[],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(out, "a1,a2/b1");
     // Values assigned by set are the template's own: a concatenation, a filter's result.
     let env = env_with(
         "{% set a = ['x'] %}{% set c = a + ['y'] %}{% do c.append('z') %}{% set s = 'qp' | list | sort %}{% do s.append('r') %}{{ c | join }}{{ a | join }}{{ s | join }}{{ c == ['x', 'y', 'z'] }}",
         &[],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(out, "xyzxpqrTrue");
     let env = env_with("{% do (['x'] + ['y']).append('z') %}", &[]);
     let err = env
@@ -260,9 +251,7 @@ fn python_dicts_strings_and_re() {
         "{% set seen = {} %}{% do seen.update({'a': 1}) %}{% do seen.update({'b': 2}) %}{{ seen | length }}|{{ seen.get('a') }}|{{ seen.get('z', 'none') }}|{{ seen.pop('a') }}|{{ seen | list | join(',') }}|{{ 'Order_ID'.endswith('_ID') }}|{{ '  x '.strip() }}|{{ modules.re.sub('[ -]+', '_', 'a b-c') }}|{{ modules.re.sub('(a)(b)', '\\\\2\\\\1', 'ab') }}|{{ modules.re.search('[0-9]+', 'x42y').group() }}|{{ modules.re.match('[0-9]', 'x1') is none }}|{{ modules.re.findall('[a-z]', 'a1b2') | join }}",
         &[],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(out, "2|1|none|1|b|True|x|a_b_c|ba|42|True|ab");
 }
 
@@ -275,9 +264,7 @@ fn macros_using_kwargs_take_undeclared_keyword_arguments() {
             "{% macro outer(n, group_by=[]) %}{{ inner(n, group_by, **kwargs) }}{% endmacro %}{% macro inner(n, group_by) %}{{ n }}:{{ kwargs.at_least }}:{{ kwargs | length }}:{{ group_by | length }}{% endmacro %}{% macro plain(a) %}{{ a }}{% endmacro %}",
         )],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(out, "1:0.5:2:0|1");
     let env = env_with(
         "{{ plain(a=1, b=2) }}",
@@ -299,9 +286,7 @@ fn macros_using_varargs_take_extra_positional_arguments() {
             "{% macro cols(first) %}{{ first }}+{{ varargs | join(',') }}({{ varargs | length }}){% endmacro %}",
         )],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(out, "a+b,c(2)|a+(0)");
 }
 
@@ -311,9 +296,7 @@ fn sets_compare_without_order() {
         "{% set a = set(['x', 'y', 'x']) %}{% set b = set(['y', 'x']) %}{{ a == b }} {{ a | length }} {{ a != set(['x']) }} {% do b.add('z') %}{{ b | sort | join }} {{ 'z' in b }} {{ a.issubset(b) }} {{ b.difference(a) | join }}",
         &[],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(out, "True 2 True xyz True True z");
 }
 
@@ -323,9 +306,7 @@ fn dates_add_and_subtract_as_in_python() {
         "{% set end = modules.datetime.datetime(2024, 3, 1, 5) %}{% set start = (end - modules.datetime.timedelta(days=10)) %}{{ start.strftime('%Y-%m-%d %H') }}|{{ (end - start).days }}|{{ (start.date() + modules.datetime.timedelta(days=1)).isoformat() }}|{{ 3 - 1 + 4 }}|{{ 'a' + 'b' }}",
         &[],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(out, "2024-02-20 05|10|2024-02-21|6|ab");
 }
 
@@ -335,9 +316,7 @@ fn json_yaml_zip_itertools_and_pytz() {
         "{{ tojson({'b': 1, 'a': [1, 2]}, sort_keys=True) }}|{{ fromjson('{\"x\": [3]}').x[0] }}|{{ fromyaml('a: 5').a }}|{{ toyaml({'k': 'v'}) | trim }}|{% for a, b in zip([1, 2, 3], ['x', 'y']) %}{{ a }}{{ b }}{% endfor %}|{{ modules.itertools.chain([1], [2, 3]) | join }}|{{ modules.itertools.product([1, 2], ['a']) | map('join') | join(',') }}|{{ modules.itertools.combinations([1, 2, 3], 2) | length }}|{{ modules.datetime.datetime(2024, 7, 1, 12).astimezone(modules.pytz.timezone('Europe/Berlin')).strftime('%H:%M') }}|{{ modules.pytz.utc }}",
         &[],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(
         out,
         "{\"a\":[1,2],\"b\":1}|3|5|k: v|1x2y|123|1a,2a|3|14:00|UTC"
@@ -350,8 +329,6 @@ fn the_root_project_name_is_a_namespace() {
         "{{ shop.greet() }}",
         &[("macros/g.sql", "{% macro greet() %}hi{% endmacro %}")],
     );
-    let (out, _) = env
-        .render(Path::new("models/m.sql"), Mode::Parse, node(), None)
-        .expect("render");
+    let out = parsed(&env);
     assert_eq!(out, "hi");
 }
