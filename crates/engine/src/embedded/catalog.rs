@@ -164,14 +164,6 @@ impl CatalogShared {
                             "view {schema}.{name} no longer plans: {e}; rebuild it with `strata run --select {name}`"
                         ))
                     })?;
-                    // Analysed in Strata's session, so the view's columns have the types its
-                    // rows will have (`int / int` is a double, not the integer DataFusion would
-                    // plan before its analyzer rules run).
-                    let plan = state.analyzer().execute_and_check(
-                        plan,
-                        state.config_options(),
-                        |_, _| {},
-                    )?;
                     self.record_reads(&state, schema, name, &sql);
                     let view: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql)));
                     self.cache.lock().insert(key, view.clone());

@@ -1,0 +1,3 @@
+{{ config(materialized='view') }}
+select id, id / 2 as half
+from {{ ref('events') }}
