@@ -47,6 +47,13 @@ pub fn select(project: &Project, args: &SelectArgs) -> Result<BTreeSet<String>> 
         Some(dir) => Some(strata_project::select::State::load(dir)?),
         None => None,
     };
+    if let Some(name) = &args.selector {
+        let mut chosen = strata_project::selectors::select_named(project, name, state.as_ref())?;
+        for id in exclude.select_with_state(project, state.as_ref()) {
+            chosen.remove(&id);
+        }
+        return Ok(chosen);
+    }
     Ok(resolve(project, &select, &exclude, state.as_ref())?)
 }
 

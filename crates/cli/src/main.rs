@@ -113,6 +113,9 @@ pub struct SelectArgs {
     /// Nodes to leave out, in the same grammar.
     #[arg(long, num_args = 1..)]
     pub exclude: Vec<String>,
+    /// A named selection of the project's selectors.yml (as dbt's --selector).
+    #[arg(long, conflicts_with = "select")]
+    pub selector: Option<String>,
     /// A folder holding an earlier run's manifest.json, for `state:new` and `state:modified`.
     #[arg(long, env = "STRATA_STATE")]
     pub state: Option<std::path::PathBuf>,

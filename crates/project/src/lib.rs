@@ -22,6 +22,7 @@ pub mod profile;
 pub mod project;
 pub mod properties;
 pub mod select;
+pub mod selectors;
 pub mod unit_tests;
 pub mod validate;
 

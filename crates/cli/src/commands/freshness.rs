@@ -56,7 +56,10 @@ pub async fn run(global: &GlobalArgs, command: &SourceCommand) -> Result<ExitCod
     let checked: Vec<&Source> = project
         .sources
         .values()
-        .filter(|s| args.select.select.is_empty() || selected.contains(&s.unique_id))
+        .filter(|s| {
+            (args.select.select.is_empty() && args.select.selector.is_none())
+                || selected.contains(&s.unique_id)
+        })
         .filter(|s| {
             s.config.get_str("loaded_at_field").is_some()
                 && s.config.get("freshness").is_some_and(|f| !f.is_null())

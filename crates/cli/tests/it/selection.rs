@@ -230,3 +230,36 @@ fn exposures_are_kept_in_the_manifest_and_select_what_they_use() {
         "{err}"
     );
 }
+
+#[test]
+fn named_selectors_from_selectors_yml() {
+    let p = TestProject::with_files(&[
+        (
+            "models/stg_a.sql",
+            "{{ config(tags=['nightly']) }} select 1 as id",
+        ),
+        (
+            "models/stg_b.sql",
+            "{{ config(tags=['nightly', 'slow']) }} select 1 as id",
+        ),
+        ("models/mart.sql", "select * from {{ ref('stg_a') }}"),
+        ("models/other.sql", "select 2 as id"),
+        (
+            "selectors.yml",
+            "selectors:\n  - name: nightly\n    definition:\n      union:\n        - method: tag\n          value: nightly\n          children: true\n        - exclude: ['tag:slow']\n  - name: marts_only\n    definition: 'mart'\n",
+        ),
+    ]);
+    let out = p.ok(&["ls", "--selector", "nightly"]);
+    assert!(out.contains("t.stg_a") && out.contains("t.mart"), "{out}");
+    assert!(
+        !out.contains("t.stg_b") && !out.contains("t.other"),
+        "{out}"
+    );
+    let out = p.ok(&["ls", "--selector", "marts_only"]);
+    assert_eq!(out.trim(), "t.mart");
+    let err = p.fails(&["ls", "--selector", "nightyl"], 2);
+    assert!(
+        err.contains("selectors.yml has no selector `nightyl`") && err.contains("nightly"),
+        "{err}"
+    );
+}
