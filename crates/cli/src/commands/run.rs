@@ -155,6 +155,12 @@ pub struct BuildArgs {
     /// Build every model with no rows (refs and sources read nothing); seeds load as usual.
     #[arg(long)]
     pub empty: bool,
+    /// Only these kinds of node: model, seed, snapshot, test (unit tests included).
+    #[arg(long, num_args = 1.., value_parser = ["model", "seed", "snapshot", "test", "unit_test"])]
+    pub resource_type: Vec<String>,
+    /// Leave out these kinds of node.
+    #[arg(long, num_args = 1.., value_parser = ["model", "seed", "snapshot", "test", "unit_test"])]
+    pub exclude_resource_type: Vec<String>,
 }
 
 /// `strata build`: seeds, models, snapshots and tests in DAG order; a failing test skips what is
@@ -170,7 +176,7 @@ pub async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
             ..Flags::new(args.fail_fast, args.full_refresh)
         },
         "build",
-        &["seed", "model", "snapshot", "test"],
+        &build_types(&args.resource_type, &args.exclude_resource_type),
     )
     .await
 }
@@ -230,6 +236,16 @@ pub async fn retry(global: &GlobalArgs) -> Result<ExitCode> {
         _ => "build",
     };
     execute(global, &select, Flags::new(false, false), command, types).await
+}
+
+/// The node kinds `build` runs, given `--resource-type` and `--exclude-resource-type`.
+fn build_types(only: &[String], except: &[String]) -> Vec<&'static str> {
+    let kind = |t: &str| if t == "unit_test" { "test" } else { t }.to_string();
+    ["seed", "model", "snapshot", "test"]
+        .into_iter()
+        .filter(|t| only.is_empty() || only.iter().any(|o| kind(o) == *t))
+        .filter(|t| !except.iter().any(|e| kind(e) == *t))
+        .collect()
 }
 
 /// How a command builds.

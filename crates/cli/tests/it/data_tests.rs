@@ -366,3 +366,22 @@ fn warn_error_makes_a_warning_test_fail() {
     assert!(out.contains("FAIL 1 unique_m_id"), "{out}");
     assert!(out.contains("configured to fail if != 0"), "{out}");
 }
+
+#[test]
+fn build_takes_resource_types() {
+    let p = TestProject::with_files(&[
+        ("seeds/raw.csv", "id\n1\n"),
+        ("models/m.sql", "select id from {{ ref('raw') }}"),
+        (
+            "models/schema.yml",
+            "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: id\n        data_tests: [not_null]\n",
+        ),
+    ]);
+    let out = p.ok(&["build", "--resource-type", "seed"]);
+    assert!(
+        out.contains("Running 1 node") && out.contains("loaded seed"),
+        "{out}"
+    );
+    let out = p.ok(&["build", "--exclude-resource-type", "test"]);
+    assert!(out.contains("PASS=2") && !out.contains("not_null"), "{out}");
+}
