@@ -28,6 +28,11 @@ pub fn load_project_with(global: &GlobalArgs, full_refresh: bool) -> Result<Proj
         profile: global.profile.clone(),
     })?;
     let mut project = project;
+    if global.store_failures {
+        for t in project.tests.values_mut() {
+            t.config.set("store_failures", serde_json::json!(true));
+        }
+    }
     if global.warn_error {
         // A test that would warn fails instead, with the same condition.
         for t in project.tests.values_mut() {

@@ -72,6 +72,10 @@ pub struct GlobalArgs {
     /// --warn-error.
     #[arg(long, global = true)]
     pub warn_error: bool,
+    /// Keep every test's failing rows in the audit schema, as `store_failures: true` on each
+    /// (test and build).
+    #[arg(long, global = true)]
+    pub store_failures: bool,
     /// Show Strata's debug events (as STRATA_LOG=debug).
     #[arg(long, short = 'd', global = true)]
     pub debug: bool,

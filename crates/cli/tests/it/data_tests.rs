@@ -385,3 +385,20 @@ fn build_takes_resource_types() {
     let out = p.ok(&["build", "--exclude-resource-type", "test"]);
     assert!(out.contains("PASS=2") && !out.contains("not_null"), "{out}");
 }
+
+#[test]
+fn the_store_failures_flag_stores_every_tests_failures() {
+    let p = TestProject::with_files(&[
+        ("models/m.sql", "select 1 as id union all select 1 as id"),
+        (
+            "models/schema.yml",
+            "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: id\n        data_tests: [unique]\n",
+        ),
+    ]);
+    p.fails(&["build"], 1);
+    p.fails(&["build", "--store-failures"], 1);
+    assert_eq!(
+        p.query("select unique_field, n_records from main_dbt_test__audit.unique_m_id"),
+        vec!["unique_field,n_records", "1,2"]
+    );
+}
