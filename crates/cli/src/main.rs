@@ -107,6 +107,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// dbt's `--indirect-selection` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum IndirectSelection {
+    /// A test any of whose nodes is selected.
+    #[default]
+    Eager,
+    /// A test all of whose nodes are selected.
+    Cautious,
+    /// A test whose nodes are all selected or ancestors of the selection.
+    Buildable,
+    /// No test through its nodes.
+    Empty,
+}
+
 /// Node selection, as dbt spells it.
 #[derive(Debug, Clone, Args, Default)]
 pub struct SelectArgs {
@@ -117,6 +131,10 @@ pub struct SelectArgs {
     /// Nodes to leave out, in the same grammar.
     #[arg(long, num_args = 1..)]
     pub exclude: Vec<String>,
+    /// Which tests of the selected nodes are selected too: eager (a test any of whose nodes
+    /// is selected), cautious (all of them), buildable (all of them or their ancestors), empty.
+    #[arg(long, value_enum, default_value_t = IndirectSelection::Eager, env = "DBT_INDIRECT_SELECTION")]
+    pub indirect_selection: IndirectSelection,
     /// A named selection of the project's selectors.yml (as dbt's --selector).
     #[arg(long, conflicts_with = "select")]
     pub selector: Option<String>,

@@ -11,7 +11,7 @@ use strata_runner::{RunResults, Runner};
 
 use crate::context::{open_warehouse, select};
 use crate::report::Console;
-use crate::{GlobalArgs, SelectArgs};
+use crate::{GlobalArgs, IndirectSelection, SelectArgs};
 
 /// Re-running a period of microbatch models.
 #[derive(Debug, Args, Default)]
@@ -428,23 +428,44 @@ fn interrupt_signals() -> (
     (rx, task)
 }
 
-/// dbt's indirect selection: the tests of selected nodes are selected too, and the tests of
-/// excluded nodes are left out.
+/// dbt's indirect selection: the tests of selected nodes are selected too (`--indirect-selection`
+/// eager: a test any of whose nodes is selected; cautious: all of them; buildable: all of them
+/// or their ancestors; empty: none), and the tests of excluded nodes are left out. A unit test
+/// goes with its model.
 fn add_tests_of(
     project: &Project,
     args: &SelectArgs,
     selected: &mut std::collections::BTreeSet<String>,
 ) -> Result<()> {
-    if args.select.is_empty() && args.exclude.is_empty() {
+    if args.select.is_empty() && args.exclude.is_empty() && args.selector.is_none() {
         return Ok(());
     }
     let excluded = strata_project::select::Selector::parse(&args.exclude)?.select(project);
+    let chosen = selected.clone();
+    let ancestors: std::collections::BTreeSet<&str> = chosen
+        .iter()
+        .flat_map(|id| project.graph.ancestors(id, None))
+        .collect();
     for t in project.tests.values() {
+        let tested: Vec<&str> = match (&t.kind, &t.attached_node) {
+            (strata_project::data_tests::TestKind::Unit(_), Some(model)) => vec![model.as_str()],
+            _ => t.depends_on.iter().map(String::as_str).collect(),
+        };
         let touches_excluded =
-            excluded.contains(&t.unique_id) || t.depends_on.iter().any(|d| excluded.contains(d));
+            excluded.contains(&t.unique_id) || tested.iter().any(|d| excluded.contains(*d));
+        let picked = |d: &&str| chosen.contains(*d);
+        let add = match args.indirect_selection {
+            IndirectSelection::Eager => tested.iter().any(picked),
+            IndirectSelection::Cautious => !tested.is_empty() && tested.iter().all(picked),
+            IndirectSelection::Buildable => {
+                tested.iter().any(picked)
+                    && tested.iter().all(|d| picked(d) || ancestors.contains(d))
+            }
+            IndirectSelection::Empty => false,
+        };
         if touches_excluded {
             selected.remove(&t.unique_id);
-        } else if t.depends_on.iter().any(|d| selected.contains(d)) {
+        } else if add {
             selected.insert(t.unique_id.clone());
         }
     }

@@ -263,3 +263,29 @@ fn named_selectors_from_selectors_yml() {
         "{err}"
     );
 }
+
+#[test]
+fn indirect_selection_modes_and_unit_tests_go_with_their_model() {
+    let p = TestProject::with_files(&[
+        ("models/a.sql", "select 1 as id"),
+        ("models/b.sql", "select 1 as id"),
+        (
+            "models/schema.yml",
+            "version: 2\nmodels:\n  - name: a\n    columns:\n      - name: id\n        data_tests:\n          - unique\n          - relationships: {to: ref('b'), field: id}\nunit_tests:\n  - name: a_is_one\n    model: a\n    expect: {rows: [{id: 1}]}\n",
+        ),
+    ]);
+    p.ok(&["run"]);
+    let out = p.ok(&["build", "-s", "a"]);
+    assert!(
+        out.contains("unique_a_id") && out.contains("relationships_a_id"),
+        "{out}"
+    );
+    assert!(out.contains("a_is_one"), "{out}");
+    let out = p.ok(&["build", "-s", "a", "--indirect-selection", "cautious"]);
+    assert!(
+        out.contains("unique_a_id") && !out.contains("relationships_a_id"),
+        "{out}"
+    );
+    let out = p.ok(&["build", "-s", "a", "--indirect-selection", "empty"]);
+    assert!(!out.contains("unique_a_id"), "{out}");
+}
