@@ -76,6 +76,9 @@ pub struct GlobalArgs {
     /// (test and build).
     #[arg(long, global = true)]
     pub store_failures: bool,
+    /// The least severe events to show: debug, info, warn or error (as STRATA_LOG=LEVEL).
+    #[arg(long, global = true, value_parser = ["debug", "info", "warn", "error"])]
+    pub log_level: Option<String>,
     /// Show Strata's debug events (as STRATA_LOG=debug).
     #[arg(long, short = 'd', global = true)]
     pub debug: bool,

@@ -34,6 +34,10 @@ pub fn init_logging(global: &GlobalArgs) {
         Ok(v) if v.contains('=') || v.contains(',') => v,
         Ok(level) if !level.trim().is_empty() => format!("off,{}", own(level.trim())),
         _ if global.debug => format!("off,{}", own("debug")),
+        _ if global.log_level.is_some() => {
+            let level = global.log_level.as_deref().unwrap_or("info");
+            format!("off,{},strata={level}", own(level))
+        }
         _ if global.quiet => format!("off,{}", own("error")),
         _ => format!("off,{},strata=info", own("warn")),
     };

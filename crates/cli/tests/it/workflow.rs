@@ -509,3 +509,21 @@ fn run_operation_calls_a_macro_with_arguments() {
     let err = p.fails(&["run-operation", "no_such_macro"], 2);
     assert!(err.contains("no_such_macro"), "{err}");
 }
+
+#[test]
+fn log_level_chooses_what_is_shown() {
+    let p = TestProject::with_files(&[
+        ("models/m.sql", "select 1 as x"),
+        (
+            "models/props.yml",
+            "version: 2\nmetrics:\n  - name: revenue\n",
+        ),
+    ]);
+    let stderr = |args: &[&str]| {
+        let out = p.strata(args).output().expect("run strata");
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(stderr(&["ls"]).contains("`metrics:` is not supported yet"));
+    assert!(!stderr(&["--log-level", "error", "ls"]).contains("`metrics:`"));
+}
