@@ -32,17 +32,25 @@ pub struct FreshnessArgs {
     pub select: SelectArgs,
 }
 
-/// A `warn_after` / `error_after` limit in seconds.
-fn limit_seconds(v: Option<&Value>) -> Option<i64> {
-    let v = v?;
-    let count = v.get("count")?.as_i64()?;
-    let unit = match v.get("period")?.as_str()? {
-        "minute" => 60,
-        "hour" => 3_600,
-        "day" => 86_400,
-        _ => return None,
+/// A `warn_after` / `error_after` limit in seconds (none when not given); an error naming
+/// what is wrong when it cannot be read.
+fn limit_seconds(key: &str, v: Option<&Value>) -> Result<Option<i64>, String> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
     };
-    Some(count * unit)
+    let count = v.get("count").and_then(Value::as_i64).filter(|c| *c >= 0);
+    let unit = match v.get("period").and_then(Value::as_str) {
+        Some("minute") => Some(60),
+        Some("hour") => Some(3_600),
+        Some("day") => Some(86_400),
+        _ => None,
+    };
+    match (count, unit) {
+        (Some(c), Some(u)) => Ok(Some(c * u)),
+        _ => Err(format!(
+            "`{key}` must be {{count: <whole number>, period: minute|hour|day}}, not {v}"
+        )),
+    }
 }
 
 /// Run the command.
@@ -111,24 +119,41 @@ pub async fn run(global: &GlobalArgs, command: &SourceCommand) -> Result<ExitCod
             ),
             Ok(Some(t)) => {
                 let age = (now - t).num_seconds();
-                let over = |k: &str| limit_seconds(freshness.get(k)).is_some_and(|l| age > l);
-                let status = if over("error_after") {
-                    "error"
-                } else if over("warn_after") {
-                    "warn"
-                } else {
-                    "pass"
-                };
-                let word = match status {
-                    "error" => "ERROR STALE",
-                    "warn" => "WARN",
-                    _ => "PASS",
-                };
-                (
-                    status,
-                    Some((t, age)),
-                    format!("{word} freshness of {label}: newest row loaded {age} s ago ({t})"),
-                )
+                let limits =
+                    limit_seconds("warn_after", freshness.get("warn_after")).and_then(|warn| {
+                        Ok((
+                            warn,
+                            limit_seconds("error_after", freshness.get("error_after"))?,
+                        ))
+                    });
+                match limits {
+                    Err(e) => (
+                        "runtime error",
+                        Some((t, age)),
+                        format!("ERROR freshness of {label}: {e}"),
+                    ),
+                    Ok((warn, error)) => {
+                        let status = if error.is_some_and(|l| age > l) {
+                            "error"
+                        } else if warn.is_some_and(|l| age > l) {
+                            "warn"
+                        } else {
+                            "pass"
+                        };
+                        let word = match status {
+                            "error" => "ERROR STALE",
+                            "warn" => "WARN",
+                            _ => "PASS",
+                        };
+                        (
+                            status,
+                            Some((t, age)),
+                            format!(
+                                "{word} freshness of {label}: newest row loaded {age} s ago ({t})"
+                            ),
+                        )
+                    }
+                }
             }
         };
         worst = worst.max(match status {

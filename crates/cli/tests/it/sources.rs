@@ -173,3 +173,19 @@ fn source_freshness_judges_the_newest_row_and_writes_sources_json() {
     // Selected alone, a warning does not fail the command.
     p.ok(&["source", "freshness", "-s", "source:raw.aging"]);
 }
+
+#[test]
+fn a_freshness_limit_that_cannot_be_read_is_named() {
+    let p = TestProject::with_files(&[
+        ("data/e.csv", "id,loaded_at\n1,2024-01-01 00:00:00\n"),
+        (
+            "models/sources.yml",
+            "version: 2\nsources:\n  - name: raw\n    loaded_at_field: loaded_at\n    freshness: {warn_after: {count: 1, period: week}}\n    tables:\n      - {name: e, external_location: data/e.csv}\n",
+        ),
+    ]);
+    let out = p.fails(&["source", "freshness"], 1);
+    assert!(
+        out.contains("ERROR freshness of raw.e: `warn_after` must be {count: <whole number>, period: minute|hour|day}"),
+        "{out}"
+    );
+}
