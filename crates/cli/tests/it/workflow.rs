@@ -527,3 +527,20 @@ fn log_level_chooses_what_is_shown() {
     assert!(stderr(&["ls"]).contains("`metrics:` is not supported yet"));
     assert!(!stderr(&["--log-level", "error", "ls"]).contains("`metrics:`"));
 }
+
+#[test]
+fn run_operation_refuses_arguments_it_cannot_read() {
+    let p = TestProject::with_files(&[(
+        "macros/ops.sql",
+        "{% macro greet(name) %}{{ return('hi ' ~ name) }}{% endmacro %}",
+    )]);
+    let err = p.fails(&["run-operation", "greet", "--args", "[1, 2"], 2);
+    assert!(err.contains("--args"), "{err}");
+    let err = p.fails(&["run-operation", "gret"], 2);
+    assert!(
+        err.contains("no macro named `gret`") && err.contains("greet"),
+        "{err}"
+    );
+    let err = p.fails(&["run-operation", "greet; drop"], 2);
+    assert!(err.contains("is not a macro name"), "{err}");
+}
