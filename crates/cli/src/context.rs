@@ -155,6 +155,20 @@ pub fn lock_target(
     Ok(lock)
 }
 
+/// Where the tables of the run that wrote `manifest` are: its database, lake and catalog file,
+/// from the manifest's `metadata.env` (`STRATA_*`; older manifests kept them under
+/// `metadata.strata`).
+pub fn state_target(manifest: &serde_json::Value) -> Option<(&str, &str, &str)> {
+    let env = &manifest["metadata"]["env"];
+    let old = &manifest["metadata"]["strata"];
+    let get = |key: &str, old_key: &str| env[key].as_str().or_else(|| old[old_key].as_str());
+    Some((
+        get("STRATA_DATABASE", "database")?,
+        get("STRATA_LAKE", "lake")?,
+        get("STRATA_METADATA", "metadata")?,
+    ))
+}
+
 /// The catalog name under which `--defer` reads the state run's relations.
 pub const DEFER_CATALOG: &str = "strata_state";
 
@@ -172,12 +186,7 @@ pub fn defer(
     let path = dir.join("manifest.json");
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
         .map_err(|e| anyhow::anyhow!("{} is not a manifest: {e}", path.display()))?;
-    let meta = &manifest["metadata"]["strata"];
-    let (Some(database), Some(lake), Some(metadata)) = (
-        meta["database"].as_str(),
-        meta["lake"].as_str(),
-        meta["metadata"].as_str(),
-    ) else {
+    let Some((database, lake, metadata)) = state_target(&manifest) else {
         anyhow::bail!(
             "--defer: {} was not written by Strata, so it does not say where its tables are",
             path.display()

@@ -1,6 +1,7 @@
 //! dbt's artifacts: `manifest.json` (schema v12), written where dbt writes it, so tools that
 //! read dbt artifacts (docs sites, lineage tools, state comparison) work on Strata projects.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
@@ -36,9 +37,115 @@ fn columns_json(columns: &indexmap::IndexMap<String, crate::node::Column>) -> Va
     )
 }
 
-/// The manifest of a loaded project.
+/// The manifest of a loaded project, before anything is compiled.
 pub fn manifest(project: &Project) -> Value {
+    manifest_compiled(project, &HashMap::new())
+}
+
+/// The keys every node of `nodes` has, whatever its resource type (dbt's `ParsedNode`).
+struct Base<'a> {
+    unique_id: &'a str,
+    name: &'a str,
+    resource_type: &'a str,
+    package: &'a str,
+    database: &'a str,
+    schema: &'a str,
+    alias: &'a str,
+    path: &'a Path,
+    original_file_path: &'a Path,
+    fqn: &'a [String],
+    checksum: Value,
+    config: Value,
+    tags: Value,
+    description: &'a str,
+    columns: Value,
+    meta: Value,
+    patch_path: Option<&'a Path>,
+    relation_name: Value,
+    raw_code: &'a str,
+}
+
+impl Base<'_> {
+    fn json(self, project: &Project) -> Map<String, Value> {
+        let package = project.name();
+        let Value::Object(map) = json!({
+            "database": self.database,
+            "schema": self.schema,
+            "name": self.name,
+            "resource_type": self.resource_type,
+            "package_name": self.package,
+            "path": self.path.to_string_lossy(),
+            "original_file_path": self.original_file_path.to_string_lossy(),
+            "unique_id": self.unique_id,
+            "fqn": self.fqn,
+            "alias": self.alias,
+            "checksum": self.checksum,
+            "config": self.config,
+            "tags": self.tags,
+            "description": self.description,
+            "columns": self.columns,
+            "meta": self.meta,
+            "group": null,
+            "docs": {"show": true, "node_color": null},
+            "patch_path": self.patch_path.map(|p| format!("{package}://{}", p.to_string_lossy())),
+            "build_path": null,
+            "unrendered_config": {},
+            "created_at": created_at(project),
+            "relation_name": self.relation_name,
+            "raw_code": self.raw_code,
+        }) else {
+            unreachable!("a JSON object literal")
+        };
+        map
+    }
+}
+
+fn created_at(project: &Project) -> f64 {
+    project.run_started_at.timestamp_micros() as f64 / 1e6
+}
+
+/// The keys of a node dbt compiles (`CompiledNode`: models, snapshots, tests), with its SQL
+/// when this invocation compiled it.
+fn compiled_keys(
+    node: &mut Map<String, Value>,
+    project: &Project,
+    depends_on: &[&str],
+    macros: Value,
+    compiled_path: &Path,
+    compiled: Option<&String>,
+) {
+    let mut refs = Vec::new();
+    let mut sources = Vec::new();
+    for id in depends_on {
+        if let Some(n) = project.node(id) {
+            refs.push(json!({"name": n.name(), "package": null, "version": null}));
+        } else if let Some(s) = project.sources.get(*id) {
+            sources.push(json!([s.source_name, s.name]));
+        }
+    }
+    let keys = json!({
+        "language": "sql",
+        "refs": refs,
+        "sources": sources,
+        "metrics": [],
+        "depends_on": {"macros": macros, "nodes": depends_on},
+        "compiled_path": compiled.map(|_| compiled_path.to_string_lossy()),
+        "compiled": compiled.is_some(),
+        "compiled_code": compiled,
+        "extra_ctes_injected": compiled.is_some(),
+        "extra_ctes": [],
+        "contract": {"enforced": false, "alias_types": true, "checksum": null},
+    });
+    if let Value::Object(keys) = keys {
+        node.extend(keys);
+    }
+}
+
+/// The manifest of a loaded project, with the SQL of the nodes this invocation compiled
+/// (`compiled`: unique id → SQL) as dbt writes it after `compile`, `run` or `build`.
+pub fn manifest_compiled(project: &Project, compiled: &HashMap<String, String>) -> Value {
     let package = project.name();
+    let compiled_dir = Path::new(&project.config.target_path).join("compiled");
     let mut nodes = Map::new();
     for m in project.models.values() {
         let mut config = m.config.to_json();
@@ -47,55 +154,55 @@ pub fn manifest(project: &Project) -> Value {
             c.entry("enabled").or_insert(json!(true));
             c.entry("tags").or_insert(json!(m.config.tags()));
         }
-        let compiled_path = Path::new(&project.config.target_path)
-            .join("compiled")
-            .join(&m.package)
-            .join(&m.original_file_path);
-        let parents: Vec<&str> = project.graph.parents(&m.unique_id);
-        nodes.insert(
-            m.unique_id.clone(),
-            json!({
-                "database": m.relation.database,
-                "schema": m.relation.schema,
-                "name": m.name,
-                "resource_type": m.kind.as_str(),
-                "package_name": m.package,
-                "path": m.path.to_string_lossy(),
-                "original_file_path": m.original_file_path.to_string_lossy(),
-                "unique_id": m.unique_id,
-                "fqn": m.fqn,
-                "alias": m.relation.identifier,
-                "checksum": {"name": "sha256", "checksum": m.checksum},
-                "config": config,
-                "tags": m.config.tags(),
-                "description": m.description,
-                "columns": columns_json(&m.columns),
-                "meta": m.config.get("meta").cloned().unwrap_or(json!({})),
-                "group": null,
-                "docs": {"show": true, "node_color": null},
-                "patch_path": m.patch_path.as_ref().map(|p| format!("{package}://{}", p.to_string_lossy())),
-                "build_path": null,
-                "unrendered_config": {},
-                "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
-                "relation_name": if m.materialized() == "ephemeral" { Value::Null } else { json!(m.relation.to_string()) },
-                "raw_code": m.raw_sql,
-                "language": "sql",
-                "refs": m.refs.iter().map(|r| json!({"name": r.name, "package": r.package, "version": null})).collect::<Vec<_>>(),
-                "sources": m.sources.iter().map(|(s, t)| json!([s, t])).collect::<Vec<_>>(),
-                "metrics": [],
-                "depends_on": {
-                    "macros": m.macros.iter().map(|x| format!("macro.{package}.{x}")).collect::<Vec<_>>(),
-                    "nodes": parents,
-                },
-                "compiled_path": compiled_path.to_string_lossy(),
-                "contract": {"enforced": false, "alias_types": true, "checksum": null},
-                "access": "protected",
-                "constraints": [],
-                "version": null,
-                "latest_version": null,
-                "deprecation_date": null,
-            }),
+        let mut node = Base {
+            unique_id: &m.unique_id,
+            name: &m.name,
+            resource_type: m.kind.as_str(),
+            package: &m.package,
+            database: &m.relation.database,
+            schema: &m.relation.schema,
+            alias: &m.relation.identifier,
+            path: &m.path,
+            original_file_path: &m.original_file_path,
+            fqn: &m.fqn,
+            checksum: json!({"name": "sha256", "checksum": m.checksum}),
+            config,
+            tags: json!(m.config.tags()),
+            description: &m.description,
+            columns: columns_json(&m.columns),
+            meta: m.config.get("meta").cloned().unwrap_or(json!({})),
+            patch_path: m.patch_path.as_deref(),
+            relation_name: match m.materialized() {
+                _ if !m.refable() => Value::Null,
+                "ephemeral" => Value::Null,
+                _ => json!(m.relation.to_string()),
+            },
+            raw_code: &m.raw_sql,
+        }
+        .json(project);
+        compiled_keys(
+            &mut node,
+            project,
+            &project.graph.parents(&m.unique_id),
+            json!(
+                m.macros
+                    .iter()
+                    .map(|x| format!("macro.{package}.{x}"))
+                    .collect::<Vec<_>>()
+            ),
+            &compiled_dir.join(&m.package).join(&m.original_file_path),
+            compiled.get(&m.unique_id),
         );
+        if m.kind == crate::node::SqlKind::Model {
+            node.extend([
+                ("access".into(), json!("protected")),
+                ("constraints".into(), json!([])),
+                ("version".into(), Value::Null),
+                ("latest_version".into(), Value::Null),
+                ("deprecation_date".into(), Value::Null),
+            ]);
+        }
+        nodes.insert(m.unique_id.clone(), Value::Object(node));
     }
     for s in project.seeds.values() {
         let mut config = s.config.to_json();
@@ -103,44 +210,56 @@ pub fn manifest(project: &Project) -> Value {
             c.entry("materialized").or_insert(json!("seed"));
             c.entry("enabled").or_insert(json!(true));
         }
-        nodes.insert(
-            s.unique_id.clone(),
-            json!({
-                "database": s.relation.database,
-                "schema": s.relation.schema,
-                "name": s.name,
-                "resource_type": "seed",
-                "package_name": s.package,
-                "path": s.path.to_string_lossy(),
-                "original_file_path": s.original_file_path.to_string_lossy(),
-                "unique_id": s.unique_id,
-                "fqn": s.fqn,
-                "alias": s.relation.identifier,
-                "checksum": {"name": if s.checksum.starts_with("path:") { "path" } else { "sha256" }, "checksum": s.checksum},
-                "config": config,
-                "tags": s.config.tags(),
-                "description": s.description,
-                "columns": columns_json(&s.columns),
-                "meta": s.config.get("meta").cloned().unwrap_or(json!({})),
-                "group": null,
-                "docs": {"show": true, "node_color": null},
-                "patch_path": s.patch_path.as_ref().map(|p| format!("{package}://{}", p.to_string_lossy())),
-                "build_path": null,
-                "unrendered_config": {},
-                "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
-                "relation_name": s.relation.to_string(),
-                "raw_code": "",
-                "root_path": project.root.to_string_lossy(),
-                "depends_on": {"macros": []},
-            }),
-        );
+        let checksum = match s.checksum.starts_with("path:") {
+            true => json!({"name": "path", "checksum": s.checksum}),
+            false => json!({"name": "sha256", "checksum": s.checksum}),
+        };
+        let mut node = Base {
+            unique_id: &s.unique_id,
+            name: &s.name,
+            resource_type: "seed",
+            package: &s.package,
+            database: &s.relation.database,
+            schema: &s.relation.schema,
+            alias: &s.relation.identifier,
+            path: &s.path,
+            original_file_path: &s.original_file_path,
+            fqn: &s.fqn,
+            checksum,
+            config,
+            tags: json!(s.config.tags()),
+            description: &s.description,
+            columns: columns_json(&s.columns),
+            meta: s.config.get("meta").cloned().unwrap_or(json!({})),
+            patch_path: s.patch_path.as_deref(),
+            relation_name: json!(s.relation.to_string()),
+            raw_code: "",
+        }
+        .json(project);
+        node.insert("root_path".into(), json!(project.root.to_string_lossy()));
+        node.insert("depends_on".into(), json!({"macros": []}));
+        nodes.insert(s.unique_id.clone(), Value::Object(node));
     }
     let mut unit_tests = Map::new();
+    let audit_schema = format!("{}_dbt_test__audit", project.target.schema);
     for t in project.tests.values() {
-        if let crate::data_tests::TestKind::Unit(unit) = &t.kind {
-            unit_tests.insert(t.unique_id.clone(), unit_test_json(project, t, unit));
-            continue;
-        }
+        let (raw_code, generic) = match &t.kind {
+            crate::data_tests::TestKind::Unit(unit) => {
+                unit_tests.insert(t.unique_id.clone(), unit_test_json(project, t, unit));
+                continue;
+            }
+            crate::data_tests::TestKind::Singular { raw_sql } => (raw_sql.clone(), None),
+            crate::data_tests::TestKind::Generic {
+                test_name,
+                namespace,
+                target,
+                column,
+                args,
+            } => (
+                t.jinja_call().unwrap_or_default(),
+                Some((test_name, namespace, target, column, args)),
+            ),
+        };
         let mut config = t.config.to_json();
         if let Value::Object(c) = &mut config {
             c.entry("materialized").or_insert(json!("test"));
@@ -150,53 +269,78 @@ pub fn manifest(project: &Project) -> Value {
             c.entry("error_if").or_insert(json!(t.error_if()));
             c.entry("enabled").or_insert(json!(true));
         }
-        let (raw_code, test_metadata, column_name) = match &t.kind {
-            crate::data_tests::TestKind::Generic {
-                test_name,
-                namespace,
-                column,
-                args,
-                ..
-            } => (
-                t.jinja_call().unwrap_or_default(),
-                json!({"name": test_name, "kwargs": args, "namespace": namespace}),
-                json!(column),
-            ),
-            crate::data_tests::TestKind::Singular { raw_sql } => {
-                (raw_sql.clone(), Value::Null, Value::Null)
-            }
-            crate::data_tests::TestKind::Unit(_) => continue,
+        let path = match generic {
+            Some(_) => t
+                .original_file_path
+                .join(format!("{}.sql", t.relation_name())),
+            None => t.original_file_path.clone(),
         };
-        nodes.insert(
-            t.unique_id.clone(),
-            json!({
-                "database": project.target.database,
-                "schema": format!("{}_dbt_test__audit", project.target.schema),
-                "name": t.name,
-                "resource_type": "test",
-                "package_name": t.package,
-                "path": t.original_file_path.to_string_lossy(),
-                "original_file_path": t.original_file_path.to_string_lossy(),
-                "unique_id": t.unique_id,
-                "fqn": t.fqn,
-                "alias": t.relation_name(),
-                "checksum": {"name": "none", "checksum": ""},
-                "config": config,
-                "tags": t.config.tags(),
-                "description": "",
-                "columns": {},
-                "meta": {},
-                "raw_code": raw_code,
-                "language": "sql",
-                "test_metadata": test_metadata,
-                "column_name": column_name,
-                "attached_node": t.attached_node,
-                "depends_on": {"macros": [], "nodes": t.depends_on},
-                "refs": [],
-                "sources": [],
-                "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
-            }),
+        let mut node = Base {
+            unique_id: &t.unique_id,
+            name: &t.name,
+            resource_type: "test",
+            package: &t.package,
+            database: &project.target.database,
+            schema: &audit_schema,
+            alias: t.relation_name(),
+            path: &path,
+            original_file_path: &t.original_file_path,
+            fqn: &t.fqn,
+            checksum: json!({"name": "none", "checksum": ""}),
+            config,
+            tags: json!(t.config.tags()),
+            description: "",
+            columns: json!({}),
+            meta: t.config.get("meta").cloned().unwrap_or(json!({})),
+            patch_path: None,
+            relation_name: Value::Null,
+            raw_code: &raw_code,
+        }
+        .json(project);
+        let depends_on: Vec<&str> = t.depends_on.iter().map(String::as_str).collect();
+        compiled_keys(
+            &mut node,
+            project,
+            &depends_on,
+            json!([]),
+            &compiled_dir.join(&t.package).join(&path),
+            compiled.get(&t.unique_id),
         );
+        if let Some((test_name, namespace, target, column, args)) = generic {
+            // dbt's kwargs: the test's arguments, the column and the relation as the
+            // template it renders.
+            let mut kwargs: Map<String, Value> =
+                args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            if let Some(c) = column {
+                kwargs.insert("column_name".into(), json!(c));
+            }
+            let (relation, file_key) = match target {
+                crate::data_tests::TestTarget::Ref(name) => {
+                    let key = match project.seeds.values().any(|s| &s.name == name) {
+                        true => "seeds",
+                        false => "models",
+                    };
+                    (format!("ref('{name}')"), format!("{key}.{name}"))
+                }
+                crate::data_tests::TestTarget::Source(s, table) => {
+                    (format!("source('{s}', '{table}')"), format!("sources.{s}"))
+                }
+            };
+            kwargs.insert(
+                "model".into(),
+                json!(format!("{{{{ get_where_subquery({relation}) }}}}")),
+            );
+            node.extend([
+                ("column_name".into(), json!(column)),
+                ("file_key_name".into(), json!(file_key)),
+                ("attached_node".into(), json!(t.attached_node)),
+                (
+                    "test_metadata".into(),
+                    json!({"name": test_name, "kwargs": kwargs, "namespace": namespace}),
+                ),
+            ]);
+        }
+        nodes.insert(t.unique_id.clone(), Value::Object(node));
     }
     let mut sources = Map::new();
     for s in project.sources.values() {
@@ -229,7 +373,7 @@ pub fn manifest(project: &Project) -> Value {
                 "patch_path": null,
                 "unrendered_config": {},
                 "relation_name": s.relation.to_string(),
-                "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
+                "created_at": created_at(project),
             }),
         );
     }
@@ -252,7 +396,7 @@ pub fn manifest(project: &Project) -> Value {
                 "docs": {"show": true, "node_color": null},
                 "patch_path": null,
                 "arguments": [],
-                "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
+                "created_at": created_at(project),
                 "supported_languages": null,
             }),
         );
@@ -277,17 +421,18 @@ pub fn manifest(project: &Project) -> Value {
             "dbt_version": STRATA_VERSION,
             "generated_at": project.run_started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             "invocation_id": project.invocation_id,
-            "env": {},
             "project_name": package,
             "project_id": null,
             "user_id": null,
             "send_anonymous_usage_stats": false,
             "adapter_type": project.target.kind,
-            "strata": {
-                "target": project.target.name,
-                "database": project.target.database,
-                "lake": project.target.lake,
-                "metadata": project.target.metadata.to_string_lossy(),
+            // Where this target's tables are, for `--defer` and `clone` reading this file as
+            // `--state` (dbt's schema allows no other key here).
+            "env": {
+                "STRATA_TARGET": project.target.name,
+                "STRATA_DATABASE": project.target.database,
+                "STRATA_LAKE": project.target.lake,
+                "STRATA_METADATA": project.target.metadata.to_string_lossy(),
             },
         },
         "nodes": nodes,
@@ -337,7 +482,7 @@ fn exposure_json(project: &Project, e: &crate::exposures::Exposure) -> Value {
         "refs": [],
         "sources": [],
         "metrics": [],
-        "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
+        "created_at": created_at(project),
     })
 }
 
@@ -388,7 +533,7 @@ fn unit_test_json(
         "config": {"tags": t.config.tags(), "meta": t.config.get("meta").cloned().unwrap_or(json!({})), "enabled": true},
         "checksum": null,
         "schema": project.target.schema,
-        "created_at": project.run_started_at.timestamp_micros() as f64 / 1e6,
+        "created_at": created_at(project),
         "versions": null,
         "version": null,
     })

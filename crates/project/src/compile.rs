@@ -75,6 +75,7 @@ impl ProjectResolver {
         let models = project
             .models
             .values()
+            .filter(|m| m.refable())
             .map(|m| {
                 let ephemeral = (m.materialized() == "ephemeral")
                     .then(|| (m.unique_id.clone(), cte_name(&m.name)));

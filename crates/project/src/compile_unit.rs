@@ -63,7 +63,7 @@ impl Compiler {
             .project()
             .models
             .values()
-            .find(|m| m.name == unit.model)
+            .find(|m| m.name == unit.model && m.refable())
             .cloned()
             .ok_or_else(|| fail(format!("model `{}` does not exist", unit.model)))?;
         let resolver = self.resolver().clone();

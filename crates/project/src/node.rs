@@ -41,6 +41,9 @@ pub enum SqlKind {
     Model,
     /// A snapshot: the history of a query's rows.
     Snapshot,
+    /// An analysis: a query under `analysis-paths`, compiled (by `compile`) and never run;
+    /// nothing can `ref` it.
+    Analysis,
 }
 
 impl SqlKind {
@@ -49,6 +52,7 @@ impl SqlKind {
         match self {
             SqlKind::Model => "model",
             SqlKind::Snapshot => "snapshot",
+            SqlKind::Analysis => "analysis",
         }
     }
 }
@@ -99,6 +103,11 @@ impl Model {
     /// The materialization (`table`, `view`, `ephemeral`, ...).
     pub fn materialized(&self) -> &str {
         self.config.materialized()
+    }
+
+    /// Whether `ref()` can name it (models and snapshots; not analyses).
+    pub fn refable(&self) -> bool {
+        self.kind != SqlKind::Analysis
     }
 }
 

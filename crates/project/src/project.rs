@@ -756,7 +756,63 @@ impl Loader {
             }
         }
         self.snapshot_files(roots, patches, jinja, &mut files, &mut by_name)?;
+        self.analysis_files(roots, jinja, &mut files)?;
         Ok((files, by_name))
+    }
+
+    /// Analyses: `.sql` files under analysis paths, compiled and never run.
+    fn analysis_files(
+        &self,
+        roots: &[(PathBuf, &ProjectConfig, String)],
+        jinja: &mut JinjaEnv,
+        files: &mut Vec<ModelFile>,
+    ) -> Result<()> {
+        let mut seen: HashMap<String, PathBuf> = HashMap::new();
+        for (root, config, pkg_name) in roots {
+            for dir in &config.analysis_paths {
+                for (abs, _) in files_with_ext(root, std::slice::from_ref(dir), &["sql"]) {
+                    let rel = relative_to(&abs, &self.root);
+                    let path_in_dir = relative_to(&abs, &root.join(dir));
+                    let name = abs
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or_default()
+                        .to_string();
+                    if let Some(first) = seen.insert(name.clone(), rel.clone()) {
+                        return Err(Error::at(
+                            Location::file(&rel),
+                            format!(
+                                "two analyses are named `{name}`: {} and {}",
+                                first.display(),
+                                rel.display()
+                            ),
+                        )
+                        .with_hint("rename one of the files"));
+                    }
+                    let raw_sql = read_to_string(&abs)?;
+                    jinja.add_template(&rel, raw_sql.clone()).map_err(|e| {
+                        Error::jinja(rel.clone(), &e)
+                            .with_node(format!("analysis `{name}`"))
+                            .with_hint("check that every {{ }} and {% %} is closed")
+                    })?;
+                    // dbt's fqn of an analysis: package, `analysis`, folders, name.
+                    let mut fqn = fqn_of(pkg_name, &path_in_dir, &name);
+                    fqn.insert(1, "analysis".into());
+                    files.push(ModelFile {
+                        abs,
+                        template: rel.clone(),
+                        rel,
+                        path_in_model_dir: PathBuf::from(dir).join(&path_in_dir),
+                        name,
+                        fqn,
+                        raw_sql,
+                        package: pkg_name.clone(),
+                        kind: SqlKind::Analysis,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Singular tests: SQL files under test paths, outside `generic/`, as (file, name, SQL).
@@ -798,6 +854,7 @@ impl Loader {
             let tree = |c: &ProjectConfig| match f.kind {
                 SqlKind::Model => c.models.clone(),
                 SqlKind::Snapshot => c.other.get("snapshots").cloned(),
+                SqlKind::Analysis => c.other.get("analyses").cloned(),
             };
             let mut config = match packages.iter().find(|p| p.name == f.package) {
                 Some(pkg) => {
@@ -1264,6 +1321,7 @@ impl Loader {
             .or_else(|| self.config.other.get("tests"));
         let by_name: HashMap<&str, &str> = models
             .values()
+            .filter(|m| m.refable())
             .map(|m| (m.name.as_str(), m.unique_id.as_str()))
             .chain(
                 seeds
@@ -1556,6 +1614,7 @@ fn build_graph(
     let mut graph = Graph::new();
     let names: HashMap<&str, &str> = models
         .values()
+        .filter(|m| m.refable())
         .map(|m| (m.name.as_str(), m.unique_id.as_str()))
         .chain(
             seeds
@@ -1576,7 +1635,15 @@ fn build_graph(
     for m in models.values() {
         for r in &m.refs {
             let parent = resolve_ref_id(&names, m, r).map_err(|msg| {
-                let hint = if disabled.contains(r.name.as_str()) {
+                let analysis = models
+                    .values()
+                    .any(|a| !a.refable() && a.name == r.name);
+                let hint = if analysis {
+                    format!(
+                        "`{}` is an analysis: analyses are compiled, never built, so nothing can ref them; make it a model to use its rows",
+                        r.name
+                    )
+                } else if disabled.contains(r.name.as_str()) {
                     format!(
                         "model `{}` is disabled (enabled: false); enable it or remove this ref",
                         r.name

@@ -393,6 +393,7 @@ const ACTED_FILE_KEYS: &[&str] = &[
     "seeds",
     "snapshots",
     "unit_tests",
+    "exposures",
 ];
 const ACTED_NODE_KEYS: &[&str] = &[
     "name",

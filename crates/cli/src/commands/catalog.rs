@@ -69,6 +69,7 @@ pub async fn catalog(global: &GlobalArgs, command: &CatalogCommand) -> Result<Ex
     }
     let nodes: HashMap<(String, String), String> = project
         .nodes()
+        .filter(|n| n.resource_type() != "analysis")
         .map(|n| {
             let r = n.relation();
             (

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use strata_engine::Warehouse;
-use strata_project::artifacts::{manifest, write_artifact};
+use strata_project::artifacts::{manifest, manifest_compiled, write_artifact};
 use strata_project::compile::Compiler;
 
 use crate::context::{load_project, select};
@@ -101,6 +101,7 @@ pub fn compile(global: &GlobalArgs, args: &CompileArgs) -> Result<ExitCode> {
     let console = Console::new(global);
     let mut count = 0;
     let mut last = None;
+    let mut compiled = std::collections::HashMap::new();
     for id in project.graph.topological_order().unwrap_or_default() {
         if !selected.contains(id) {
             continue;
@@ -120,8 +121,14 @@ pub fn compile(global: &GlobalArgs, args: &CompileArgs) -> Result<ExitCode> {
         }
         std::fs::write(&path, &sql)?;
         count += 1;
+        compiled.insert(id.to_string(), sql.clone());
         last = Some(sql);
     }
+    write_artifact(
+        &project,
+        "manifest.json",
+        &manifest_compiled(&project, &compiled),
+    )?;
     // One selected node: show its SQL, as dbt does.
     if count == 1
         && !args.select.select.is_empty()

@@ -62,7 +62,7 @@ async fn entry(
 pub async fn catalog(project: &Project, warehouse: &dyn Warehouse) -> Value {
     let mut nodes = Map::new();
     for n in project.nodes() {
-        if n.materialized() == "ephemeral" {
+        if n.materialized() == "ephemeral" || n.resource_type() == "analysis" {
             continue;
         }
         let kind = if n.materialized() == "view" {

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 use strata_project::Project;
-use strata_project::artifacts::{STRATA_VERSION, manifest, write_artifact};
+use strata_project::artifacts::{STRATA_VERSION, manifest, manifest_compiled, write_artifact};
 use strata_runner::{RunResults, Runner};
 
 use crate::context::{open_warehouse, select};
@@ -353,6 +353,17 @@ async fn execute(
         .run(&nodes, &console)
         .await?;
     write_compiled(&project, &results)?;
+    // The manifest again, now with the SQL each node ran, as dbt writes it after a run.
+    let compiled: std::collections::HashMap<String, String> = results
+        .results
+        .iter()
+        .filter_map(|r| Some((r.unique_id.clone(), r.compiled_sql.clone()?)))
+        .collect();
+    write_artifact(
+        &project,
+        "manifest.json",
+        &manifest_compiled(&project, &compiled),
+    )?;
     write_artifact(
         &project,
         "run_results.json",

@@ -8,6 +8,7 @@ mod execution;
 mod hooks;
 mod jinja;
 mod packages;
+mod parity;
 mod project;
 mod s3;
 mod safety;

@@ -1,0 +1,3 @@
+{% macro dollars(cents) -%}
+    ({{ cents }} / 100.0)
+{%- endmacro %}

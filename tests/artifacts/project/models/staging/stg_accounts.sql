@@ -1,0 +1,2 @@
+select account_id, plan_id, cast(signed_up_at as timestamp) as signed_up_at
+from {{ source('app', 'accounts') }}

@@ -1,0 +1,1 @@
+select * from {{ ref('signups') }} where signed_up_at > now()
