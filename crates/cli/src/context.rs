@@ -33,7 +33,7 @@ pub fn load_project_with(global: &GlobalArgs, full_refresh: bool) -> Result<Proj
             t.config.set("store_failures", serde_json::json!(true));
         }
     }
-    if global.warn_error {
+    if crate::logging::WarnPolicy::of(global)?.is_error("LogTestResult") {
         // A test that would warn fails instead, with the same condition.
         for t in project.tests.values_mut() {
             let warn_if = t.warn_if().to_string();
@@ -221,5 +221,6 @@ pub fn defer(
     Ok(Some(strata_project::compile::Defer {
         selected: selected.iter().cloned().collect(),
         relations,
+        favor_state: args.favor_state,
     }))
 }

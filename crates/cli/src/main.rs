@@ -5,6 +5,7 @@
 
 mod commands;
 mod context;
+mod logging;
 mod report;
 
 use std::path::PathBuf;
@@ -44,13 +45,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub vars: Option<String>,
     /// How many models to build at once (overrides the target's `threads`).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "DBT_THREADS")]
     pub threads: Option<usize>,
     /// Log lines as text or as JSON objects (one per line).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "DBT_LOG_FORMAT")]
     pub log_format: LogFormat,
     /// Print only errors and the final summary.
-    #[arg(long, short = 'q', global = true)]
+    #[arg(long, short = 'q', global = true, env = "DBT_QUIET")]
     pub quiet: bool,
     /// Seconds to wait when another strata process is writing to the same target, before
     /// giving up (0: fail at once).
@@ -70,18 +71,33 @@ pub struct GlobalArgs {
     pub partial_parse: bool,
     /// Treat warnings as errors: a test that would warn fails (exit code 1), as dbt's
     /// --warn-error.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "DBT_WARN_ERROR")]
     pub warn_error: bool,
     /// Keep every test's failing rows in the audit schema, as `store_failures: true` on each
     /// (test and build).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "DBT_STORE_FAILURES")]
     pub store_failures: bool,
     /// The least severe events to show: debug, info, warn or error (as STRATA_LOG=LEVEL).
-    #[arg(long, global = true, value_parser = ["debug", "info", "warn", "error"])]
+    #[arg(long, global = true, value_parser = ["debug", "info", "warn", "error"], env = "DBT_LOG_LEVEL")]
     pub log_level: Option<String>,
     /// Show Strata's debug events (as STRATA_LOG=debug).
-    #[arg(long, short = 'd', global = true)]
+    #[arg(long, short = 'd', global = true, env = "DBT_DEBUG")]
     pub debug: bool,
+    /// Which warnings are errors, as dbt's --warn-error-options: YAML or JSON such as
+    /// '{error: all, warn: [NoNodesForSelectionCriteria]}' or '{error: [TestWarning]}'
+    /// (`include`/`exclude` are read as `error`/`warn`; `silence` hides warnings).
+    #[arg(long, global = true, env = "DBT_WARN_ERROR_OPTIONS")]
+    pub warn_error_options: Option<String>,
+    /// Also write every status line and event, with Strata's debug events, to
+    /// DIR/strata.log (appended), as dbt's --log-path.
+    #[arg(long, global = true, env = "DBT_LOG_PATH", value_name = "DIR")]
+    pub log_path: Option<PathBuf>,
+    /// Hide what templates print with print() (dbt's --no-print; DBT_PRINT=false).
+    #[arg(long, global = true, overrides_with = "print")]
+    pub no_print: bool,
+    /// Show what templates print with print() (the default).
+    #[arg(long, global = true, hide = true)]
+    pub print: bool,
 }
 
 impl GlobalArgs {
@@ -142,12 +158,16 @@ pub struct SelectArgs {
     #[arg(long, conflicts_with = "select")]
     pub selector: Option<String>,
     /// A folder holding an earlier run's manifest.json, for `state:new` and `state:modified`.
-    #[arg(long, env = "STRATA_STATE")]
+    #[arg(long, env = "DBT_STATE")]
     pub state: Option<std::path::PathBuf>,
     /// Read models outside the selection that this target has not built from the run in
     /// --state (its target's tables), instead of failing.
-    #[arg(long, requires = "state")]
+    #[arg(long, requires = "state", env = "DBT_DEFER")]
     pub defer: bool,
+    /// With --defer, read the --state run's relation for every model outside the selection,
+    /// even one this target has built.
+    #[arg(long, requires = "defer", env = "DBT_FAVOR_STATE")]
+    pub favor_state: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,7 +269,17 @@ fn main() -> ExitCode {
             e.exit()
         }
     };
-    report::init_logging(&cli.global);
+    let policy = match logging::WarnPolicy::of(&cli.global) {
+        Ok(p) => p,
+        Err(e) => {
+            report::print_error(&cli.global, &e);
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = logging::init(&cli.global, &policy) {
+        report::print_error(&cli.global, &e);
+        return ExitCode::from(2);
+    }
     report::quiet_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -298,6 +328,19 @@ fn main() -> ExitCode {
     // A bug that panics ends in one line, never a panic message or a backtrace.
     let result = std::panic::catch_unwind(run).unwrap_or_else(|_| Err(report::panicked()));
     match result {
+        // --warn-error: a command that warned fails, once it has done its work.
+        Ok(code) if code == ExitCode::SUCCESS && logging::warnings_as_errors() > 0 => {
+            let n = logging::warnings_as_errors();
+            report::print_error(
+                &cli.global,
+                &anyhow::anyhow!(
+                    "{n} warning{} treated as error{} (--warn-error / --warn-error-options)",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "" } else { "s" }
+                ),
+            );
+            ExitCode::from(1)
+        }
         Ok(code) => code,
         Err(e) => {
             report::print_error(&cli.global, &e);

@@ -8,51 +8,25 @@ use strata_runner::{NodeResult, NodeStatus, Reporter, RunEvent, RunResults};
 
 use crate::{GlobalArgs, LogFormat};
 
-/// Strata's own crates: the only ones whose events reach the console unless `STRATA_LOG`
-/// names others (the storage libraries log their internals, and their errors reach us anyway).
-const OWN_CRATES: [&str; 6] = [
-    "strata",
-    "strata_common",
-    "strata_project",
-    "strata_engine",
-    "strata_runner",
-    "strata_meta",
-];
+/// `println!` that also appends the line to the `--log-path` file.
+macro_rules! out {
+    () => {{
+        println!();
+    }};
+    ($($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        println!("{line}");
+        crate::logging::to_file(&line);
+    }};
+}
 
-/// Set up `tracing` on stderr. `STRATA_LOG` sets the filter: a level (`STRATA_LOG=debug`)
-/// applies to Strata's own events; full directives (`STRATA_LOG=deltalake_core=debug`) are
-/// used as given.
-pub fn init_logging(global: &GlobalArgs) {
-    let own = |level: &str| {
-        OWN_CRATES
-            .iter()
-            .map(|c| format!("{c}={level}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let directives = match std::env::var("STRATA_LOG") {
-        Ok(v) if v.contains('=') || v.contains(',') => v,
-        Ok(level) if !level.trim().is_empty() => format!("off,{}", own(level.trim())),
-        _ if global.debug => format!("off,{}", own("debug")),
-        _ if global.log_level.is_some() => {
-            let level = global.log_level.as_deref().unwrap_or("info");
-            format!("off,{},strata={level}", own(level))
-        }
-        _ if global.quiet => format!("off,{}", own("error")),
-        _ => format!("off,{},strata=info", own("warn")),
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
-        eprintln!("warning: STRATA_LOG: {e}; using the default");
-        tracing_subscriber::EnvFilter::new(format!("off,{},strata=info", own("warn")))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    let _ = match global.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.without_time().try_init(),
-    };
+/// `eprintln!` that also appends the line to the `--log-path` file.
+macro_rules! eout {
+    ($($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        eprintln!("{line}");
+        crate::logging::to_file(&line);
+    }};
 }
 
 /// The last panic's message and place, kept for [`panicked`] instead of printed.
@@ -102,15 +76,15 @@ pub fn print_error(global: &GlobalArgs, e: &anyhow::Error) {
                 "event": "error",
                 "message": strata_common::without_backtrace(&format!("{e:#}")),
             });
-            eprintln!("{line}");
+            eout!("{line}");
         }
         LogFormat::Text => {
-            eprintln!(
+            eout!(
                 "error: {}",
                 strata_common::without_backtrace(&e.to_string())
             );
             for cause in e.chain().skip(1) {
-                eprintln!(
+                eout!(
                     "  caused by: {}",
                     strata_common::without_backtrace(&cause.to_string())
                 );
@@ -152,7 +126,7 @@ impl Console {
             return;
         }
         match self.format {
-            LogFormat::Json => println!(
+            LogFormat::Json => out!(
                 "{}",
                 serde_json::json!({"ts": now(), "level": "info", "event": "message", "message": text})
             ),
@@ -162,8 +136,11 @@ impl Console {
 
     fn line(&self, text: &str) {
         match self.bar.lock().ok().and_then(|b| b.clone()) {
-            Some(bar) => bar.println(text),
-            None => println!("{text}"),
+            Some(bar) => {
+                bar.println(text);
+                crate::logging::to_file(text);
+            }
+            None => out!("{text}"),
         }
     }
 
@@ -180,7 +157,7 @@ impl Console {
         let skip = results.count(NodeStatus::Skipped);
         let total = results.results.len();
         if self.format == LogFormat::Json {
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({
                     "ts": now(), "level": if error > 0 { "error" } else { "info" }, "event": "run_finished",
@@ -190,8 +167,8 @@ impl Console {
             return;
         }
         if !self.quiet || error > 0 {
-            println!();
-            println!(
+            out!();
+            out!(
                 "{}  Finished running {total} {what}{} in {:.2}s.",
                 clock(),
                 if total == 1 { "" } else { "s" },
@@ -204,16 +181,16 @@ impl Console {
             .filter(|r| r.status.is_failure())
             .collect();
         if !failures.is_empty() {
-            println!();
-            println!(
+            out!();
+            out!(
                 "{}  Completed with {} error{}:",
                 clock(),
                 failures.len(),
                 if failures.len() == 1 { "" } else { "s" }
             );
             for f in failures {
-                println!();
-                println!(
+                out!();
+                out!(
                     "{}  Failure in {} {} ({})",
                     clock(),
                     f.resource_type,
@@ -221,7 +198,7 @@ impl Console {
                     f.file
                 );
                 for l in f.message.lines() {
-                    println!("{}    {l}", clock());
+                    out!("{}    {l}", clock());
                 }
             }
         }
@@ -230,18 +207,18 @@ impl Console {
             .iter()
             .filter(|r| r.status == NodeStatus::Warn)
         {
-            println!();
-            println!(
+            out!();
+            out!(
                 "{}  Warning in {} {} ({})",
                 clock(),
                 w.resource_type,
                 w.name,
                 w.file
             );
-            println!("{}    {}", clock(), w.message);
+            out!("{}    {}", clock(), w.message);
         }
-        println!();
-        println!(
+        out!();
+        out!(
             "{}  Done. PASS={pass} WARN={warn} ERROR={error} SKIP={skip} TOTAL={total}",
             clock()
         );
@@ -365,7 +342,7 @@ impl Reporter for Console {
                     bar.set_message(format!("{} batch {}/{}", b.relation_name, b.index, b.total));
                 }
                 if self.format == LogFormat::Json {
-                    println!(
+                    out!(
                         "{}",
                         serde_json::json!({
                             "ts": now(),
@@ -395,7 +372,7 @@ impl Reporter for Console {
             }
             RunEvent::Hook(h) => {
                 if self.format == LogFormat::Json {
-                    println!(
+                    out!(
                         "{}",
                         serde_json::json!({
                             "ts": now(),
@@ -438,7 +415,7 @@ impl Reporter for Console {
                     bar.inc(1);
                 }
                 if self.format == LogFormat::Json {
-                    println!(
+                    out!(
                         "{}",
                         serde_json::json!({
                             "ts": now(),

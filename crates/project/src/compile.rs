@@ -67,6 +67,8 @@ pub struct Defer {
     pub selected: std::collections::HashSet<String>,
     /// Relations of the earlier run by model name, with the catalog that reads them.
     pub relations: HashMap<String, crate::node::Relation>,
+    /// `--favor-state`: read the earlier run's relation even when this target has built one.
+    pub favor_state: bool,
 }
 
 impl ProjectResolver {
@@ -192,7 +194,7 @@ impl Resolver for ProjectResolver {
                 .introspector
                 .as_ref()
                 .is_some_and(|i| matches!(i.columns(&current.relation), Ok(Some(_))));
-            if !selected && !built {
+            if !selected && (defer.favor_state || !built) {
                 let deferred = Resolved {
                     relation: earlier.clone(),
                     ephemeral: None,

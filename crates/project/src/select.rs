@@ -190,7 +190,12 @@ impl Selector {
                 }
                 _ => String::new(),
             };
-            tracing::warn!("the selector `{}` matches no enabled node{hint}", atom.text);
+            // dbt's event name, for --warn-error-options.
+            tracing::warn!(
+                target: "strata::warn::NoNodesForSelectionCriteria",
+                "the selector `{}` matches no enabled node{hint}",
+                atom.text
+            );
         }
     }
 

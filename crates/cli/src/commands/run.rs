@@ -60,7 +60,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub event_time: EventTimeArgs,
     /// Stop at the first failure; nodes not yet started are skipped.
-    #[arg(long, short = 'x')]
+    #[arg(long, short = 'x', env = "DBT_FAIL_FAST")]
     pub fail_fast: bool,
     /// Rebuild incremental models from scratch (tables and views are always rebuilt).
     #[arg(long)]
@@ -94,7 +94,7 @@ pub struct SeedArgs {
     #[command(flatten)]
     pub select: SelectArgs,
     /// Stop at the first failure; seeds not yet started are skipped.
-    #[arg(long, short = 'x')]
+    #[arg(long, short = 'x', env = "DBT_FAIL_FAST")]
     pub fail_fast: bool,
     /// Accepted for dbt compatibility: seeds are always reloaded in full.
     #[arg(long)]
@@ -113,7 +113,7 @@ pub struct TestArgs {
     #[command(flatten)]
     pub select: SelectArgs,
     /// Stop at the first failing test.
-    #[arg(long, short = 'x')]
+    #[arg(long, short = 'x', env = "DBT_FAIL_FAST")]
     pub fail_fast: bool,
 }
 
@@ -129,7 +129,7 @@ pub struct SnapshotArgs {
     #[command(flatten)]
     pub select: SelectArgs,
     /// Stop at the first failure; snapshots not yet started are skipped.
-    #[arg(long, short = 'x')]
+    #[arg(long, short = 'x', env = "DBT_FAIL_FAST")]
     pub fail_fast: bool,
 }
 
@@ -147,7 +147,7 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub event_time: EventTimeArgs,
     /// Stop at the first failure.
-    #[arg(long, short = 'x')]
+    #[arg(long, short = 'x', env = "DBT_FAIL_FAST")]
     pub fail_fast: bool,
     /// Rebuild incremental models and reload seeds from scratch (tables always are).
     #[arg(long)]

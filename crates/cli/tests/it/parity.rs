@@ -38,3 +38,116 @@ fn analyses_are_compiled_never_run_and_cannot_be_referenced() {
     assert!(err.contains("ref('kinds') does not exist"), "{err}");
     assert!(err.contains("`kinds` is an analysis"), "{err}");
 }
+
+#[test]
+fn favor_state_reads_the_state_run_even_where_this_target_has_built() {
+    let p = TestProject::starter();
+    p.ok(&["--target", "prod", "run"]);
+    std::fs::create_dir_all(p.path().join("prod-state")).expect("mkdir");
+    std::fs::copy(
+        p.path().join("target/manifest.json"),
+        p.path().join("prod-state/manifest.json"),
+    )
+    .expect("copy");
+    p.ok(&["run"]);
+    let compiled = "target/compiled/shop/models/marts/customers.sql";
+    // --defer alone: what this target built wins.
+    p.ok(&["run", "-s", "customers", "--state", "prod-state", "--defer"]);
+    assert!(
+        !p.read(compiled).contains("strata_state"),
+        "{}",
+        p.read(compiled)
+    );
+    // --favor-state: the state run's relations, for everything outside the selection.
+    p.ok(&[
+        "run",
+        "-s",
+        "customers",
+        "--state",
+        "prod-state",
+        "--defer",
+        "--favor-state",
+    ]);
+    let sql = p.read(compiled);
+    assert!(sql.contains(r#""strata_state"."gold"."orders""#), "{sql}");
+    // It needs --defer, as in dbt.
+    let err = p.fails(&["run", "-s", "customers", "--favor-state"], 2);
+    assert!(err.contains("--defer"), "{err}");
+}
+
+#[test]
+fn warn_error_options_choose_which_warnings_fail() {
+    let p = TestProject::with_files(&[("models/m.sql", "select 1 as a")]);
+    let out = p.ok_all(&["ls", "-s", "nothing_here"]);
+    assert!(!out.contains("error"), "{out}");
+    for options in [
+        "{error: [NoNodesForSelectionCriteria]}",
+        "{include: all}",
+        r#"{"error": "all"}"#,
+    ] {
+        let err = p.fails(
+            &["ls", "-s", "nothing_here", "--warn-error-options", options],
+            1,
+        );
+        assert!(
+            err.contains("1 warning treated as error"),
+            "{options}: {err}"
+        );
+    }
+    // Named as a warning, or silenced: not an error; silenced, not even shown.
+    let out = p.ok_all(&[
+        "ls",
+        "-s",
+        "nothing_here",
+        "--warn-error-options",
+        "{error: all, warn: [NoNodesForSelectionCriteria]}",
+    ]);
+    assert!(out.contains("matches no enabled node"), "{out}");
+    let out = p.ok_all(&[
+        "ls",
+        "-s",
+        "nothing_here",
+        "--warn-error-options",
+        "{error: all, silence: [NoNodesForSelectionCriteria]}",
+    ]);
+    assert!(!out.contains("matches no enabled node"), "{out}");
+    // --warn-error makes every warning an error, as dbt.
+    p.fails(&["ls", "-s", "nothing_here", "--warn-error"], 1);
+    // A test that warns fails under LogTestResult, dbt's event for test results.
+    p.write(
+        "models/schema.yml",
+        "version: 2\nmodels:\n  - name: m\n    data_tests:\n      - accepted_values: {column_name: a, values: [2], config: {severity: warn}}\n",
+    );
+    p.ok_all(&["build"]);
+    let out = p.fails(
+        &["build", "--warn-error-options", "{error: [LogTestResult]}"],
+        1,
+    );
+    assert!(out.contains("ERROR=1"), "{out}");
+    let err = p.fails(&["ls", "--warn-error-options", "{bad: 1}"], 2);
+    assert!(err.contains("unknown key `bad`"), "{err}");
+}
+
+#[test]
+fn log_path_keeps_a_log_file_and_no_print_hides_print() {
+    let p = TestProject::with_files(&[(
+        "models/m.sql",
+        "{% do print('hello from the template') %}select 1 as a",
+    )]);
+    let out = p.ok_all(&["run", "--log-path", "logs"]);
+    assert!(out.contains("hello from the template"), "{out}");
+    let log = p.read("logs/strata.log");
+    assert!(log.contains("run --log-path logs"), "{log}");
+    assert!(log.contains("PASS=1"), "{log}");
+    assert!(log.contains("hello from the template"), "{log}");
+    let out = p.ok_all(&["run", "--no-print"]);
+    assert!(!out.contains("hello from the template"), "{out}");
+    let out = p
+        .strata(&["run"])
+        .env("DBT_PRINT", "false")
+        .output()
+        .expect("run");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("hello from the template"), "{text}");
+}

@@ -83,6 +83,22 @@ impl TestProject {
         stdout
     }
 
+    /// Run `strata ARGS`, expecting success; returns stdout + stderr (warnings included).
+    pub fn ok_all(&self, args: &[&str]) -> String {
+        let out = self.strata(args).output().expect("run strata");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed:
+{text}"
+        );
+        text
+    }
+
     /// Run `strata ARGS`, expecting exit code `code`; returns stdout + stderr.
     pub fn fails(&self, args: &[&str], code: i32) -> String {
         let out = self.strata(args).output().expect("run strata");

@@ -545,7 +545,8 @@ impl JinjaEnv {
             },
         );
         env.add_function("print", |msg: Value| -> String {
-            tracing::info!(target: "strata::jinja", "{msg}");
+            // Its own target, so `--no-print` can hide it.
+            tracing::info!(target: "strata::print", "{msg}");
             String::new()
         });
         env.add_function("return", |value: Value| -> Result<Value, JError> {
