@@ -89,6 +89,14 @@ pub enum TestKind {
 }
 
 impl DataTest {
+    /// `unit_test` for a unit test, else `test`, as dbt's `--resource-type` names them.
+    pub fn resource_type(&self) -> &'static str {
+        match self.kind {
+            TestKind::Unit(_) => "unit_test",
+            _ => "test",
+        }
+    }
+
     /// `error` (the default) or `warn`.
     pub fn severity(&self) -> &str {
         match self.config.get_str("severity") {

@@ -136,7 +136,10 @@ impl<'a> Runner<'a> {
             .filter(|id| selected.contains(*id))
             .filter(|id| match project.node(id) {
                 Some(n) => types.contains(&n.resource_type()) && n.materialized() != "ephemeral",
-                None => types.contains(&"test") && project.tests.contains_key(*id),
+                None => project
+                    .tests
+                    .get(*id)
+                    .is_some_and(|t| types.contains(&t.resource_type())),
             })
             .map(str::to_string)
             .collect()

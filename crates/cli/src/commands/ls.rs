@@ -21,14 +21,30 @@ pub enum LsOutput {
     Json,
 }
 
+/// The resource types `ls` lists.
+const KINDS: [&str; 8] = [
+    "model",
+    "snapshot",
+    "seed",
+    "test",
+    "unit_test",
+    "source",
+    "analysis",
+    "exposure",
+];
+
 /// Options of `strata ls`.
 #[derive(Debug, Args)]
 pub struct LsArgs {
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Only nodes of this type: model, snapshot, seed, test or source.
-    #[arg(long)]
-    pub resource_type: Option<String>,
+    /// Only nodes of these types: model, snapshot, seed, test (data tests), unit_test,
+    /// source, analysis, exposure.
+    #[arg(long, num_args = 1.., value_parser = KINDS)]
+    pub resource_type: Vec<String>,
+    /// Leave out nodes of these types.
+    #[arg(long, num_args = 1.., value_parser = KINDS)]
+    pub exclude_resource_type: Vec<String>,
     /// What to print for each node.
     #[arg(long, short = 'o', value_enum, default_value_t = LsOutput::Selector)]
     pub output: LsOutput,
@@ -38,7 +54,10 @@ pub struct LsArgs {
 pub fn ls(global: &GlobalArgs, args: &LsArgs) -> Result<ExitCode> {
     let project = load_project(global)?;
     let selected = select(&project, &args.select)?;
-    let want = |t: &str| args.resource_type.as_deref().is_none_or(|r| r == t);
+    let want = |t: &str| {
+        (args.resource_type.is_empty() || args.resource_type.iter().any(|r| r == t))
+            && !args.exclude_resource_type.iter().any(|r| r == t)
+    };
     for id in &selected {
         if let Some(m) = project.models.get(id) {
             if !want(m.kind.as_str()) {
@@ -76,7 +95,7 @@ pub fn ls(global: &GlobalArgs, args: &LsArgs) -> Result<ExitCode> {
                 ),
             }
         } else if let Some(t) = project.tests.get(id) {
-            if !want("test") {
+            if !want(t.resource_type()) {
                 continue;
             }
             match args.output {
@@ -86,7 +105,7 @@ pub fn ls(global: &GlobalArgs, args: &LsArgs) -> Result<ExitCode> {
                 LsOutput::Json => println!(
                     "{}",
                     serde_json::json!({
-                        "name": t.name, "resource_type": "test", "package_name": t.package,
+                        "name": t.name, "resource_type": t.resource_type(), "package_name": t.package,
                         "original_file_path": t.original_file_path, "unique_id": t.unique_id,
                         "config": t.config.to_json(), "depends_on": {"nodes": t.depends_on},
                     })
@@ -106,6 +125,30 @@ pub fn ls(global: &GlobalArgs, args: &LsArgs) -> Result<ExitCode> {
                         "name": s.name, "source_name": s.source_name, "resource_type": "source",
                         "package_name": s.package, "unique_id": s.unique_id,
                         "original_file_path": s.original_file_path,
+                    })
+                ),
+            }
+        }
+    }
+    // Exposures are listed with everything, or when chosen by type, as dbt lists them.
+    let everything = args.select.select.is_empty() && args.select.selector.is_none();
+    if everything || !args.resource_type.is_empty() {
+        for e in project.exposures.values() {
+            if !want("exposure")
+                || !(everything || args.resource_type.iter().any(|r| r == "exposure"))
+            {
+                continue;
+            }
+            match args.output {
+                LsOutput::Selector => println!("exposure:{}.{}", e.package, e.name),
+                LsOutput::Name => println!("{}", e.name),
+                LsOutput::Path => println!("{}", e.original_file_path.display()),
+                LsOutput::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "name": e.name, "resource_type": "exposure", "package_name": e.package,
+                        "unique_id": e.unique_id, "original_file_path": e.original_file_path,
+                        "depends_on": {"nodes": e.depends_on},
                     })
                 ),
             }

@@ -115,12 +115,23 @@ pub struct TestArgs {
     /// Stop at the first failing test.
     #[arg(long, short = 'x', env = "DBT_FAIL_FAST")]
     pub fail_fast: bool,
+    /// Only these kinds of test: test (data tests), unit_test.
+    #[arg(long, num_args = 1.., value_parser = ["test", "unit_test"])]
+    pub resource_type: Vec<String>,
+    /// Leave out these kinds of test.
+    #[arg(long, num_args = 1.., value_parser = ["test", "unit_test"])]
+    pub exclude_resource_type: Vec<String>,
 }
 
 /// `strata test`: run the data tests of the selected nodes.
 pub async fn test(global: &GlobalArgs, args: &TestArgs) -> Result<ExitCode> {
     let flags = Flags::new(args.fail_fast, false);
-    execute(global, &args.select, flags, "test", &["test"]).await
+    let types: Vec<&str> = ["test", "unit_test"]
+        .into_iter()
+        .filter(|t| args.resource_type.is_empty() || args.resource_type.iter().any(|r| r == t))
+        .filter(|t| !args.exclude_resource_type.iter().any(|r| r == t))
+        .collect();
+    execute(global, &args.select, flags, "test", &types).await
 }
 
 /// Options of `strata snapshot`.
@@ -155,7 +166,7 @@ pub struct BuildArgs {
     /// Build every model with no rows (refs and sources read nothing); seeds load as usual.
     #[arg(long)]
     pub empty: bool,
-    /// Only these kinds of node: model, seed, snapshot, test (unit tests included).
+    /// Only these kinds of node: model, seed, snapshot, test (data tests), unit_test.
     #[arg(long, num_args = 1.., value_parser = ["model", "seed", "snapshot", "test", "unit_test"])]
     pub resource_type: Vec<String>,
     /// Leave out these kinds of node.
@@ -227,9 +238,9 @@ pub async fn retry(global: &GlobalArgs) -> Result<ExitCode> {
     let types: &[&str] = match which.as_str() {
         "run" => &["model"],
         "seed" => &["seed"],
-        "test" => &["test"],
+        "test" => &["test", "unit_test"],
         "snapshot" => &["snapshot"],
-        _ => &["seed", "model", "snapshot", "test"],
+        _ => &["seed", "model", "snapshot", "test", "unit_test"],
     };
     let command = match which.as_str() {
         "run" | "seed" | "test" | "snapshot" => which.as_str(),
@@ -240,11 +251,10 @@ pub async fn retry(global: &GlobalArgs) -> Result<ExitCode> {
 
 /// The node kinds `build` runs, given `--resource-type` and `--exclude-resource-type`.
 fn build_types(only: &[String], except: &[String]) -> Vec<&'static str> {
-    let kind = |t: &str| if t == "unit_test" { "test" } else { t }.to_string();
-    ["seed", "model", "snapshot", "test"]
+    ["seed", "model", "snapshot", "test", "unit_test"]
         .into_iter()
-        .filter(|t| only.is_empty() || only.iter().any(|o| kind(o) == *t))
-        .filter(|t| !except.iter().any(|e| kind(e) == *t))
+        .filter(|t| only.is_empty() || only.iter().any(|o| o == t))
+        .filter(|t| !except.iter().any(|e| e == t))
         .collect()
 }
 
@@ -287,13 +297,14 @@ async fn execute(
     let project = std::sync::Arc::new(crate::context::load_project_with(global, full_refresh)?);
     write_artifact(&project, "manifest.json", &manifest(&project))?;
     let mut selected = select(&project, select_args)?;
-    if types.contains(&"test") {
+    if types.contains(&"test") || types.contains(&"unit_test") {
         add_tests_of(&project, select_args, &mut selected)?;
     }
     let nodes = Runner::runnable(&project, &selected, types);
     let console = Console::new(global);
     let noun = match command {
         "build" => "node".to_string(),
+        "test" => "test".to_string(),
         _ => types.join(" and "),
     };
     if nodes.is_empty() {

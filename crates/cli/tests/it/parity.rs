@@ -151,3 +151,65 @@ fn log_path_keeps_a_log_file_and_no_print_hides_print() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!text.contains("hello from the template"), "{text}");
 }
+
+#[test]
+fn resource_types_tell_data_tests_from_unit_tests_everywhere() {
+    let p = TestProject::with_files(&[
+        ("models/m.sql", "select 1 as id"),
+        (
+            "models/schema.yml",
+            "version: 2
+models:
+  - name: m
+    columns:
+      - name: id
+        data_tests: [not_null]
+unit_tests:
+  - name: one_row
+    model: m
+    given: []
+    expect:
+      rows:
+        - {id: 1}
+exposures:
+  - name: board
+    type: dashboard
+    owner: {name: Ops}
+    depends_on: [ref('m')]
+",
+        ),
+    ]);
+    p.ok(&["run"]);
+    let out = p.ok(&["test", "--resource-type", "unit_test"]);
+    assert!(out.contains("PASS=1 ") && out.contains("one_row"), "{out}");
+    assert!(!out.contains("not_null_m_id"), "{out}");
+    let out = p.ok(&["test", "--exclude-resource-type", "unit_test"]);
+    assert!(
+        out.contains("PASS=1 ") && out.contains("not_null_m_id"),
+        "{out}"
+    );
+    let out = p.ok(&["build", "--resource-type", "model", "unit_test"]);
+    assert!(
+        out.contains("PASS=2 ") && !out.contains("not_null_m_id"),
+        "{out}"
+    );
+    let listed = p.ok(&[
+        "ls",
+        "--resource-type",
+        "unit_test",
+        "exposure",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(listed.trim(), "one_row\nboard");
+    let listed = p.ok(&[
+        "ls",
+        "--exclude-resource-type",
+        "test",
+        "unit_test",
+        "exposure",
+    ]);
+    assert_eq!(listed.trim(), "t.m");
+    let listed = p.ok(&["ls", "-o", "name"]);
+    assert!(listed.contains("board"), "{listed}");
+}
