@@ -195,6 +195,9 @@ enum Command {
     /// Run again what the last run (run, seed, test, snapshot or build) left in error, failed
     /// or skipped, with the same command.
     Retry,
+    /// Install the packages of packages.yml (local, git and hub) into dbt_packages/, pinned
+    /// in package-lock.yml.
+    Deps(commands::deps::DepsArgs),
     /// Load and check the project and write target/manifest.json, without compiling or running
     /// anything.
     Parse,
@@ -243,9 +246,6 @@ fn dbt_command_not_here(name: &str) -> Option<&'static str> {
     Some(match name {
         "clone" => {
             "strata has no `clone` command yet: build into this target with `strata run`, or read another target's tables with `--defer --state`"
-        }
-        "deps" => {
-            "strata has no `deps` command yet: `local:` packages are read in place, and hub or git packages from dbt_packages/ once `dbt deps` (or a copy) has put them there"
         }
         "serve" => {
             "strata has no `docs serve` command yet: `strata docs generate` writes target/manifest.json and target/catalog.json for any dbt docs viewer"
@@ -307,6 +307,7 @@ fn main() -> ExitCode {
                 Command::Build(args) => commands::run::build(&cli.global, &args).await,
                 Command::Ls(args) => commands::ls::ls(&cli.global, &args),
                 Command::Parse => commands::compile::parse(&cli.global),
+                Command::Deps(args) => commands::deps::deps(&cli.global, &args),
                 Command::Retry => commands::run::retry(&cli.global).await,
                 Command::Source { command } => {
                     commands::freshness::run(&cli.global, &command).await

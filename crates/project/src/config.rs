@@ -95,6 +95,15 @@ fn default_target_path() -> String {
 }
 
 impl ProjectConfig {
+    /// Where `deps` installs packages (`packages-install-path`, default `dbt_packages`).
+    pub fn packages_install_path(&self) -> String {
+        self.other
+            .get("packages-install-path")
+            .and_then(|v| v.as_str())
+            .unwrap_or("dbt_packages")
+            .to_string()
+    }
+
     /// Find and read the project file in `dir`.
     pub fn load(dir: &Path) -> Result<(Self, PathBuf)> {
         let Some(path) = PROJECT_FILES

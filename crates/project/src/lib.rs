@@ -11,6 +11,7 @@ pub mod compile;
 mod compile_unit;
 pub mod config;
 pub mod data_tests;
+pub mod deps;
 pub mod error;
 pub mod exposures;
 pub mod graph;

@@ -1,6 +1,6 @@
 //! Packages from `packages.yml` (or `dependencies.yml`): local packages are read in place;
-//! hub and git packages are used from `dbt_packages/` when `dbt deps` installed them there,
-//! and otherwise explained, since fetching them needs a network.
+//! hub and git packages are used from `dbt_packages/` once `strata deps` (or `dbt deps`)
+//! installed them there; a missing one is an error saying so.
 //!
 //! A package contributes its macros (callable as `package_name.macro()`, and by plain name
 //! when the root project does not define the same name) and its generic tests.
@@ -107,11 +107,10 @@ fn declared(dir: &Path, root: &Path, install_path: &str) -> Result<Vec<Package>>
             if !installed.join("dbt_project.yml").is_file() {
                 return Err(Error::at(
                     Location::file(&rel),
-                    format!("package `{name}` must be downloaded, and this machine does not fetch packages"),
+                    format!("package `{name}` is not installed in {install_path}/"),
                 )
                 .with_hint(format!(
-                    "vendor it: copy the package into the project (for example {install_path}/{short}, as `dbt deps` would) \
-                     or anywhere else and declare it as `- local: path/to/{short}`"
+                    "run `strata deps` to install it; or copy the package into the project and declare it as `- local: path/to/{short}`"
                 )));
             }
             installed

@@ -456,14 +456,9 @@ impl Loader {
         Ok(docs)
     }
 
-    /// Where `dbt deps` installs packages (`packages-install-path`, default `dbt_packages`).
+    /// Where `deps` installs packages.
     fn install_path(&self) -> String {
-        self.config
-            .other
-            .get("packages-install-path")
-            .and_then(|v| v.as_str())
-            .unwrap_or("dbt_packages")
-            .to_string()
+        self.config.packages_install_path()
     }
 
     /// Folders of generic tests: `generic/` under each test path.

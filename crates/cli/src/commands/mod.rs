@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod clean;
 pub mod compile;
 pub mod debug;
+pub mod deps;
 pub mod docs;
 pub mod freshness;
 pub mod history;

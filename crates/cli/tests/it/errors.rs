@@ -309,7 +309,7 @@ fn config_words_outside_their_list_are_refused_at_load() {
 fn dbt_commands_strata_lacks_are_named_with_what_to_do_instead() {
     let p = TestProject::with_files(&[("models/m.sql", "select 1 as x")]);
     for (args, expected) in [
-        (&["deps"][..], "strata has no `deps` command yet"),
+        (&["clone"][..], "strata has no `clone` command yet"),
         (
             &["docs", "serve"][..],
             "strata has no `docs serve` command yet",

@@ -1,4 +1,5 @@
-//! Packages: local ones in place, hub and git ones from dbt_packages/ when installed there.
+//! Packages: local ones in place, hub and git ones from dbt_packages/ when installed there;
+//! `strata deps` installing all three kinds with package-lock.yml.
 
 use crate::project::TestProject;
 
@@ -53,9 +54,10 @@ fn hub_packages_are_used_when_installed_and_explained_when_not() {
     )]);
     let out = p.fails(&["run"], 2);
     assert!(
-        out.contains("package `dbt-labs/dbt_utils` must be downloaded"),
+        out.contains("package `dbt-labs/dbt_utils` is not installed in dbt_packages/"),
         "{out}"
     );
+    assert!(out.contains("run `strata deps`"), "{out}");
     assert!(out.contains("- local: path/to/dbt_utils"), "{out}");
 }
 
@@ -252,4 +254,244 @@ fn dispatch_searches_the_root_project_then_the_package_unless_told_otherwise() {
         err.contains("tried greeter.strata__wave, greeter.duckdb__wave, greeter.default__wave"),
         "{err}"
     );
+}
+
+/// Run git in `dir`, failing the test when it fails.
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=Strata Tests",
+            "-c",
+            "user.email=tests@example.com",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "protocol.file.allow=always",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A git repository holding a package `greetings` whose macro says `v1`, tagged v1.0.0, then
+/// `v2` on main.
+fn greetings_repo(p: &TestProject) -> String {
+    let repo = p.path().join("repos/greetings");
+    std::fs::create_dir_all(repo.join("macros")).expect("mkdir");
+    std::fs::write(
+        repo.join("dbt_project.yml"),
+        "name: greetings\nversion: '1.0'\nconfig-version: 2\n",
+    )
+    .expect("write");
+    let macro_file = repo.join("macros/hello.sql");
+    std::fs::write(&macro_file, "{% macro hello() %}'v1'{% endmacro %}").expect("write");
+    git(&repo, &["init", "--quiet"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "--quiet", "-m", "v1"]);
+    git(&repo, &["tag", "v1.0.0"]);
+    std::fs::write(&macro_file, "{% macro hello() %}'v2'{% endmacro %}").expect("write");
+    git(&repo, &["commit", "--quiet", "-am", "v2"]);
+    format!("file://{}", repo.display())
+}
+
+#[test]
+fn deps_installs_local_and_git_packages_pinned_in_the_lock() {
+    let p = TestProject::with_files(&[
+        (
+            "vendor/helpers/dbt_project.yml",
+            "name: helpers\nversion: '1.0'\nconfig-version: 2\n",
+        ),
+        (
+            "vendor/helpers/macros/twice.sql",
+            "{% macro twice(x) %}({{ x }} * 2){% endmacro %}",
+        ),
+        (
+            "models/m.sql",
+            "select {{ greetings.hello() }} as greeting, {{ helpers.twice(21) }} as n",
+        ),
+    ]);
+    let url = greetings_repo(&p);
+    let v1 = git(&p.path().join("repos/greetings"), &["rev-parse", "v1.0.0"]);
+    p.write(
+        "packages.yml",
+        &format!(
+            "packages:\n  - local: vendor/helpers\n  - git: \"{url}\"\n    revision: v1.0.0\n"
+        ),
+    );
+    // Not installed yet: the run says how to install it.
+    let err = p.fails(&["run"], 2);
+    assert!(err.contains("run `strata deps`"), "{err}");
+    let out = p.ok(&["deps"]);
+    assert!(out.contains("Installed greetings (git"), "{out}");
+    assert!(out.contains("wrote package-lock.yml"), "{out}");
+    assert!(p.path().join("dbt_packages/helpers").is_symlink());
+    assert!(!p.path().join("dbt_packages/greetings/.git").exists());
+    let lock = p.read("package-lock.yml");
+    assert!(lock.contains(&format!("revision: {v1}")), "{lock}");
+    assert!(
+        lock.contains("name: greetings") && lock.contains("sha1_hash:"),
+        "{lock}"
+    );
+    p.ok(&["run"]);
+    assert_eq!(p.query("select * from m"), vec!["greeting,n", "v1,42"]);
+    // Unchanged declarations: installed from the lock.
+    let out = p.ok(&["deps"]);
+    assert!(out.contains("from package-lock.yml"), "{out}");
+    // A new revision is resolved again; --lock only writes the lock.
+    p.write(
+        "packages.yml",
+        &format!("packages:\n  - local: vendor/helpers\n  - git: \"{url}\"\n    revision: main\n"),
+    );
+    let out = p.ok(&["deps", "--lock"]);
+    assert!(out.contains("Resolved greetings"), "{out}");
+    assert!(!p.read("package-lock.yml").contains(&v1));
+    assert!(
+        p.read("dbt_packages/greetings/macros/hello.sql")
+            .contains("v1")
+    );
+    p.ok(&["deps"]);
+    p.ok(&["run"]);
+    assert_eq!(p.query("select * from m"), vec!["greeting,n", "v2,42"]);
+    // A revision that does not exist is named, and nothing is installed.
+    p.write(
+        "packages.yml",
+        &format!("packages:\n  - git: \"{url}\"\n    revision: v9.9.9\n"),
+    );
+    let err = p.fails(&["deps"], 2);
+    assert!(err.contains("revision `v9.9.9` does not exist"), "{err}");
+    assert!(p.path().join("dbt_packages/greetings").exists());
+}
+
+#[test]
+fn deps_installs_hub_packages_from_the_hub_index() {
+    let p =
+        TestProject::with_files(&[("models/m.sql", "select {{ greetings.hello() }} as greeting")]);
+    // A package hub: its index (api/v1/ORG/NAME.json) and the versions' tarballs, served by
+    // a real HTTP server (the public hub needs a network this test may not have).
+    let hub = p.path().join("hub");
+    for version in ["1.0.0", "1.2.0", "2.0.0"] {
+        let pkg = hub.join(format!("src/greetings-{version}"));
+        std::fs::create_dir_all(pkg.join("macros")).expect("mkdir");
+        std::fs::write(
+            pkg.join("dbt_project.yml"),
+            "name: greetings\nversion: '1.0'\nconfig-version: 2\n",
+        )
+        .expect("write");
+        std::fs::write(
+            pkg.join("macros/hello.sql"),
+            format!("{{% macro hello() %}}'{version}'{{% endmacro %}}"),
+        )
+        .expect("write");
+        let status = std::process::Command::new("tar")
+            .args(["-czf", &format!("greetings-{version}.tar.gz"), "-C", "src"])
+            .arg(format!("greetings-{version}"))
+            .current_dir(&hub)
+            .status()
+            .expect("tar");
+        assert!(status.success());
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let versions: serde_json::Map<String, serde_json::Value> = ["1.0.0", "1.2.0", "2.0.0"]
+        .iter()
+        .map(|v| {
+            (
+                v.to_string(),
+                serde_json::json!({"name": "greetings", "packages": [],
+                    "downloads": {"tarball": format!("http://127.0.0.1:{port}/greetings-{v}.tar.gz")}}),
+            )
+        })
+        .collect();
+    std::fs::create_dir_all(hub.join("api/v1/acme")).expect("mkdir");
+    std::fs::write(
+        hub.join("api/v1/acme/greetings.json"),
+        serde_json::json!({"name": "greetings", "versions": versions}).to_string(),
+    )
+    .expect("write");
+    let mut server = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(&hub)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let hub_url = format!("http://127.0.0.1:{port}/");
+    p.write(
+        "packages.yml",
+        "packages:\n  - package: acme/greetings\n    version: [\">=1.0.0\", \"<2.0.0\"]\n",
+    );
+    let deps = |args: &[&str]| {
+        p.strata(args)
+            .env("DBT_PACKAGE_HUB_URL", &hub_url)
+            .output()
+            .expect("deps")
+    };
+    let out = deps(&["deps"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("Installed greetings (hub acme/greetings 1.2.0)"),
+        "{text}"
+    );
+    assert!(p.read("package-lock.yml").contains("version: 1.2.0"));
+    p.ok(&["run"]);
+    assert_eq!(p.query("select * from m"), vec!["greeting", "1.2.0"]);
+    // No version in range: the versions the hub has are listed.
+    p.write(
+        "packages.yml",
+        "packages:\n  - package: acme/greetings\n    version: \">=3.0.0\"\n",
+    );
+    let out = deps(&["deps"]);
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("no version matches >=3.0.0 (the hub has 1.0.0, 1.2.0, 2.0.0)"),
+        "{text}"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    // The hub cannot be reached: said, with what to do instead.
+    let out = deps(&["deps"]);
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(text.contains("cannot read the package hub"), "{text}");
+    assert!(
+        text.contains("declare the package as `git:` or `local:`"),
+        "{text}"
+    );
+    // Installing from the lock with the hub gone fails, and leaves what was installed.
+    p.write(
+        "packages.yml",
+        "packages:\n  - package: acme/greetings\n    version: [\">=1.0.0\", \"<2.0.0\"]\n",
+    );
+    let out = deps(&["deps"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        p.read("dbt_packages/greetings/macros/hello.sql")
+            .contains("1.2.0")
+    );
+    p.ok(&["run"]);
 }
