@@ -195,6 +195,10 @@ enum Command {
     /// Run again what the last run (run, seed, test, snapshot or build) left in error, failed
     /// or skipped, with the same command.
     Retry,
+    /// Make the selected models, seeds and snapshots of the run in --state exist in this
+    /// target without rebuilding them: tables cloned (sharing its data files), views with its
+    /// SQL.
+    Clone(commands::clone::CloneArgs),
     /// Install the packages of packages.yml (local, git and hub) into dbt_packages/, pinned
     /// in package-lock.yml.
     Deps(commands::deps::DepsArgs),
@@ -244,9 +248,6 @@ enum Command {
 /// a similar-sounding command.
 fn dbt_command_not_here(name: &str) -> Option<&'static str> {
     Some(match name {
-        "clone" => {
-            "strata has no `clone` command yet: build into this target with `strata run`, or read another target's tables with `--defer --state`"
-        }
         "serve" => {
             "strata has no `docs serve` command yet: `strata docs generate` writes target/manifest.json and target/catalog.json for any dbt docs viewer"
         }
@@ -308,6 +309,7 @@ fn main() -> ExitCode {
                 Command::Ls(args) => commands::ls::ls(&cli.global, &args),
                 Command::Parse => commands::compile::parse(&cli.global),
                 Command::Deps(args) => commands::deps::deps(&cli.global, &args),
+                Command::Clone(args) => commands::clone::clone(&cli.global, &args).await,
                 Command::Retry => commands::run::retry(&cli.global).await,
                 Command::Source { command } => {
                     commands::freshness::run(&cli.global, &command).await

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod clean;
+pub mod clone;
 pub mod compile;
 pub mod debug;
 pub mod deps;

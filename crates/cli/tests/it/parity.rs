@@ -213,3 +213,83 @@ exposures:
     let listed = p.ok(&["ls", "-o", "name"]);
     assert!(listed.contains("board"), "{listed}");
 }
+
+#[test]
+fn clone_makes_the_state_runs_relations_exist_here_without_copying() {
+    use std::os::unix::fs::MetadataExt;
+    let p = TestProject::starter();
+    let err = p.fails(&["clone"], 2);
+    assert!(err.contains("clone needs --state DIR"), "{err}");
+    p.ok(&["--target", "prod", "run"]);
+    std::fs::create_dir_all(p.path().join("prod-state")).expect("mkdir");
+    std::fs::copy(
+        p.path().join("target/manifest.json"),
+        p.path().join("prod-state/manifest.json"),
+    )
+    .expect("copy");
+    let out = p.ok(&["clone", "--state", "prod-state"]);
+    assert!(
+        out.contains("OK clone gold.customers: CLONE of gold.customers"),
+        "{out}"
+    );
+    assert!(
+        out.contains("OK clone silver.stg_orders: CREATE VIEW"),
+        "{out}"
+    );
+    // The snapshot was never built in prod: said, not an error.
+    assert!(out.contains("SKIP clone"), "{out}");
+    assert_eq!(
+        p.query("select count(*) as n from gold.customers"),
+        vec!["n", "20"]
+    );
+    // Zero-copy: each data file is the prod file itself (a second link to it).
+    let files = p.files_under(".strata/dev/gold/customers");
+    let parquet: Vec<_> = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert!(!parquet.is_empty());
+    for f in &parquet {
+        assert_eq!(
+            std::fs::metadata(f).expect("stat").nlink(),
+            2,
+            "{}",
+            f.display()
+        );
+    }
+    let results: serde_json::Value =
+        serde_json::from_str(&p.read("target/run_results.json")).expect("run results");
+    assert_eq!(results["args"]["which"], "clone");
+    // What exists is kept unless --full-refresh.
+    let out = p.ok(&["clone", "--state", "prod-state", "-s", "customers"]);
+    assert!(out.contains("No-op: the relation exists"), "{out}");
+    let out = p.ok(&[
+        "clone",
+        "--state",
+        "prod-state",
+        "-s",
+        "customers",
+        "--full-refresh",
+    ]);
+    assert!(out.contains("CLONE of gold.customers"), "{out}");
+    // The clone is this target's own table: rebuilding it leaves prod's as it was.
+    p.write(
+        "models/marts/customers.sql",
+        "select customer_id from {{ ref('stg_customers') }} where customer_id <= 5",
+    );
+    p.ok(&["run", "-s", "customers"]);
+    assert_eq!(
+        p.query("select count(*) as n from gold.customers"),
+        vec!["n", "5"]
+    );
+    let prod = p.ok(&[
+        "--target",
+        "prod",
+        "show",
+        "--inline",
+        "select count(*) as n from gold.customers",
+        "-o",
+        "csv",
+    ]);
+    assert_eq!(prod.trim(), "n\n20");
+}

@@ -1,6 +1,7 @@
 //! The embedded warehouse: DataFusion over Delta Lake, with a SQLite catalog.
 
 mod catalog;
+mod clone;
 mod damage;
 mod external;
 mod guard;
@@ -31,6 +32,7 @@ use deltalake::protocol::SaveMode;
 use futures::TryStreamExt;
 use strata_meta::{MetaStore, RelationKind, RelationRecord};
 
+pub use clone::CloneSource;
 pub use external::ExternalSource;
 pub use lake::Lake;
 
