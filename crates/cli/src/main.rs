@@ -248,8 +248,11 @@ enum Command {
 /// a similar-sounding command.
 fn dbt_command_not_here(name: &str) -> Option<&'static str> {
     Some(match name {
-        "serve" => {
-            "strata has no `docs serve` command yet: `strata docs generate` writes target/manifest.json and target/catalog.json for any dbt docs viewer"
+        "environment" => {
+            "strata has no `environment` command (a dbt Cloud CLI command): `strata debug` shows the project, profile, target, lake and catalog in use"
+        }
+        "invocation" | "reattach" => {
+            "strata has no `invocation` or `reattach` command (dbt Cloud CLI commands): runs happen in this process; target/run_results.json and `strata history MODEL` record them"
         }
         _ => return None,
     })

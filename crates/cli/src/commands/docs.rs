@@ -1,5 +1,6 @@
 //! `strata docs generate`: dbt's `manifest.json` and `catalog.json` (the relations that exist,
-//! with their columns and types), for tools that read dbt artifacts.
+//! with their columns and types), for tools that read dbt artifacts, and the project's docs
+//! site (`index.html`, which reads them); `strata docs serve` serves that folder over HTTP.
 
 use std::process::ExitCode;
 
@@ -18,9 +19,32 @@ use crate::report::Console;
 /// `strata docs` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DocsCommand {
-    /// Write target/manifest.json and target/catalog.json.
-    Generate,
+    /// Write target/manifest.json, target/catalog.json and the docs site (target/index.html).
+    Generate {
+        /// Also write target/static_index.html: the site with both files inside, to open
+        /// from disk or share as one file.
+        #[arg(long = "static")]
+        static_site: bool,
+    },
+    /// Serve the docs site of target/ over HTTP, until Ctrl-C.
+    Serve {
+        /// The port to listen on.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The address to listen on (0.0.0.0 for every interface).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Accepted for dbt's command lines: Strata prints the address and opens no browser.
+        #[arg(long, hide = true)]
+        browser: bool,
+        /// Accepted for dbt's command lines (no browser is opened).
+        #[arg(long, hide = true)]
+        no_browser: bool,
+    },
 }
+
+/// The docs site: one page that reads manifest.json and catalog.json beside it.
+const SITE: &str = include_str!("docs_site.html");
 
 async fn entry(
     warehouse: &dyn Warehouse,
@@ -97,19 +121,40 @@ pub async fn catalog(project: &Project, warehouse: &dyn Warehouse) -> Value {
 /// Run the command.
 pub async fn docs(global: &GlobalArgs, command: &DocsCommand) -> Result<ExitCode> {
     match command {
-        DocsCommand::Generate => {
+        DocsCommand::Generate { static_site } => {
             let project = load_project(global)?;
-            write_artifact(&project, "manifest.json", &manifest(&project))?;
+            let manifest = manifest(&project);
+            write_artifact(&project, "manifest.json", &manifest)?;
             let (warehouse, _meta) = open_warehouse(&project)?;
             let catalog = catalog(&project, &warehouse).await;
             let count = catalog["nodes"].as_object().map_or(0, Map::len)
                 + catalog["sources"].as_object().map_or(0, Map::len);
             write_artifact(&project, "catalog.json", &catalog)?;
+            let dir = project.target_dir();
+            std::fs::write(dir.join("index.html"), SITE)?;
+            let mut written = "manifest.json, catalog.json and index.html".to_string();
+            if *static_site {
+                let data = json!({"manifest": manifest, "catalog": catalog}).to_string();
+                // Inside a <script>, `</` could end it early.
+                let script = format!(
+                    "<script>window.STRATA_DOCS = {};</script>\n<script>",
+                    data.replace("</", "<\\/")
+                );
+                std::fs::write(
+                    dir.join("static_index.html"),
+                    SITE.replacen("<script>", &script, 1),
+                )?;
+                written.push_str(" and static_index.html");
+            }
             Console::new(global).info(&format!(
-                "Wrote manifest.json and catalog.json ({count} relations) to {}",
-                project.target_dir().display()
+                "Wrote {written} ({count} relations) to {}",
+                dir.display()
             ));
             Ok(ExitCode::SUCCESS)
+        }
+        DocsCommand::Serve { port, host, .. } => {
+            let project = load_project(global)?;
+            super::docs_serve::serve(global, &project.target_dir(), host, *port).await
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod compile;
 pub mod debug;
 pub mod deps;
 pub mod docs;
+pub mod docs_serve;
 pub mod freshness;
 pub mod history;
 pub mod init;

@@ -308,10 +308,13 @@ fn config_words_outside_their_list_are_refused_at_load() {
 #[test]
 fn dbt_commands_strata_lacks_are_named_with_what_to_do_instead() {
     let p = TestProject::with_files(&[("models/m.sql", "select 1 as x")]);
-    for (args, expected) in [(
-        &["docs", "serve"][..],
-        "strata has no `docs serve` command yet",
-    )] {
+    for (args, expected) in [
+        (
+            &["environment", "show"][..],
+            "strata has no `environment` command",
+        ),
+        (&["invocation", "list"][..], "strata history MODEL"),
+    ] {
         let err = p.fails(args, 2);
         assert!(err.contains(expected), "{args:?}: {err}");
         assert!(!err.contains("similar subcommand"), "{args:?}: {err}");

@@ -293,3 +293,74 @@ fn clone_makes_the_state_runs_relations_exist_here_without_copying() {
     ]);
     assert_eq!(prod.trim(), "n\n20");
 }
+
+/// `GET path` over HTTP/1.1: the status line and the body.
+fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn docs_generate_writes_the_site_and_docs_serve_serves_it() {
+    let p = TestProject::starter();
+    let err = p.fails(&["docs", "serve"], 2);
+    assert!(err.contains("run `strata docs generate` first"), "{err}");
+    p.ok(&["run"]);
+    let out = p.ok(&["docs", "generate", "--static"]);
+    assert!(out.contains("index.html and static_index.html"), "{out}");
+    let page = p.read("target/index.html");
+    assert!(page.contains("manifest.json") && page.contains("catalog.json"));
+    // The static page carries both files, with nothing that could end its script early.
+    let single = p.read("target/static_index.html");
+    assert!(single.contains("window.STRATA_DOCS = {"));
+    assert_eq!(single.matches("</script>").count(), 2);
+    assert!(single.contains("model.shop.customers"));
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let mut server = p
+        .std_command(&["docs", "serve", "--port", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut up = false;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(up, "docs serve did not listen on {port}");
+    let (status, body) = http_get(port, "/");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("<title>Project docs</title>"), "{body}");
+    let (status, body) = http_get(port, "/manifest.json");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let manifest: serde_json::Value = serde_json::from_str(&body).expect("manifest");
+    assert_eq!(manifest["metadata"]["project_name"], "shop");
+    let (status, _) = http_get(port, "/catalog.json");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(
+        http_get(port, "/../profiles.yml").0,
+        "HTTP/1.1 404 Not Found"
+    );
+    assert_eq!(http_get(port, "/nothing.json").0, "HTTP/1.1 404 Not Found");
+    // Ctrl-C stops it cleanly.
+    let pid = server.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    let status = server.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
