@@ -294,6 +294,46 @@ fn clone_makes_the_state_runs_relations_exist_here_without_copying() {
     assert_eq!(prod.trim(), "n\n20");
 }
 
+/// The DOM headless Chromium renders for `url`; None (with a note) where Chromium is not
+/// installed, except in CI, which installs it.
+fn browser_dom(url: &str) -> Option<String> {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs Chromium (apt-get install chromium)"
+        );
+        eprintln!("note: no Chromium here; the page is not rendered");
+        return None;
+    };
+    let profile = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .expect("chromium");
+    Some(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
 /// `GET path` over HTTP/1.1: the status line and the body.
 fn http_get(port: u16, path: &str) -> (String, String) {
     use std::io::{Read, Write};
@@ -350,6 +390,32 @@ fn docs_generate_writes_the_site_and_docs_serve_serves_it() {
     assert_eq!(manifest["metadata"]["project_name"], "shop");
     let (status, _) = http_get(port, "/catalog.json");
     assert_eq!(status, "HTTP/1.1 200 OK");
+    // A real browser renders a model's page from the served files, and the static page
+    // from disk.
+    if let Some(dom) = browser_dom(&format!("http://127.0.0.1:{port}/#!/model.shop.customers")) {
+        assert!(
+            dom.contains(r#"<span class="kind">model</span>customers</h2>"#),
+            "{dom}"
+        );
+        assert!(
+            dom.contains("<code>lifetime_value</code></td><td>DOUBLE</td>"),
+            "{dom}"
+        );
+        assert!(
+            dom.contains(r##"<a href="#!/model.shop.orders">orders</a>"##),
+            "{dom}"
+        );
+    }
+    let file_url = format!(
+        "file://{}#!/model.shop.orders",
+        p.path().join("target/static_index.html").display()
+    );
+    if let Some(dom) = browser_dom(&file_url) {
+        assert!(
+            dom.contains(r#"<span class="kind">model</span>orders</h2>"#),
+            "{dom}"
+        );
+    }
     assert_eq!(
         http_get(port, "/../profiles.yml").0,
         "HTTP/1.1 404 Not Found"
