@@ -85,15 +85,24 @@ pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode> {
             strata_engine::error::describe_datafusion_error(&e)
         )
     })?;
-    // No rows still shows the columns (table and CSV headers).
+    // No rows still shows the columns (table and CSV headers, JSON `columns`).
     if batches.iter().all(|b| b.num_rows() == 0) {
-        batches = vec![RecordBatch::new_empty(schema)];
+        batches = vec![RecordBatch::new_empty(schema.clone())];
     }
-    print_batches(&batches, args.output)?;
+    let node = match args.select.as_deref() {
+        Some(name) => name,
+        None => "inline_query",
+    };
+    print_batches(&batches, &schema, args.output, node)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_batches(batches: &[RecordBatch], output: ShowOutput) -> Result<()> {
+fn print_batches(
+    batches: &[RecordBatch],
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    output: ShowOutput,
+    node: &str,
+) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match output {
@@ -110,7 +119,24 @@ fn print_batches(batches: &[RecordBatch], output: ShowOutput) -> Result<()> {
             }
         }
         ShowOutput::Json => {
-            writeln!(out, "{}", json_rows(batches)?)?;
+            // dbt's shape (`node`, `show`), with the columns and their types.
+            let columns: Vec<serde_json::Value> = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "name": f.name(),
+                        "type": strata_engine::types::sql_type(f.data_type()),
+                    })
+                })
+                .collect();
+            writeln!(
+                out,
+                "{{\"node\":{},\"columns\":{},\"show\":{}}}",
+                serde_json::to_string(node)?,
+                serde_json::to_string(&columns)?,
+                json_rows(batches)?
+            )?;
         }
     }
     Ok(())

@@ -29,7 +29,8 @@ fn cross_database_macros_compute_what_dbt_documents() {
     p.ok(&["run"]);
     let json = p.ok(&["show", "-s", "xdb", "-o", "json"]);
     let row: serde_json::Value = serde_json::from_str(json.trim()).expect("json");
-    let row = &row[0];
+    assert_eq!(row["node"], "xdb");
+    let row = &row["show"][0];
     assert_eq!(row["days"], 46);
     assert_eq!(row["months"], 2);
     assert_eq!(row["years"], 1);

@@ -196,7 +196,10 @@ fn show_prints_tables_csv_and_json() {
         "--output",
         "json",
     ]);
-    assert_eq!(json.trim(), r#"[{"half":3.5}]"#);
+    assert_eq!(
+        json.trim(),
+        r#"{"node":"inline_query","columns":[{"name":"half","type":"DOUBLE"}],"show":[{"half":3.5}]}"#
+    );
 }
 
 #[test]
@@ -325,7 +328,10 @@ fn show_of_no_rows_still_prints_the_columns() {
     let csv = p.ok(&["show", "--inline", sql, "-o", "csv"]);
     assert_eq!(csv.trim(), "a,b");
     let json = p.ok(&["show", "--inline", sql, "-o", "json"]);
-    assert_eq!(json.trim(), "[]");
+    assert_eq!(
+        json.trim(),
+        r#"{"node":"inline_query","columns":[{"name":"a","type":"BIGINT"},{"name":"b","type":"VARCHAR"}],"show":[]}"#
+    );
 }
 
 #[test]
