@@ -89,10 +89,7 @@ pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode> {
     if batches.iter().all(|b| b.num_rows() == 0) {
         batches = vec![RecordBatch::new_empty(schema.clone())];
     }
-    let node = match args.select.as_deref() {
-        Some(name) => name,
-        None => "inline_query",
-    };
+    let node = args.select.as_deref().unwrap_or("inline_query");
     print_batches(&batches, &schema, args.output, node)?;
     Ok(ExitCode::SUCCESS)
 }
