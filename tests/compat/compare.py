@@ -229,11 +229,12 @@ class Strata:
         if done.returncode != 0:
             raise Mismatch(f"strata show failed: {done.stderr.strip() or done.stdout.strip()}")
         text = done.stdout.strip()
-        # `show` prints a JSON array; an empty result may print nothing at all.
-        start = text.find("[")
+        # `show -o json` prints {"node", "columns", "show": [rows]}.
+        start = text.find("{")
         # Numbers with a fraction are read as Decimal, exactly as printed (decimal columns
         # keep their digits; doubles are turned into floats by canonical()).
-        return json.loads(text[start:], parse_float=decimal.Decimal) if start >= 0 else []
+        shown = json.loads(text[start:], parse_float=decimal.Decimal) if start >= 0 else {}
+        return shown.get("show", [])
 
 
 def quote(name):

@@ -18,6 +18,7 @@ pub fn load_project(global: &GlobalArgs) -> Result<Project> {
 
 /// Load the project, for a `--full-refresh` run when `full_refresh`.
 pub fn load_project_with(global: &GlobalArgs, full_refresh: bool) -> Result<Project> {
+    let started = std::time::Instant::now();
     let project = Project::load(&LoadOptions {
         project_dir: global.project_dir(),
         profiles_dir: global.profiles_dir.clone(),
@@ -27,6 +28,18 @@ pub fn load_project_with(global: &GlobalArgs, full_refresh: bool) -> Result<Proj
         full_refresh,
         profile: global.profile.clone(),
     })?;
+    tracing::debug!(
+        "loaded project `{}` ({}) in {} ms: {} models, {} seeds, {} tests, {} sources; target `{}`, lake {}",
+        project.name(),
+        project.config_path.display(),
+        started.elapsed().as_millis(),
+        project.models.len(),
+        project.seeds.len(),
+        project.tests.len(),
+        project.sources.len(),
+        project.target.name,
+        project.target.lake
+    );
     let mut project = project;
     if global.store_failures {
         for t in project.tests.values_mut() {

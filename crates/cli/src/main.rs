@@ -199,6 +199,9 @@ enum Command {
     /// target without rebuilding them: tables cloned (sharing its data files), views with its
     /// SQL.
     Clone(commands::clone::CloneArgs),
+    /// Load the selected sources that have an `ingest:` mapping (files) into their bronze
+    /// tables, each new file once.
+    Ingest(commands::ingest::IngestArgs),
     /// Install the packages of packages.yml (local, git and hub) into dbt_packages/, pinned
     /// in package-lock.yml.
     Deps(commands::deps::DepsArgs),
@@ -312,6 +315,7 @@ fn main() -> ExitCode {
                 Command::Ls(args) => commands::ls::ls(&cli.global, &args),
                 Command::Parse => commands::compile::parse(&cli.global),
                 Command::Deps(args) => commands::deps::deps(&cli.global, &args),
+                Command::Ingest(args) => commands::ingest::ingest(&cli.global, &args).await,
                 Command::Clone(args) => commands::clone::clone(&cli.global, &args).await,
                 Command::Retry => commands::run::retry(&cli.global).await,
                 Command::Source { command } => {

@@ -5,8 +5,10 @@
 //! `prod`. The schema is migrated forward on open; writes are short transactions in WAL mode,
 //! so readers (a dashboard, a second CLI) never wait for a long run.
 
+mod ingest;
 mod lock;
 
+pub use ingest::{IngestLoad, IngestedFile};
 pub use lock::{LockError, TargetLock};
 
 use std::path::{Path, PathBuf};
@@ -212,6 +214,26 @@ CREATE TABLE grants (
     grantee   TEXT NOT NULL,
     run_id    TEXT,
     PRIMARY KEY (database, schema, name, privilege, grantee)
+);
+",
+    // What ingestion loaded: each load of a source table (its Delta transaction version, and
+    // whether it replaced the table) and the files it read.
+    r"
+CREATE TABLE ingest_loads (
+    source    TEXT NOT NULL,
+    version   INTEGER NOT NULL,
+    replaced  INTEGER NOT NULL,
+    loaded_at TEXT NOT NULL,
+    rows      INTEGER,
+    PRIMARY KEY (source, version)
+);
+CREATE TABLE ingest_files (
+    source   TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    path     TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    modified TEXT NOT NULL,
+    PRIMARY KEY (source, version, path)
 );
 ",
 ];

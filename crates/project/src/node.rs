@@ -137,6 +137,9 @@ pub struct Source {
     pub external_location: Option<String>,
     /// File format when it cannot be told from the extension (`csv`, `json`, `parquet`, `delta`).
     pub format: Option<String>,
+    /// How `strata ingest` loads it: the source's `ingest:` mapping (the connection) with the
+    /// table's over it (what and how), unrendered (its `env_var()`s are read when it runs).
+    pub ingest: Option<serde_json::Value>,
     /// Merged `meta` of source and table.
     pub meta: serde_json::Value,
     /// Merged configuration.

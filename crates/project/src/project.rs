@@ -1547,6 +1547,34 @@ impl Loader {
                     });
                 let mut tags = s.tags.clone();
                 tags.extend(t.tags.iter().cloned());
+                // `ingest:` on the source (connection) and on the table (what and how).
+                let ingest = match (s.other.get("ingest"), t.other.get("ingest")) {
+                    (None, None) => None,
+                    (source_level, table_level) => {
+                        let mut merged = serde_json::Map::new();
+                        for (what, v) in [("source", source_level), ("table", table_level)] {
+                            match v.map(yaml_to_json) {
+                                None | Some(serde_json::Value::Null) => {}
+                                Some(serde_json::Value::Object(m)) => merged.extend(m),
+                                Some(_) => {
+                                    return Err(Error::at(
+                                        Location::file(file),
+                                        format!(
+                                            "source `{}.{}`: `ingest:` on the {what} must be a mapping such as {{type: files}}",
+                                            s.name, t.name
+                                        ),
+                                    ));
+                                }
+                            }
+                        }
+                        Some(serde_json::Value::Object(merged))
+                    }
+                };
+                // Ingested sources land in the bronze schema unless the source names one.
+                let default_schema = match ingest {
+                    Some(_) => "bronze".to_string(),
+                    None => s.name.clone(),
+                };
                 out.insert(
                     unique_id.clone(),
                     Source {
@@ -1566,11 +1594,12 @@ impl Loader {
                             s.database
                                 .clone()
                                 .unwrap_or_else(|| self.target.database.clone()),
-                            s.schema.clone().unwrap_or_else(|| s.name.clone()),
+                            s.schema.clone().unwrap_or(default_schema),
                             identifier,
                         ),
                         external_location,
                         format: lookup("format"),
+                        ingest,
                         meta: serde_json::Value::Object(meta),
                         config,
                         fqn: vec![package.to_string(), s.name.clone(), t.name.clone()],

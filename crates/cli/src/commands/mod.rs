@@ -10,6 +10,7 @@ pub mod docs;
 pub mod docs_serve;
 pub mod freshness;
 pub mod history;
+pub mod ingest;
 pub mod init;
 pub mod ls;
 pub mod run;

@@ -6,6 +6,7 @@ mod data_tests;
 mod errors;
 mod execution;
 mod hooks;
+mod ingest;
 mod jinja;
 mod packages;
 mod parity;

@@ -430,3 +430,69 @@ fn docs_generate_writes_the_site_and_docs_serve_serves_it() {
     let status = server.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn the_dbt_environment_variables_set_their_flags() {
+    let p = TestProject::starter();
+    let run = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut c = p.strata(args);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run strata");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run(&[("DBT_THREADS", "1")], &["run"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("with 1 thread"), "{out}");
+    let (_, out, _) = run(&[("DBT_QUIET", "true")], &["run"]);
+    assert!(!out.contains("Running"), "{out}");
+    let (_, out, _) = run(&[("DBT_LOG_FORMAT", "json")], &["run", "-s", "stg_orders"]);
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line).expect("a JSON line");
+    }
+    let (_, _, err) = run(&[("DBT_DEBUG", "1")], &["ls"]);
+    assert!(err.contains("DEBUG"), "{err}");
+    let (code, _, _) = run(&[("DBT_WARN_ERROR", "true")], &["ls", "-s", "nothing_here"]);
+    assert_eq!(code, Some(1));
+    // Tests follow their nodes unless DBT_INDIRECT_SELECTION says otherwise.
+    let (_, out, _) = run(&[], &["test", "-s", "stg_customers"]);
+    assert!(out.contains("PASS"), "{out}");
+    let (_, out, _) = run(
+        &[("DBT_INDIRECT_SELECTION", "empty")],
+        &["test", "-s", "stg_customers"],
+    );
+    assert!(out.contains("Nothing to do"), "{out}");
+    // DBT_STATE and DBT_DEFER: read the prod run's tables for what dev has not built.
+    p.ok(&["--target", "prod", "run"]);
+    std::fs::create_dir_all(p.path().join("prod-state")).expect("mkdir");
+    std::fs::copy(
+        p.path().join("target/manifest.json"),
+        p.path().join("prod-state/manifest.json"),
+    )
+    .expect("copy");
+    p.write(
+        "models/marts/counts.sql",
+        "select count(*) as n from {{ ref('orders') }}",
+    );
+    let (code, _, err) = run(
+        &[
+            ("DBT_STATE", "prod-state"),
+            ("DBT_DEFER", "true"),
+            ("DBT_FAVOR_STATE", "true"),
+        ],
+        &["run", "-s", "counts"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let sql = p.read("target/compiled/shop/models/marts/counts.sql");
+    assert!(sql.contains("strata_state"), "{sql}");
+    // DBT_FAIL_FAST stops at the first failure.
+    p.write("models/marts/broken.sql", "select * from nowhere");
+    let (code, out, _) = run(&[("DBT_FAIL_FAST", "true")], &["run"]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("SKIP") || out.contains("skipped"), "{out}");
+}

@@ -106,6 +106,7 @@ impl EmbeddedWarehouse {
                 partition_by: &[],
                 file_size: None,
                 replace_damaged: false,
+                txn: None,
             };
             let metadata = snapshot.metadata();
             let props =

@@ -6,6 +6,7 @@ mod damage;
 mod external;
 mod guard;
 mod incremental;
+mod ingest;
 mod introspect;
 mod lake;
 mod seed;
@@ -34,6 +35,7 @@ use strata_meta::{MetaStore, RelationKind, RelationRecord};
 
 pub use clone::CloneSource;
 pub use external::ExternalSource;
+pub use ingest::{IngestMode, IngestWrite};
 pub use lake::Lake;
 
 use crate::error::{Error, Result};
@@ -656,6 +658,9 @@ struct WriteTarget<'a> {
     file_size: Option<u64>,
     /// `--full-refresh`: a table with a damaged log is replaced (its history with it).
     replace_damaged: bool,
+    /// A Delta application transaction (`txn`: app id, version) the commit carries, so what
+    /// it loaded is known exactly when the commit is in the table (ingestion).
+    txn: Option<(&'a str, i64)>,
 }
 
 /// Data file size of tables that merges rewrite (incremental models, snapshots): a merge
@@ -681,6 +686,7 @@ impl<'a> WriteTarget<'a> {
                 .target_file_size
                 .or(merged.then_some(MERGED_TABLE_FILE_SIZE)),
             replace_damaged: req.full_refresh,
+            txn: None,
         }
     }
 }
@@ -802,7 +808,12 @@ const WRITE_ID: &str = "strata.write_id";
 
 /// Commit metadata naming the run and node that wrote a version, and the write itself.
 fn commit_properties(target: &WriteTarget<'_>, write_id: &str) -> CommitProperties {
-    CommitProperties::default().with_metadata([
+    let properties = match target.txn {
+        Some((app_id, version)) => CommitProperties::default()
+            .with_application_transaction(deltalake::kernel::Transaction::new(app_id, version)),
+        None => CommitProperties::default(),
+    };
+    properties.with_metadata([
         (
             "strata.run_id".to_string(),
             serde_json::json!(target.run_id),
@@ -865,6 +876,7 @@ impl Warehouse for EmbeddedWarehouse {
             partition_by: &[],
             file_size: None,
             replace_damaged: req.full_refresh,
+            txn: None,
         };
         let plan = seed::plan(&self.ctx, req).await?;
         self.write_table(&target, plan).await.map_err(|e| match e {

@@ -450,6 +450,7 @@ fn statement_target<'a>(
         partition_by: &[],
         file_size: None,
         replace_damaged: false,
+        txn: None,
     }
 }
 

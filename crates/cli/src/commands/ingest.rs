@@ -1,0 +1,112 @@
+//! `strata ingest`: load the selected sources that have an `ingest:` mapping into their bronze
+//! tables (see `strata_ingest`).
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::context::{load_project, lock_target, open_warehouse, select};
+use crate::report::Console;
+use crate::{GlobalArgs, SelectArgs};
+
+/// Options of `strata ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Replace each table with everything its source has, loading every file again.
+    #[arg(long)]
+    pub full_refresh: bool,
+}
+
+/// Run the command.
+pub async fn ingest(global: &GlobalArgs, args: &IngestArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let project = load_project(global)?;
+    let selected = select(&project, &args.select)?;
+    let sources: Vec<_> = project
+        .sources
+        .values()
+        .filter(|s| s.ingest.is_some() && selected.contains(&s.unique_id))
+        .collect();
+    let console = Console::new(global);
+    if sources.is_empty() {
+        console.info(
+            "Nothing to ingest: no selected source has an `ingest:` mapping (see `ingest:` in docs/reference.md)",
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Every table's settings are read before anything is loaded.
+    let render = |text: &str| -> strata_engine::Result<String> {
+        project
+            .jinja
+            .render_str(text)
+            .map_err(|e| strata_engine::Error::user(format!("`ingest:`: {e}")))
+    };
+    let specs = sources
+        .iter()
+        .map(|s| strata_ingest::spec::table_spec(s, &render))
+        .collect::<strata_engine::Result<Vec<_>>>()?;
+    let _lock = lock_target(&project, global, "ingest")?;
+    let (warehouse, meta) = open_warehouse(&project)?;
+    let options = strata_ingest::Options {
+        full_refresh: args.full_refresh,
+        run_id: project.invocation_id.clone(),
+    };
+    let total = sources.len();
+    console.info(&format!(
+        "Ingesting {total} source table{} into target `{}`",
+        if total == 1 { "" } else { "s" },
+        project.target.name
+    ));
+    let (mut loaded, mut current, mut failed) = (0, 0, 0);
+    for (i, (source, spec)) in sources.iter().zip(&specs).enumerate() {
+        let t0 = Instant::now();
+        let name = format!("{}.{}", source.source_name, source.name);
+        let relation = format!("{}.{}", source.relation.schema, source.relation.identifier);
+        match strata_ingest::ingest_table(&project.root, &warehouse, &meta, source, spec, &options)
+            .await
+        {
+            Ok(o) if o.load.is_none() => {
+                current += 1;
+                console.info(&format!(
+                    "{} of {total} OK ingest {name}: up to date, no new files [{:.2}s]",
+                    i + 1,
+                    t0.elapsed().as_secs_f64()
+                ));
+            }
+            Ok(o) => {
+                loaded += 1;
+                console.info(&format!(
+                    "{} of {total} OK ingest {name} into {relation}: {} row{} from {} file{}{} [{:.2}s]",
+                    i + 1,
+                    o.rows,
+                    if o.rows == 1 { "" } else { "s" },
+                    o.files,
+                    if o.files == 1 { "" } else { "s" },
+                    if o.replaced { ", table replaced" } else { "" },
+                    t0.elapsed().as_secs_f64()
+                ));
+            }
+            Err(e) => {
+                failed += 1;
+                console.info(&format!(
+                    "{} of {total} ERROR ingest {name}: {e} [{:.2}s]",
+                    i + 1,
+                    t0.elapsed().as_secs_f64()
+                ));
+            }
+        }
+    }
+    console.info(&format!(
+        "Done in {:.2}s. LOADED={loaded} UP-TO-DATE={current} ERROR={failed} TOTAL={total}",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,155 @@
+//! Ingestion: land source tables in bronze Delta tables, exactly once.
+//!
+//! A source table with an `ingest:` mapping (see [`spec`]) is read by its connector into a
+//! plan of rows (Arrow record batches, streamed by the writer), given the load columns
+//! `_strata_loaded_at`, `_strata_batch_id` and `_strata_source`, and written to its bronze
+//! table in one Delta commit. That commit carries the load's number as a Delta application
+//! transaction; the ledger of what each load read (files) lives in the target's catalog,
+//! written before the commit and trusted only up to the number the table holds. A load that
+//! dies at any moment is thus either wholly in the table or not at all, and the next run
+//! reads again exactly what is missing.
+
+pub mod files;
+pub mod spec;
+
+use std::path::Path;
+
+use datafusion::common::ScalarValue;
+use datafusion::prelude::lit;
+use strata_engine::embedded::{IngestMode, IngestWrite};
+use strata_engine::{EmbeddedWarehouse, Error, Result};
+use strata_meta::MetaStore;
+use strata_project::Source;
+
+use crate::spec::{Connector, TableSpec, Write};
+
+/// How a run of `strata ingest` loads.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Replace each table with everything its source has, forgetting what was loaded.
+    pub full_refresh: bool,
+    /// The invocation: each row's `_strata_batch_id`.
+    pub run_id: String,
+}
+
+/// What loading one source table did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Rows written (0 when there was nothing new).
+    pub rows: u64,
+    /// Files read.
+    pub files: usize,
+    /// Whether the table was replaced (else rows were added, or nothing was new).
+    pub replaced: bool,
+    /// The load's number (the table's Delta transaction version for it); None when nothing
+    /// was new.
+    pub load: Option<i64>,
+}
+
+/// The Delta application id under which a source table's loads are numbered.
+pub fn app_id(source: &Source) -> String {
+    format!("strata-ingest:{}", source.unique_id)
+}
+
+/// Load one source table into its bronze table.
+pub async fn ingest_table(
+    root: &Path,
+    warehouse: &EmbeddedWarehouse,
+    meta: &MetaStore,
+    source: &Source,
+    spec: &TableSpec,
+    options: &Options,
+) -> Result<Outcome> {
+    let name = format!("{}.{}", source.source_name, source.name);
+    let app = app_id(source);
+    let committed = warehouse.ingest_version(&source.relation, &app).await?;
+    let Connector::Files(files_spec) = &spec.connector;
+    let listed = files::list(root, files_spec, &name)?;
+    let replace = options.full_refresh || spec.write == Write::Replace;
+    let todo = match replace {
+        true => listed,
+        false => {
+            let loaded: std::collections::HashSet<_> = meta
+                .ingested_files(&source.unique_id, committed)?
+                .into_iter()
+                .collect();
+            listed.into_iter().filter(|f| !loaded.contains(f)).collect()
+        }
+    };
+    if todo.is_empty() {
+        if replace {
+            return Err(Error::user(format!(
+                "source `{name}`: no file matches `path: {}`",
+                files_spec.path
+            ))
+            .with_hint("check the path: it is relative to the project folder"));
+        }
+        return Ok(Outcome {
+            rows: 0,
+            files: 0,
+            replaced: false,
+            load: None,
+        });
+    }
+    let version = committed + 1;
+    let now = chrono::Utc::now();
+    meta.record_ingest_load(
+        &source.unique_id,
+        version,
+        replace,
+        &todo,
+        &now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )?;
+    let written = async {
+        let df = files::read(warehouse.session(), root, files_spec, &todo, &name).await?;
+        let failed = |e: datafusion::error::DataFusionError| {
+            Error::user(format!(
+                "source `{name}`: {}",
+                strata_engine::error::describe_datafusion_error(&e)
+            ))
+        };
+        let df = df
+            .with_column(
+                "_strata_loaded_at",
+                lit(ScalarValue::TimestampMicrosecond(
+                    Some(now.timestamp_micros()),
+                    Some("UTC".into()),
+                )),
+            )
+            .map_err(failed)?
+            .with_column(
+                "_strata_batch_id",
+                lit(ScalarValue::Utf8(Some(options.run_id.clone()))),
+            )
+            .map_err(failed)?;
+        let write = IngestWrite {
+            unique_id: &source.unique_id,
+            run_id: &options.run_id,
+            relation: &source.relation,
+            mode: match replace {
+                true => IngestMode::Replace,
+                false => IngestMode::Append,
+            },
+            app_id: &app,
+            version,
+        };
+        warehouse
+            .write_ingest(&write, df.logical_plan().clone())
+            .await
+            .map_err(|e| match e {
+                Error::User(_) => e,
+                other => Error::user(format!("source `{name}`: {other}")),
+            })
+    }
+    .await;
+    // A failed write leaves its ledger rows: the next load keeps them only if the table
+    // holds this load's commit (a failure after the commit), else drops them.
+    let outcome = written?;
+    meta.finish_ingest_load(&source.unique_id, version, outcome.rows_affected)?;
+    Ok(Outcome {
+        rows: outcome.rows_affected.unwrap_or(0),
+        files: todo.len(),
+        replaced: replace,
+        load: Some(version),
+    })
+}

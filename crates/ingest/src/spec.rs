@@ -1,0 +1,198 @@
+//! What a source table's `ingest:` mapping says (the source's, with the table's over it),
+//! read into a [`TableSpec`]; every mistake is an error naming the source table and the file.
+
+use serde_json::{Map, Value};
+use strata_engine::{Error, Result};
+use strata_project::Source;
+
+/// How a load changes the bronze table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Add the new rows (files: each file once).
+    Append,
+    /// Replace the table with everything the source has.
+    Replace,
+}
+
+/// A file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Delimited text (`csv`, `tsv`).
+    Csv,
+    /// One JSON object per line (`ndjson`, `jsonl`).
+    Ndjson,
+    /// One JSON array of objects per file (`json`).
+    Json,
+    /// Parquet.
+    Parquet,
+}
+
+/// Files: a path or glob, relative to the project folder.
+#[derive(Debug, Clone)]
+pub struct FilesSpec {
+    /// The path or glob (`data/events/*.ndjson.gz`).
+    pub path: String,
+    /// The format; from the extension when not given.
+    pub format: Option<Format>,
+    /// CSV: the field delimiter (default `,`, a tab for `.tsv` files and `format: tsv`).
+    pub delimiter: Option<u8>,
+    /// CSV: whether the first line names the columns.
+    pub header: bool,
+    /// CSV: the quote character.
+    pub quote: u8,
+}
+
+/// Where rows come from.
+#[derive(Debug, Clone)]
+pub enum Connector {
+    /// Files on disk.
+    Files(FilesSpec),
+}
+
+/// A source table's ingestion.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// Where its rows come from.
+    pub connector: Connector,
+    /// How a load changes the table.
+    pub write: Write,
+}
+
+/// The keys an `ingest:` mapping may hold, by connector.
+const FILE_KEYS: &[&str] = &[
+    "type",
+    "path",
+    "format",
+    "delimiter",
+    "header",
+    "quote",
+    "write",
+];
+
+/// Read `source`'s ingestion; `render` renders a string's Jinja (`env_var()`).
+pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> Result<TableSpec> {
+    let name = format!("{}.{}", source.source_name, source.name);
+    let file = source.original_file_path.display().to_string();
+    let bad = |message: String| {
+        Error::user(format!("{file}: source `{name}`: {message}"))
+            .with_hint("see `ingest:` in docs/reference.md for each connector's keys")
+    };
+    let Some(Value::Object(map)) = &source.ingest else {
+        return Err(bad("has no `ingest:` mapping".into()));
+    };
+    let text = |key: &str| -> Result<Option<String>> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => render(s).map(Some),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+            Some(other) => Err(bad(format!("`{key}` must be text, not {other}"))),
+        }
+    };
+    let kind = text("type")?.ok_or_else(|| {
+        bad("`ingest:` needs a `type` (files, postgres or http) on the source or the table".into())
+    })?;
+    let write = match text("write")?.as_deref() {
+        None | Some("append") => Write::Append,
+        Some("replace") => Write::Replace,
+        Some("merge") => {
+            return Err(bad(
+                "`write: merge` is not supported for files yet; use append (each file once) or replace"
+                    .into(),
+            ));
+        }
+        Some(other) => {
+            return Err(bad(format!(
+                "`write: {other}` is not a write mode (append, replace or merge)"
+            )));
+        }
+    };
+    let connector = match kind.as_str() {
+        "files" => {
+            unknown_keys(map, FILE_KEYS).map_err(|k| {
+                bad(format!(
+                    "`{k}` is not a key of files ingestion{}",
+                    strata_common::did_you_mean(&k, FILE_KEYS.iter().copied())
+                ))
+            })?;
+            let path = text("path")?.ok_or_else(|| {
+                bad(
+                    "files ingestion needs a `path` (a file or a glob such as data/events/*.csv)"
+                        .into(),
+                )
+            })?;
+            let format = match text("format")?.as_deref() {
+                None => None,
+                Some("csv") | Some("tsv") => Some(Format::Csv),
+                Some("ndjson") | Some("jsonl") => Some(Format::Ndjson),
+                Some("parquet") => Some(Format::Parquet),
+                Some("json") => Some(Format::Json),
+                Some(other) => {
+                    return Err(bad(format!(
+                        "`format: {other}` is not a file format (csv, tsv, ndjson, json, parquet)"
+                    )));
+                }
+            };
+            let tsv = text("format")?.as_deref() == Some("tsv");
+            let single_byte = |key: &str| -> Result<Option<u8>> {
+                match text(key)? {
+                    None => Ok(None),
+                    Some(s) if s == "\\t" => Ok(Some(b'\t')),
+                    Some(s) if s.len() == 1 => Ok(Some(s.as_bytes()[0])),
+                    Some(s) => Err(bad(format!("`{key}` must be one character, not `{s}`"))),
+                }
+            };
+            let header = match map.get("header") {
+                None | Some(Value::Null) => true,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => {
+                    return Err(bad(format!("`header` must be true or false, not {other}")));
+                }
+            };
+            Connector::Files(FilesSpec {
+                path,
+                format,
+                delimiter: single_byte("delimiter")?.or(tsv.then_some(b'\t')),
+                header,
+                quote: single_byte("quote")?.unwrap_or(b'"'),
+            })
+        }
+        "postgres" | "http" => {
+            return Err(bad(format!(
+                "`type: {kind}` ingestion is not built yet: only `type: files` is; load this table with another tool for now"
+            )));
+        }
+        other => {
+            return Err(bad(format!(
+                "`type: {other}` is not a connector (files, postgres or http)"
+            )));
+        }
+    };
+    Ok(TableSpec { connector, write })
+}
+
+fn unknown_keys(map: &Map<String, Value>, known: &[&str]) -> std::result::Result<(), String> {
+    match map.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(k.clone()),
+        None => Ok(()),
+    }
+}
+
+/// The format of a file from its name (`x.csv.gz` is CSV), when it can be told.
+pub fn format_of(path: &str) -> Option<Format> {
+    let name = path.to_ascii_lowercase();
+    let name = ["gz", "zst", "bz2", "xz"]
+        .iter()
+        .find_map(|c| name.strip_suffix(&format!(".{c}")))
+        .unwrap_or(&name);
+    let ext = name.rsplit('.').next()?;
+    Some(match ext {
+        "csv" | "tsv" | "txt" => Format::Csv,
+        "ndjson" | "jsonl" => Format::Ndjson,
+        // A `.json` file holds one array, or one object per line: the first byte tells
+        // (see `files::read`).
+        "json" => Format::Json,
+        "parquet" => Format::Parquet,
+        _ => return None,
+    })
+}
