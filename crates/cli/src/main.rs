@@ -51,7 +51,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "DBT_LOG_FORMAT")]
     pub log_format: LogFormat,
     /// Print only errors and the final summary.
-    #[arg(long, short = 'q', global = true, env = "DBT_QUIET")]
+    #[arg(long, short = 'q', global = true, env = "DBT_QUIET", value_parser = clap::builder::BoolishValueParser::new())]
     pub quiet: bool,
     /// Seconds to wait when another strata process is writing to the same target, before
     /// giving up (0: fail at once).
@@ -71,17 +71,17 @@ pub struct GlobalArgs {
     pub partial_parse: bool,
     /// Treat warnings as errors: a test that would warn fails (exit code 1), as dbt's
     /// --warn-error.
-    #[arg(long, global = true, env = "DBT_WARN_ERROR")]
+    #[arg(long, global = true, env = "DBT_WARN_ERROR", value_parser = clap::builder::BoolishValueParser::new())]
     pub warn_error: bool,
     /// Keep every test's failing rows in the audit schema, as `store_failures: true` on each
     /// (test and build).
-    #[arg(long, global = true, env = "DBT_STORE_FAILURES")]
+    #[arg(long, global = true, env = "DBT_STORE_FAILURES", value_parser = clap::builder::BoolishValueParser::new())]
     pub store_failures: bool,
     /// The least severe events to show: debug, info, warn or error (as STRATA_LOG=LEVEL).
     #[arg(long, global = true, value_parser = ["debug", "info", "warn", "error"], env = "DBT_LOG_LEVEL")]
     pub log_level: Option<String>,
     /// Show Strata's debug events (as STRATA_LOG=debug).
-    #[arg(long, short = 'd', global = true, env = "DBT_DEBUG")]
+    #[arg(long, short = 'd', global = true, env = "DBT_DEBUG", value_parser = clap::builder::BoolishValueParser::new())]
     pub debug: bool,
     /// Which warnings are errors, as dbt's --warn-error-options: YAML or JSON such as
     /// '{error: all, warn: [NoNodesForSelectionCriteria]}' or '{error: [TestWarning]}'
@@ -162,11 +162,11 @@ pub struct SelectArgs {
     pub state: Option<std::path::PathBuf>,
     /// Read models outside the selection that this target has not built from the run in
     /// --state (its target's tables), instead of failing.
-    #[arg(long, requires = "state", env = "DBT_DEFER")]
+    #[arg(long, requires = "state", env = "DBT_DEFER", value_parser = clap::builder::BoolishValueParser::new())]
     pub defer: bool,
     /// With --defer, read the --state run's relation for every model outside the selection,
     /// even one this target has built.
-    #[arg(long, requires = "defer", env = "DBT_FAVOR_STATE")]
+    #[arg(long, requires = "defer", env = "DBT_FAVOR_STATE", value_parser = clap::builder::BoolishValueParser::new())]
     pub favor_state: bool,
 }
 
@@ -202,6 +202,8 @@ enum Command {
     /// Load the selected sources that have an `ingest:` mapping (files) into their bronze
     /// tables, each new file once.
     Ingest(commands::ingest::IngestArgs),
+    /// List the source tables: how each is loaded, its last load (time, rows) and freshness.
+    Sources(commands::sources::SourcesArgs),
     /// Install the packages of packages.yml (local, git and hub) into dbt_packages/, pinned
     /// in package-lock.yml.
     Deps(commands::deps::DepsArgs),
@@ -315,6 +317,7 @@ fn main() -> ExitCode {
                 Command::Ls(args) => commands::ls::ls(&cli.global, &args),
                 Command::Parse => commands::compile::parse(&cli.global),
                 Command::Deps(args) => commands::deps::deps(&cli.global, &args),
+                Command::Sources(args) => commands::sources::sources(&cli.global, &args).await,
                 Command::Ingest(args) => commands::ingest::ingest(&cli.global, &args).await,
                 Command::Clone(args) => commands::clone::clone(&cli.global, &args).await,
                 Command::Retry => commands::run::retry(&cli.global).await,

@@ -1570,6 +1570,11 @@ impl Loader {
                         Some(serde_json::Value::Object(merged))
                     }
                 };
+                // An ingested table's rows say when they were loaded: freshness reads that
+                // unless the source names another field.
+                if ingest.is_some() && config.get("loaded_at_field").is_none() {
+                    config.set("loaded_at_field", serde_json::json!("_strata_loaded_at"));
+                }
                 // Ingested sources land in the bronze schema unless the source names one.
                 let default_schema = match ingest {
                     Some(_) => "bronze".to_string(),

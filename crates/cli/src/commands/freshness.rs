@@ -34,7 +34,7 @@ pub struct FreshnessArgs {
 
 /// A `warn_after` / `error_after` limit in seconds (none when not given); an error naming
 /// what is wrong when it cannot be read.
-fn limit_seconds(key: &str, v: Option<&Value>) -> Result<Option<i64>, String> {
+pub(crate) fn limit_seconds(key: &str, v: Option<&Value>) -> Result<Option<i64>, String> {
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(None);
     };

@@ -23,36 +23,78 @@ pub struct IngestArgs {
 
 /// Run the command.
 pub async fn ingest(global: &GlobalArgs, args: &IngestArgs) -> Result<ExitCode> {
-    let started = Instant::now();
     let project = load_project(global)?;
     let selected = select(&project, &args.select)?;
-    let sources: Vec<_> = project
-        .sources
-        .values()
-        .filter(|s| s.ingest.is_some() && selected.contains(&s.unique_id))
-        .collect();
     let console = Console::new(global);
+    let sources = ingested(&project, &selected);
     if sources.is_empty() {
         console.info(
             "Nothing to ingest: no selected source has an `ingest:` mapping (see `ingest:` in docs/reference.md)",
         );
         return Ok(ExitCode::SUCCESS);
     }
-    // Every table's settings are read before anything is loaded.
+    let specs = specs(&project, &sources)?;
+    let _lock = lock_target(&project, global, "ingest")?;
+    let (warehouse, meta) = open_warehouse(&project)?;
+    let failed = load(
+        &project,
+        &warehouse,
+        &meta,
+        &sources,
+        &specs,
+        args.full_refresh,
+        &console,
+    )
+    .await;
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The selected sources that have an `ingest:` mapping.
+pub fn ingested<'a>(
+    project: &'a strata_project::Project,
+    selected: &std::collections::BTreeSet<String>,
+) -> Vec<&'a strata_project::Source> {
+    project
+        .sources
+        .values()
+        .filter(|s| s.ingest.is_some() && selected.contains(&s.unique_id))
+        .collect()
+}
+
+/// Every table's settings, read before anything is loaded.
+pub fn specs(
+    project: &strata_project::Project,
+    sources: &[&strata_project::Source],
+) -> Result<Vec<strata_ingest::spec::TableSpec>> {
     let render = |text: &str| -> strata_engine::Result<String> {
         project
             .jinja
             .render_str(text)
             .map_err(|e| strata_engine::Error::user(format!("`ingest:`: {e}")))
     };
-    let specs = sources
+    Ok(sources
         .iter()
         .map(|s| strata_ingest::spec::table_spec(s, &render))
-        .collect::<strata_engine::Result<Vec<_>>>()?;
-    let _lock = lock_target(&project, global, "ingest")?;
-    let (warehouse, meta) = open_warehouse(&project)?;
+        .collect::<strata_engine::Result<Vec<_>>>()?)
+}
+
+/// Load `sources` (with their `specs`), one line each and a summary; the number that failed.
+pub async fn load(
+    project: &strata_project::Project,
+    warehouse: &strata_engine::EmbeddedWarehouse,
+    meta: &strata_meta::MetaStore,
+    sources: &[&strata_project::Source],
+    specs: &[strata_ingest::spec::TableSpec],
+    full_refresh: bool,
+    console: &Console,
+) -> usize {
+    let started = Instant::now();
     let options = strata_ingest::Options {
-        full_refresh: args.full_refresh,
+        full_refresh,
         run_id: project.invocation_id.clone(),
     };
     let total = sources.len();
@@ -62,11 +104,11 @@ pub async fn ingest(global: &GlobalArgs, args: &IngestArgs) -> Result<ExitCode> 
         project.target.name
     ));
     let (mut loaded, mut current, mut failed) = (0, 0, 0);
-    for (i, (source, spec)) in sources.iter().zip(&specs).enumerate() {
+    for (i, (source, spec)) in sources.iter().zip(specs).enumerate() {
         let t0 = Instant::now();
         let name = format!("{}.{}", source.source_name, source.name);
         let relation = format!("{}.{}", source.relation.schema, source.relation.identifier);
-        match strata_ingest::ingest_table(&project.root, &warehouse, &meta, source, spec, &options)
+        match strata_ingest::ingest_table(&project.root, warehouse, meta, source, spec, &options)
             .await
         {
             Ok(o) if o.load.is_none() => {
@@ -101,12 +143,8 @@ pub async fn ingest(global: &GlobalArgs, args: &IngestArgs) -> Result<ExitCode> 
         }
     }
     console.info(&format!(
-        "Done in {:.2}s. LOADED={loaded} UP-TO-DATE={current} ERROR={failed} TOTAL={total}",
+        "Ingested in {:.2}s. LOADED={loaded} UP-TO-DATE={current} ERROR={failed} TOTAL={total}",
         started.elapsed().as_secs_f64()
     ));
-    Ok(if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    failed
 }

@@ -15,3 +15,4 @@ pub mod init;
 pub mod ls;
 pub mod run;
 pub mod show;
+pub mod sources;

@@ -60,7 +60,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub event_time: EventTimeArgs,
     /// Stop at the first failure; nodes not yet started are skipped.
-    #[arg(long, short = 'x', env = "DBT_FAIL_FAST")]
+    #[arg(long, short = 'x', env = "DBT_FAIL_FAST", value_parser = clap::builder::BoolishValueParser::new())]
     pub fail_fast: bool,
     /// Rebuild incremental models from scratch (tables and views are always rebuilt).
     #[arg(long)]
@@ -94,7 +94,7 @@ pub struct SeedArgs {
     #[command(flatten)]
     pub select: SelectArgs,
     /// Stop at the first failure; seeds not yet started are skipped.
-    #[arg(long, short = 'x', env = "DBT_FAIL_FAST")]
+    #[arg(long, short = 'x', env = "DBT_FAIL_FAST", value_parser = clap::builder::BoolishValueParser::new())]
     pub fail_fast: bool,
     /// Accepted for dbt compatibility: seeds are always reloaded in full.
     #[arg(long)]
@@ -113,7 +113,7 @@ pub struct TestArgs {
     #[command(flatten)]
     pub select: SelectArgs,
     /// Stop at the first failing test.
-    #[arg(long, short = 'x', env = "DBT_FAIL_FAST")]
+    #[arg(long, short = 'x', env = "DBT_FAIL_FAST", value_parser = clap::builder::BoolishValueParser::new())]
     pub fail_fast: bool,
     /// Only these kinds of test: test (data tests), unit_test.
     #[arg(long, num_args = 1.., value_parser = ["test", "unit_test"])]
@@ -140,7 +140,7 @@ pub struct SnapshotArgs {
     #[command(flatten)]
     pub select: SelectArgs,
     /// Stop at the first failure; snapshots not yet started are skipped.
-    #[arg(long, short = 'x', env = "DBT_FAIL_FAST")]
+    #[arg(long, short = 'x', env = "DBT_FAIL_FAST", value_parser = clap::builder::BoolishValueParser::new())]
     pub fail_fast: bool,
 }
 
@@ -158,7 +158,7 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub event_time: EventTimeArgs,
     /// Stop at the first failure.
-    #[arg(long, short = 'x', env = "DBT_FAIL_FAST")]
+    #[arg(long, short = 'x', env = "DBT_FAIL_FAST", value_parser = clap::builder::BoolishValueParser::new())]
     pub fail_fast: bool,
     /// Rebuild incremental models and reload seeds from scratch (tables always are).
     #[arg(long)]
@@ -166,6 +166,10 @@ pub struct BuildArgs {
     /// Build every model with no rows (refs and sources read nothing); seeds load as usual.
     #[arg(long)]
     pub empty: bool,
+    /// First load the selected sources that have an `ingest:` mapping (as `strata ingest`),
+    /// so one command goes from sources to gold; nothing is built when a load fails.
+    #[arg(long)]
+    pub ingest: bool,
     /// Only these kinds of node: model, seed, snapshot, test (data tests), unit_test.
     #[arg(long, num_args = 1.., value_parser = ["model", "seed", "snapshot", "test", "unit_test"])]
     pub resource_type: Vec<String>,
@@ -184,6 +188,7 @@ pub async fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
             event_time: args.event_time.parse()?,
             max_batches: args.event_time.max_batches,
             empty: args.empty,
+            ingest: args.ingest,
             ..Flags::new(args.fail_fast, args.full_refresh)
         },
         "build",
@@ -265,6 +270,8 @@ struct Flags {
     empty: bool,
     event_time: (Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>),
     max_batches: usize,
+    /// Load ingested sources first (`build --ingest`).
+    ingest: bool,
 }
 
 impl Flags {
@@ -275,6 +282,7 @@ impl Flags {
             empty: false,
             event_time: (None, None),
             max_batches: strata_runner::microbatch::DEFAULT_MAX_BATCHES,
+            ingest: false,
         }
     }
 }
@@ -293,6 +301,7 @@ async fn execute(
         empty,
         event_time,
         max_batches,
+        ingest,
     } = flags;
     let project = std::sync::Arc::new(crate::context::load_project_with(global, full_refresh)?);
     write_artifact(&project, "manifest.json", &manifest(&project))?;
@@ -338,6 +347,30 @@ async fn execute(
                 "{killed} earlier run{} of this target ended without finishing (killed); marked `interrupted`",
                 if killed == 1 { "" } else { "s" }
             ));
+        }
+    }
+    if ingest {
+        // Sources first, under the same lock: models then read what was just loaded.
+        let sources = super::ingest::ingested(&project, &selected);
+        if !sources.is_empty() {
+            let specs = super::ingest::specs(&project, &sources)?;
+            let failed = super::ingest::load(
+                &project,
+                &warehouse,
+                &meta,
+                &sources,
+                &specs,
+                full_refresh,
+                &console,
+            )
+            .await;
+            if failed > 0 {
+                eprintln!(
+                    "error: {failed} source table{} failed to load; nothing was built",
+                    if failed == 1 { "" } else { "s" }
+                );
+                return Ok(ExitCode::from(1));
+            }
         }
     }
     console.info(&format!(

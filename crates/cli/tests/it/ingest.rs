@@ -229,3 +229,45 @@ fn a_load_killed_at_any_moment_is_in_bronze_exactly_once() {
     let out = p.ok(&["ingest"]);
     assert!(out.contains("up to date"), "{out}");
 }
+
+#[test]
+fn build_ingest_goes_from_files_to_models_and_sources_shows_the_loads() {
+    let p = project();
+    p.write(
+        "models/sources.yml",
+        &format!(
+            "{}  - name: raw\n    tables:\n      - name: orders\n        external_location: data/prices.csv\n",
+            SOURCES.replace(
+                "    ingest: {type: files}\n",
+                "    ingest: {type: files}\n    freshness: {warn_after: {count: 1, period: hour}, error_after: {count: 2, period: day}}\n",
+            )
+        ),
+    );
+    let listed = p.ok(&["sources"]);
+    assert!(listed.contains("app.events"), "{listed}");
+    assert!(listed.contains("never"), "{listed}");
+    let out = p.ok(&["build", "--ingest"]);
+    assert!(out.contains("OK ingest app.events"), "{out}");
+    assert!(out.contains("LOADED=2"), "{out}");
+    assert!(out.contains("PASS=1"), "{out}");
+    assert_eq!(
+        p.query("select kind, n from event_counts order by kind"),
+        vec!["kind,n", "login,1", "signup,1"]
+    );
+    let json = p.ok(&["sources", "--json", "-s", "source:app.events"]);
+    let row: serde_json::Value = serde_json::from_str(json.trim()).expect("json");
+    assert_eq!(row["kind"], "files");
+    assert_eq!(row["relation"], "bronze.events");
+    assert_eq!(row["last_load_rows"], 2);
+    assert_eq!(row["freshness"], "pass");
+    let listed = p.ok(&["sources"]);
+    assert!(listed.contains("external"), "{listed}");
+    // Freshness of an ingested table reads its load time.
+    let out = p.ok(&["source", "freshness", "-s", "source:app.events"]);
+    assert!(out.contains("PASS freshness of app.events"), "{out}");
+    // A failing load stops the build before any model.
+    std::fs::write(p.path().join("data/events/bad.ndjson"), "{oops\n").expect("write");
+    let out = p.fails(&["build", "--ingest"], 1);
+    assert!(out.contains("nothing was built"), "{out}");
+    assert!(!out.contains("Running"), "{out}");
+}

@@ -42,13 +42,7 @@ fn analyses_are_compiled_never_run_and_cannot_be_referenced() {
 #[test]
 fn favor_state_reads_the_state_run_even_where_this_target_has_built() {
     let p = TestProject::starter();
-    p.ok(&["--target", "prod", "run"]);
-    std::fs::create_dir_all(p.path().join("prod-state")).expect("mkdir");
-    std::fs::copy(
-        p.path().join("target/manifest.json"),
-        p.path().join("prod-state/manifest.json"),
-    )
-    .expect("copy");
+    p.prod_state();
     p.ok(&["run"]);
     let compiled = "target/compiled/shop/models/marts/customers.sql";
     // --defer alone: what this target built wins.
@@ -220,13 +214,7 @@ fn clone_makes_the_state_runs_relations_exist_here_without_copying() {
     let p = TestProject::starter();
     let err = p.fails(&["clone"], 2);
     assert!(err.contains("clone needs --state DIR"), "{err}");
-    p.ok(&["--target", "prod", "run"]);
-    std::fs::create_dir_all(p.path().join("prod-state")).expect("mkdir");
-    std::fs::copy(
-        p.path().join("target/manifest.json"),
-        p.path().join("prod-state/manifest.json"),
-    )
-    .expect("copy");
+    p.prod_state();
     let out = p.ok(&["clone", "--state", "prod-state"]);
     assert!(
         out.contains("OK clone gold.customers: CLONE of gold.customers"),
@@ -460,6 +448,10 @@ fn the_dbt_environment_variables_set_their_flags() {
     let (code, _, _) = run(&[("DBT_WARN_ERROR", "true")], &["ls", "-s", "nothing_here"]);
     assert_eq!(code, Some(1));
     // Tests follow their nodes unless DBT_INDIRECT_SELECTION says otherwise.
+    p.write(
+        "models/staging/tested.yml",
+        "version: 2\nmodels:\n  - name: stg_customers\n    columns:\n      - name: customer_id\n        data_tests: [not_null]\n",
+    );
     let (_, out, _) = run(&[], &["test", "-s", "stg_customers"]);
     assert!(out.contains("PASS"), "{out}");
     let (_, out, _) = run(
@@ -468,13 +460,7 @@ fn the_dbt_environment_variables_set_their_flags() {
     );
     assert!(out.contains("Nothing to do"), "{out}");
     // DBT_STATE and DBT_DEFER: read the prod run's tables for what dev has not built.
-    p.ok(&["--target", "prod", "run"]);
-    std::fs::create_dir_all(p.path().join("prod-state")).expect("mkdir");
-    std::fs::copy(
-        p.path().join("target/manifest.json"),
-        p.path().join("prod-state/manifest.json"),
-    )
-    .expect("copy");
+    p.prod_state();
     p.write(
         "models/marts/counts.sql",
         "select count(*) as n from {{ ref('orders') }}",

@@ -83,6 +83,18 @@ impl TestProject {
         stdout
     }
 
+    /// Build the `prod` target and keep its manifest in `prod-state/`, as a CI job keeps
+    /// prod's artifacts for `--state`.
+    pub fn prod_state(&self) {
+        self.ok(&["--target", "prod", "run"]);
+        std::fs::create_dir_all(self.path().join("prod-state")).expect("mkdir");
+        std::fs::copy(
+            self.path().join("target/manifest.json"),
+            self.path().join("prod-state/manifest.json"),
+        )
+        .expect("copy");
+    }
+
     /// Run `strata ARGS`, expecting success; returns stdout + stderr (warnings included).
     pub fn ok_all(&self, args: &[&str]) -> String {
         let out = self.strata(args).output().expect("run strata");

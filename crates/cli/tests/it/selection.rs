@@ -140,13 +140,7 @@ fn state_selection_compares_with_an_earlier_manifest() {
 #[test]
 fn defer_reads_unbuilt_parents_from_the_state_run() {
     let p = TestProject::starter();
-    p.ok(&["--target", "prod", "run"]);
-    std::fs::create_dir_all(p.path().join("prod-state")).expect("mkdir");
-    std::fs::copy(
-        p.path().join("target/manifest.json"),
-        p.path().join("prod-state/manifest.json"),
-    )
-    .expect("copy");
+    p.prod_state();
     // Without --defer, dev cannot build customers alone: its parents are not in dev.
     let out = p.fails(&["run", "-s", "customers"], 1);
     assert!(out.contains("Failure in model customers"), "{out}");
