@@ -14,6 +14,8 @@
 //! - `packages`: the own test projects of dbt_utils and of dbt_expectations (with dbt_date),
 //!   unmodified, from the third-party copies in `../shared/vendor` (or `STRATA_VENDOR`):
 //!   `strata build` from nothing (no lake, no target folder), every node.
+//! - `ingest`: 1 GiB of ndjson files (16 of 64 MiB, 6 mixed columns) loaded into a bronze table
+//!   by `strata ingest` from an empty lake, then again with no new file.
 //!
 //! Build the binary first (`cargo build --release -p strata`), then
 //! `cargo run --release -p strata-benchmarks -- [--strata PATH] [--runs N] [SCENARIO...]`.
@@ -34,7 +36,8 @@ struct Args {
     /// Timed repetitions per measurement (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Scenarios to run: startup, parse, chain, seed, merge, snapshot, packages (default: all).
+    /// Scenarios to run: startup, parse, chain, seed, merge, snapshot, packages, ingest
+    /// (default: all).
     scenarios: Vec<String>,
 }
 
@@ -64,7 +67,7 @@ fn main() -> Result<()> {
         );
     }
     let all = [
-        "startup", "parse", "chain", "seed", "merge", "snapshot", "packages",
+        "startup", "parse", "chain", "seed", "merge", "snapshot", "packages", "ingest",
     ];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
@@ -81,6 +84,7 @@ fn main() -> Result<()> {
             "merge" => rows.extend(merge(&strata, args.runs)?),
             "snapshot" => rows.extend(snapshot(&strata, args.runs)?),
             "packages" => rows.extend(packages(&strata, args.runs)?),
+            "ingest" => rows.extend(ingest(&strata, args.runs)?),
             other => bail!("unknown scenario `{other}`; choose from {}", all.join(", ")),
         }
     }
@@ -479,5 +483,76 @@ fn packages(strata: &Path, runs: usize) -> Result<Vec<Row>> {
             note: note.into(),
         });
     }
+    Ok(rows)
+}
+
+/// ndjson files of about 64 MiB each, 6 mixed columns, `total_mib` in all.
+fn ndjson_files(dir: &Path, total_mib: usize) -> Result<u64> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir.join("data/events"))?;
+    let mut bytes = 0u64;
+    let mut id = 0u64;
+    for part in 0..total_mib.div_ceil(64) {
+        let file = std::fs::File::create(dir.join(format!("data/events/part-{part:03}.ndjson")))?;
+        let mut w = std::io::BufWriter::new(file);
+        let mut written = 0usize;
+        while written < 64 << 20 {
+            let line = format!(
+                "{{\"id\":{id},\"customer\":\"customer_{}\",\"amount\":{}.{:02},\"at\":\"2026-{:02}-{:02}T{:02}:{:02}:00Z\",\"paid\":{},\"channel\":\"{}\"}}\n",
+                id % 50_000,
+                id % 1_000,
+                id % 100,
+                id % 12 + 1,
+                id % 28 + 1,
+                id % 24,
+                id % 60,
+                id % 3 == 0,
+                ["web", "store", "phone"][(id % 3) as usize]
+            );
+            w.write_all(line.as_bytes())?;
+            written += line.len();
+            id += 1;
+        }
+        w.flush()?;
+        bytes += written as u64;
+    }
+    Ok(bytes)
+}
+
+fn ingest(strata: &Path, runs: usize) -> Result<Vec<Row>> {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    base_project(dir, 2)?;
+    write(
+        dir,
+        "models/sources.yml",
+        "version: 2\nsources:\n  - name: app\n    ingest: {type: files}\n    tables:\n      - name: events\n        ingest: {path: \"data/events/*.ndjson\"}\n",
+    )?;
+    let bytes = ndjson_files(dir, 1024)?;
+    let lake = dir.join(".strata");
+    let (median, min) = measure(runs, || {
+        let _ = std::fs::remove_dir_all(&lake);
+        time_strata(strata, dir, &["ingest"])
+    })?;
+    let mut rows = vec![Row {
+        scenario: "ingest: ndjson files into bronze".into(),
+        size: format!("{} MiB", bytes >> 20),
+        median,
+        min,
+        note: format!(
+            "{} files, 6 columns, first load (target < 30 s); {:.0} MiB/s",
+            bytes.div_ceil(64 << 20),
+            (bytes >> 20) as f64 / median.as_secs_f64()
+        ),
+    }];
+    // Loaded: nothing new to read.
+    let (median, min) = measure(runs, || time_strata(strata, dir, &["ingest"]))?;
+    rows.push(Row {
+        scenario: "ingest: again, no new files".into(),
+        size: format!("{} MiB", bytes >> 20),
+        median,
+        min,
+        note: "listing and the ledger only (target < 1 s)".into(),
+    });
     Ok(rows)
 }

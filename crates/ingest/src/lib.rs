@@ -122,13 +122,19 @@ pub async fn ingest_table(
                 lit(ScalarValue::Utf8(Some(options.run_id.clone()))),
             )
             .map_err(failed)?;
+        // A merged table replaced in full keeps one row per key too.
+        let df = match (&spec.write, replace) {
+            (Write::Merge(keys), true) => strata_engine::embedded::latest_per_key(df, keys)?,
+            _ => df,
+        };
         let write = IngestWrite {
             unique_id: &source.unique_id,
             run_id: &options.run_id,
             relation: &source.relation,
-            mode: match replace {
-                true => IngestMode::Replace,
-                false => IngestMode::Append,
+            mode: match (&spec.write, replace) {
+                (_, true) => IngestMode::Replace,
+                (Write::Merge(keys), false) => IngestMode::Merge(keys.clone()),
+                _ => IngestMode::Append,
             },
             app_id: &app,
             version,

@@ -12,6 +12,8 @@ pub enum Write {
     Append,
     /// Replace the table with everything the source has.
     Replace,
+    /// Update the rows whose primary key a load has, insert the others.
+    Merge(Vec<String>),
 }
 
 /// A file format.
@@ -67,6 +69,7 @@ const FILE_KEYS: &[&str] = &[
     "header",
     "quote",
     "write",
+    "primary_key",
 ];
 
 /// Read `source`'s ingestion; `render` renders a string's Jinja (`env_var()`).
@@ -96,10 +99,21 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
         None | Some("append") => Write::Append,
         Some("replace") => Write::Replace,
         Some("merge") => {
-            return Err(bad(
-                "`write: merge` is not supported for files yet; use append (each file once) or replace"
-                    .into(),
-            ));
+            let keys: Vec<String> = match map.get("primary_key") {
+                Some(Value::String(k)) => vec![k.clone()],
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_string))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| bad("`primary_key` must list column names".into()))?,
+                _ => vec![],
+            };
+            if keys.is_empty() {
+                return Err(bad(
+                    "`write: merge` needs `primary_key` (a column, or a list of columns)".into(),
+                ));
+            }
+            Write::Merge(keys)
         }
         Some(other) => {
             return Err(bad(format!(

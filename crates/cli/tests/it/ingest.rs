@@ -271,3 +271,52 @@ fn build_ingest_goes_from_files_to_models_and_sources_shows_the_loads() {
     assert!(out.contains("nothing was built"), "{out}");
     assert!(!out.contains("Running"), "{out}");
 }
+
+#[test]
+fn merged_tables_keep_one_row_per_key_the_latest() {
+    let p = TestProject::with_files(&[
+        (
+            "models/sources.yml",
+            "version: 2\nsources:\n  - name: pos\n    ingest: {type: files}\n    tables:\n      - name: stock\n        ingest: {path: \"data/stock/*.csv\", write: merge, primary_key: [store, sku]}\n",
+        ),
+        (
+            "data/stock/day-1.csv",
+            "store,sku,qty\n1,a,10\n1,b,20\n2,a,5\n",
+        ),
+    ]);
+    p.ok(&["ingest"]);
+    std::fs::write(
+        p.path().join("data/stock/day-2.csv"),
+        "store,sku,qty\n1,a,7\n2,c,1\n",
+    )
+    .expect("write");
+    let out = p.ok(&["ingest"]);
+    assert!(out.contains("2 rows from 1 file"), "{out}");
+    let rows = vec!["store,sku,qty", "1,a,7", "1,b,20", "2,a,5", "2,c,1"];
+    let all = "select store, sku, qty from bronze.stock order by store, sku";
+    assert_eq!(p.query(all), rows);
+    // Replaced in full, the last file still wins for each key.
+    p.ok(&["ingest", "--full-refresh"]);
+    assert_eq!(p.query(all), rows);
+    // A key that is not a column is named.
+    p.write(
+        "models/sources.yml",
+        "version: 2\nsources:\n  - name: pos\n    ingest: {type: files}\n    tables:\n      - name: stock\n        ingest: {path: \"data/stock/*.csv\", write: merge, primary_key: shop}\n",
+    );
+    std::fs::write(
+        p.path().join("data/stock/day-3.csv"),
+        "store,sku,qty\n3,z,1\n",
+    )
+    .expect("write");
+    let out = p.fails(&["ingest"], 1);
+    assert!(
+        out.contains("the primary key column `shop` is not in the loaded rows"),
+        "{out}"
+    );
+    p.write(
+        "models/sources.yml",
+        "version: 2\nsources:\n  - name: pos\n    ingest: {type: files}\n    tables:\n      - name: stock\n        ingest: {path: \"data/stock/*.csv\", write: merge}\n",
+    );
+    let err = p.fails(&["ingest"], 2);
+    assert!(err.contains("`write: merge` needs `primary_key`"), "{err}");
+}

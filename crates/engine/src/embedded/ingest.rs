@@ -2,20 +2,27 @@
 //! table in one commit that carries the load's number as a Delta application transaction
 //! (`txn`), so whether a load is in the table is known from the table alone.
 
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{ExprFunctionExt, LogicalPlan};
+use datafusion::prelude::{DataFrame, col, lit};
 use deltalake::protocol::SaveMode;
+use strata_common::quote_ident as q;
 
+use super::incremental::{DEST, SOURCE, insert_columns};
 use super::{EmbeddedWarehouse, WriteTarget, damage};
 use crate::MaterializeOutcome;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// How a load changes its table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IngestMode {
     /// Add the rows (new columns are added to the table).
     Append,
     /// Replace the table with the rows.
     Replace,
+    /// Update the rows whose key (these columns) the load has, insert the others; of the
+    /// load's rows with one key, the last file's wins.
+    Merge(Vec<String>),
 }
 
 /// One load into a bronze table.
@@ -75,10 +82,80 @@ impl EmbeddedWarehouse {
             replace_damaged: write.mode == IngestMode::Replace,
             txn: Some((write.app_id, write.version)),
         };
-        let mode = match write.mode {
+        let location = self
+            .shared
+            .lake
+            .table(&write.relation.schema, &write.relation.identifier)?;
+        let mode = match &write.mode {
             IngestMode::Append => SaveMode::Append,
             IngestMode::Replace => SaveMode::Overwrite,
+            // The first load of a merged table creates it.
+            IngestMode::Merge(_) if !self.shared.lake.table_exists(&location).await? => {
+                SaveMode::Append
+            }
+            IngestMode::Merge(keys) => return self.merge_ingest(&target, plan, keys).await,
         };
         self.write_with_mode(&target, plan, mode).await
     }
+
+    /// Merge a load into its table by `keys`, one row per key (the last file's).
+    async fn merge_ingest(
+        &self,
+        target: &WriteTarget<'_>,
+        plan: LogicalPlan,
+        keys: &[String],
+    ) -> Result<MaterializeOutcome> {
+        let df = DataFrame::new(self.ctx.state(), plan);
+        let columns: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        if let Some(missing) = keys.iter().find(|k| !columns.contains(k)) {
+            return Err(Error::user(format!(
+                "{}.{}: the primary key column `{missing}` is not in the loaded rows (columns: {})",
+                target.relation.schema,
+                target.relation.identifier,
+                columns.join(", ")
+            )));
+        }
+        let latest = latest_per_key(df, keys)?;
+        let predicate = keys
+            .iter()
+            .map(|k| format!("{SOURCE}.{0} = {DEST}.{0}", q(k)))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let (version, metrics) = self
+            .merge_into(target, latest, (SOURCE, DEST), predicate, true, |b| {
+                b.when_matched_update(|mut u| {
+                    for c in &columns {
+                        u = u.update(q(c), format!("{SOURCE}.{}", q(c)));
+                    }
+                    u
+                })?
+                .when_not_matched_insert(|i| insert_columns(i, &columns))
+            })
+            .await?;
+        let rows = (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64;
+        Ok(MaterializeOutcome {
+            rows_affected: Some(rows),
+            version,
+            message: format!("MERGE {rows}"),
+        })
+    }
+}
+
+/// One row per key of `keys`: of the rows with one key, one from the last file
+/// (`_strata_source` sorts last), as a load merged by primary key keeps.
+pub fn latest_per_key(df: DataFrame, keys: &[String]) -> Result<DataFrame> {
+    let rank = row_number()
+        .partition_by(keys.iter().map(|k| col(q(k))).collect())
+        .order_by(vec![col("_strata_source").sort(false, true)])
+        .build()?
+        .alias("__strata_rank");
+    Ok(df
+        .window(vec![rank])?
+        .filter(col("__strata_rank").eq(lit(1u64)))?
+        .drop_columns(&["__strata_rank"])?)
 }
