@@ -506,7 +506,7 @@ fn ndjson_files(dir: &Path, total_mib: usize) -> Result<u64> {
                 id % 28 + 1,
                 id % 24,
                 id % 60,
-                id % 3 == 0,
+                id.is_multiple_of(3),
                 ["web", "store", "phone"][(id % 3) as usize]
             );
             w.write_all(line.as_bytes())?;
