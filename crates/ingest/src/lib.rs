@@ -10,6 +10,7 @@
 //! reads again exactly what is missing.
 
 pub mod files;
+pub mod http;
 pub mod spec;
 
 use std::path::Path;
@@ -37,8 +38,10 @@ pub struct Options {
 pub struct Outcome {
     /// Rows written (0 when there was nothing new).
     pub rows: u64,
-    /// Files read.
+    /// Files read (files) or requests made (http).
     pub files: usize,
+    /// What `files` counts: `file` or `request`.
+    pub unit: &'static str,
     /// Whether the table was replaced (else rows were added, or nothing was new).
     pub replaced: bool,
     /// The load's number (the table's Delta transaction version for it); None when nothing
@@ -63,7 +66,12 @@ pub async fn ingest_table(
     let name = format!("{}.{}", source.source_name, source.name);
     let app = app_id(source);
     let committed = warehouse.ingest_version(&source.relation, &app).await?;
-    let Connector::Files(files_spec) = &spec.connector;
+    let files_spec = match &spec.connector {
+        Connector::Files(f) => f,
+        Connector::Http(h) => {
+            return ingest_http(warehouse, meta, source, spec, h, committed, options).await;
+        }
+    };
     let listed = files::list(root, files_spec, &name)?;
     let replace = options.full_refresh || spec.write == Write::Replace;
     let todo = match replace {
@@ -87,6 +95,7 @@ pub async fn ingest_table(
         return Ok(Outcome {
             rows: 0,
             files: 0,
+            unit: "file",
             replaced: false,
             load: None,
         });
@@ -102,50 +111,7 @@ pub async fn ingest_table(
     )?;
     let written = async {
         let df = files::read(warehouse.session(), root, files_spec, &todo, &name).await?;
-        let failed = |e: datafusion::error::DataFusionError| {
-            Error::user(format!(
-                "source `{name}`: {}",
-                strata_engine::error::describe_datafusion_error(&e)
-            ))
-        };
-        let df = df
-            .with_column(
-                "_strata_loaded_at",
-                lit(ScalarValue::TimestampMicrosecond(
-                    Some(now.timestamp_micros()),
-                    Some("UTC".into()),
-                )),
-            )
-            .map_err(failed)?
-            .with_column(
-                "_strata_batch_id",
-                lit(ScalarValue::Utf8(Some(options.run_id.clone()))),
-            )
-            .map_err(failed)?;
-        // A merged table replaced in full keeps one row per key too.
-        let df = match (&spec.write, replace) {
-            (Write::Merge(keys), true) => strata_engine::embedded::latest_per_key(df, keys)?,
-            _ => df,
-        };
-        let write = IngestWrite {
-            unique_id: &source.unique_id,
-            run_id: &options.run_id,
-            relation: &source.relation,
-            mode: match (&spec.write, replace) {
-                (_, true) => IngestMode::Replace,
-                (Write::Merge(keys), false) => IngestMode::Merge(keys.clone()),
-                _ => IngestMode::Append,
-            },
-            app_id: &app,
-            version,
-        };
-        warehouse
-            .write_ingest(&write, df.logical_plan().clone())
-            .await
-            .map_err(|e| match e {
-                Error::User(_) => e,
-                other => Error::user(format!("source `{name}`: {other}")),
-            })
+        land(warehouse, source, spec, df, replace, version, options).await
     }
     .await;
     // A failed write leaves its ledger rows: the next load keeps them only if the table
@@ -155,6 +121,119 @@ pub async fn ingest_table(
     Ok(Outcome {
         rows: outcome.rows_affected.unwrap_or(0),
         files: todo.len(),
+        unit: "file",
+        replaced: replace,
+        load: Some(version),
+    })
+}
+
+/// The load columns every row gets, and the write of load `version`.
+async fn land(
+    warehouse: &EmbeddedWarehouse,
+    source: &Source,
+    spec: &TableSpec,
+    df: datafusion::prelude::DataFrame,
+    replace: bool,
+    version: i64,
+    options: &Options,
+) -> Result<strata_engine::MaterializeOutcome> {
+    let name = format!("{}.{}", source.source_name, source.name);
+    let failed = |e: datafusion::error::DataFusionError| {
+        Error::user(format!(
+            "source `{name}`: {}",
+            strata_engine::error::describe_datafusion_error(&e)
+        ))
+    };
+    let df = df
+        .with_column(
+            "_strata_loaded_at",
+            lit(ScalarValue::TimestampMicrosecond(
+                Some(chrono::Utc::now().timestamp_micros()),
+                Some("UTC".into()),
+            )),
+        )
+        .map_err(failed)?
+        .with_column(
+            "_strata_batch_id",
+            lit(ScalarValue::Utf8(Some(options.run_id.clone()))),
+        )
+        .map_err(failed)?;
+    // A merged table replaced in full keeps one row per key too.
+    let df = match (&spec.write, replace) {
+        (Write::Merge(keys), true) => strata_engine::embedded::latest_per_key(df, keys)?,
+        _ => df,
+    };
+    let app = app_id(source);
+    let write = IngestWrite {
+        unique_id: &source.unique_id,
+        run_id: &options.run_id,
+        relation: &source.relation,
+        mode: match (&spec.write, replace) {
+            (_, true) => IngestMode::Replace,
+            (Write::Merge(keys), false) => IngestMode::Merge(keys.clone()),
+            _ => IngestMode::Append,
+        },
+        app_id: &app,
+        version,
+    };
+    warehouse
+        .write_ingest(&write, df.logical_plan().clone())
+        .await
+        .map_err(|e| match e {
+            Error::User(_) => e,
+            other => Error::user(format!("source `{name}`: {other}")),
+        })
+}
+
+/// Load one table from a JSON REST endpoint: every page (since the last load's cursor, when
+/// incremental), in one commit.
+async fn ingest_http(
+    warehouse: &EmbeddedWarehouse,
+    meta: &MetaStore,
+    source: &Source,
+    spec: &TableSpec,
+    http_spec: &http::HttpSpec,
+    committed: i64,
+    options: &Options,
+) -> Result<Outcome> {
+    let name = format!("{}.{}", source.source_name, source.name);
+    let replace = options.full_refresh || spec.write == Write::Replace;
+    let since = match (replace, &http_spec.incremental) {
+        (false, Some(_)) => meta.ingest_cursor(&source.unique_id, committed)?,
+        _ => None,
+    };
+    let fetched = http::fetch(http_spec, since.as_deref(), &name).await?;
+    let Some(batch) = fetched.batch else {
+        return Ok(Outcome {
+            rows: 0,
+            files: 0,
+            unit: "file",
+            replaced: false,
+            load: None,
+        });
+    };
+    let version = committed + 1;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    meta.record_ingest_load(&source.unique_id, version, replace, &[], &now)?;
+    if let Some(cursor) = &fetched.cursor {
+        meta.record_ingest_cursor(&source.unique_id, version, cursor)?;
+    }
+    let df = warehouse
+        .session()
+        .read_batch(batch)
+        .and_then(|df| {
+            df.with_column(
+                "_strata_source",
+                lit(ScalarValue::Utf8(Some(fetched.url.clone()))),
+            )
+        })
+        .map_err(|e| Error::user(format!("source `{name}`: {e}")))?;
+    let outcome = land(warehouse, source, spec, df, replace, version, options).await?;
+    meta.finish_ingest_load(&source.unique_id, version, outcome.rows_affected)?;
+    Ok(Outcome {
+        rows: outcome.rows_affected.unwrap_or(0),
+        files: fetched.requests,
+        unit: "request",
         replaced: replace,
         load: Some(version),
     })

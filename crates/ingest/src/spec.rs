@@ -49,6 +49,8 @@ pub struct FilesSpec {
 pub enum Connector {
     /// Files on disk.
     Files(FilesSpec),
+    /// A JSON REST endpoint.
+    Http(Box<crate::http::HttpSpec>),
 }
 
 /// A source table's ingestion.
@@ -70,6 +72,21 @@ const FILE_KEYS: &[&str] = &[
     "quote",
     "write",
     "primary_key",
+];
+
+/// The keys of HTTP ingestion.
+const HTTP_KEYS: &[&str] = &[
+    "type",
+    "base_url",
+    "auth",
+    "path",
+    "params",
+    "records",
+    "paginate",
+    "incremental",
+    "write",
+    "primary_key",
+    "retries",
 ];
 
 /// Read `source`'s ingestion; `render` renders a string's Jinja (`env_var()`).
@@ -96,6 +113,8 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
         bad("`ingest:` needs a `type` (files, postgres or http) on the source or the table".into())
     })?;
     let write = match text("write")?.as_deref() {
+        // An API without an incremental cursor answers everything each time: replace.
+        None if kind == "http" && map.get("incremental").is_none() => Write::Replace,
         None | Some("append") => Write::Append,
         Some("replace") => Write::Replace,
         Some("merge") => {
@@ -171,9 +190,18 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
                 quote: single_byte("quote")?.unwrap_or(b'"'),
             })
         }
-        "postgres" | "http" => {
+        "http" => {
+            unknown_keys(map, HTTP_KEYS).map_err(|k| {
+                bad(format!(
+                    "`{k}` is not a key of http ingestion{}",
+                    strata_common::did_you_mean(&k, HTTP_KEYS.iter().copied())
+                ))
+            })?;
+            Connector::Http(Box::new(http_spec(map, &text, render, &bad)?))
+        }
+        "postgres" => {
             return Err(bad(format!(
-                "`type: {kind}` ingestion is not built yet: only `type: files` is; load this table with another tool for now"
+                "`type: {kind}` ingestion is not built yet: `files` and `http` are; load this table with another tool for now"
             )));
         }
         other => {
@@ -183,6 +211,117 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
         }
     };
     Ok(TableSpec { connector, write })
+}
+
+/// A nested mapping's text value, rendered.
+fn nested_text(
+    map: &Map<String, Value>,
+    key: &str,
+    render: &dyn Fn(&str) -> Result<String>,
+) -> Result<Option<String>> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => render(s).map(Some),
+        Some(other) => Ok(Some(other.to_string())),
+    }
+}
+
+fn http_spec(
+    map: &Map<String, Value>,
+    text: &dyn Fn(&str) -> Result<Option<String>>,
+    render: &dyn Fn(&str) -> Result<String>,
+    bad: &dyn Fn(String) -> Error,
+) -> Result<crate::http::HttpSpec> {
+    use crate::http::{Auth, HttpSpec, Paginate};
+    let base_url = text("base_url")?
+        .ok_or_else(|| bad("http ingestion needs a `base_url` (on the source)".into()))?;
+    let path = text("path")?.unwrap_or_default();
+    let object = |key: &str| -> Result<Option<&Map<String, Value>>> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(other) => Err(bad(format!("`{key}` must be a mapping, not {other}"))),
+        }
+    };
+    let auth = match object("auth")? {
+        None => None,
+        Some(a) => {
+            if let Some(token) = nested_text(a, "bearer", render)? {
+                Some(Auth::Bearer(token))
+            } else if let Some(Value::Object(b)) = a.get("basic") {
+                let user = nested_text(b, "username", render)?.unwrap_or_default();
+                let password = nested_text(b, "password", render)?.unwrap_or_default();
+                Some(Auth::Basic(user, password))
+            } else if let Some(Value::Object(h)) = a.get("header") {
+                let name = nested_text(h, "name", render)?
+                    .ok_or_else(|| bad("`auth: {header: ...}` needs `name` and `value`".into()))?;
+                let value = nested_text(h, "value", render)?.unwrap_or_default();
+                Some(Auth::Header(name, value))
+            } else {
+                return Err(bad(
+                    "`auth` must be {bearer: ...}, {basic: {username, password}} or {header: {name, value}}, each from env_var()"
+                        .into(),
+                ));
+            }
+        }
+    };
+    let mut params = Vec::new();
+    if let Some(p) = object("params")? {
+        for k in p.keys() {
+            params.push((k.clone(), nested_text(p, k, render)?.unwrap_or_default()));
+        }
+    }
+    let paginate = match object("paginate")? {
+        None => Paginate::None,
+        Some(p) => {
+            let get = |k: &str| nested_text(p, k, render);
+            if let Some(param) = get("cursor_param")? {
+                let path = get("cursor_path")?.ok_or_else(|| {
+                    bad("`paginate: {cursor_param}` needs `cursor_path`, where the next token is in an answer".into())
+                })?;
+                Paginate::Cursor { param, path }
+            } else if let Some(param) = get("page_param")? {
+                let start = get("start")?.and_then(|s| s.parse().ok()).unwrap_or(1);
+                Paginate::Page { param, start }
+            } else if let Some(offset_param) = get("offset_param")? {
+                Paginate::Offset {
+                    offset_param,
+                    limit_param: get("limit_param")?.unwrap_or_else(|| "limit".into()),
+                    limit: get("limit")?.and_then(|s| s.parse().ok()).unwrap_or(100),
+                }
+            } else if p.get("link_header").and_then(Value::as_bool) == Some(true) {
+                Paginate::Link
+            } else {
+                return Err(bad(
+                    "`paginate` must be {cursor_param, cursor_path}, {page_param}, {offset_param, limit_param, limit} or {link_header: true}"
+                        .into(),
+                ));
+            }
+        }
+    };
+    let incremental = match object("incremental")? {
+        None => None,
+        Some(i) => Some((
+            nested_text(i, "param", render)?
+                .ok_or_else(|| bad("`incremental` needs `param` (the query parameter) and `cursor` (the record field)".into()))?,
+            nested_text(i, "cursor", render)?
+                .ok_or_else(|| bad("`incremental` needs `param` (the query parameter) and `cursor` (the record field)".into()))?,
+        )),
+    };
+    Ok(HttpSpec {
+        base_url,
+        path,
+        params,
+        records: text("records")?.unwrap_or_default(),
+        auth,
+        paginate,
+        incremental,
+        attempts: text("retries")?
+            .and_then(|r| r.parse::<u32>().ok())
+            .unwrap_or(4)
+            + 1,
+        backoff: std::time::Duration::from_millis(500),
+    })
 }
 
 fn unknown_keys(map: &Map<String, Value>, known: &[&str]) -> std::result::Result<(), String> {

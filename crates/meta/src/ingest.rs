@@ -103,6 +103,32 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Record the greatest incremental cursor value load `version` of `source` read, before
+    /// its commit (like its files, trusted once the commit is in the table).
+    pub fn record_ingest_cursor(&self, source: &str, version: i64, cursor: &str) -> Result<()> {
+        self.conn()?.execute(
+            "UPDATE ingest_loads SET cursor = ?3 WHERE source = ?1 AND version = ?2",
+            params![source, version, cursor],
+        )?;
+        Ok(())
+    }
+
+    /// The incremental cursor of the last committed load of `source` that has one, since its
+    /// last replacing load.
+    pub fn ingest_cursor(&self, source: &str, committed: i64) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT cursor FROM ingest_loads
+                 WHERE source = ?1 AND version <= ?2 AND cursor IS NOT NULL
+                 ORDER BY version DESC LIMIT 1",
+                params![source, committed],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// After its commit: the rows load `version` of `source` wrote.
     pub fn finish_ingest_load(&self, source: &str, version: i64, rows: Option<u64>) -> Result<()> {
         self.conn()?.execute(

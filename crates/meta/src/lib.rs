@@ -225,6 +225,7 @@ CREATE TABLE ingest_loads (
     replaced  INTEGER NOT NULL,
     loaded_at TEXT NOT NULL,
     rows      INTEGER,
+    cursor    TEXT,
     PRIMARY KEY (source, version)
 );
 CREATE TABLE ingest_files (

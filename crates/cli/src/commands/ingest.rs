@@ -114,7 +114,7 @@ pub async fn load(
             Ok(o) if o.load.is_none() => {
                 current += 1;
                 console.info(&format!(
-                    "{} of {total} OK ingest {name}: up to date, no new files [{:.2}s]",
+                    "{} of {total} OK ingest {name}: up to date, nothing new [{:.2}s]",
                     i + 1,
                     t0.elapsed().as_secs_f64()
                 ));
@@ -122,11 +122,12 @@ pub async fn load(
             Ok(o) => {
                 loaded += 1;
                 console.info(&format!(
-                    "{} of {total} OK ingest {name} into {relation}: {} row{} from {} file{}{} [{:.2}s]",
+                    "{} of {total} OK ingest {name} into {relation}: {} row{} from {} {}{}{} [{:.2}s]",
                     i + 1,
                     o.rows,
                     if o.rows == 1 { "" } else { "s" },
                     o.files,
+                    o.unit,
                     if o.files == 1 { "" } else { "s" },
                     if o.replaced { ", table replaced" } else { "" },
                     t0.elapsed().as_secs_f64()

@@ -56,7 +56,7 @@ fn files_land_in_bronze_once_each_and_models_read_them() {
     );
     // Nothing new: nothing loaded, nothing written.
     let out = p.ok(&["ingest", "-s", "source:app.events"]);
-    assert!(out.contains("up to date, no new files"), "{out}");
+    assert!(out.contains("up to date, nothing new"), "{out}");
     // A new file (gzip-compressed, with a new column) is loaded alone.
     let plain = p.path().join("data/events/2026-01-02.ndjson");
     std::fs::write(
@@ -319,4 +319,201 @@ fn merged_tables_keep_one_row_per_key_the_latest() {
     );
     let err = p.fails(&["ingest"], 2);
     assert!(err.contains("`write: merge` needs `primary_key`"), "{err}");
+}
+
+/// A JSON API on loopback for the tests: `/invoices` answers pages of two records by cursor
+/// (`after`), filtered by `updated_since`, to `Authorization: Bearer secret-token` only; its
+/// first answer is a 429 (Retry-After: 1) and its second a 500, as a busy API does.
+struct Api {
+    port: u16,
+    invoices: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn api() -> Api {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let invoices: Vec<serde_json::Value> = (1..=5)
+        .map(|i| serde_json::json!({"id": i, "amount": i * 10, "updated_at": format!("2026-01-0{i}T00:00:00Z"), "customer": {"name": format!("c{i}")}}))
+        .collect();
+    let invoices = std::sync::Arc::new(std::sync::Mutex::new(invoices));
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (data, count) = (invoices.clone(), requests.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let mut auth = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if line.to_ascii_lowercase().starts_with("authorization:") {
+                    auth = line["authorization:".len()..].trim().to_string();
+                }
+            }
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let target = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+            let param = |k: &str| {
+                query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix(&format!("{k}=")))
+                    .map(|v| v.replace("%3A", ":"))
+            };
+            let (status, extra, body) = if n == 0 {
+                (
+                    "429 Too Many Requests",
+                    "Retry-After: 1\r\n",
+                    "{}".to_string(),
+                )
+            } else if n == 1 {
+                ("500 Internal Server Error", "", "oops".to_string())
+            } else if auth != "Bearer secret-token" {
+                (
+                    "401 Unauthorized",
+                    "",
+                    "{\"error\": \"bad token\"}".to_string(),
+                )
+            } else if path != "/invoices" {
+                ("404 Not Found", "", "{}".to_string())
+            } else {
+                let since = param("updated_since");
+                let all: Vec<serde_json::Value> = data
+                    .lock()
+                    .expect("data")
+                    .iter()
+                    .filter(|r| {
+                        since
+                            .as_deref()
+                            .is_none_or(|s| r["updated_at"].as_str().unwrap_or("") > s)
+                    })
+                    .cloned()
+                    .collect();
+                let start: usize = param("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+                let page: Vec<_> = all.iter().skip(start).take(2).cloned().collect();
+                let next = (start + 2 < all.len()).then(|| (start + 2).to_string());
+                (
+                    "200 OK",
+                    "",
+                    serde_json::json!({"data": {"items": page, "next": next}}).to_string(),
+                )
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Api {
+        port,
+        invoices,
+        requests,
+    }
+}
+
+#[test]
+fn http_endpoints_land_page_by_page_retried_and_incremental() {
+    let api = api();
+    let p = TestProject::with_files(&[(
+        "models/sources.yml",
+        &format!(
+            "version: 2
+sources:
+  - name: billing
+    ingest: {{type: http, base_url: \"http://127.0.0.1:{}\", auth: {{bearer: \"{{{{ env_var('BILLING_TOKEN') }}}}\"}}}}
+    tables:
+      - name: invoices
+        ingest:
+          path: /invoices
+          records: data.items
+          paginate: {{cursor_param: after, cursor_path: data.next}}
+          incremental: {{param: updated_since, cursor: updated_at}}
+",
+            api.port
+        ),
+    )]);
+    let ingest = |token: &str| {
+        let out = p
+            .strata(&["ingest"])
+            .env("BILLING_TOKEN", token)
+            .output()
+            .expect("ingest");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = ingest("secret-token");
+    assert_eq!(code, Some(0), "{out}");
+    // Retried: the 429 (after its Retry-After) and the 500.
+    assert!(
+        out.contains("429 Too Many Requests; trying again in 1.0 s"),
+        "{out}"
+    );
+    assert!(
+        out.contains("500 Internal Server Error; trying again"),
+        "{out}"
+    );
+    assert!(
+        out.contains("OK ingest billing.invoices into bronze.invoices: 5 rows"),
+        "{out}"
+    );
+    assert!(!out.contains("secret-token"), "{out}");
+    assert_eq!(
+        p.query("select id, amount, customer['name'] as name from bronze.invoices order by id"),
+        vec![
+            "id,amount,name",
+            "1,10,c1",
+            "2,20,c2",
+            "3,30,c3",
+            "4,40,c4",
+            "5,50,c5"
+        ]
+    );
+    // Incremental: only what changed since the last load's greatest updated_at.
+    api.invoices
+        .lock()
+        .expect("data")
+        .push(serde_json::json!({"id": 6, "amount": 60, "updated_at": "2026-01-06T00:00:00Z"}));
+    let before = api.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let (code, out) = ingest("secret-token");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("1 row"), "{out}");
+    assert_eq!(
+        api.requests.load(std::sync::atomic::Ordering::SeqCst) - before,
+        1
+    );
+    assert_eq!(
+        p.query("select count(*) as n from bronze.invoices"),
+        vec!["n", "6"]
+    );
+    // A wrong token is named as the credentials' problem, never printed; nothing changes.
+    let (code, out) = ingest("wrong-token");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("401 Unauthorized"), "{out}");
+    assert!(out.contains("check the credentials"), "{out}");
+    assert!(!out.contains("wrong-token"), "{out}");
+    assert_eq!(
+        p.query("select count(*) as n from bronze.invoices"),
+        vec!["n", "6"]
+    );
+    // --full-refresh reads everything again and replaces the table.
+    let out = p
+        .strata(&["ingest", "--full-refresh"])
+        .env("BILLING_TOKEN", "secret-token")
+        .output()
+        .expect("ingest");
+    assert!(out.status.success());
+    assert_eq!(
+        p.query("select count(*) as n from bronze.invoices"),
+        vec!["n", "6"]
+    );
 }
