@@ -157,6 +157,40 @@ fn ingest_settings_are_checked_before_anything_loads() {
             "{err}"
         );
     }
+    for (ingest, expected) in [
+        (
+            "{type: http, path: /x}",
+            "http ingestion needs a `base_url`",
+        ),
+        (
+            "{type: http, base_url: \"http://h\", auth: {token: x}}",
+            "`auth` must be {bearer: ...}",
+        ),
+        (
+            "{type: http, base_url: \"http://h\", paginate: {next: x}}",
+            "`paginate` must be",
+        ),
+        (
+            "{type: http, base_url: \"http://h\", paginate: {cursor_param: a}}",
+            "needs `cursor_path`",
+        ),
+        (
+            "{type: http, base_url: \"http://h\", incremental: {param: since}}",
+            "`incremental` needs `param`",
+        ),
+        (
+            "{type: http, base_url: \"http://h\", recrds: data}",
+            "`recrds` is not a key of http ingestion — did you mean `records`?",
+        ),
+        ("{type: ftp}", "`type: ftp` is not a connector"),
+    ] {
+        p.write(
+            "models/sources.yml",
+            &format!("version: 2\nsources:\n  - name: api\n    tables:\n      - name: bad\n        ingest: {ingest}\n"),
+        );
+        let err = p.fails(&["ingest"], 2);
+        assert!(err.contains(expected), "{ingest}: {err}");
+    }
     p.write(
         "models/sources.yml",
         "version: 2\nsources:\n  - name: shop\n    ingest: {type: postgres, url: \"{{ env_var('NO_SUCH_URL', 'x') }}\"}\n    tables:\n      - name: orders\n",
