@@ -71,6 +71,8 @@ pub async fn read(
     spec: &FilesSpec,
     files: &[IngestedFile],
     name: &str,
+    table: Option<&datafusion::arrow::datatypes::Schema>,
+    evolution: &mut crate::evolve::Evolution,
 ) -> Result<DataFrame> {
     let mut all: Option<DataFrame> = None;
     for f in files {
@@ -126,6 +128,10 @@ pub async fn read(
                 };
                 ctx.read_parquet(full, options).await.map_err(failed)?
             }
+        };
+        let df = match table {
+            Some(t) => crate::evolve::fit(df, t, &f.path, name, evolution)?,
+            None => df,
         };
         let df = df
             .with_column(

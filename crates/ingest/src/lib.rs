@@ -9,6 +9,7 @@
 //! dies at any moment is thus either wholly in the table or not at all, and the next run
 //! reads again exactly what is missing.
 
+pub mod evolve;
 pub mod files;
 pub mod http;
 pub mod spec;
@@ -110,8 +111,22 @@ pub async fn ingest_table(
         &now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     )?;
     let written = async {
-        let df = files::read(warehouse.session(), root, files_spec, &todo, &name).await?;
-        land(warehouse, source, spec, df, replace, version, options).await
+        let table = table_schema(warehouse, source, replace).await;
+        let mut evolution = evolve::Evolution::default();
+        let df = files::read(
+            warehouse.session(),
+            root,
+            files_spec,
+            &todo,
+            &name,
+            table.as_deref(),
+            &mut evolution,
+        )
+        .await?;
+        land(
+            warehouse, source, spec, df, replace, version, &evolution, options,
+        )
+        .await
     }
     .await;
     // A failed write leaves its ledger rows: the next load keeps them only if the table
@@ -127,7 +142,25 @@ pub async fn ingest_table(
     })
 }
 
-/// The load columns every row gets, and the write of load `version`.
+/// The columns of `source`'s bronze table, when it exists and the load adds to it.
+async fn table_schema(
+    warehouse: &EmbeddedWarehouse,
+    source: &Source,
+    replace: bool,
+) -> Option<datafusion::arrow::datatypes::SchemaRef> {
+    use strata_engine::Warehouse;
+    if replace {
+        return None;
+    }
+    warehouse
+        .describe(&format!("select * from {}", source.relation))
+        .await
+        .ok()
+}
+
+/// The load columns every row gets, and the write of load `version` (with the table's
+/// widened columns rewritten in the same commit).
+#[allow(clippy::too_many_arguments)]
 async fn land(
     warehouse: &EmbeddedWarehouse,
     source: &Source,
@@ -135,6 +168,7 @@ async fn land(
     df: datafusion::prelude::DataFrame,
     replace: bool,
     version: i64,
+    evolution: &evolve::Evolution,
     options: &Options,
 ) -> Result<strata_engine::MaterializeOutcome> {
     let name = format!("{}.{}", source.source_name, source.name);
@@ -163,12 +197,40 @@ async fn land(
         (Write::Merge(keys), true) => strata_engine::embedded::latest_per_key(df, keys)?,
         _ => df,
     };
+    // Columns that arrive wider than the table's: the table's rows are rewritten with the
+    // wider types, with the new rows, in this load's one commit.
+    let widen = !replace && !evolution.widen.is_empty();
+    let df = match widen {
+        false => df,
+        true => {
+            if let Write::Merge(_) = spec.write {
+                return Err(Error::user(format!(
+                    "source `{name}`: {} must widen, which a merged table does by a rebuild",
+                    evolution
+                        .widen
+                        .iter()
+                        .map(|(c, t)| format!("`{c}` (to {})", strata_engine::types::sql_type(t)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .with_hint("strata ingest --full-refresh rebuilds it with the wider types"));
+            }
+            let rows = warehouse
+                .session()
+                .sql(&format!("select * from {}", source.relation))
+                .await
+                .map_err(failed)?;
+            evolve::widened(rows, evolution, &name)?
+                .union_by_name(df)
+                .map_err(failed)?
+        }
+    };
     let app = app_id(source);
     let write = IngestWrite {
         unique_id: &source.unique_id,
         run_id: &options.run_id,
         relation: &source.relation,
-        mode: match (&spec.write, replace) {
+        mode: match (&spec.write, replace || widen) {
             (_, true) => IngestMode::Replace,
             (Write::Merge(keys), false) => IngestMode::Merge(keys.clone()),
             _ => IngestMode::Append,
@@ -228,7 +290,15 @@ async fn ingest_http(
             )
         })
         .map_err(|e| Error::user(format!("source `{name}`: {e}")))?;
-    let outcome = land(warehouse, source, spec, df, replace, version, options).await?;
+    let mut evolution = evolve::Evolution::default();
+    let df = match table_schema(warehouse, source, replace).await {
+        Some(t) => evolve::fit(df, &t, &fetched.url, &name, &mut evolution)?,
+        None => df,
+    };
+    let outcome = land(
+        warehouse, source, spec, df, replace, version, &evolution, options,
+    )
+    .await?;
     meta.finish_ingest_load(&source.unique_id, version, outcome.rows_affected)?;
     Ok(Outcome {
         rows: outcome.rows_affected.unwrap_or(0),

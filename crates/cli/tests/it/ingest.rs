@@ -551,3 +551,39 @@ sources:
         vec!["n", "6"]
     );
 }
+
+#[test]
+fn columns_widen_safely_and_an_incompatible_change_writes_nothing() {
+    let p = TestProject::with_files(&[
+        (
+            "models/sources.yml",
+            "version: 2\nsources:\n  - name: a\n    ingest: {type: files}\n    tables:\n      - name: t\n        ingest: {path: \"data/t/*.csv\"}\n",
+        ),
+        ("data/t/1.csv", "id,v\n1,2\n"),
+    ]);
+    p.ok(&["ingest"]);
+    // Text where the table has integers: named with the file and both types; nothing written.
+    std::fs::write(p.path().join("data/t/2.csv"), "id,v\nabc,2\n").expect("write");
+    let out = p.fails(&["ingest"], 1);
+    assert!(
+        out.contains(
+            "column `id` is VARCHAR in data/t/2.csv but BIGINT in the table; nothing was written"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        p.query("select count(*) as n from bronze.t"),
+        vec!["n", "1"]
+    );
+    std::fs::remove_file(p.path().join("data/t/2.csv")).expect("rm");
+    // A double where the table has integers widens the column, old rows kept.
+    std::fs::write(p.path().join("data/t/3.csv"), "id,v\n3,2.5\n").expect("write");
+    p.ok(&["ingest"]);
+    // An integer into the widened column is cast up.
+    std::fs::write(p.path().join("data/t/4.csv"), "id,v\n4,7\n").expect("write");
+    p.ok(&["ingest"]);
+    assert_eq!(
+        p.query("select id, v, arrow_typeof(v) as t from bronze.t order by id"),
+        vec!["id,v,t", "1,2.0,Float64", "3,2.5,Float64", "4,7.0,Float64"]
+    );
+}
