@@ -50,6 +50,19 @@ pub struct Outcome {
     pub load: Option<i64>,
 }
 
+impl Outcome {
+    /// Nothing new to load.
+    fn nothing(unit: &'static str) -> Self {
+        Outcome {
+            rows: 0,
+            files: 0,
+            unit,
+            replaced: false,
+            load: None,
+        }
+    }
+}
+
 /// The Delta application id under which a source table's loads are numbered.
 pub fn app_id(source: &Source) -> String {
     format!("strata-ingest:{}", source.unique_id)
@@ -93,13 +106,7 @@ pub async fn ingest_table(
             ))
             .with_hint("check the path: it is relative to the project folder"));
         }
-        return Ok(Outcome {
-            rows: 0,
-            files: 0,
-            unit: "file",
-            replaced: false,
-            load: None,
-        });
+        return Ok(Outcome::nothing("file"));
     }
     let version = committed + 1;
     let now = chrono::Utc::now();
@@ -266,13 +273,7 @@ async fn ingest_http(
     };
     let fetched = http::fetch(http_spec, since.as_deref(), &name).await?;
     let Some(batch) = fetched.batch else {
-        return Ok(Outcome {
-            rows: 0,
-            files: 0,
-            unit: "file",
-            replaced: false,
-            load: None,
-        });
+        return Ok(Outcome::nothing("request"));
     };
     let version = committed + 1;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);

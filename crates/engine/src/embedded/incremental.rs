@@ -243,21 +243,43 @@ impl EmbeddedWarehouse {
             .filter(|c| !req.merge_exclude_columns.contains(c))
             .cloned()
             .collect();
+        self.upsert(
+            &WriteTarget::of(req),
+            df,
+            key_predicate(req),
+            add_columns,
+            (&update_cols, &columns),
+        )
+        .await
+    }
+
+    /// MERGE `source` (aliased [`SOURCE`]) into `target`'s table ([`DEST`]) on `predicate`:
+    /// a matched row takes the source's `columns.0`, an unmatched source row is inserted with
+    /// `columns.1`; one commit, reported as `MERGE n`.
+    pub(super) async fn upsert(
+        &self,
+        target: &WriteTarget<'_>,
+        source: DataFrame,
+        predicate: String,
+        add_columns: bool,
+        columns: (&[String], &[String]),
+    ) -> Result<MaterializeOutcome> {
+        let (update_cols, insert_cols) = columns;
         let (version, metrics) = self
             .merge_into(
-                &WriteTarget::of(req),
-                df,
+                target,
+                source,
                 (SOURCE, DEST),
-                key_predicate(req),
+                predicate,
                 add_columns,
                 |b| {
                     b.when_matched_update(|mut u| {
-                        for c in &update_cols {
+                        for c in update_cols {
                             u = u.update(q(c), format!("{SOURCE}.{}", q(c)));
                         }
                         u
                     })?
-                    .when_not_matched_insert(|i| insert_columns(i, &columns))
+                    .when_not_matched_insert(|i| insert_columns(i, insert_cols))
                 },
             )
             .await?;

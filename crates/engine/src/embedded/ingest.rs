@@ -8,7 +8,7 @@ use datafusion::prelude::{DataFrame, col, lit};
 use deltalake::protocol::SaveMode;
 use strata_common::quote_ident as q;
 
-use super::incremental::{DEST, SOURCE, insert_columns};
+use super::incremental::{DEST, SOURCE};
 use super::{EmbeddedWarehouse, WriteTarget, damage};
 use crate::MaterializeOutcome;
 use crate::error::{Error, Result};
@@ -126,23 +126,8 @@ impl EmbeddedWarehouse {
             .map(|k| format!("{SOURCE}.{0} = {DEST}.{0}", q(k)))
             .collect::<Vec<_>>()
             .join(" and ");
-        let (version, metrics) = self
-            .merge_into(target, latest, (SOURCE, DEST), predicate, true, |b| {
-                b.when_matched_update(|mut u| {
-                    for c in &columns {
-                        u = u.update(q(c), format!("{SOURCE}.{}", q(c)));
-                    }
-                    u
-                })?
-                .when_not_matched_insert(|i| insert_columns(i, &columns))
-            })
-            .await?;
-        let rows = (metrics.num_target_rows_inserted + metrics.num_target_rows_updated) as u64;
-        Ok(MaterializeOutcome {
-            rows_affected: Some(rows),
-            version,
-            message: format!("MERGE {rows}"),
-        })
+        self.upsert(target, latest, predicate, true, (&columns, &columns))
+            .await
     }
 }
 
