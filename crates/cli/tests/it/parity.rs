@@ -482,3 +482,36 @@ fn the_dbt_environment_variables_set_their_flags() {
     assert_eq!(code, Some(1));
     assert!(out.contains("SKIP") || out.contains("skipped"), "{out}");
 }
+
+#[test]
+fn bad_flags_and_package_entries_are_named() {
+    let p = TestProject::with_files(&[("models/m.sql", "select 1 as a")]);
+    // A log folder that cannot be made.
+    p.write("not_a_folder", "x");
+    let err = p.fails(&["ls", "--log-path", "not_a_folder/logs"], 2);
+    assert!(
+        err.contains("--log-path: cannot create not_a_folder/logs"),
+        "{err}"
+    );
+    // packages.yml entries deps cannot read.
+    for (entry, expected) in [
+        (
+            "  - {hub: x}\n",
+            "a package entry needs `local:`, `git:` or `package:`",
+        ),
+        (
+            "  - {package: dbt_utils, version: 1.0.0}\n",
+            "hub packages are named `org/name`",
+        ),
+        (
+            "  - {package: acme/x}\n",
+            "package `acme/x` needs a `version`",
+        ),
+        ("  - {local: nowhere}\n", "is not a dbt package"),
+    ] {
+        p.write("packages.yml", &format!("packages:\n{entry}"));
+        let err = p.fails(&["deps"], 2);
+        assert!(err.contains(expected), "{entry}: {err}");
+        assert!(!p.path().join("dbt_packages").exists(), "{entry}");
+    }
+}
