@@ -114,7 +114,7 @@ pub async fn ingest_table(
         &source.unique_id,
         version,
         replace,
-        &todo,
+        (&todo, None),
         &now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     )?;
     let written = async {
@@ -277,10 +277,13 @@ async fn ingest_http(
     };
     let version = committed + 1;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    meta.record_ingest_load(&source.unique_id, version, replace, &[], &now)?;
-    if let Some(cursor) = &fetched.cursor {
-        meta.record_ingest_cursor(&source.unique_id, version, cursor)?;
-    }
+    meta.record_ingest_load(
+        &source.unique_id,
+        version,
+        replace,
+        (&[], fetched.cursor.as_deref()),
+        &now,
+    )?;
     let df = warehouse
         .session()
         .read_batch(batch)

@@ -74,21 +74,22 @@ impl MetaStore {
         Ok(files)
     }
 
-    /// Record load `version` of `source` and the files it reads, before its commit.
+    /// Record load `version` of `source`, the files it reads and the greatest incremental
+    /// cursor value it read, before its commit.
     pub fn record_ingest_load(
         &self,
         source: &str,
         version: i64,
         replaced: bool,
-        files: &[IngestedFile],
+        (files, cursor): (&[IngestedFile], Option<&str>),
         loaded_at: &str,
     ) -> Result<()> {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT OR REPLACE INTO ingest_loads (source, version, replaced, loaded_at, rows)
-             VALUES (?1, ?2, ?3, ?4, NULL)",
-            params![source, version, replaced as i64, loaded_at],
+            "INSERT OR REPLACE INTO ingest_loads (source, version, replaced, loaded_at, rows, cursor)
+             VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
+            params![source, version, replaced as i64, loaded_at, cursor],
         )?;
         {
             let mut stmt = tx.prepare(
@@ -100,16 +101,6 @@ impl MetaStore {
             }
         }
         tx.commit()?;
-        Ok(())
-    }
-
-    /// Record the greatest incremental cursor value load `version` of `source` read, before
-    /// its commit (like its files, trusted once the commit is in the table).
-    pub fn record_ingest_cursor(&self, source: &str, version: i64, cursor: &str) -> Result<()> {
-        self.conn()?.execute(
-            "UPDATE ingest_loads SET cursor = ?3 WHERE source = ?1 AND version = ?2",
-            params![source, version, cursor],
-        )?;
         Ok(())
     }
 
@@ -178,10 +169,10 @@ mod tests {
         let store = MetaStore::open(&dir.path().join("m.sqlite")).expect("open");
         let at = "2026-01-01T00:00:00Z";
         store
-            .record_ingest_load("s", 1, false, &[file("a")], at)
+            .record_ingest_load("s", 1, false, (&[file("a")], None), at)
             .expect("load 1");
         store
-            .record_ingest_load("s", 2, false, &[file("b")], at)
+            .record_ingest_load("s", 2, false, (&[file("b")], None), at)
             .expect("load 2");
         // Load 2 never committed: it is forgotten.
         assert_eq!(
@@ -193,7 +184,7 @@ mod tests {
             vec![file("a")]
         );
         store
-            .record_ingest_load("s", 2, false, &[file("b")], at)
+            .record_ingest_load("s", 2, false, (&[file("b")], None), at)
             .expect("load 2 again");
         assert_eq!(
             store.ingested_files("s", 2).expect("files"),
@@ -201,7 +192,7 @@ mod tests {
         );
         // A replacing load starts afresh.
         store
-            .record_ingest_load("s", 3, true, &[file("c")], at)
+            .record_ingest_load("s", 3, true, (&[file("c")], None), at)
             .expect("load 3");
         assert_eq!(
             store.ingested_files("s", 3).expect("files"),

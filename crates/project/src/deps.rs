@@ -438,13 +438,22 @@ impl Resolver<'_> {
                 subdirectory,
                 ..
             } => {
-                let checkout = self.work.join(format!("git-{}", self.out.len()));
-                let sha = git_checkout(git, revision.as_deref(), &checkout, file)?;
+                let cloned = self.work.join(format!("git-{}", self.out.len()));
+                let sha = git_checkout(git, revision.as_deref(), &cloned, file)?;
+                let name = match subdirectory {
+                    Some(s) => project_name(&cloned.join(s), file, git)?,
+                    None => project_name(&cloned, file, git)?,
+                };
+                // Kept where the install looks for it, so it is not cloned a second time.
+                let checkout = self.work.join(format!("install-{name}"));
+                if !checkout.exists() {
+                    std::fs::rename(&cloned, &checkout)
+                        .map_err(|e| Error::io("move", &cloned, e))?;
+                }
                 let dir = match subdirectory {
                     Some(s) => checkout.join(s),
                     None => checkout.clone(),
                 };
-                let name = project_name(&dir, file, git)?;
                 (
                     Pinned {
                         name,
@@ -697,13 +706,16 @@ fn place(
             link_or_copy(&src, dest)
         }
         "git" => {
+            // Resolved in this run: already checked out at the locked commit.
             let checkout = work.join(format!("install-{}", p.name));
-            git_checkout(
-                &p.location,
-                Some(&p.version),
-                &checkout,
-                &root.join(LOCK_FILE),
-            )?;
+            if !checkout.exists() {
+                git_checkout(
+                    &p.location,
+                    Some(&p.version),
+                    &checkout,
+                    &root.join(LOCK_FILE),
+                )?;
+            }
             let src = match &p.subdirectory {
                 Some(s) => checkout.join(s),
                 None => checkout.clone(),

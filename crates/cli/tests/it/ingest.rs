@@ -224,11 +224,14 @@ fn a_load_killed_at_any_moment_is_in_bronze_exactly_once() {
         "source.t.app.events",
         2,
         false,
-        &[strata_meta::IngestedFile {
-            path: "data/events/2026-01-05.ndjson".into(),
-            size: len,
-            modified: "whatever".into(),
-        }],
+        (
+            &[strata_meta::IngestedFile {
+                path: "data/events/2026-01-05.ndjson".into(),
+                size: len,
+                modified: "whatever".into(),
+            }][..],
+            None,
+        ),
         "2026-01-05T00:00:00Z",
     )
     .expect("pending load");

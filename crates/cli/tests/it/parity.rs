@@ -515,3 +515,26 @@ fn bad_flags_and_package_entries_are_named() {
         assert!(!p.path().join("dbt_packages").exists(), "{entry}");
     }
 }
+
+#[test]
+fn a_busy_port_and_a_missing_state_are_named() {
+    let p = TestProject::starter();
+    p.ok(&["docs", "generate"]);
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let port = busy.local_addr().expect("addr").port().to_string();
+    let err = p.fails(&["docs", "serve", "--port", &port], 2);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    let err = p.fails(&["clone", "--state", "no-such-folder"], 2);
+    assert!(
+        err.contains("cannot read no-such-folder/manifest.json"),
+        "{err}"
+    );
+    p.write("not-strata/manifest.json", "{\"metadata\": {}}");
+    let err = p.fails(&["clone", "--state", "not-strata"], 2);
+    assert!(err.contains("was not written by Strata"), "{err}");
+    // Nothing was cloned.
+    assert!(!p.path().join(".strata/dev/gold").exists());
+}
