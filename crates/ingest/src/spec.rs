@@ -51,6 +51,8 @@ pub enum Connector {
     Files(FilesSpec),
     /// A JSON REST endpoint.
     Http(Box<crate::http::HttpSpec>),
+    /// A PostgreSQL table or query.
+    Postgres(Box<crate::postgres::PgSpec>),
 }
 
 /// A source table's ingestion.
@@ -89,6 +91,26 @@ const HTTP_KEYS: &[&str] = &[
     "retries",
 ];
 
+/// The keys of PostgreSQL ingestion.
+const POSTGRES_KEYS: &[&str] = &[
+    "type",
+    "url",
+    "host",
+    "port",
+    "user",
+    "password",
+    "database",
+    "table",
+    "query",
+    "mode",
+    "cursor",
+    "lookback",
+    "primary_key",
+    "write",
+    "parallel",
+    "split_by",
+];
+
 /// Read `source`'s ingestion; `render` renders a string's Jinja (`env_var()`).
 pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> Result<TableSpec> {
     let name = format!("{}.{}", source.source_name, source.name);
@@ -112,9 +134,20 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
     let kind = text("type")?.ok_or_else(|| {
         bad("`ingest:` needs a `type` (files, postgres or http) on the source or the table".into())
     })?;
+    let incremental = match text("mode")?.as_deref() {
+        None | Some("full") => false,
+        Some("incremental") => true,
+        Some(other) => {
+            return Err(bad(format!(
+                "`mode: {other}` is not a mode (full or incremental)"
+            )));
+        }
+    };
     let write = match text("write")?.as_deref() {
         // An API without an incremental cursor answers everything each time: replace.
         None if kind == "http" && map.get("incremental").is_none() => Write::Replace,
+        // A database table read whole is replaced by each load.
+        None if kind == "postgres" && !incremental => Write::Replace,
         None | Some("append") => Write::Append,
         Some("replace") => Write::Replace,
         Some("merge") => {
@@ -200,9 +233,24 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
             Connector::Http(Box::new(http_spec(map, &text, render, &bad)?))
         }
         "postgres" => {
-            return Err(bad(format!(
-                "`type: {kind}` ingestion is not built yet: `files` and `http` are; load this table with another tool for now"
-            )));
+            unknown_keys(map, POSTGRES_KEYS).map_err(|k| {
+                bad(format!(
+                    "`{k}` is not a key of postgres ingestion{}",
+                    strata_common::did_you_mean(&k, POSTGRES_KEYS.iter().copied())
+                ))
+            })?;
+            if incremental && write == Write::Replace {
+                return Err(bad(
+                    "`mode: incremental` adds to the table: use `write: append` or `write: merge` (with `primary_key`)".into(),
+                ));
+            }
+            Connector::Postgres(Box::new(postgres_spec(
+                source,
+                map,
+                &text,
+                incremental,
+                &bad,
+            )?))
         }
         other => {
             return Err(bad(format!(
@@ -211,6 +259,151 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
         }
     };
     Ok(TableSpec { connector, write })
+}
+
+/// Whether a raw (unrendered) setting spells a secret out instead of taking it from the
+/// environment.
+fn literal_secret(raw: &str) -> bool {
+    let from_env = raw.contains("{{") && raw.contains("env_var(");
+    !raw.is_empty() && !from_env
+}
+
+fn postgres_spec(
+    source: &Source,
+    map: &Map<String, Value>,
+    text: &dyn Fn(&str) -> Result<Option<String>>,
+    incremental: bool,
+    bad: &dyn Fn(String) -> Error,
+) -> Result<crate::postgres::PgSpec> {
+    use crate::postgres::{From, PgSpec};
+    use tokio_postgres::config::Host;
+    let from_env = "take it from the environment: password: \"{{ env_var('SHOP_PASSWORD') }}\"";
+    if let Some(Value::String(raw)) = map.get("password")
+        && literal_secret(raw)
+    {
+        return Err(bad(format!(
+            "`password` is written in the file; {from_env}"
+        )));
+    }
+    if let Some(Value::String(raw)) = map.get("url") {
+        // postgresql://user:password@host/db: a password written in the url.
+        let userinfo = raw
+            .split_once("://")
+            .and_then(|(_, rest)| rest.rsplit_once('@'))
+            .map(|(info, _)| info);
+        if let Some((_, password)) = userinfo.and_then(|i| i.split_once(':'))
+            && literal_secret(password)
+            && !raw.contains("{{")
+        {
+            return Err(bad(format!(
+                "the `url` holds a password written in the file; put the whole url in an environment variable (url: \"{{{{ env_var('SHOP_DATABASE_URL') }}}}\") or {from_env}"
+            )));
+        }
+    }
+    let mut config = match text("url")? {
+        Some(url) => url.parse::<tokio_postgres::Config>().map_err(|_| {
+            bad("`url` is not a PostgreSQL url (postgresql://user@host:port/database)".into())
+        })?,
+        None => tokio_postgres::Config::new(),
+    };
+    if let Some(host) = text("host")? {
+        config.host(&host);
+    }
+    if let Some(port) = text("port")? {
+        config.port(
+            port.parse()
+                .map_err(|_| bad(format!("`port: {port}` is not a port number")))?,
+        );
+    }
+    if let Some(user) = text("user")? {
+        config.user(&user);
+    }
+    if let Some(password) = text("password")? {
+        config.password(password);
+    }
+    if let Some(db) = text("database")? {
+        config.dbname(&db);
+    }
+    if config.get_hosts().is_empty() {
+        return Err(bad(
+            "postgres ingestion needs a `url` (postgresql://user@host:port/database) or a `host`"
+                .into(),
+        ));
+    }
+    if config.get_user().is_none() {
+        return Err(bad(
+            "postgres ingestion needs a `user` (or one in the `url`)".into(),
+        ));
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    config.application_name("strata");
+    let server = format!(
+        "{}:{}/{}",
+        match &config.get_hosts()[0] {
+            Host::Tcp(h) => h.clone(),
+            Host::Unix(p) => p.display().to_string(),
+        },
+        config.get_ports().first().copied().unwrap_or(5432),
+        config
+            .get_dbname()
+            .or(config.get_user())
+            .unwrap_or_default()
+    );
+    let from = match (text("table")?, text("query")?) {
+        (Some(_), Some(_)) => {
+            return Err(bad("give `table` or `query`, not both".into()));
+        }
+        (None, Some(q)) => From::Query(q),
+        (Some(t), None) => From::Table(t),
+        (None, None) => From::Table(source.name.clone()),
+    };
+    let cursor = text("cursor")?;
+    if incremental != cursor.is_some() {
+        return Err(bad(match incremental {
+            true => {
+                "`mode: incremental` needs a `cursor` (a timestamp or number column that grows)"
+                    .into()
+            }
+            false => "a `cursor` is for `mode: incremental`: add it, or remove the cursor".into(),
+        }));
+    }
+    let primary_key: Vec<String> = match map.get("primary_key") {
+        Some(Value::String(k)) => vec![k.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    };
+    let parallel = match text("parallel")? {
+        Some(p) => p
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .ok_or_else(|| {
+                bad(format!(
+                    "`parallel: {p}` must be a number of connections from 1 to 64"
+                ))
+            })?,
+        None => std::thread::available_parallelism()
+            .map(|n| n.get().min(4))
+            .unwrap_or(1),
+    };
+    let split_by = text("split_by")?.or(match primary_key.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    });
+    Ok(PgSpec {
+        config,
+        server,
+        from,
+        cursor,
+        lookback: text("lookback")?,
+        parallel,
+        split_by,
+    })
 }
 
 /// A nested mapping's text value, rendered.

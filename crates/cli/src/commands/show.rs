@@ -94,6 +94,47 @@ pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `batch` with its nested columns (lists, structs, maps), which CSV has no form for, written
+/// as text the way the table output shows them.
+fn flat_for_csv(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{ArrayRef, StringBuilder};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let nested = |t: &DataType| t.is_nested();
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| nested(f.data_type()))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !nested(field.data_type()) {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+            continue;
+        }
+        let options = FormatOptions::default();
+        let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
+        let mut text = StringBuilder::new();
+        for i in 0..column.len() {
+            match column.is_null(i) {
+                true => text.append_null(),
+                false => text.append_value(formatter.value(i).to_string()),
+            }
+        }
+        fields.push(Field::new(field.name(), DataType::Utf8, true));
+        columns.push(std::sync::Arc::new(text.finish()));
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
 fn print_batches(
     batches: &[RecordBatch],
     schema: &datafusion::arrow::datatypes::SchemaRef,
@@ -112,7 +153,7 @@ fn print_batches(
                 .with_header(true)
                 .build(&mut out);
             for b in batches {
-                w.write(b)?;
+                w.write(&flat_for_csv(b)?)?;
             }
         }
         ShowOutput::Json => {

@@ -10,6 +10,8 @@ mod ingest;
 mod jinja;
 mod packages;
 mod parity;
+mod pg_server;
+mod postgres;
 mod project;
 mod s3;
 mod safety;

@@ -111,6 +111,39 @@ impl TestProject {
         text
     }
 
+    /// Run `strata ARGS` with `env` set, expecting success; returns stdout.
+    pub fn ok_with(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self
+            .strata(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run strata");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed ({:?})\nstdout:\n{stdout}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Run `strata ARGS` with `env` set, expecting exit code `code`; returns stdout + stderr.
+    pub fn fails_with(&self, args: &[&str], env: &[(&str, &str)], code: i32) -> String {
+        let out = self
+            .strata(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run strata");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(code), "strata {args:?}:\n{text}");
+        text
+    }
+
     /// Run `strata ARGS`, expecting exit code `code`; returns stdout + stderr.
     pub fn fails(&self, args: &[&str], code: i32) -> String {
         let out = self.strata(args).output().expect("run strata");
