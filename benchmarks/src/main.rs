@@ -17,8 +17,14 @@
 //! - `ingest`: 1 GiB of ndjson files (16 of 64 MiB, 6 mixed columns) loaded into a bronze table
 //!   by `strata ingest` from an empty lake, then again with no new file.
 //!
+//! - `postgres`: 10,000,000 rows (6 mixed columns) from a PostgreSQL table into bronze by
+//!   `strata ingest` (two readers, then one), against `psql`'s `\copy … to '/dev/null'` of the
+//!   same rows; with the peak memory of the load (see `postgres.rs`).
+//!
 //! Build the binary first (`cargo build --release -p strata`), then
 //! `cargo run --release -p strata-benchmarks -- [--strata PATH] [--runs N] [SCENARIO...]`.
+
+mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,8 +42,8 @@ struct Args {
     /// Timed repetitions per measurement (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Scenarios to run: startup, parse, chain, seed, merge, snapshot, packages, ingest
-    /// (default: all).
+    /// Scenarios to run: startup, parse, chain, seed, merge, snapshot, packages, ingest,
+    /// postgres (default: all).
     scenarios: Vec<String>,
 }
 
@@ -67,7 +73,7 @@ fn main() -> Result<()> {
         );
     }
     let all = [
-        "startup", "parse", "chain", "seed", "merge", "snapshot", "packages", "ingest",
+        "startup", "parse", "chain", "seed", "merge", "snapshot", "packages", "ingest", "postgres",
     ];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
@@ -85,6 +91,7 @@ fn main() -> Result<()> {
             "snapshot" => rows.extend(snapshot(&strata, args.runs)?),
             "packages" => rows.extend(packages(&strata, args.runs)?),
             "ingest" => rows.extend(ingest(&strata, args.runs)?),
+            "postgres" => rows.extend(postgres::postgres(&strata, args.runs)?),
             other => bail!("unknown scenario `{other}`; choose from {}", all.join(", ")),
         }
     }

@@ -120,6 +120,11 @@ impl Console {
         }
     }
 
+    /// Whether live progress is shown (text output to a terminal, not --quiet).
+    pub fn live(&self) -> bool {
+        self.tty && !self.quiet && self.format == LogFormat::Text
+    }
+
     /// Print one informational line (suppressed by --quiet).
     pub fn info(&self, text: &str) {
         if self.quiet {

@@ -13,13 +13,27 @@ use strata_meta::IngestedFile;
 
 use crate::spec::{FilesSpec, Format, format_of};
 
-/// The files `spec.path` names under `root`, sorted by path.
-pub fn list(root: &Path, spec: &FilesSpec, name: &str) -> Result<Vec<IngestedFile>> {
+/// The files `spec.path` names (under `root`, or in object storage: `s3://bucket/x/*.csv`),
+/// sorted by path. A file in object storage is known by its URL, size and ETag.
+pub async fn list(
+    root: &Path,
+    spec: &FilesSpec,
+    name: &str,
+    warehouse: &strata_engine::EmbeddedWarehouse,
+) -> Result<Vec<IngestedFile>> {
     if spec.path.contains("://") {
-        return Err(Error::user(format!(
-            "source `{name}`: reading files from {} is not supported yet; only local paths are",
-            spec.path
-        )));
+        let files = warehouse
+            .remote_files(&spec.path)
+            .await
+            .map_err(|e| Error::user(format!("source `{name}`: {e}")))?;
+        return Ok(files
+            .into_iter()
+            .map(|f| IngestedFile {
+                path: f.url,
+                size: f.size,
+                modified: f.version,
+            })
+            .collect());
     }
     let pattern = match Path::new(&spec.path).is_absolute() {
         true => spec.path.clone(),
@@ -83,13 +97,19 @@ pub async fn read(
             ))
             .with_hint("set `format:` (csv, tsv, ndjson or parquet) in its `ingest:`")
         })?;
-        let full = root.join(&f.path).to_string_lossy().into_owned();
+        let remote = f.path.contains("://");
+        let full = match remote {
+            true => f.path.clone(),
+            false => root.join(&f.path).to_string_lossy().into_owned(),
+        };
         let compression = compression_of(&f.path);
-        // A `.json` file (format not given) holding objects line by line is NDJSON.
+        // A `.json` file (format not given) holding objects line by line is NDJSON (in
+        // object storage, unless `format: json` says it holds an array).
         let format = match format {
             Format::Json
                 if spec.format.is_none()
-                    && (compression != FileCompressionType::UNCOMPRESSED
+                    && (remote
+                        || compression != FileCompressionType::UNCOMPRESSED
                         || !starts_with_array(&root.join(&f.path))) =>
             {
                 Format::Ndjson
@@ -130,7 +150,7 @@ pub async fn read(
             }
         };
         let df = match table {
-            Some(t) => crate::evolve::fit(df, t, &f.path, name, evolution)?,
+            Some(t) => crate::evolve::fit(df, t, &f.path, name, evolution).await?,
             None => df,
         };
         let df = df

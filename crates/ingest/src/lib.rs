@@ -33,6 +33,24 @@ pub struct Options {
     pub full_refresh: bool,
     /// The invocation: each row's `_strata_batch_id`.
     pub run_id: String,
+    /// Rows and bytes read by the table being loaded, as it goes (for a progress display).
+    pub progress: std::sync::Arc<Progress>,
+}
+
+/// Rows and bytes a load has read so far.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub rows: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    /// Start counting again (a new table).
+    pub fn reset(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.rows.store(0, Relaxed);
+        self.bytes.store(0, Relaxed);
+    }
 }
 
 /// What loading one source table did.
@@ -64,6 +82,10 @@ impl Outcome {
     }
 }
 
+/// The column a table partitioned by load date is partitioned by: the date (UTC) of each
+/// row's load.
+pub const LOAD_DATE: &str = "_strata_load_date";
+
 /// The Delta application id under which a source table's loads are numbered.
 pub fn app_id(source: &Source) -> String {
     format!("strata-ingest:{}", source.unique_id)
@@ -90,7 +112,7 @@ pub async fn ingest_table(
             return ingest_postgres(warehouse, meta, source, spec, p, committed, options).await;
         }
     };
-    let listed = files::list(root, files_spec, &name)?;
+    let listed = files::list(root, files_spec, &name, warehouse).await?;
     let replace = options.full_refresh || spec.write == Write::Replace;
     let todo = match replace {
         true => listed,
@@ -123,7 +145,7 @@ pub async fn ingest_table(
     )?;
     let written = async {
         let table = table_schema(warehouse, source, replace).await;
-        let mut evolution = evolve::Evolution::default();
+        let mut evolution = evolve::Evolution::new(spec.contract);
         let df = files::read(
             warehouse.session(),
             root,
@@ -203,6 +225,22 @@ async fn land(
             lit(ScalarValue::Utf8(Some(options.run_id.clone()))),
         )
         .map_err(failed)?;
+    let partition_by: Vec<String> = match spec.partition_by_load_date {
+        true => vec![LOAD_DATE.to_string()],
+        false => vec![],
+    };
+    let df = match spec.partition_by_load_date {
+        true => df
+            .with_column(
+                LOAD_DATE,
+                datafusion::prelude::cast(
+                    datafusion::prelude::col("_strata_loaded_at"),
+                    datafusion::arrow::datatypes::DataType::Date32,
+                ),
+            )
+            .map_err(failed)?,
+        false => df,
+    };
     // A merged table replaced in full keeps one row per key too.
     let df = match (&spec.write, replace) {
         (Write::Merge(keys), true) => strata_engine::embedded::latest_per_key(df, keys)?,
@@ -248,6 +286,7 @@ async fn land(
         },
         app_id: &app,
         version,
+        partition_by: &partition_by,
     };
     warehouse
         .write_ingest(&write, df.logical_plan().clone())
@@ -298,9 +337,9 @@ async fn ingest_http(
             )
         })
         .map_err(|e| Error::user(format!("source `{name}`: {e}")))?;
-    let mut evolution = evolve::Evolution::default();
+    let mut evolution = evolve::Evolution::new(spec.contract);
     let df = match table_schema(warehouse, source, replace).await {
-        Some(t) => evolve::fit(df, &t, &fetched.url, &name, &mut evolution)?,
+        Some(t) => evolve::fit(df, &t, &fetched.url, &name, &mut evolution).await?,
         None => df,
     };
     let outcome = land(
@@ -334,13 +373,17 @@ async fn ingest_postgres(
         (false, Some(_)) => meta.ingest_cursor(&source.unique_id, committed)?,
         _ => None,
     };
-    let progress = std::sync::Arc::new(postgres::Progress::default());
+    let progress = options.progress.clone();
     let Some(extraction) = postgres::extract(
         warehouse.session(),
         pg,
         &name,
         since.as_deref(),
-        postgres::binary::OnBad::Fail,
+        match spec.contract {
+            evolve::Contract::DiscardRow => postgres::binary::OnBad::DropRow,
+            evolve::Contract::DiscardValue => postgres::binary::OnBad::Null,
+            _ => postgres::binary::OnBad::Fail,
+        },
         progress,
     )
     .await?
@@ -368,15 +411,32 @@ async fn ingest_postgres(
             lit(ScalarValue::Utf8(Some(origin.clone()))),
         )
         .map_err(|e| Error::user(format!("source `{name}`: {e}")))?;
-    let mut evolution = evolve::Evolution::default();
+    let mut evolution = evolve::Evolution::new(spec.contract);
     let df = match table_schema(warehouse, source, replace).await {
-        Some(t) => evolve::fit(df, &t, &origin, &name, &mut evolution)?,
+        Some(t) => evolve::fit(df, &t, &origin, &name, &mut evolution).await?,
         None => df,
     };
     let outcome = land(
         warehouse, source, spec, df, replace, version, &evolution, options,
     )
     .await?;
+    let discarded = match extraction.discarded.lock() {
+        Ok(mut d) => (d.0, d.1.take()),
+        Err(_) => (0, None),
+    };
+    if let (n, Some(first)) = discarded {
+        tracing::warn!(
+            "source `{name}`: {n} {} left out, as the source's contract says (the first: row {} column `{}` ({}) {})",
+            match spec.contract {
+                evolve::Contract::DiscardRow => "rows",
+                _ => "values",
+            },
+            first.row,
+            first.column,
+            first.pg_type,
+            first.why
+        );
+    }
     drop(extraction);
     meta.finish_ingest_load(&source.unique_id, version, outcome.rows_affected)?;
     Ok(Outcome {

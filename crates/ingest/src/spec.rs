@@ -62,11 +62,17 @@ pub struct TableSpec {
     pub connector: Connector,
     /// How a load changes the table.
     pub write: Write,
+    /// What a load does with rows that do not fit the table.
+    pub contract: crate::evolve::Contract,
+    /// Whether the table is partitioned by the date of each load (`_strata_load_date`).
+    pub partition_by_load_date: bool,
 }
 
 /// The keys an `ingest:` mapping may hold, by connector.
 const FILE_KEYS: &[&str] = &[
     "type",
+    "partition_by_load_date",
+    "contract",
     "path",
     "format",
     "delimiter",
@@ -79,6 +85,8 @@ const FILE_KEYS: &[&str] = &[
 /// The keys of HTTP ingestion.
 const HTTP_KEYS: &[&str] = &[
     "type",
+    "partition_by_load_date",
+    "contract",
     "base_url",
     "auth",
     "path",
@@ -94,6 +102,8 @@ const HTTP_KEYS: &[&str] = &[
 /// The keys of PostgreSQL ingestion.
 const POSTGRES_KEYS: &[&str] = &[
     "type",
+    "partition_by_load_date",
+    "contract",
     "url",
     "host",
     "port",
@@ -109,6 +119,8 @@ const POSTGRES_KEYS: &[&str] = &[
     "write",
     "parallel",
     "split_by",
+    "sslmode",
+    "sslrootcert",
 ];
 
 /// Read `source`'s ingestion; `render` renders a string's Jinja (`env_var()`).
@@ -258,7 +270,29 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
             )));
         }
     };
-    Ok(TableSpec { connector, write })
+    let contract = match text("contract")? {
+        None => crate::evolve::Contract::Evolve,
+        Some(c) => crate::evolve::Contract::parse(&c).ok_or_else(|| {
+            bad(format!(
+                "`contract: {c}` is not a contract (evolve, freeze, discard_row or discard_value)"
+            ))
+        })?,
+    };
+    let partition_by_load_date = match map.get("partition_by_load_date") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(bad(format!(
+                "`partition_by_load_date` must be true or false, not {other}"
+            )));
+        }
+    };
+    Ok(TableSpec {
+        connector,
+        write,
+        contract,
+        partition_by_load_date,
+    })
 }
 
 /// Whether a raw (unrendered) setting spells a secret out instead of taking it from the
@@ -300,12 +334,27 @@ fn postgres_spec(
             )));
         }
     }
+    let (mut sslmode, mut sslrootcert) = (None, None);
     let mut config = match text("url")? {
-        Some(url) => url.parse::<tokio_postgres::Config>().map_err(|_| {
-            bad("`url` is not a PostgreSQL url (postgresql://user@host:port/database)".into())
-        })?,
+        Some(url) => {
+            let (url, mode, root) = crate::postgres::tls::from_url(&url).map_err(bad)?;
+            (sslmode, sslrootcert) = (mode, root);
+            url.parse::<tokio_postgres::Config>().map_err(|_| {
+                bad("`url` is not a PostgreSQL url (postgresql://user@host:port/database)".into())
+            })?
+        }
         None => tokio_postgres::Config::new(),
     };
+    sslmode = text("sslmode")?.or(sslmode);
+    sslrootcert = text("sslrootcert")?
+        .map(std::path::PathBuf::from)
+        .or(sslrootcert);
+    let (tls, mode) = crate::postgres::tls::mode(sslmode.as_deref(), sslrootcert).map_err(bad)?;
+    config.ssl_mode(match mode {
+        "disable" => tokio_postgres::config::SslMode::Disable,
+        "require" => tokio_postgres::config::SslMode::Require,
+        _ => tokio_postgres::config::SslMode::Prefer,
+    });
     if let Some(host) = text("host")? {
         config.host(&host);
     }
@@ -397,6 +446,7 @@ fn postgres_spec(
     });
     Ok(PgSpec {
         config,
+        tls,
         server,
         from,
         cursor,

@@ -96,6 +96,7 @@ pub async fn load(
     let options = strata_ingest::Options {
         full_refresh,
         run_id: project.invocation_id.clone(),
+        progress: Default::default(),
     };
     let total = sources.len();
     console.info(&format!(
@@ -108,9 +109,16 @@ pub async fn load(
         let t0 = Instant::now();
         let name = format!("{}.{}", source.source_name, source.name);
         let relation = format!("{}.{}", source.relation.schema, source.relation.identifier);
-        match strata_ingest::ingest_table(&project.root, warehouse, meta, source, spec, &options)
-            .await
-        {
+        options.progress.reset();
+        let bar = live_progress(console, &name, &options.progress);
+        let loaded_table =
+            strata_ingest::ingest_table(&project.root, warehouse, meta, source, spec, &options)
+                .await;
+        if let Some((bar, ticker)) = bar {
+            ticker.abort();
+            bar.finish_and_clear();
+        }
+        match loaded_table {
             Ok(o) if o.load.is_none() => {
                 current += 1;
                 console.info(&format!(
@@ -148,4 +156,41 @@ pub async fn load(
         started.elapsed().as_secs_f64()
     ));
     failed
+}
+
+/// A line that shows, while `name` loads, the rows and bytes read and the rate (on a
+/// terminal only); with the task that updates it.
+fn live_progress(
+    console: &Console,
+    name: &str,
+    progress: &std::sync::Arc<strata_ingest::Progress>,
+) -> Option<(indicatif::ProgressBar, tokio::task::JoinHandle<()>)> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if !console.live() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.set_message(format!("ingest {name}"));
+    let (shown, progress, name) = (bar.clone(), progress.clone(), name.to_string());
+    let started = Instant::now();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let (rows, bytes) = (progress.rows.load(Relaxed), progress.bytes.load(Relaxed));
+            if rows == 0 && bytes == 0 {
+                continue;
+            }
+            let seconds = started.elapsed().as_secs_f64().max(0.001);
+            shown.set_message(format!(
+                "ingest {name}: {rows} rows, {:.1} MiB, {:.0} rows/s",
+                bytes as f64 / (1 << 20) as f64,
+                rows as f64 / seconds
+            ));
+        }
+    });
+    Some((bar, ticker))
 }

@@ -197,7 +197,7 @@ fn ingest_settings_are_checked_before_anything_loads() {
     );
     let err = p.fails(&["ingest"], 2);
     assert!(
-        err.contains("`type: postgres` ingestion is not built yet"),
+        err.contains("`url` is not a PostgreSQL url (postgresql://user@host:port/database)"),
         "{err}"
     );
     assert!(!p.path().join(".strata/dev/bronze").exists());
@@ -570,7 +570,7 @@ fn columns_widen_safely_and_an_incompatible_change_writes_nothing() {
     let out = p.fails(&["ingest"], 1);
     assert!(
         out.contains(
-            "column `id` is VARCHAR in data/t/2.csv but BIGINT in the table; nothing was written"
+            "column `id` is VARCHAR in data/t/2.csv but BIGINT in the table (row 1: `abc` is not BIGINT); nothing was written"
         ),
         "{out}"
     );
@@ -589,4 +589,98 @@ fn columns_widen_safely_and_an_incompatible_change_writes_nothing() {
         p.query("select id, v, arrow_typeof(v) as t from bronze.t order by id"),
         vec!["id,v,t", "1,2.0,Float64", "3,2.5,Float64", "4,7.0,Float64"]
     );
+}
+
+fn contract_sources(contract: &str) -> String {
+    format!(
+        "version: 2
+sources:
+  - name: shop
+    ingest: {{type: files, contract: {contract}}}
+    tables:
+      - name: prices
+        ingest: {{path: \"data/p/*.csv\"}}
+"
+    )
+}
+
+#[test]
+fn contracts_fail_on_or_leave_out_what_does_not_fit() {
+    let p = TestProject::with_files(&[
+        ("models/sources.yml", &contract_sources("evolve")),
+        ("data/p/1.csv", "sku,cents\na,100\nb,250\n"),
+    ]);
+    p.ok(&["ingest"]);
+    // A value that does not fit: the file, the row and the column are named; nothing written.
+    p.write("data/p/2.csv", "sku,cents\nc,300\nd,lots\ne,500\n");
+    let out = p.fails(&["ingest"], 1);
+    assert!(
+        out.contains("column `cents` is VARCHAR in data/p/2.csv but BIGINT in the table (row 2: `lots` is not BIGINT)"),
+        "{out}"
+    );
+    assert_eq!(
+        p.query("select count(*) as n from bronze.prices"),
+        vec!["n", "2"]
+    );
+    // discard_value: NULL in its place.
+    p.write("models/sources.yml", &contract_sources("discard_value"));
+    p.ok(&["ingest"]);
+    assert_eq!(
+        p.query("select sku, cents from bronze.prices order by sku"),
+        vec!["sku,cents", "a,100", "b,250", "c,300", "d,", "e,500"]
+    );
+    // discard_row: rows with a value that does not fit, or a value in a new column, left out.
+    p.write("models/sources.yml", &contract_sources("discard_row"));
+    p.write("data/p/3.csv", "sku,cents,color\nf,x,\ng,700,\nh,800,red\n");
+    p.ok(&["ingest"]);
+    assert_eq!(
+        p.query("select sku, cents from bronze.prices where sku > 'e' order by sku"),
+        vec!["sku,cents", "g,700"]
+    );
+    assert_eq!(
+        p.query("select count(*) as n from information_schema.columns where table_name = 'prices' and column_name = 'color'"),
+        vec!["n", "0"]
+    );
+    // freeze: a new column fails the load.
+    p.write("models/sources.yml", &contract_sources("freeze"));
+    p.write("data/p/4.csv", "sku,cents,size\ni,900,L\n");
+    let out = p.fails(&["ingest"], 1);
+    assert!(
+        out.contains("column `size` (VARCHAR) in data/p/4.csv is not in the table, and the source's contract is `freeze`"),
+        "{out}"
+    );
+    // A contract that is not one is named before anything loads.
+    p.write("models/sources.yml", &contract_sources("sometimes"));
+    let out = p.fails(&["ingest"], 2);
+    assert!(
+        out.contains("`contract: sometimes` is not a contract"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_table_partitioned_by_load_date_keeps_each_day_in_its_folder() {
+    let p = TestProject::with_files(&[
+        (
+            "models/sources.yml",
+            "version: 2\nsources:\n  - name: app\n    ingest: {type: files}\n    tables:\n      - name: events\n        ingest: {path: \"data/*.csv\", partition_by_load_date: true}\n",
+        ),
+        ("data/1.csv", "id\n1\n2\n"),
+    ]);
+    p.ok(&["ingest"]);
+    assert_eq!(
+        p.query("select count(*) as n, min(_strata_load_date = cast(_strata_loaded_at as date)) as same from bronze.events"),
+        vec!["n,same", "2,true"]
+    );
+    let files = p.files_under(".strata/dev/bronze/events");
+    assert!(
+        files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("/_strata_load_date=")),
+        "{files:?}"
+    );
+    // A later load adds to the table, partitioned the same way.
+    p.write("data/2.csv", "id\n3\n");
+    p.ok(&["ingest"]);
+    assert_eq!(p.query("select count(*) as n from bronze.events"), vec!["n", "3"]);
 }

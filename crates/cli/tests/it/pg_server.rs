@@ -1,6 +1,7 @@
 //! A real PostgreSQL server for the tests: one throwaway cluster per test run (Debian's
 //! `postgresql-15`, which `.ci/run` installs), on a free loopback port, with password logins
-//! over TCP. Each test works in a database of its own. The cluster is stopped and removed
+//! over TCP, and TLS with a certificate of a test authority (the role `tls_only` may log in over TLS
+//! only). Each test works in a database of its own. The cluster is stopped and removed
 //! when the test process ends.
 //!
 //! Without PostgreSQL these tests fail, saying how to install it; set `STRATA_SKIP_POSTGRES=1`
@@ -110,12 +111,92 @@ fn start() -> Option<Server> {
         "initdb failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A certificate authority, and the server's certificate for 127.0.0.1 signed by it.
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=strata-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("san");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    ]);
+    if is_root() {
+        Command::new("chown")
+            .args(["postgres"])
+            .arg(dir.join("server.key"))
+            .arg(dir.join("server.crt"))
+            .status()
+            .expect("chown");
+    }
+    Command::new("chmod")
+        .arg("600")
+        .arg(dir.join("server.key"))
+        .status()
+        .expect("chmod");
+    let hba = dir.join("data/pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+    std::fs::write(
+        &hba,
+        format!(
+            "hostssl all tls_only 127.0.0.1/32 scram-sha-256\nhostnossl all tls_only 127.0.0.1/32 reject\n{rules}"
+        ),
+    )
+    .expect("pg_hba.conf");
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
     let conf = format!(
-        "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n",
+        "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{0}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\nssl = on\nssl_cert_file = '{0}/server.crt'\nssl_key_file = '{0}/server.key'\n",
         dir.display()
     );
     let mut text = std::fs::read_to_string(dir.join("data/postgresql.conf")).expect("conf");
@@ -157,7 +238,12 @@ fn start() -> Option<Server> {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn the cluster's reaper");
-    Some(Server { port, bin, dir })
+    let server = Server { port, bin, dir };
+    server.psql(
+        "postgres",
+        &format!("create role tls_only login superuser password '{PASSWORD}'"),
+    );
+    Some(server)
 }
 
 /// The test run's server (started by the first test that asks), or None when skipped.
@@ -210,6 +296,11 @@ impl Server {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The certificate of the authority that signed the server's.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.join("ca.crt")
     }
 
     /// The server's log (for failing tests' messages).

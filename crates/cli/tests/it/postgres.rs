@@ -326,3 +326,55 @@ sources:
     // The table whose settings are right loads.
     assert!(out.contains("OK ingest shop.customers"), "{out}");
 }
+
+#[test]
+fn tls_is_used_as_sslmode_asks_and_verify_full_checks_the_certificate() {
+    let Some(server) = pg_server::server() else {
+        return;
+    };
+    let db = server.database("shop_tls");
+    db.sql("create table customers (id int); insert into customers values (1), (2);");
+    // The role `tls_only` may only log in over TLS.
+    let url = |mode: &str| {
+        format!(
+            "postgresql://tls_only@127.0.0.1:{}/shop_tls?sslmode={mode}",
+            server.port
+        )
+    };
+    let p = TestProject::with_files(&[(
+        "models/sources.yml",
+        &sources(&url("require"), "      - name: customers\n"),
+    )]);
+    // require: encrypted, the certificate not checked (as libpq does).
+    p.ok_with(&["ingest"], ENV);
+    assert_eq!(
+        p.query("select count(*) as n from bronze.customers"),
+        vec!["n", "2"]
+    );
+    // disable: no TLS, which the server refuses this role.
+    p.write(
+        "models/sources.yml",
+        &sources(&url("disable"), "      - name: customers\n"),
+    );
+    let out = p.fails_with(&["ingest"], ENV, 1);
+    assert!(out.contains("no encryption"), "{out}");
+    // verify-full: a certificate of an unknown authority is not trusted...
+    p.write(
+        "models/sources.yml",
+        &sources(&url("verify-full"), "      - name: customers\n"),
+    );
+    let out = p.fails_with(&["ingest"], ENV, 1);
+    assert!(out.contains("certificate"), "{out}");
+    // ...unless sslrootcert names the authority.
+    let trusted = format!(
+        "{}&sslrootcert={}",
+        url("verify-full"),
+        server.certificate().display()
+    );
+    p.write(
+        "models/sources.yml",
+        &sources(&trusted, "      - name: customers\n"),
+    );
+    let out = p.ok_with(&["ingest"], ENV);
+    assert!(out.contains("2 rows"), "{out}");
+}

@@ -291,3 +291,102 @@ fn an_unsupported_object_store_is_reported() {
     );
     assert!(out.contains("s3://"), "{out}");
 }
+
+/// Put an object with a plain HTTP request (moto accepts unsigned writes).
+fn put_object(port: u16, bucket: &str, key: &str, body: &str) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "PUT /{bucket}/{key} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("reply");
+    assert!(reply.starts_with("HTTP/1.1 200"), "put failed: {reply}");
+}
+
+#[test]
+fn files_in_object_storage_are_ingested_once_each_into_a_lake_on_s3() {
+    let Some(moto) = start_moto() else { return };
+    create_bucket(moto.port, "landing");
+    create_bucket(moto.port, "ingest-lake");
+    put_object(
+        moto.port,
+        "landing",
+        "events/2026-01-01.ndjson",
+        "{\"id\": 1, \"kind\": \"signup\"}\n{\"id\": 2, \"kind\": \"login\"}\n",
+    );
+    put_object(moto.port, "landing", "other/skip.ndjson", "{\"id\": 99}\n");
+    let p = TestProject::with_files(&[
+        (
+            "models/sources.yml",
+            "version: 2
+sources:
+  - name: app
+    ingest: {type: files}
+    tables:
+      - name: events
+        ingest: {path: \"s3://landing/events/*.ndjson\"}
+        columns:
+          - name: id
+            data_tests: [not_null, unique]
+",
+        ),
+        (
+            "models/kinds.sql",
+            "{{ config(materialized='table') }}select kind, count(*) as n from {{ source('app', 'events') }} group by kind",
+        ),
+    ]);
+    p.write(
+        "profiles.yml",
+        "t:\n  target: dev\n  outputs:\n    dev: {type: strata, schema: main, lake: 's3://ingest-lake/lake'}\n",
+    );
+    let env = s3_env(moto.port);
+    let (ok, out) = run_with(&p, &env, &["ingest"]);
+    assert!(ok && out.contains("2 rows from 1 file"), "{out}");
+    assert!(!list_keys(moto.port, "ingest-lake", "lake/bronze/events/").is_empty());
+    // A new object is loaded alone; the loaded one is not read again.
+    put_object(
+        moto.port,
+        "landing",
+        "events/2026-01-02.ndjson",
+        "{\"id\": 3, \"kind\": \"login\"}\n",
+    );
+    let (ok, out) = run_with(&p, &env, &["ingest"]);
+    assert!(ok && out.contains("1 row from 1 file"), "{out}");
+    let (ok, out) = run_with(&p, &env, &["ingest"]);
+    assert!(ok && out.contains("up to date"), "{out}");
+    // Models, tests and show on the lake in object storage.
+    let (ok, out) = run_with(&p, &env, &["build"]);
+    assert!(ok, "{out}");
+    let (ok, out) = run_with(
+        &p,
+        &env,
+        &[
+            "show",
+            "--inline",
+            "select kind, n from kinds order by kind",
+            "--output",
+            "csv",
+        ],
+    );
+    assert!(ok && out.contains("login,2\nsignup,1"), "{out}");
+    let (ok, out) = run_with(
+        &p,
+        &env,
+        &[
+            "show",
+            "--inline",
+            "select distinct _strata_source from bronze.events order by 1",
+            "--output",
+            "csv",
+        ],
+    );
+    assert!(
+        ok && out.contains(
+            "s3://landing/events/2026-01-01.ndjson\ns3://landing/events/2026-01-02.ndjson"
+        ),
+        "{out}"
+    );
+}

@@ -40,9 +40,78 @@ pub struct IngestWrite<'a> {
     pub app_id: &'a str,
     /// This load's number: one above the table's last committed load.
     pub version: i64,
+    /// The columns the table is partitioned by (when it is created).
+    pub partition_by: &'a [String],
+}
+
+/// A file in object storage.
+#[derive(Debug, Clone)]
+pub struct RemoteFile {
+    /// Its URL (`s3://bucket/key`).
+    pub url: String,
+    pub size: u64,
+    /// Its version: the ETag, else the time it was last modified.
+    pub version: String,
 }
 
 impl EmbeddedWarehouse {
+    /// The files in object storage that `pattern` (`s3://bucket/events/*.ndjson`) names,
+    /// sorted; the bucket's store is made known to the session, so the files can be read.
+    pub async fn remote_files(&self, pattern: &str) -> Result<Vec<RemoteFile>> {
+        use futures::TryStreamExt;
+        let url = url::Url::parse(pattern)
+            .map_err(|e| Error::user(format!("`{pattern}` is not a URL: {e}")))?;
+        if !super::lake::SUPPORTED_SCHEMES.contains(&url.scheme()) {
+            return Err(Error::user(format!(
+                "`{pattern}`: {}:// is not an object store Strata reads (s3:// is)",
+                url.scheme()
+            )));
+        }
+        let mut bucket = url.clone();
+        bucket.set_path("/");
+        bucket.set_query(None);
+        let store = deltalake::logstore::store_for(
+            &bucket,
+            std::collections::HashMap::<String, String>::new(),
+        )
+        .map_err(|e| Error::user(format!("`{pattern}`: {e}")))?;
+        self.ctx
+            .runtime_env()
+            .register_object_store(&bucket, store.clone());
+        let keys = url.path().trim_start_matches('/').to_string();
+        // List under the folder before the first wildcard.
+        let fixed = keys
+            .find(['*', '?', '['])
+            .map(|i| &keys[..i])
+            .unwrap_or(&keys);
+        let prefix = fixed.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+        let listed: Vec<object_store::ObjectMeta> = store
+            .list(Some(&object_store::path::Path::from(prefix)))
+            .try_collect()
+            .await
+            .map_err(|e| {
+                Error::user(format!(
+                    "cannot list `{pattern}`: {}",
+                    strata_common::without_backtrace(&e.to_string())
+                ))
+            })?;
+        let host = url.host_str().unwrap_or_default();
+        let mut files: Vec<RemoteFile> = listed
+            .into_iter()
+            .filter(|m| strata_common::glob_match(&keys, m.location.as_ref()))
+            .map(|m| RemoteFile {
+                url: format!("{}://{host}/{}", url.scheme(), m.location),
+                size: m.size,
+                version: m
+                    .e_tag
+                    .clone()
+                    .unwrap_or_else(|| m.last_modified.to_rfc3339()),
+            })
+            .collect();
+        files.sort_by(|a, b| a.url.cmp(&b.url));
+        Ok(files)
+    }
+
     /// The number of the last load committed to `relation` under `app_id` (0: none, or no
     /// table).
     pub async fn ingest_version(
@@ -77,7 +146,7 @@ impl EmbeddedWarehouse {
             unique_id: write.unique_id,
             run_id: write.run_id,
             relation: write.relation,
-            partition_by: &[],
+            partition_by: write.partition_by,
             file_size: None,
             replace_damaged: write.mode == IngestMode::Replace,
             txn: Some((write.app_id, write.version)),

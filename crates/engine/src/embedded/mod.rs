@@ -35,7 +35,7 @@ use strata_meta::{MetaStore, RelationKind, RelationRecord};
 
 pub use clone::CloneSource;
 pub use external::ExternalSource;
-pub use ingest::{IngestMode, IngestWrite, latest_per_key};
+pub use ingest::{IngestMode, IngestWrite, RemoteFile, latest_per_key};
 pub use lake::Lake;
 
 use crate::error::{Error, Result};

@@ -8,9 +8,10 @@
 //! cursor recorded is exactly the highest value the rows loaded hold.
 
 pub mod binary;
+pub mod tls;
 pub mod types;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +25,10 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::{StreamExt, TryStreamExt};
 use strata_engine::{Error, Result};
-use tokio_postgres::{Client, Config, NoTls};
+
+use crate::Progress;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, Config, NoTls, Socket};
 
 use self::binary::{BadValue, DecodeError, Decoder, OnBad};
 use self::types::Column;
@@ -48,6 +52,8 @@ pub enum From {
 pub struct PgSpec {
     /// Where to connect (with the password, which is never shown).
     pub config: Config,
+    /// How the connection is encrypted (`sslmode`).
+    pub tls: tls::Tls,
     /// The server as messages show it: `host:port/database`.
     pub server: String,
     pub from: From,
@@ -59,13 +65,6 @@ pub struct PgSpec {
     pub parallel: usize,
     /// The integer column a large table is split on (default: a one-column primary key).
     pub split_by: Option<String>,
-}
-
-/// Rows and bytes read so far (for progress).
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub rows: AtomicU64,
-    pub bytes: AtomicU64,
 }
 
 /// One load's extraction: rows still to stream (read as the writer pulls them).
@@ -98,21 +97,48 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Open a connection with `tls`, its messages handled on a task of their own.
+async fn open<T>(config: &Config, tls: T) -> std::result::Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket> + Send + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("postgres connection closed: {}", describe(&e));
+        }
+    });
+    Ok(client)
+}
+
 /// Connect, retrying a refused or timed-out connection (not a refused login).
 async fn connect(spec: &PgSpec, name: &str) -> Result<Client> {
+    let cannot = |why: String| {
+        Error::user(format!(
+            "source `{name}`: cannot connect to PostgreSQL at {}: {why}",
+            spec.server
+        ))
+        .with_hint(
+            "check the server is up, and the url, user and password the source's `ingest:` gives (from the environment)",
+        )
+    };
+    let connector = match &spec.tls {
+        tls::Tls::Off => None,
+        other => Some(tls::connector(other).map_err(cannot)?),
+    };
     let mut delay = Duration::from_millis(250);
     let mut attempt = 1;
     loop {
-        match spec.config.connect(NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!("postgres connection closed: {}", describe(&e));
-                    }
-                });
-                return Ok(client);
-            }
-            Err(e) if e.as_db_error().is_none() && attempt < 3 => {
+        let opened = match &connector {
+            None => open(&spec.config, NoTls).await,
+            Some(c) => open(&spec.config, c.clone()).await,
+        };
+        match opened {
+            Ok(client) => return Ok(client),
+            Err(e) if e.as_db_error().is_none() && attempt < 3 && !is_tls_error(&e) => {
                 tracing::debug!(
                     "connecting to {} failed ({}), retrying",
                     spec.server,
@@ -122,18 +148,22 @@ async fn connect(spec: &PgSpec, name: &str) -> Result<Client> {
                 delay *= 2;
                 attempt += 1;
             }
-            Err(e) => {
-                return Err(Error::user(format!(
-                    "source `{name}`: cannot connect to PostgreSQL at {}: {}",
-                    spec.server,
-                    describe(&e)
-                ))
-                .with_hint(
-                    "check the server is up, and the url, user and password the source's `ingest:` gives (from the environment)",
-                ));
-            }
+            Err(e) => return Err(cannot(describe(&e))),
         }
     }
+}
+
+/// Whether a connection failed in the TLS handshake (a certificate not trusted: trying
+/// again will not help).
+fn is_tls_error(e: &tokio_postgres::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.to_string().contains("certificate") {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A SQL string literal.
