@@ -149,6 +149,10 @@ pub async fn read(
                 ctx.read_parquet(full, options).await.map_err(failed)?
             }
         };
+        let df = match spec.flatten {
+            true => crate::nested::flatten(df, name)?,
+            false => df,
+        };
         let df = match table {
             Some(t) => crate::evolve::fit(df, t, &f.path, name, evolution).await?,
             None => df,
@@ -171,6 +175,74 @@ pub async fn read(
         });
     }
     all.ok_or_else(|| Error::Internal(format!("source `{name}`: nothing to read")))
+}
+
+/// Of `files`, the first whose values cannot all be parsed as the types read from its start
+/// (a CSV date column with `2024-02-30` further down): the file, and the value, row and
+/// column.
+pub async fn find_unparsable(
+    ctx: &datafusion::prelude::SessionContext,
+    root: &Path,
+    spec: &FilesSpec,
+    files: &[IngestedFile],
+    name: &str,
+) -> Option<String> {
+    for f in files {
+        let mut evolution = crate::evolve::Evolution::default();
+        let Ok(df) = read(
+            ctx,
+            root,
+            spec,
+            std::slice::from_ref(f),
+            name,
+            None,
+            &mut evolution,
+        )
+        .await
+        else {
+            continue;
+        };
+        let columns: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|c| c.name().clone())
+            .collect();
+        // Every column read (a count would read none), batch by batch.
+        let failure = match df.execute_stream().await {
+            Err(e) => Some(e),
+            Ok(mut stream) => {
+                use futures::StreamExt;
+                let mut failure = None;
+                while let Some(batch) = stream.next().await {
+                    if let Err(e) = batch {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                failure
+            }
+        };
+        if let Some(e) = failure {
+            let text = strata_engine::error::describe_datafusion_error(&e);
+            let text = text
+                .rsplit("Parser error: ")
+                .next()
+                .unwrap_or(&text)
+                .to_string();
+            // "... for column 1 at line 2. Row data: ..." names the column by position.
+            let text = match text.split_once(" for column ").and_then(|(head, rest)| {
+                let (index, tail) = rest.split_once(' ')?;
+                let column = columns.get(index.parse::<usize>().ok()?)?;
+                Some(format!("{head} for column `{column}` {tail}"))
+            }) {
+                Some(t) => t,
+                None => text,
+            };
+            return Some(format!("{}: {text}", f.path));
+        }
+    }
+    None
 }
 
 /// Whether a file's first character (after white space) opens a JSON array.

@@ -66,6 +66,8 @@ pub struct HttpSpec {
     pub attempts: u32,
     /// The first wait between attempts (doubled each time) when no `Retry-After` says.
     pub backoff: Duration,
+    /// Nested objects spread into columns `parent__child` (else kept as structs).
+    pub flatten: bool,
 }
 
 /// What reading an endpoint gave.
@@ -225,8 +227,7 @@ async fn get(
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    .and_then(retry_after);
                 if status.is_success() {
                     let link = response
                         .headers()
@@ -351,6 +352,17 @@ fn compare(a: &Value, b: &Value) -> std::cmp::Ordering {
 }
 
 /// Records (JSON objects) as one batch, their schema inferred from all of them.
+/// A `Retry-After` value: seconds, or an HTTP date (how long until then; none if past).
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
 fn to_batch(records: &[Value]) -> std::result::Result<RecordBatch, String> {
     let schema =
         infer_json_schema_from_iterator(records.iter().map(Ok)).map_err(|e| e.to_string())?;
@@ -368,6 +380,18 @@ fn to_batch(records: &[Value]) -> std::result::Result<RecordBatch, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        assert!(retry_after(&soon).is_some_and(|d| d > Duration::from_secs(25)));
+        assert_eq!(retry_after("later"), None);
+    }
 
     #[test]
     fn link_headers_and_paths() {

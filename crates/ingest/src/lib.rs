@@ -12,6 +12,7 @@
 pub mod evolve;
 pub mod files;
 pub mod http;
+pub mod nested;
 pub mod postgres;
 pub mod spec;
 
@@ -164,7 +165,20 @@ pub async fn ingest_table(
     .await;
     // A failed write leaves its ledger rows: the next load keeps them only if the table
     // holds this load's commit (a failure after the commit), else drops them.
-    let outcome = written?;
+    let outcome = match written {
+        Ok(o) => o,
+        // A value that cannot be parsed as its column's type: name the file it is in.
+        Err(e) if e.to_string().contains("Error while parsing value") => {
+            let found =
+                files::find_unparsable(warehouse.session(), root, files_spec, &todo, &name).await;
+            return Err(match found {
+                Some(why) => Error::user(format!("source `{name}`: {why}; nothing was written"))
+                    .with_hint("fix the file, or say the column's type is text (quote the value)"),
+                None => e,
+            });
+        }
+        Err(e) => return Err(e),
+    };
     meta.finish_ingest_load(&source.unique_id, version, outcome.rows_affected)?;
     Ok(Outcome {
         rows: outcome.rows_affected.unwrap_or(0),
@@ -337,6 +351,10 @@ async fn ingest_http(
             )
         })
         .map_err(|e| Error::user(format!("source `{name}`: {e}")))?;
+    let df = match http_spec.flatten {
+        true => nested::flatten(df, &name)?,
+        false => df,
+    };
     let mut evolution = evolve::Evolution::new(spec.contract);
     let df = match table_schema(warehouse, source, replace).await {
         Some(t) => evolve::fit(df, &t, &fetched.url, &name, &mut evolution).await?,

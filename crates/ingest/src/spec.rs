@@ -42,6 +42,8 @@ pub struct FilesSpec {
     pub header: bool,
     /// CSV: the quote character.
     pub quote: u8,
+    /// JSON: nested objects spread into columns `parent__child` (else kept as structs).
+    pub flatten: bool,
 }
 
 /// Where rows come from.
@@ -71,6 +73,7 @@ pub struct TableSpec {
 /// The keys an `ingest:` mapping may hold, by connector.
 const FILE_KEYS: &[&str] = &[
     "type",
+    "flatten",
     "partition_by_load_date",
     "contract",
     "path",
@@ -85,6 +88,7 @@ const FILE_KEYS: &[&str] = &[
 /// The keys of HTTP ingestion.
 const HTTP_KEYS: &[&str] = &[
     "type",
+    "flatten",
     "partition_by_load_date",
     "contract",
     "base_url",
@@ -141,6 +145,13 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
             Some(Value::Bool(b)) => Ok(Some(b.to_string())),
             Some(other) => Err(bad(format!("`{key}` must be text, not {other}"))),
+        }
+    };
+    let flag = |key: &str| -> Result<bool> {
+        match map.get(key) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(bad(format!("`{key}` must be true or false, not {other}"))),
         }
     };
     let kind = text("type")?.ok_or_else(|| {
@@ -233,6 +244,7 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
                 delimiter: single_byte("delimiter")?.or(tsv.then_some(b'\t')),
                 header,
                 quote: single_byte("quote")?.unwrap_or(b'"'),
+                flatten: flag("flatten")?,
             })
         }
         "http" => {
@@ -242,7 +254,9 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
                     strata_common::did_you_mean(&k, HTTP_KEYS.iter().copied())
                 ))
             })?;
-            Connector::Http(Box::new(http_spec(map, &text, render, &bad)?))
+            let mut spec = http_spec(map, &text, render, &bad)?;
+            spec.flatten = flag("flatten")?;
+            Connector::Http(Box::new(spec))
         }
         "postgres" => {
             unknown_keys(map, POSTGRES_KEYS).map_err(|k| {
@@ -278,15 +292,7 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
             ))
         })?,
     };
-    let partition_by_load_date = match map.get("partition_by_load_date") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            return Err(bad(format!(
-                "`partition_by_load_date` must be true or false, not {other}"
-            )));
-        }
-    };
+    let partition_by_load_date = flag("partition_by_load_date")?;
     Ok(TableSpec {
         connector,
         write,
@@ -564,6 +570,7 @@ fn http_spec(
             .unwrap_or(4)
             + 1,
         backoff: std::time::Duration::from_millis(500),
+        flatten: false,
     })
 }
 

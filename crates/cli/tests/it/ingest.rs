@@ -682,5 +682,62 @@ fn a_table_partitioned_by_load_date_keeps_each_day_in_its_folder() {
     // A later load adds to the table, partitioned the same way.
     p.write("data/2.csv", "id\n3\n");
     p.ok(&["ingest"]);
-    assert_eq!(p.query("select count(*) as n from bronze.events"), vec!["n", "3"]);
+    assert_eq!(
+        p.query("select count(*) as n from bronze.events"),
+        vec!["n", "3"]
+    );
+}
+
+#[test]
+fn nested_json_is_kept_as_structs_or_flattened() {
+    let p = TestProject::with_files(&[
+        (
+            "models/sources.yml",
+            "version: 2\nsources:\n  - name: app\n    ingest: {type: files}\n    tables:\n      - name: kept\n        ingest: {path: data/o.ndjson}\n      - name: flat\n        ingest: {path: data/o.ndjson, flatten: true}\n",
+        ),
+        (
+            "data/o.ndjson",
+            "{\"id\": 1, \"customer\": {\"name\": \"Ada\", \"address\": {\"city\": \"Oslo\"}}, \"tags\": [\"a\", \"b\"]}\n",
+        ),
+    ]);
+    p.ok(&["ingest"]);
+    assert_eq!(
+        p.query(
+            "select customer['name'] as n, customer['address']['city'] as c, tags from bronze.kept"
+        ),
+        vec!["n,c,tags", "Ada,Oslo,\"[a, b]\""]
+    );
+    assert_eq!(
+        p.query("select id, customer__name, customer__address__city, tags from bronze.flat"),
+        vec![
+            "id,customer__name,customer__address__city,tags",
+            "1,Ada,Oslo,\"[a, b]\""
+        ]
+    );
+}
+
+#[test]
+fn a_date_that_is_not_a_date_is_named_with_its_file_and_row() {
+    let p = TestProject::with_files(&[
+        ("models/sources.yml", &contract_sources("freeze")),
+        ("data/p/1.csv", "sku,day\na,2024-01-05\n"),
+    ]);
+    p.ok(&["ingest"]);
+    p.write("data/p/2.csv", "sku,day\nb,2024-02-01\nc,soon\n");
+    let out = p.fails(&["ingest"], 1);
+    assert!(
+        out.contains("column `day` is VARCHAR in data/p/2.csv but DATE in the table (row 2: `soon` is not DATE) and the source's contract is `freeze`"),
+        "{out}"
+    );
+    p.remove("data/p/2.csv");
+    p.write("data/p/3.csv", "sku,day\nd,2024-02-01\ne,2024-02-30\n");
+    let out = p.fails(&["ingest"], 1);
+    assert!(
+        out.contains("data/p/3.csv: Error while parsing value '2024-02-30' as type 'Date32' for column `day` at line 2"),
+        "{out}"
+    );
+    assert_eq!(
+        p.query("select count(*) as n from bronze.prices"),
+        vec!["n", "1"]
+    );
 }
