@@ -84,7 +84,12 @@ pub struct Fetched {
 }
 
 /// Read every page of `spec`, sending `since` as the incremental parameter when given.
-pub async fn fetch(spec: &HttpSpec, since: Option<&str>, name: &str) -> Result<Fetched> {
+pub async fn fetch(
+    spec: &HttpSpec,
+    since: Option<&str>,
+    name: &str,
+    progress: &crate::Progress,
+) -> Result<Fetched> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
@@ -132,7 +137,7 @@ pub async fn fetch(spec: &HttpSpec, since: Option<&str>, name: &str) -> Result<F
             }
             _ => {}
         }
-        let (body, link, tries) = get(&client, spec, &url, name).await?;
+        let (body, link, tries) = get(&client, spec, &url, name, progress).await?;
         requests += tries as usize;
         let found = records_at(&body, &spec.records).ok_or_else(|| {
             Error::user(format!(
@@ -146,6 +151,9 @@ pub async fn fetch(spec: &HttpSpec, since: Option<&str>, name: &str) -> Result<F
         })?;
         let n = found.len() as u64;
         records.extend(found.iter().cloned());
+        progress
+            .rows
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         next = match &spec.paginate {
             Paginate::None => None,
             Paginate::Cursor { param, path } => match value_at(&body, path) {
@@ -205,6 +213,7 @@ async fn get(
     spec: &HttpSpec,
     url: &reqwest::Url,
     name: &str,
+    progress: &crate::Progress,
 ) -> Result<(Value, Option<String>, u32)> {
     let shown = without_query(url);
     let mut wait = spec.backoff;
@@ -237,6 +246,9 @@ async fn get(
                     let text = response.text().await.map_err(|e| {
                         Error::user(format!("source `{name}`: reading {shown}: {}", plain(e)))
                     })?;
+                    progress
+                        .bytes
+                        .fetch_add(text.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     let body: Value = serde_json::from_str(&text).map_err(|e| {
                         Error::user(format!(
                             "source `{name}`: {shown} did not answer JSON ({e}): {}",

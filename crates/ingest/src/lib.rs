@@ -328,7 +328,7 @@ async fn ingest_http(
         (false, Some(_)) => meta.ingest_cursor(&source.unique_id, committed)?,
         _ => None,
     };
-    let fetched = http::fetch(http_spec, since.as_deref(), &name).await?;
+    let fetched = http::fetch(http_spec, since.as_deref(), &name, &options.progress).await?;
     let Some(batch) = fetched.batch else {
         return Ok(Outcome::nothing("request"));
     };
