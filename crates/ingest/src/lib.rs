@@ -332,38 +332,18 @@ async fn ingest_http(
     let Some(batch) = fetched.batch else {
         return Ok(Outcome::nothing("request"));
     };
-    let version = committed + 1;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    meta.record_ingest_load(
-        &source.unique_id,
-        version,
-        replace,
-        (&[], fetched.cursor.as_deref()),
-        &now,
-    )?;
     let df = warehouse
         .session()
         .read_batch(batch)
-        .and_then(|df| {
-            df.with_column(
-                "_strata_source",
-                lit(ScalarValue::Utf8(Some(fetched.url.clone()))),
-            )
-        })
         .map_err(|e| Error::user(format!("source `{name}`: {e}")))?;
-    let df = match http_spec.flatten {
-        true => nested::flatten(df, &name)?,
-        false => df,
+    let read = Read {
+        df,
+        origin: &fetched.url,
+        cursor: fetched.cursor.as_deref(),
+        flatten: http_spec.flatten,
     };
-    let mut evolution = evolve::Evolution::new(spec.contract);
-    let df = match table_schema(warehouse, source, replace).await {
-        Some(t) => evolve::fit(df, &t, &fetched.url, &name, &mut evolution).await?,
-        None => df,
-    };
-    let outcome = land(
-        warehouse, source, spec, df, replace, version, &evolution, options,
-    )
-    .await?;
+    let (outcome, version) =
+        land_read(warehouse, meta, source, spec, read, committed, options).await?;
     meta.finish_ingest_load(&source.unique_id, version, outcome.rows_affected)?;
     Ok(Outcome {
         rows: outcome.rows_affected.unwrap_or(0),
@@ -408,36 +388,18 @@ async fn ingest_postgres(
     else {
         return Ok(Outcome::nothing("query"));
     };
-    let version = committed + 1;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    meta.record_ingest_load(
-        &source.unique_id,
-        version,
-        replace,
-        (&[], extraction.cursor.as_deref()),
-        &now,
-    )?;
     let origin = match &pg.from {
         postgres::From::Table(t) => format!("postgres://{}/{t}", pg.server),
         postgres::From::Query(_) => format!("postgres://{} (query)", pg.server),
     };
-    let df = extraction
-        .df
-        .clone()
-        .with_column(
-            "_strata_source",
-            lit(ScalarValue::Utf8(Some(origin.clone()))),
-        )
-        .map_err(|e| Error::user(format!("source `{name}`: {e}")))?;
-    let mut evolution = evolve::Evolution::new(spec.contract);
-    let df = match table_schema(warehouse, source, replace).await {
-        Some(t) => evolve::fit(df, &t, &origin, &name, &mut evolution).await?,
-        None => df,
+    let read = Read {
+        df: extraction.df.clone(),
+        origin: &origin,
+        cursor: extraction.cursor.as_deref(),
+        flatten: false,
     };
-    let outcome = land(
-        warehouse, source, spec, df, replace, version, &evolution, options,
-    )
-    .await?;
+    let (outcome, version) =
+        land_read(warehouse, meta, source, spec, read, committed, options).await?;
     let discarded = match extraction.discarded.lock() {
         Ok(mut d) => (d.0, d.1.take()),
         Err(_) => (0, None),
@@ -464,4 +426,60 @@ async fn ingest_postgres(
         replaced: replace,
         load: Some(version),
     })
+}
+
+/// Rows read in one go (an API's pages, a database query), still to be landed.
+struct Read<'a> {
+    df: datafusion::prelude::DataFrame,
+    /// Where they came from (each row's `_strata_source`).
+    origin: &'a str,
+    /// The cursor value the load reaches.
+    cursor: Option<&'a str>,
+    /// Nested records spread into `parent__child` columns.
+    flatten: bool,
+}
+
+/// Land `read` as the table's next load: recorded in the ledger (with its cursor) first, then
+/// fitted to the table and written in one commit. The write's outcome and the load's number.
+async fn land_read(
+    warehouse: &EmbeddedWarehouse,
+    meta: &MetaStore,
+    source: &Source,
+    spec: &TableSpec,
+    read: Read<'_>,
+    committed: i64,
+    options: &Options,
+) -> Result<(strata_engine::MaterializeOutcome, i64)> {
+    let name = format!("{}.{}", source.source_name, source.name);
+    let replace = options.full_refresh || spec.write == Write::Replace;
+    let version = committed + 1;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    meta.record_ingest_load(
+        &source.unique_id,
+        version,
+        replace,
+        (&[], read.cursor),
+        &now,
+    )?;
+    let df = read
+        .df
+        .with_column(
+            "_strata_source",
+            lit(ScalarValue::Utf8(Some(read.origin.to_string()))),
+        )
+        .map_err(|e| Error::user(format!("source `{name}`: {e}")))?;
+    let df = match read.flatten {
+        true => nested::flatten(df, &name)?,
+        false => df,
+    };
+    let mut evolution = evolve::Evolution::new(spec.contract);
+    let df = match table_schema(warehouse, source, replace).await {
+        Some(t) => evolve::fit(df, &t, read.origin, &name, &mut evolution).await?,
+        None => df,
+    };
+    let outcome = land(
+        warehouse, source, spec, df, replace, version, &evolution, options,
+    )
+    .await?;
+    Ok((outcome, version))
 }

@@ -72,15 +72,7 @@ impl TestProject {
 
     /// Run `strata ARGS`, expecting success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.strata(args).output().expect("run strata");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            out.status.success(),
-            "strata {args:?} failed ({:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            out.status.code()
-        );
-        stdout
+        self.ok_with(args, &[])
     }
 
     /// Build the `prod` target and keep its manifest in `prod-state/`, as a CI job keeps
@@ -146,14 +138,7 @@ impl TestProject {
 
     /// Run `strata ARGS`, expecting exit code `code`; returns stdout + stderr.
     pub fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.strata(args).output().expect("run strata");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.status.code(), Some(code), "strata {args:?}:\n{text}");
-        text
+        self.fails_with(args, &[], code)
     }
 
     /// Rows of an inline query as CSV lines (header first).
