@@ -227,6 +227,9 @@ enum Command {
     Ls(commands::ls::LsArgs),
     /// Run a model's query, a test's, or an inline query, and print the first rows.
     Show(commands::show::ShowArgs),
+    /// Profile a table, column by column: NULL share, distinct values, least and greatest,
+    /// most common values, a histogram; `--suggest` prints the data tests it would keep.
+    Profile(commands::profile::ProfileArgs),
     /// List the versions of a table model (time, operation, rows written, run).
     History(commands::history::HistoryArgs),
     /// Make an earlier version of a table model current again, as a new version.
@@ -331,6 +334,7 @@ fn main() -> ExitCode {
                     commands::catalog::catalog(&cli.global, &command).await
                 }
                 Command::Docs { command } => commands::docs::docs(&cli.global, &command).await,
+                Command::Profile(args) => commands::profile::profile(&cli.global, &args).await,
                 Command::History(args) => commands::history::history(&cli.global, &args).await,
                 Command::Optimize(args) => commands::history::optimize(&cli.global, &args).await,
                 Command::Vacuum(args) => commands::history::vacuum(&cli.global, &args).await,

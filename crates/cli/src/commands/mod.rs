@@ -13,6 +13,7 @@ pub mod history;
 pub mod ingest;
 pub mod init;
 pub mod ls;
+pub mod profile;
 pub mod run;
 pub mod show;
 pub mod sources;

@@ -13,6 +13,7 @@ mod parity;
 mod pg_server;
 mod postgres;
 mod project;
+mod quality;
 mod s3;
 mod safety;
 mod seeds;

@@ -1,0 +1,76 @@
+//! `strata profile`: a table described column by column, and the data tests it suggests, which
+//! pass on the data they were drawn from.
+
+use crate::project::TestProject;
+
+#[test]
+fn a_profile_describes_each_column_and_its_suggested_tests_pass() {
+    let p = TestProject::with_files(&[
+        (
+            "seeds/orders.csv",
+            "id,status,amount,note\n1,placed,10.5,\n2,shipped,20,x\n3,placed,30,\n4,placed,40.25,y\n",
+        ),
+        (
+            "models/big_orders.sql",
+            "select id, amount from {{ ref('orders') }} where amount > 15",
+        ),
+    ]);
+    p.ok(&["build"]);
+    let out = p.ok(&["profile", "orders"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "main.orders: 4 rows", "{out}");
+    let id = lines
+        .iter()
+        .find(|l| l.starts_with("id "))
+        .expect("id line");
+    assert!(
+        id.contains("BIGINT") && id.contains("all (unique)"),
+        "{out}"
+    );
+    let status = lines
+        .iter()
+        .find(|l| l.starts_with("status "))
+        .expect("status");
+    assert!(status.contains("placed (3), shipped (1)"), "{out}");
+    let note = lines.iter().find(|l| l.starts_with("note ")).expect("note");
+    assert!(note.contains("50.0"), "{out}");
+
+    // The suggestions are a properties file that holds on the data it came from.
+    let yaml = p.ok(&["profile", "orders", "--suggest"]);
+    assert!(yaml.contains("seeds:\n  - name: orders\n    columns:\n      - name: id\n        data_tests:\n          - not_null\n          - unique"), "{yaml}");
+    assert!(yaml.contains("values: ['placed', 'shipped']"), "{yaml}");
+    assert!(
+        yaml.contains("dbt_expectations.expect_column_values_to_be_between:\n              min_value: 10.5\n              max_value: 40.25"),
+        "{yaml}"
+    );
+    // Without the dbt_expectations package here, the dbt tests alone.
+    let mut kept = Vec::new();
+    let mut skip = 0;
+    for line in yaml.lines() {
+        if line.contains("dbt_expectations.") {
+            skip = 3;
+        }
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        kept.push(line);
+    }
+    p.write("seeds/orders.yml", &kept.join("\n"));
+    let out = p.ok(&["test", "-s", "orders"]);
+    assert!(out.contains("PASS=7") && out.contains("ERROR=0"), "{out}");
+
+    // Models too, and JSON for tools.
+    let yaml = p.ok(&["profile", "big_orders", "--suggest"]);
+    assert!(yaml.contains("models:\n  - name: big_orders"), "{yaml}");
+    let json: serde_json::Value =
+        serde_json::from_str(&p.ok(&["profile", "big_orders", "--json"])).expect("json");
+    assert_eq!(json["rows"], 3);
+    assert_eq!(json["columns"][1]["name"], "amount");
+
+    let out = p.fails(&["profile", "order"], 2);
+    assert!(
+        out.contains("no model, seed, snapshot or source table named `order`"),
+        "{out}"
+    );
+}
