@@ -132,6 +132,17 @@ pub async fn read(
                     .quote(spec.quote)
                     .file_extension("")
                     .file_compression_type(compression);
+                // Under a contract that discards, into a table that exists: every column read
+                // as text, so each value is judged against the table's type on its own (a
+                // `2024-02-30` in a date column is left out, not a failed parse).
+                let options = match table.is_some()
+                    && matches!(
+                        evolution.contract,
+                        crate::evolve::Contract::DiscardRow | crate::evolve::Contract::DiscardValue
+                    ) {
+                    true => options.schema_infer_max_records(0),
+                    false => options,
+                };
                 ctx.read_csv(full, options).await.map_err(failed)?
             }
             Format::Ndjson | Format::Json => {

@@ -740,4 +740,11 @@ fn a_date_that_is_not_a_date_is_named_with_its_file_and_row() {
         p.query("select count(*) as n from bronze.prices"),
         vec!["n", "1"]
     );
+    // Under discard_row, that value's row is left out and the rest load.
+    p.write("models/sources.yml", &contract_sources("discard_row"));
+    p.ok(&["ingest"]);
+    assert_eq!(
+        p.query("select sku, day from bronze.prices order by sku"),
+        vec!["sku,day", "a,2024-01-05", "d,2024-02-01"]
+    );
 }
