@@ -199,8 +199,8 @@ enum Command {
     /// target without rebuilding them: tables cloned (sharing its data files), views with its
     /// SQL.
     Clone(commands::clone::CloneArgs),
-    /// Load the selected sources that have an `ingest:` mapping (files, JSON REST APIs) into
-    /// their bronze tables, exactly once.
+    /// Load the selected sources that have an `ingest:` mapping (PostgreSQL tables and
+    /// queries, files local or in S3, JSON REST APIs) into their bronze tables, exactly once.
     Ingest(commands::ingest::IngestArgs),
     /// List the source tables: how each is loaded, its last load (time, rows) and freshness.
     Sources(commands::sources::SourcesArgs),
