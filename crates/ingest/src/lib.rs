@@ -38,11 +38,14 @@ pub struct Options {
     pub progress: std::sync::Arc<Progress>,
 }
 
-/// Rows and bytes a load has read so far.
+/// Rows and bytes a load has read so far (PostgreSQL, HTTP), or the files it is reading.
 #[derive(Debug, Default)]
 pub struct Progress {
     pub rows: std::sync::atomic::AtomicU64,
     pub bytes: std::sync::atomic::AtomicU64,
+    /// Files being read by a files load, and their bytes in all.
+    pub files: std::sync::atomic::AtomicU64,
+    pub file_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Progress {
@@ -51,6 +54,8 @@ impl Progress {
         use std::sync::atomic::Ordering::Relaxed;
         self.rows.store(0, Relaxed);
         self.bytes.store(0, Relaxed);
+        self.files.store(0, Relaxed);
+        self.file_bytes.store(0, Relaxed);
     }
 }
 
@@ -134,6 +139,12 @@ pub async fn ingest_table(
             .with_hint("check the path: it is relative to the project folder"));
         }
         return Ok(Outcome::nothing("file"));
+    }
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        options.progress.files.store(todo.len() as u64, Relaxed);
+        let total: u64 = todo.iter().map(|f| f.size).sum();
+        options.progress.file_bytes.store(total, Relaxed);
     }
     let version = committed + 1;
     let now = chrono::Utc::now();

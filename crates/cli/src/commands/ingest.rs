@@ -182,6 +182,15 @@ fn live_progress(
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             let (rows, bytes) = (progress.rows.load(Relaxed), progress.bytes.load(Relaxed));
             if rows == 0 && bytes == 0 {
+                // A files load: what it is reading (its rows are counted as they are written).
+                let files = progress.files.load(Relaxed);
+                if files > 0 {
+                    shown.set_message(format!(
+                        "ingest {name}: reading {files} file{} ({:.1} MiB)",
+                        if files == 1 { "" } else { "s" },
+                        progress.file_bytes.load(Relaxed) as f64 / (1 << 20) as f64
+                    ));
+                }
                 continue;
             }
             let seconds = started.elapsed().as_secs_f64().max(0.001);
