@@ -183,6 +183,46 @@ fn ingest_settings_are_checked_before_anything_loads() {
             "`recrds` is not a key of http ingestion — did you mean `records`?",
         ),
         ("{type: ftp}", "`type: ftp` is not a connector"),
+        (
+            "{type: files, path: x.csv, flatten: yes please}",
+            "`flatten` must be true or false",
+        ),
+        (
+            "{type: files, path: x.csv, partition_by_load_date: 1}",
+            "`partition_by_load_date` must be true or false",
+        ),
+        (
+            "{type: postgres, host: h, user: u, mode: sometimes}",
+            "`mode: sometimes` is not a mode (full or incremental)",
+        ),
+        (
+            "{type: postgres, host: h, user: u, mode: incremental}",
+            "`mode: incremental` needs a `cursor`",
+        ),
+        (
+            "{type: postgres, host: h, user: u, mode: incremental, cursor: c, write: replace}",
+            "`mode: incremental` adds to the table",
+        ),
+        (
+            "{type: postgres, host: h, user: u, parallel: 0}",
+            "`parallel: 0` must be a number of connections from 1 to 64",
+        ),
+        (
+            "{type: postgres, host: h, user: u, sslmode: sometimes}",
+            "`sslmode=sometimes` is not an sslmode",
+        ),
+        (
+            "{type: postgres, host: h, user: u, table: t, query: select 1}",
+            "give `table` or `query`, not both",
+        ),
+        (
+            "{type: postgres, host: h, user: u, password: hunter2}",
+            "`password` is written in the file",
+        ),
+        (
+            "{type: postgres, user: u}",
+            "postgres ingestion needs a `url`",
+        ),
     ] {
         p.write(
             "models/sources.yml",
