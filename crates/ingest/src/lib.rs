@@ -38,6 +38,13 @@ pub struct Options {
     pub progress: std::sync::Arc<Progress>,
 }
 
+impl Options {
+    /// Whether a load of `spec` replaces the table (rather than adding to it).
+    pub fn replaces(&self, spec: &TableSpec) -> bool {
+        self.full_refresh || spec.write == Write::Replace
+    }
+}
+
 /// Rows and bytes a load has read so far (PostgreSQL, HTTP), or the files it is reading.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -119,7 +126,7 @@ pub async fn ingest_table(
         }
     };
     let listed = files::list(root, files_spec, &name, warehouse).await?;
-    let replace = options.full_refresh || spec.write == Write::Replace;
+    let replace = options.replaces(spec);
     let todo = match replace {
         true => listed,
         false => {
@@ -334,11 +341,14 @@ async fn ingest_http(
     options: &Options,
 ) -> Result<Outcome> {
     let name = format!("{}.{}", source.source_name, source.name);
-    let replace = options.full_refresh || spec.write == Write::Replace;
-    let since = match (replace, &http_spec.incremental) {
-        (false, Some(_)) => meta.ingest_cursor(&source.unique_id, committed)?,
-        _ => None,
-    };
+    let since = cursor_since(
+        meta,
+        source,
+        spec,
+        options,
+        committed,
+        http_spec.incremental.is_some(),
+    )?;
     let fetched = http::fetch(http_spec, since.as_deref(), &name, &options.progress).await?;
     let Some(batch) = fetched.batch else {
         return Ok(Outcome::nothing("request"));
@@ -360,7 +370,7 @@ async fn ingest_http(
         rows: outcome.rows_affected.unwrap_or(0),
         files: fetched.requests,
         unit: "request",
-        replaced: replace,
+        replaced: options.replaces(spec),
         load: Some(version),
     })
 }
@@ -377,11 +387,7 @@ async fn ingest_postgres(
     options: &Options,
 ) -> Result<Outcome> {
     let name = format!("{}.{}", source.source_name, source.name);
-    let replace = options.full_refresh || spec.write == Write::Replace;
-    let since = match (replace, &pg.cursor) {
-        (false, Some(_)) => meta.ingest_cursor(&source.unique_id, committed)?,
-        _ => None,
-    };
+    let since = cursor_since(meta, source, spec, options, committed, pg.cursor.is_some())?;
     let progress = options.progress.clone();
     let Some(extraction) = postgres::extract(
         warehouse.session(),
@@ -434,9 +440,25 @@ async fn ingest_postgres(
         rows: outcome.rows_affected.unwrap_or(0),
         files: 1,
         unit: "query",
-        replaced: replace,
+        replaced: options.replaces(spec),
         load: Some(version),
     })
+}
+
+/// The cursor value an incremental load starts after: the last committed load's (none when
+/// the load replaces the table, or is not incremental).
+fn cursor_since(
+    meta: &MetaStore,
+    source: &Source,
+    spec: &TableSpec,
+    options: &Options,
+    committed: i64,
+    incremental: bool,
+) -> Result<Option<String>> {
+    match incremental && !options.replaces(spec) {
+        true => Ok(meta.ingest_cursor(&source.unique_id, committed)?),
+        false => Ok(None),
+    }
 }
 
 /// Rows read in one go (an API's pages, a database query), still to be landed.
@@ -462,7 +484,7 @@ async fn land_read(
     options: &Options,
 ) -> Result<(strata_engine::MaterializeOutcome, i64)> {
     let name = format!("{}.{}", source.source_name, source.name);
-    let replace = options.full_refresh || spec.write == Write::Replace;
+    let replace = options.replaces(spec);
     let version = committed + 1;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     meta.record_ingest_load(

@@ -166,6 +166,15 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
             )));
         }
     };
+    let primary_key: Vec<String> = match map.get("primary_key") {
+        Some(Value::String(k)) => vec![k.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("`primary_key` must list column names".into()))?,
+        _ => vec![],
+    };
     let write = match text("write")?.as_deref() {
         // An API without an incremental cursor answers everything each time: replace.
         None if kind == "http" && map.get("incremental").is_none() => Write::Replace,
@@ -174,21 +183,12 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
         None | Some("append") => Write::Append,
         Some("replace") => Write::Replace,
         Some("merge") => {
-            let keys: Vec<String> = match map.get("primary_key") {
-                Some(Value::String(k)) => vec![k.clone()],
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .map(|i| i.as_str().map(str::to_string))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| bad("`primary_key` must list column names".into()))?,
-                _ => vec![],
-            };
-            if keys.is_empty() {
+            if primary_key.is_empty() {
                 return Err(bad(
                     "`write: merge` needs `primary_key` (a column, or a list of columns)".into(),
                 ));
             }
-            Write::Merge(keys)
+            Write::Merge(primary_key.clone())
         }
         Some(other) => {
             return Err(bad(format!(
@@ -274,7 +274,7 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
                 source,
                 map,
                 &text,
-                incremental,
+                (incremental, &primary_key),
                 &bad,
             )?))
         }
@@ -312,7 +312,7 @@ fn postgres_spec(
     source: &Source,
     map: &Map<String, Value>,
     text: &dyn Fn(&str) -> Result<Option<String>>,
-    incremental: bool,
+    (incremental, primary_key): (bool, &[String]),
     bad: &dyn Fn(String) -> Error,
 ) -> Result<crate::postgres::PgSpec> {
     use crate::postgres::{From, PgSpec};
@@ -424,14 +424,6 @@ fn postgres_spec(
             false => "a `cursor` is for `mode: incremental`: add it, or remove the cursor".into(),
         }));
     }
-    let primary_key: Vec<String> = match map.get("primary_key") {
-        Some(Value::String(k)) => vec![k.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|i| i.as_str().map(str::to_string))
-            .collect(),
-        _ => vec![],
-    };
     let parallel = match text("parallel")? {
         Some(p) => p
             .parse::<usize>()
@@ -446,7 +438,7 @@ fn postgres_spec(
             .map(|n| n.get().min(4))
             .unwrap_or(1),
     };
-    let split_by = text("split_by")?.or(match primary_key.as_slice() {
+    let split_by = text("split_by")?.or(match primary_key {
         [one] => Some(one.clone()),
         _ => None,
     });
