@@ -325,6 +325,51 @@ sources:
     );
     // The table whose settings are right loads.
     assert!(out.contains("OK ingest shop.customers"), "{out}");
+
+    // A lookback that is not an interval, a split column that is not an integer, a root
+    // certificate file that is not there: each named, that table only, nothing written.
+    db.sql("create table named (id int, label text); insert into named values (1, 'a');");
+    let before = p.query("select count(*) as n from bronze.customers");
+    p.write(
+        "models/sources.yml",
+        &sources(
+            &format!(
+                "{}?sslmode=verify-full&sslrootcert=/nowhere/root.crt",
+                db.url()
+            ),
+            "      - name: customers
+",
+        ),
+    );
+    let out = p.fails_with(&["ingest"], ENV, 1);
+    assert!(
+        out.contains("cannot read sslrootcert /nowhere/root.crt"),
+        "{out}"
+    );
+    p.write(
+        "models/sources.yml",
+        &sources(
+            &db.url(),
+            "      - name: customers
+        ingest: {mode: incremental, cursor: id, lookback: \"a while\"}
+      - name: named
+        ingest: {split_by: label, parallel: 2}
+",
+        ),
+    );
+    let out = p.fails_with(&["ingest"], ENV, 1);
+    assert!(
+        out.contains("invalid input syntax for type bigint: \"a while\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("`label` is text; a table is split for parallel reading on an integer column"),
+        "{out}"
+    );
+    assert_eq!(
+        p.query("select count(*) as n from bronze.customers"),
+        before
+    );
 }
 
 #[test]
