@@ -71,7 +71,10 @@ fn a_profile_describes_each_column_and_its_suggested_tests_pass() {
     // A table not built yet says to build it.
     let fresh = TestProject::with_files(&[("seeds/orders.csv", "id\n1\n")]);
     let out = fresh.fails(&["profile", "orders"], 2);
-    assert!(out.contains("main.orders") && out.contains("build it first"), "{out}");
+    assert!(
+        out.contains("main.orders") && out.contains("build it first"),
+        "{out}"
+    );
 
     let out = p.fails(&["profile", "order"], 2);
     assert!(
