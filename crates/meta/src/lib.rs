@@ -7,9 +7,11 @@
 
 mod ingest;
 mod lock;
+mod quality;
 
 pub use ingest::{IngestLoad, IngestedFile};
 pub use lock::{LockError, TargetLock};
+pub use quality::{MetricPoint, TestOutcome};
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -149,6 +151,8 @@ pub struct NodeResultRecord {
     pub rows_affected: Option<i64>,
     /// The error or status message.
     pub message: Option<String>,
+    /// For tests: the failing rows (or anomalous values) found.
+    pub failures: Option<i64>,
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -235,6 +239,26 @@ CREATE TABLE ingest_files (
     size     INTEGER NOT NULL,
     modified TEXT NOT NULL,
     PRIMARY KEY (source, version, path)
+);
+",
+    // Data quality: each test's failures, and the metrics anomaly tests measure, per time
+    // bucket (or per run, for metrics of a whole table), with the range each was judged by.
+    r"
+ALTER TABLE node_results ADD COLUMN failures INTEGER;
+CREATE TABLE quality_metrics (
+    node_id       TEXT NOT NULL,
+    measure       TEXT NOT NULL,
+    metric        TEXT NOT NULL,
+    column_name   TEXT NOT NULL,
+    bucket_start  TEXT NOT NULL,
+    bucket_end    TEXT NOT NULL,
+    value         REAL,
+    test_id       TEXT NOT NULL,
+    run_id        TEXT NOT NULL,
+    expected_low  REAL,
+    expected_high REAL,
+    anomalous     INTEGER,
+    PRIMARY KEY (node_id, measure, metric, column_name, bucket_start)
 );
 ",
 ];
@@ -562,8 +586,9 @@ impl MetaStore {
     pub fn record_node(&self, r: &NodeResultRecord) -> Result<()> {
         self.conn()?.execute(
             "INSERT OR REPLACE INTO node_results
-               (run_id, unique_id, status, started_at, seconds, relation, rows_affected, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+               (run_id, unique_id, status, started_at, seconds, relation, rows_affected, message,
+                failures)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 r.run_id,
                 r.unique_id,
@@ -572,7 +597,8 @@ impl MetaStore {
                 r.seconds,
                 r.relation,
                 r.rows_affected,
-                r.message
+                r.message,
+                r.failures
             ],
         )?;
         Ok(())
@@ -603,7 +629,8 @@ impl MetaStore {
     pub fn node_results(&self, run_id: &str) -> Result<Vec<NodeResultRecord>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT run_id, unique_id, status, started_at, seconds, relation, rows_affected, message
+            "SELECT run_id, unique_id, status, started_at, seconds, relation, rows_affected, message,
+                    failures
              FROM node_results WHERE run_id = ?1 ORDER BY rowid",
         )?;
         let rows = stmt.query_map(params![run_id], |r| {
@@ -616,6 +643,7 @@ impl MetaStore {
                 relation: r.get(5)?,
                 rows_affected: r.get(6)?,
                 message: r.get(7)?,
+                failures: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -750,6 +778,7 @@ mod tests {
                 relation: Some("\"strata\".\"main\".\"a\"".into()),
                 rows_affected: Some(3),
                 message: None,
+                failures: None,
             })
             .expect("node");
         store

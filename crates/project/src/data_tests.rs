@@ -514,6 +514,7 @@ pub(crate) fn parse_test_list(
             "namespace": namespace,
         });
         let fqn = vec![package.to_string(), name.clone()];
+        let anomaly = crate::anomaly::ANOMALY_TESTS.contains(&macro_name.as_str());
         out.push(DataTest {
             unique_id: format!("test.{package}.{name}.{}", test_hash(&name, &metadata)),
             name,
@@ -522,7 +523,10 @@ pub(crate) fn parse_test_list(
             fqn,
             kind: TestKind::Generic {
                 test_name: macro_name,
-                namespace: namespace.filter(|ns| ns != "dbt" && ns != package),
+                // Elementary's anomaly tests are Strata's own: `elementary.volume_anomalies`
+                // needs no package.
+                namespace: namespace
+                    .filter(|ns| ns != "dbt" && ns != package && !(ns == "elementary" && anomaly)),
                 target: target.clone(),
                 column: column.map(str::to_string),
                 args,

@@ -6,6 +6,7 @@
 //! and [`compile`] renders the selected nodes' SQL against resolved relations. The engine
 //! crate executes the result.
 
+pub mod anomaly;
 pub mod artifacts;
 pub mod compile;
 mod compile_unit;

@@ -1259,6 +1259,31 @@ impl Loader {
         Ok(out)
     }
 
+    /// A wrong argument of an anomaly test, at its line in the properties file.
+    fn anomaly_error(&self, t: &DataTest, message: String) -> Error {
+        let (node, test_name) = match &t.kind {
+            TestKind::Generic {
+                target, test_name, ..
+            } => (
+                match target {
+                    TestTarget::Ref(n) | TestTarget::Source(_, n) => n.as_str(),
+                },
+                test_name.as_str(),
+            ),
+            _ => ("", ""),
+        };
+        let line = std::fs::read_to_string(self.root.join(&t.original_file_path))
+            .ok()
+            .and_then(|text| crate::anomaly::test_line(&text, node, test_name));
+        let location = match line {
+            Some(l) => Location::line(&t.original_file_path, l),
+            None => Location::file(&t.original_file_path),
+        };
+        Error::at(location, message)
+            .with_node(format!("test `{}`", t.name))
+            .with_hint("anomaly tests take Elementary's arguments: see \"Anomaly tests\" in docs/reference.md")
+    }
+
     fn tests(
         &self,
         jinja: &JinjaEnv,
@@ -1344,6 +1369,9 @@ impl Loader {
             })?;
             if !t.config.enabled() {
                 continue;
+            }
+            if let Some(Err(message)) = crate::anomaly::spec_of(&t) {
+                return Err(self.anomaly_error(&t, message));
             }
             if let TestKind::Unit(unit) = &t.kind {
                 // A unit test reads what its model reads; it is attached to the model.

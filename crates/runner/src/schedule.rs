@@ -19,7 +19,7 @@ use crate::Result;
 use crate::events::{HookEvent, Reporter, RunEvent};
 use crate::microbatch::MicrobatchConfig;
 use crate::results::{NodeResult, NodeStatus, RunResults};
-use crate::work::{Work, full_refresh_allowed, is_microbatch, rfc3339, with_hooks};
+use crate::work::{Env, Work, full_refresh_allowed, is_microbatch, rfc3339, with_hooks};
 
 /// Runs models of a project on a warehouse.
 pub struct Runner<'a> {
@@ -244,6 +244,7 @@ impl<'a> Runner<'a> {
                 let audit_schema = audit_schema.as_str();
                 let now = now.as_str();
                 let compiler = &compiler;
+                let meta = self.meta.as_deref();
                 running.push(async move {
                     // Models and tests compile here, just before they run, so compile errors
                     // are node errors. Compiling (and a template's `run_query`) runs on a
@@ -293,14 +294,15 @@ impl<'a> Runner<'a> {
                         unique_id: id.to_string(),
                         run_id: run_id.clone(),
                     };
-                    let work = work.execute(
+                    let env = Env {
                         warehouse,
-                        run_id,
-                        Some((database, audit_schema)),
+                        meta,
+                        audit: Some((database, audit_schema)),
                         full_refresh,
                         now,
                         reporter,
-                    );
+                    };
+                    let work = work.execute(&env, run_id);
                     let outcome = with_hooks(warehouse, hooks, &context, work).await;
                     (
                         id,
@@ -677,6 +679,7 @@ impl<'a> Runner<'a> {
                 relation: Some(r.relation.clone()),
                 rows_affected: r.rows_affected.map(|n| n as i64),
                 message: Some(r.message.clone()),
+                failures: r.failures.map(|n| n as i64),
             })?;
         }
         Ok(())

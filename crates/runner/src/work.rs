@@ -70,6 +70,21 @@ fn at_file_line(
     }
 }
 
+/// What every node's work runs with.
+#[derive(Clone, Copy)]
+pub(crate) struct Env<'a> {
+    pub warehouse: &'a dyn Warehouse,
+    /// Where anomaly tests keep their metrics.
+    pub meta: Option<&'a strata_meta::MetaStore>,
+    /// The (database, schema) where `store_failures` keeps failing rows.
+    pub audit: Option<(&'a str, &'a str)>,
+    /// Rebuild incremental models in full.
+    pub full_refresh: bool,
+    /// The run's time, for snapshots and anomaly tests.
+    pub now: &'a str,
+    pub reporter: &'a dyn Reporter,
+}
+
 /// One node's work, prepared on the scheduler and run concurrently.
 pub(crate) enum Work<'a> {
     Model(
@@ -90,18 +105,15 @@ pub(crate) enum Work<'a> {
 }
 
 impl Work<'_> {
-    /// `audit` is the (database, schema) where `store_failures` keeps failing rows;
-    /// `full_refresh` rebuilds incremental models in full; `now` is the run's time, for
-    /// snapshots.
-    pub(crate) async fn execute(
-        self,
-        warehouse: &dyn Warehouse,
-        run_id: String,
-        audit: Option<(&str, &str)>,
-        full_refresh: bool,
-        now: &str,
-        reporter: &dyn Reporter,
-    ) -> Done {
+    pub(crate) async fn execute(self, env: &Env<'_>, run_id: String) -> Done {
+        let Env {
+            warehouse,
+            meta,
+            audit,
+            full_refresh,
+            now,
+            reporter,
+        } = *env;
         match self {
             Work::Model(_, Err(e)) | Work::Test(_, Err(e)) => Done::error(e.to_string(), None),
             Work::Model(model, Ok(c)) => {
@@ -155,6 +167,9 @@ impl Work<'_> {
                 }
             }
             Work::Test(test, Ok(sql)) => {
+                if let Some(spec) = strata_project::anomaly::spec_of(test) {
+                    return run_anomaly_test(warehouse, meta, test, spec, sql, &run_id, now).await;
+                }
                 let mut done = run_test(warehouse, test, &sql).await;
                 if matches!(test.kind, strata_project::data_tests::TestKind::Unit(_))
                     && done.status.is_failure()
@@ -522,6 +537,54 @@ async fn unit_test_difference(warehouse: &dyn Warehouse, sql: &str, n: Option<u6
         }
     }
     lines.join("\n")
+}
+
+/// Measure an anomaly test's metrics, keep them, and judge them by `severity`. Too little
+/// history is a warning, not a failure.
+async fn run_anomaly_test(
+    warehouse: &dyn Warehouse,
+    meta: Option<&strata_meta::MetaStore>,
+    test: &DataTest,
+    spec: Result<strata_project::anomaly::AnomalySpec, String>,
+    sql: String,
+    run_id: &str,
+    now: &str,
+) -> Done {
+    // Arguments are checked when the project loads.
+    let spec = match spec {
+        Ok(s) => s,
+        Err(e) => return Done::error(e, Some(sql)),
+    };
+    let now = chrono::NaiveDateTime::parse_from_str(now, "%Y-%m-%d %H:%M:%S%.f")
+        .map(|t| t.and_utc())
+        .unwrap_or_else(|_| chrono::Utc::now());
+    let subject = strata_quality::anomaly::Subject {
+        test_id: &test.unique_id,
+        node_id: test.attached_node.as_deref().unwrap_or(&test.unique_id),
+        run_id,
+    };
+    let judgement =
+        match strata_quality::anomaly::run(warehouse, meta, &subject, &spec, &sql, now).await {
+            Ok(j) => j,
+            Err(e) => return Done::error(e, Some(sql)),
+        };
+    let status = if judgement.anomalies > 0 {
+        match test.severity() == "error" {
+            true => NodeStatus::Fail,
+            false => NodeStatus::Warn,
+        }
+    } else if judgement.short_history {
+        NodeStatus::Warn
+    } else {
+        NodeStatus::Pass
+    };
+    Done {
+        status,
+        message: judgement.message,
+        rows_affected: None,
+        failures: Some(judgement.anomalies as u64),
+        sql: Some(sql),
+    }
 }
 
 /// Count a test's failures (`fail_calc`, by default the rows) and judge them by `severity`,

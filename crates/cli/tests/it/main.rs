@@ -1,6 +1,7 @@
 //! End-to-end tests of the `strata` binary: one test binary for all of them, to keep link
 //! time down. Each test works in its own temporary project.
 
+mod anomalies;
 mod bad_input;
 mod data_tests;
 mod errors;

@@ -46,3 +46,21 @@ from child
 left join parent on child.from_field = parent.to_field
 where parent.to_field is null
 {% endtest %}
+
+{#- Anomaly tests, with Elementary's names and arguments. Strata measures and judges them
+    itself against the metrics it keeps per run; the query here is the data measured. -#}
+
+{% test volume_anomalies(model) %}
+{%- set _arguments = kwargs -%}
+select * from {{ model }}
+{% endtest %}
+
+{% test freshness_anomalies(model) %}
+{%- set _arguments = kwargs -%}
+select * from {{ model }}
+{% endtest %}
+
+{% test column_anomalies(model, column_name) %}
+{%- set _arguments = kwargs -%}
+select * from {{ model }}
+{% endtest %}
