@@ -40,6 +40,8 @@ pub struct ColumnProfile {
     numeric: bool,
     #[serde(skip)]
     text: bool,
+    #[serde(skip)]
+    temporal: bool,
 }
 
 /// A table's profile.
@@ -134,6 +136,10 @@ pub async fn profile(ctx: &SessionContext, relation: &str, shown: &str) -> Resul
             text: matches!(
                 f.data_type(),
                 DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            ),
+            temporal: matches!(
+                f.data_type(),
+                DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
             ),
         });
     }
@@ -236,6 +242,27 @@ pub fn sparkline(histogram: &[u64]) -> String {
         .collect()
 }
 
+/// The table-level tests `profile` suggests (YAML `data_tests:`, indented to sit under a model
+/// or a source table): anomaly tests of its volume and, when it has a date or timestamp
+/// column, of its daily volume and freshness by that column.
+pub fn suggested_table_tests(profile: &Profile, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let mut out = format!("{pad}data_tests:\n{pad}  - volume_anomalies\n");
+    if let Some(c) = profile
+        .columns
+        .iter()
+        .find(|c| c.temporal && c.nulls < profile.rows)
+    {
+        for test in ["volume_anomalies", "freshness_anomalies"] {
+            out.push_str(&format!(
+                "{pad}  - {test}:\n{pad}      timestamp_column: {}\n",
+                c.name
+            ));
+        }
+    }
+    out
+}
+
 /// The data tests `profile` suggests, as the `columns:` entries of a properties file (YAML,
 /// indented to sit under a model or a source table).
 pub fn suggested_columns(profile: &Profile, indent: usize) -> String {
@@ -265,6 +292,21 @@ pub fn suggested_columns(profile: &Profile, indent: usize) -> String {
         {
             tests.push(format!(
                 "dbt_expectations.expect_column_values_to_be_between:\n{pad}          min_value: {lo}\n{pad}          max_value: {hi}"
+            ));
+        }
+        // Drift the fixed checks cannot see: a share of NULLs that moves, an average that
+        // shifts.
+        let mut watched = Vec::new();
+        if c.nulls > 0 && !c.temporal {
+            watched.push("null_percent");
+        }
+        if c.numeric && !c.unique {
+            watched.push("average");
+        }
+        if !watched.is_empty() {
+            tests.push(format!(
+                "column_anomalies:\n{pad}          column_anomalies: [{}]",
+                watched.join(", ")
             ));
         }
         out.push_str(&format!("{pad}  - name: {}\n", c.name));

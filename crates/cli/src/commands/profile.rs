@@ -87,11 +87,16 @@ pub async fn profile(global: &GlobalArgs, args: &ProfileArgs) -> Result<ExitCode
 /// The suggested tests as a properties file: under the node's section, or under the source's
 /// table.
 fn suggestion(profile: &strata_quality::profile::Profile, name: &str, section: &str) -> String {
-    use strata_quality::profile::suggested_columns;
-    let columns = match section {
-        "sources" => suggested_columns(profile, 8),
-        _ => suggested_columns(profile, 4),
+    use strata_quality::profile::{suggested_columns, suggested_table_tests};
+    let indent = match section {
+        "sources" => 8,
+        _ => 4,
     };
+    let columns = format!(
+        "{}{}",
+        suggested_table_tests(profile, indent),
+        suggested_columns(profile, indent)
+    );
     let package = match columns.contains("dbt_expectations.") {
         true => {
             "# The dbt_expectations tests need that package in packages.yml (then strata deps).\n"

@@ -37,7 +37,11 @@ fn a_profile_describes_each_column_and_its_suggested_tests_pass() {
 
     // The suggestions are a properties file that holds on the data it came from.
     let yaml = p.ok(&["profile", "orders", "--suggest"]);
-    assert!(yaml.contains("seeds:\n  - name: orders\n    columns:\n      - name: id\n        data_tests:\n          - not_null\n          - unique"), "{yaml}");
+    assert!(yaml.contains("seeds:\n  - name: orders\n    data_tests:\n      - volume_anomalies\n    columns:\n      - name: id\n        data_tests:\n          - not_null\n          - unique"), "{yaml}");
+    assert!(
+        yaml.contains("      - name: note\n        data_tests:\n          - unique\n          - column_anomalies:\n              column_anomalies: [null_percent]"),
+        "{yaml}"
+    );
     assert!(yaml.contains("values: ['placed', 'shipped']"), "{yaml}");
     assert!(
         yaml.contains("dbt_expectations.expect_column_values_to_be_between:\n              min_value: 10.5\n              max_value: 40.25"),
