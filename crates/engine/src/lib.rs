@@ -95,6 +95,50 @@ pub struct MaterializeRequest {
     /// The data file size of the table in bytes (`target_file_size`; default: 8 MiB for
     /// incremental models and snapshots, Delta's 100 MiB for tables).
     pub target_file_size: Option<u64>,
+    /// Rows failing these checks are set aside instead of written (`quarantine:`).
+    pub quarantine: Option<Quarantine>,
+    /// A Delta application transaction (app id, version) the commit carries, so whether this
+    /// write happened is known from the table alone.
+    pub txn: Option<(String, i64)>,
+}
+
+/// Row checks of a table or incremental model, and where failing rows go: appended to
+/// `relation` with the checks they failed (`strata_failed_checks`), the run
+/// (`strata_run_id`) and the time (`strata_quarantined_at`), committed just before the
+/// model's own commit. Quarantined rows of a run whose model commit never happened are
+/// removed before the model's next write.
+#[derive(Debug, Clone)]
+pub struct Quarantine {
+    /// `<schema>_quarantine.<model>`.
+    pub relation: Relation,
+    /// Each check's name and SQL that is true exactly when a row fails it.
+    pub checks: Vec<(String, String)>,
+}
+
+impl Quarantine {
+    /// SQL true when a row fails any check.
+    pub fn failing(&self) -> String {
+        self.checks
+            .iter()
+            .map(|(_, sql)| format!("({sql})"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
+
+    /// SQL naming the checks a row fails, comma-separated.
+    pub fn failed_names(&self) -> String {
+        let cases: Vec<String> = self
+            .checks
+            .iter()
+            .map(|(name, sql)| {
+                format!(
+                    "case when ({sql}) then {} end",
+                    strata_common::quote_literal(name)
+                )
+            })
+            .collect();
+        format!("concat_ws(', ', {})", cases.join(", "))
+    }
 }
 
 /// One batch of a microbatch model: the rows whose `event_time` is in `[start, end)`.
@@ -153,6 +197,8 @@ impl MaterializeRequest {
             batch: None,
             snapshot: None,
             target_file_size: None,
+            quarantine: None,
+            txn: None,
         }
     }
 }

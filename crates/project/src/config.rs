@@ -188,6 +188,7 @@ pub const KNOWN_CONFIGS: &[&str] = &[
     "merge_update_columns",
     "merge_exclude_columns",
     "incremental_predicates",
+    "quarantine",
     // microbatch
     "event_time",
     "batch_size",

@@ -23,6 +23,7 @@ pub mod packages;
 pub mod profile;
 pub mod project;
 pub mod properties;
+pub mod quarantine;
 pub mod select;
 pub mod selectors;
 pub mod unit_tests;

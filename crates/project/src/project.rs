@@ -1975,6 +1975,15 @@ fn check_configs(
             c.word(Materialized::KEY, Materialized::parse)?;
             c.word(IncrementalStrategy::KEY, IncrementalStrategy::parse)?;
             c.word(OnSchemaChange::KEY, OnSchemaChange::parse)?;
+            if let Some(q) = c.get(crate::quarantine::KEY) {
+                if !matches!(c.materialized(), "table" | "incremental") {
+                    return Err(format!(
+                        "`quarantine` sets rows aside while a table is written: it works for table and incremental models, not {}",
+                        c.materialized()
+                    ));
+                }
+                crate::quarantine::checks(q).map_err(|e| format!("`quarantine`: {e}"))?;
+            }
             if c.materialized() == "snapshot" {
                 c.word(SnapshotStrategy::KEY, SnapshotStrategy::parse)?;
                 c.word(HardDeletes::KEY, HardDeletes::parse)?;

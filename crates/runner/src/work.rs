@@ -130,6 +130,9 @@ impl Work<'_> {
                     Ok(sql) => sql,
                     Err(message) => return Done::error(message, Some(c.sql)),
                 };
+                if let Err(message) = check_quarantine_columns(warehouse, model, &sql).await {
+                    return Done::error(message, Some(c.sql));
+                }
                 let mut req = request_for(model, materialization, sql, run_id, full_refresh);
                 if materialization == Materialization::Snapshot {
                     req.snapshot = Some(snapshot_spec(model, now));
@@ -271,6 +274,7 @@ fn request_for(
         target_file_size: c
             .get("target_file_size")
             .and_then(serde_json::Value::as_u64),
+        quarantine: quarantine_of(model),
         ..MaterializeRequest::new(
             model.unique_id.clone(),
             model.relation.clone(),
@@ -279,6 +283,56 @@ fn request_for(
             run_id,
         )
     }
+}
+
+/// Where a model's failing rows go, and its row checks (`quarantine:`; checked at load).
+pub(crate) fn quarantine_of(model: &strata_project::Model) -> Option<strata_engine::Quarantine> {
+    let checks =
+        strata_project::quarantine::checks(model.config.get(strata_project::quarantine::KEY)?)
+            .ok()?;
+    Some(strata_engine::Quarantine {
+        relation: quarantine_relation(&model.relation),
+        checks: checks.into_iter().map(|c| (c.name, c.failing)).collect(),
+    })
+}
+
+/// `<schema>_quarantine.<model>`, in the model's database.
+pub fn quarantine_relation(model: &Relation) -> Relation {
+    Relation::new(
+        &model.database,
+        format!("{}_quarantine", model.schema),
+        &model.identifier,
+    )
+}
+
+/// A quarantine check naming a column the model's query lacks stops the build, naming it.
+async fn check_quarantine_columns(
+    warehouse: &dyn Warehouse,
+    model: &strata_project::Model,
+    sql: &str,
+) -> Result<(), String> {
+    let Some(value) = model.config.get(strata_project::quarantine::KEY) else {
+        return Ok(());
+    };
+    let checks = strata_project::quarantine::checks(value)?;
+    if checks.iter().all(|c| c.column.is_none()) {
+        return Ok(());
+    }
+    let schema = warehouse.describe(sql).await.map_err(|e| e.to_string())?;
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    for c in &checks {
+        if let Some(column) = &c.column
+            && !names.iter().any(|n| n.eq_ignore_ascii_case(column))
+        {
+            return Err(format!(
+                "quarantine check `{}` names column `{column}`, which the model's query does not return{}; nothing was written (the columns are: {})",
+                c.name,
+                strata_common::did_you_mean(column, names.iter().copied()),
+                names.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The batches of a microbatch model, and where to report them.

@@ -9,6 +9,7 @@ mod incremental;
 mod ingest;
 mod introspect;
 mod lake;
+mod quarantine;
 mod seed;
 mod snapshot;
 mod stage;
@@ -686,7 +687,7 @@ impl<'a> WriteTarget<'a> {
                 .target_file_size
                 .or(merged.then_some(MERGED_TABLE_FILE_SIZE)),
             replace_damaged: req.full_refresh,
-            txn: None,
+            txn: req.txn.as_ref().map(|(app, v)| (app.as_str(), *v)),
         }
     }
 }
@@ -860,6 +861,9 @@ fn now() -> String {
 #[async_trait]
 impl Warehouse for EmbeddedWarehouse {
     async fn materialize(&self, request: &MaterializeRequest) -> Result<MaterializeOutcome> {
+        if let Some(q) = &request.quarantine {
+            return self.build_quarantined(request, q).await;
+        }
         match request.materialization {
             Materialization::Table => self.build_table(request).await,
             Materialization::View => self.build_view(request).await,

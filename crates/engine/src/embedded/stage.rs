@@ -21,8 +21,8 @@ use strata_common::quote_ident as q;
 use crate::error::{Error, Result};
 
 /// The catalog staged rows are registered in, and its one schema.
-const CATALOG: &str = "__strata_staged";
-const SCHEMA: &str = "rows";
+pub(super) const CATALOG: &str = "__strata_staged";
+pub(super) const SCHEMA: &str = "rows";
 
 /// Rows kept in memory before a change set spills to disk.
 pub(super) const MEMORY_ROWS: usize = 1_000_000;
