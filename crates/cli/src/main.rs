@@ -230,6 +230,12 @@ enum Command {
     /// Profile a table, column by column: NULL share, distinct values, least and greatest,
     /// most common values, a histogram; `--suggest` prints the data tests it would keep.
     Profile(commands::profile::ProfileArgs),
+    /// Rows models set aside with their `quarantine:` checks: list them, or retry them after
+    /// a fix.
+    Quarantine {
+        #[command(subcommand)]
+        command: commands::quarantine::QuarantineCommand,
+    },
     /// List the versions of a table model (time, operation, rows written, run).
     History(commands::history::HistoryArgs),
     /// Make an earlier version of a table model current again, as a new version.
@@ -335,6 +341,9 @@ fn main() -> ExitCode {
                 }
                 Command::Docs { command } => commands::docs::docs(&cli.global, &command).await,
                 Command::Profile(args) => commands::profile::profile(&cli.global, &args).await,
+                Command::Quarantine { command } => {
+                    commands::quarantine::quarantine(&cli.global, &command).await
+                }
                 Command::History(args) => commands::history::history(&cli.global, &args).await,
                 Command::Optimize(args) => commands::history::optimize(&cli.global, &args).await,
                 Command::Vacuum(args) => commands::history::vacuum(&cli.global, &args).await,

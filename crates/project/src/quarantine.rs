@@ -17,6 +17,15 @@ use serde_json::Value as Json;
 /// The config key.
 pub const KEY: &str = "quarantine";
 
+/// Where a model's quarantined rows go: `<schema>_quarantine.<model>`, in its database.
+pub fn relation(model: &crate::Relation) -> crate::Relation {
+    crate::Relation::new(
+        &model.database,
+        format!("{}_quarantine", model.schema),
+        &model.identifier,
+    )
+}
+
 /// One row check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowCheck {

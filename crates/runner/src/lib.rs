@@ -24,6 +24,7 @@ mod work;
 pub use events::{BatchEvent, HookEvent, Reporter, RunEvent, Silent};
 pub use results::{NodeResult, NodeStatus, RunResults};
 pub use schedule::Runner;
+pub use work::quarantine_request;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -285,24 +285,33 @@ fn request_for(
     }
 }
 
+/// The request writing a model's retried quarantined rows: the model's own configs (how it
+/// merges), its checks, and no SQL yet. `None` when the model quarantines nothing.
+pub fn quarantine_request(
+    model: &strata_project::Model,
+    run_id: &str,
+) -> Option<(MaterializeRequest, strata_engine::Quarantine)> {
+    let quarantine = quarantine_of(model)?;
+    let materialization = Materialization::parse(model.materialized())?;
+    let req = request_for(
+        model,
+        materialization,
+        String::new(),
+        run_id.to_string(),
+        false,
+    );
+    Some((req, quarantine))
+}
+
 /// Where a model's failing rows go, and its row checks (`quarantine:`; checked at load).
 pub(crate) fn quarantine_of(model: &strata_project::Model) -> Option<strata_engine::Quarantine> {
     let checks =
         strata_project::quarantine::checks(model.config.get(strata_project::quarantine::KEY)?)
             .ok()?;
     Some(strata_engine::Quarantine {
-        relation: quarantine_relation(&model.relation),
+        relation: strata_project::quarantine::relation(&model.relation),
         checks: checks.into_iter().map(|c| (c.name, c.failing)).collect(),
     })
-}
-
-/// `<schema>_quarantine.<model>`, in the model's database.
-pub fn quarantine_relation(model: &Relation) -> Relation {
-    Relation::new(
-        &model.database,
-        format!("{}_quarantine", model.schema),
-        &model.identifier,
-    )
 }
 
 /// A quarantine check naming a column the model's query lacks stops the build, naming it.

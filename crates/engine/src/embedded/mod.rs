@@ -38,6 +38,7 @@ pub use clone::CloneSource;
 pub use external::ExternalSource;
 pub use ingest::{IngestMode, IngestWrite, RemoteFile, latest_per_key};
 pub use lake::Lake;
+pub use quarantine::{QUARANTINE_COLUMNS, Retried};
 
 use crate::error::{Error, Result};
 use crate::semantics::TrueDivision;

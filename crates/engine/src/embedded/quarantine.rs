@@ -1,11 +1,12 @@
 //! Row quarantine: a model's query runs once; each row is judged by the model's row checks as
 //! it streams past. Passing rows go on to the model's write; failing rows are kept aside and,
-//! when the query has ended (and before the model's commit), appended to the quarantine table
-//! in one commit. A failure there fails the model's write, so the model is never committed
-//! without its quarantined rows. A process killed between the two commits leaves quarantined
-//! rows of a run whose model commit never happened: they are found by their run id (not in
-//! the model table's history) and removed before the model is next written, and listings
-//! skip them.
+//! when the query has ended (and before the model's commit), written to the quarantine table
+//! in one commit: a table model's quarantine is replaced (it holds what the current build set
+//! aside), an incremental model's grows. A failure there fails the model's write, so the model
+//! is never committed without its quarantined rows. A process killed between the two commits
+//! leaves a quarantine commit of a run whose model commit never happened: before the model is
+//! next written, such commits are undone (the quarantine restored to the version before
+//! them), and listings skip their rows.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,7 +67,7 @@ impl EmbeddedWarehouse {
         );
         // A check naming a column the query lacks fails here, before anything is written.
         let df = self.plan(&judged).await?;
-        self.drop_orphans(&req.relation, &quarantine.relation, req)
+        self.drop_orphans(&req.relation, &quarantine.relation)
             .await?;
         let full: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let n = full.fields().len() - 4;
@@ -84,6 +85,15 @@ impl EmbeddedWarehouse {
             unique_id: req.unique_id.clone(),
             run_id: req.run_id.clone(),
             set_aside: set_aside.clone(),
+            replace: req.materialization == Materialization::Table,
+            quarantined: Arc::new(
+                full.project(
+                    &(0..full.fields().len())
+                        .filter(|&i| i != n)
+                        .collect::<Vec<_>>(),
+                )
+                .map_err(datafusion::error::DataFusionError::from)?,
+            ),
         };
         let table = format!("q{}", uuid::Uuid::new_v4().simple());
         let name = format!("{CATALOG}.{SCHEMA}.{table}");
@@ -158,36 +168,51 @@ impl EmbeddedWarehouse {
         Ok(Some((kept, orphans)))
     }
 
-    /// Remove quarantined rows of runs whose model commit never happened.
-    async fn drop_orphans(
-        &self,
-        model: &Relation,
-        quarantine: &Relation,
-        req: &MaterializeRequest,
-    ) -> Result<()> {
-        let Some((_, orphans)) = self.quarantine_runs(model, quarantine).await? else {
-            return Ok(());
-        };
-        if orphans.is_empty() {
+    /// Undo the quarantine's newest commits whose run never committed the model (see the
+    /// module's documentation).
+    async fn drop_orphans(&self, model: &Relation, quarantine: &Relation) -> Result<()> {
+        let location = self
+            .shared
+            .lake
+            .table(&quarantine.schema, &quarantine.identifier)?;
+        if !self.shared.lake.table_exists(&location).await? {
             return Ok(());
         }
-        let listed: Vec<String> = orphans
+        let model_location = self.shared.lake.table(&model.schema, &model.identifier)?;
+        let committed: BTreeSet<String> =
+            match self.shared.lake.table_exists(&model_location).await? {
+                true => self
+                    .history(model)
+                    .await?
+                    .into_iter()
+                    .filter_map(|v| v.run_id)
+                    .collect(),
+                false => BTreeSet::new(),
+            };
+        let history = self.history(quarantine).await?;
+        let orphans = history
             .iter()
-            .map(|r| strata_common::quote_literal(r))
-            .collect();
-        let sql = format!(
-            "delete from {quarantine} where {} in ({})",
-            q(QUARANTINE_COLUMNS[1]),
-            listed.join(", ")
-        );
-        self.run_statements(
-            &sql,
-            &crate::StatementContext {
-                unique_id: req.unique_id.clone(),
-                run_id: req.run_id.clone(),
-            },
-        )
-        .await?;
+            .take_while(|v| {
+                v.operation == "WRITE" && v.run_id.as_ref().is_some_and(|r| !committed.contains(r))
+            })
+            .count();
+        if orphans == 0 {
+            return Ok(());
+        }
+        match history.get(orphans) {
+            Some(before) => {
+                tracing::warn!(
+                    "{quarantine}: undoing {orphans} quarantine commit(s) of runs that never committed {model}"
+                );
+                self.rollback(quarantine, before.version).await?;
+            }
+            // The quarantine was created by a run that never committed the model.
+            None => {
+                self.shared.lake.remove_table(&location).await?;
+                self.shared
+                    .invalidate(&quarantine.schema, &quarantine.identifier);
+            }
+        }
         Ok(())
     }
 }
@@ -206,6 +231,10 @@ struct Split {
     unique_id: String,
     run_id: String,
     set_aside: Arc<AtomicU64>,
+    /// Replace the quarantine (a table model's) rather than add to it.
+    replace: bool,
+    /// The quarantined rows' columns: the model's and the three of [`QUARANTINE_COLUMNS`].
+    quarantined: SchemaRef,
 }
 
 impl std::fmt::Debug for Split {
@@ -233,6 +262,8 @@ impl PartitionStream for Split {
             unique_id: self.unique_id.clone(),
             run_id: self.run_id.clone(),
             held,
+            replace: self.replace,
+            schema: Some(self.quarantined.clone()),
         };
         let rows = futures::stream::once(async move {
             let df = df.ok_or_else(|| {
@@ -286,6 +317,9 @@ struct EndOfQuery {
     unique_id: String,
     run_id: String,
     held: Arc<Mutex<Vec<RecordBatch>>>,
+    replace: bool,
+    /// The quarantined rows' columns, once a batch has been seen.
+    schema: Option<SchemaRef>,
 }
 
 impl EndOfQuery {
@@ -294,15 +328,35 @@ impl EndOfQuery {
             Ok(mut h) => std::mem::take(&mut *h),
             Err(_) => Vec::new(),
         };
-        let Some(first) = batches.first() else {
-            return Ok(());
-        };
         let fail = |e: Error| {
             datafusion::error::DataFusionError::External(
                 format!("writing the quarantined rows to {}: {e}", self.quarantine).into(),
             )
         };
-        let schema = first.schema();
+        let schema = match (batches.first(), &self.schema) {
+            (Some(first), _) => first.schema(),
+            // Nothing set aside: a table model's quarantine is emptied, if there is one.
+            (None, Some(schema)) if self.replace => {
+                let location = self
+                    .warehouse
+                    .shared
+                    .lake
+                    .table(&self.quarantine.schema, &self.quarantine.identifier)
+                    .map_err(fail)?;
+                if !self
+                    .warehouse
+                    .shared
+                    .lake
+                    .table_exists(&location)
+                    .await
+                    .map_err(fail)?
+                {
+                    return Ok(());
+                }
+                schema.clone()
+            }
+            _ => return Ok(()),
+        };
         let table = MemTable::try_new(schema, vec![batches])?;
         let plan = self
             .warehouse
@@ -319,12 +373,120 @@ impl EndOfQuery {
             replace_damaged: false,
             txn: None,
         };
-        Box::pin(
-            self.warehouse
-                .write_with_mode(&target, plan, SaveMode::Append),
-        )
+        Box::pin(self.warehouse.write_with_mode(
+            &target,
+            plan,
+            if self.replace {
+                SaveMode::Overwrite
+            } else {
+                SaveMode::Append
+            },
+        ))
         .await
         .map_err(fail)?;
         Ok(())
+    }
+}
+
+/// What `strata quarantine retry` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retried {
+    /// Rows that now pass and were written to the model.
+    pub moved: u64,
+    /// Rows that still fail a check and stay.
+    pub remaining: u64,
+}
+
+impl EmbeddedWarehouse {
+    /// Re-judge a model's quarantined rows by its current checks: those that pass are written
+    /// to the model (appended, or merged as the model merges, per `template`) and then removed
+    /// from the quarantine. The model's commit carries the quarantine's version as a Delta
+    /// application transaction, so a retry killed between the two commits is finished, not
+    /// repeated, by the next one.
+    pub async fn retry_quarantined(
+        &self,
+        template: &MaterializeRequest,
+        quarantine: &Quarantine,
+    ) -> Result<Retried> {
+        let model = &template.relation;
+        let qrel = &quarantine.relation;
+        if self.quarantine_runs(model, qrel).await?.is_none() {
+            return Ok(Retried {
+                moved: 0,
+                remaining: 0,
+            });
+        }
+        self.drop_orphans(model, qrel).await?;
+        let location = self.shared.lake.table(&qrel.schema, &qrel.identifier)?;
+        let table = super::damage::open_checked(&location)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("{} has no Delta log", location.display)))?;
+        let version = table.version().unwrap_or(0);
+        let app = format!("strata-quarantine-retry:{qrel}");
+        let passing = format!("not coalesce({}, false)", quarantine.failing());
+        let columns: Vec<String> = self
+            .plan(&format!("select * from {qrel}"))
+            .await?
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|c| !QUARANTINE_COLUMNS.contains(&c.as_str()))
+            .collect();
+        let count = |filter: String| async move {
+            let sql = format!("select count(*) from {qrel} where {filter}");
+            let batches: Vec<RecordBatch> = self.plan(&sql).await?.collect().await?;
+            Ok::<u64, Error>(
+                batches
+                    .first()
+                    .and_then(|b| {
+                        b.column(0)
+                            .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+                    })
+                    .map(|a| a.value(0).max(0) as u64)
+                    .unwrap_or(0),
+            )
+        };
+        let moved = count(passing.clone()).await?;
+        if moved == 0 {
+            let remaining = count("true".into()).await?;
+            return Ok(Retried { moved, remaining });
+        }
+        // The model's commit for this quarantine version is in unless an earlier retry
+        // committed it and was stopped before removing the rows.
+        // Transaction versions start at 1; table versions at 0.
+        let txn = version as i64 + 1;
+        if self.ingest_version(model, &app).await? != txn {
+            let selected: Vec<String> = columns.iter().map(|c| q(c)).collect();
+            let request = MaterializeRequest {
+                sql: format!("select {} from {qrel} where {passing}", selected.join(", ")),
+                quarantine: None,
+                txn: Some((app, txn)),
+                full_refresh: false,
+                ..template.clone()
+            };
+            match request.materialization {
+                Materialization::Incremental => self.build_incremental(&request).await?,
+                _ => {
+                    let df = self.plan(&request.sql).await?;
+                    self.write_with_mode(
+                        &WriteTarget::of(&request),
+                        df.logical_plan().clone(),
+                        SaveMode::Append,
+                    )
+                    .await?
+                }
+            };
+        }
+        self.run_statements(
+            &format!("delete from {qrel} where {passing}"),
+            &crate::StatementContext {
+                unique_id: template.unique_id.clone(),
+                run_id: template.run_id.clone(),
+            },
+        )
+        .await?;
+        let remaining = count("true".into()).await?;
+        Ok(Retried { moved, remaining })
     }
 }
