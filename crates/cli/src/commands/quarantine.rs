@@ -84,14 +84,13 @@ async fn list(
     let mut shown = Vec::new();
     for m in &models {
         let q = strata_project::quarantine::relation(&m.relation);
-        let Some((runs, _)) = warehouse.quarantine_runs(&m.relation, &q).await? else {
+        let Some(source) = warehouse.quarantine_sql(&m.relation, &q).await? else {
             println!("{:<28}  {:<36}  {:>9}", m.name, "-", 0);
             continue;
         };
-        let filter = committed(&runs);
         let sql = format!(
             "select strata_failed_checks, count(*), cast(max(strata_quarantined_at) as varchar) \
-             from {q} where {filter} group by 1 order by 1"
+             from {source} group by 1 order by 1"
         );
         let batches = collect(&warehouse, &sql).await?;
         let mut any = false;
@@ -115,7 +114,7 @@ async fn list(
             println!("{:<28}  {:<36}  {:>9}", m.name, "-", 0);
         } else if name.is_some() {
             shown.push(format!(
-                "select * from {q} where {filter} order by strata_quarantined_at desc limit {limit}"
+                "select * from {source} order by strata_quarantined_at desc limit {limit}"
             ));
         }
     }
@@ -160,18 +159,6 @@ async fn retry(
         quarantine.relation
     ));
     Ok(ExitCode::SUCCESS)
-}
-
-/// SQL keeping the rows of committed runs.
-fn committed(runs: &std::collections::BTreeSet<String>) -> String {
-    if runs.is_empty() {
-        return "false".into();
-    }
-    let listed: Vec<String> = runs
-        .iter()
-        .map(|r| strata_common::quote_literal(r))
-        .collect();
-    format!("strata_run_id in ({})", listed.join(", "))
 }
 
 async fn collect(

@@ -15,6 +15,7 @@ mod pg_server;
 mod postgres;
 mod project;
 mod quality;
+mod quarantine;
 mod s3;
 mod safety;
 mod seeds;

@@ -122,61 +122,20 @@ impl EmbeddedWarehouse {
         Ok(outcome)
     }
 
-    /// The runs whose quarantined rows in `quarantine` count: those whose write of `model`
-    /// committed. `None` when there is no quarantine table.
-    pub async fn quarantine_runs(
+    /// The quarantine's newest commits of runs that never committed the model: how many, and
+    /// the version before them (`None`: the table began with them). `None` without a
+    /// quarantine table.
+    async fn orphan_commits(
         &self,
         model: &Relation,
         quarantine: &Relation,
-    ) -> Result<Option<(BTreeSet<String>, BTreeSet<String>)>> {
+    ) -> Result<Option<(usize, Option<u64>)>> {
         let location = self
             .shared
             .lake
             .table(&quarantine.schema, &quarantine.identifier)?;
         if !self.shared.lake.table_exists(&location).await? {
             return Ok(None);
-        }
-        let sql = format!(
-            "select distinct {} from {}",
-            q(QUARANTINE_COLUMNS[1]),
-            quarantine
-        );
-        let batches: Vec<RecordBatch> = self.plan(&sql).await?.collect().await?;
-        let mut in_quarantine = BTreeSet::new();
-        for b in &batches {
-            let column = b.column(0);
-            if let Some(a) = column.as_string_opt::<i32>() {
-                in_quarantine.extend(a.iter().flatten().map(str::to_string));
-            } else if let Some(a) = column.as_string_view_opt() {
-                in_quarantine.extend(a.iter().flatten().map(str::to_string));
-            }
-        }
-        let model_location = self.shared.lake.table(&model.schema, &model.identifier)?;
-        let committed: BTreeSet<String> =
-            match self.shared.lake.table_exists(&model_location).await? {
-                true => self
-                    .history(model)
-                    .await?
-                    .into_iter()
-                    .filter_map(|v| v.run_id)
-                    .collect(),
-                false => BTreeSet::new(),
-            };
-        let (kept, orphans) = in_quarantine
-            .into_iter()
-            .partition(|r| committed.contains(r));
-        Ok(Some((kept, orphans)))
-    }
-
-    /// Undo the quarantine's newest commits whose run never committed the model (see the
-    /// module's documentation).
-    async fn drop_orphans(&self, model: &Relation, quarantine: &Relation) -> Result<()> {
-        let location = self
-            .shared
-            .lake
-            .table(&quarantine.schema, &quarantine.identifier)?;
-        if !self.shared.lake.table_exists(&location).await? {
-            return Ok(());
         }
         let model_location = self.shared.lake.table(&model.schema, &model.identifier)?;
         let committed: BTreeSet<String> =
@@ -196,18 +155,51 @@ impl EmbeddedWarehouse {
                 v.operation == "WRITE" && v.run_id.as_ref().is_some_and(|r| !committed.contains(r))
             })
             .count();
+        Ok(Some((orphans, history.get(orphans).map(|v| v.version))))
+    }
+
+    /// SQL reading a model's quarantined rows as of its last committed write (skipping a
+    /// quarantine commit whose model commit never happened). `None`: nothing quarantined.
+    pub async fn quarantine_sql(
+        &self,
+        model: &Relation,
+        quarantine: &Relation,
+    ) -> Result<Option<String>> {
+        Ok(match self.orphan_commits(model, quarantine).await? {
+            None | Some((_, None)) => None,
+            Some((0, _)) => Some(quarantine.to_string()),
+            Some((_, Some(version))) => Some(format!(
+                "table_at_version({}, {version})",
+                strata_common::quote_literal(&format!(
+                    "{}.{}",
+                    quarantine.schema, quarantine.identifier
+                ))
+            )),
+        })
+    }
+
+    /// Undo the quarantine's newest commits whose run never committed the model (see the
+    /// module's documentation).
+    async fn drop_orphans(&self, model: &Relation, quarantine: &Relation) -> Result<()> {
+        let Some((orphans, before)) = self.orphan_commits(model, quarantine).await? else {
+            return Ok(());
+        };
         if orphans == 0 {
             return Ok(());
         }
-        match history.get(orphans) {
-            Some(before) => {
-                tracing::warn!(
-                    "{quarantine}: undoing {orphans} quarantine commit(s) of runs that never committed {model}"
-                );
-                self.rollback(quarantine, before.version).await?;
+        tracing::warn!(
+            "{quarantine}: undoing {orphans} quarantine commit(s) of runs that never committed {model}"
+        );
+        match before {
+            Some(version) => {
+                self.rollback(quarantine, version).await?;
             }
             // The quarantine was created by a run that never committed the model.
             None => {
+                let location = self
+                    .shared
+                    .lake
+                    .table(&quarantine.schema, &quarantine.identifier)?;
                 self.shared.lake.remove_table(&location).await?;
                 self.shared
                     .invalidate(&quarantine.schema, &quarantine.identifier);
@@ -410,13 +402,13 @@ impl EmbeddedWarehouse {
     ) -> Result<Retried> {
         let model = &template.relation;
         let qrel = &quarantine.relation;
-        if self.quarantine_runs(model, qrel).await?.is_none() {
+        self.drop_orphans(model, qrel).await?;
+        if self.orphan_commits(model, qrel).await?.is_none() {
             return Ok(Retried {
                 moved: 0,
                 remaining: 0,
             });
         }
-        self.drop_orphans(model, qrel).await?;
         let location = self.shared.lake.table(&qrel.schema, &qrel.identifier)?;
         let table = super::damage::open_checked(&location)
             .await?
