@@ -230,6 +230,12 @@ enum Command {
     /// Profile a table, column by column: NULL share, distinct values, least and greatest,
     /// most common values, a histogram; `--suggest` prints the data tests it would keep.
     Profile(commands::profile::ProfileArgs),
+    /// Data quality across runs: `strata quality report` writes the history of every check
+    /// and metric as one HTML page.
+    Quality {
+        #[command(subcommand)]
+        command: commands::quality::QualityCommand,
+    },
     /// Rows models set aside with their `quarantine:` checks: list them, or retry them after
     /// a fix.
     Quarantine {
@@ -341,6 +347,9 @@ fn main() -> ExitCode {
                 }
                 Command::Docs { command } => commands::docs::docs(&cli.global, &command).await,
                 Command::Profile(args) => commands::profile::profile(&cli.global, &args).await,
+                Command::Quality { command } => {
+                    commands::quality::quality(&cli.global, &command).await
+                }
                 Command::Quarantine { command } => {
                     commands::quarantine::quarantine(&cli.global, &command).await
                 }

@@ -153,6 +153,8 @@ pub struct NodeResultRecord {
     pub message: Option<String>,
     /// For tests: the failing rows (or anomalous values) found.
     pub failures: Option<i64>,
+    /// For tests that found rows: the first few, as a JSON array of objects.
+    pub sample: Option<String>,
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -245,6 +247,7 @@ CREATE TABLE ingest_files (
     // bucket (or per run, for metrics of a whole table), with the range each was judged by.
     r"
 ALTER TABLE node_results ADD COLUMN failures INTEGER;
+ALTER TABLE node_results ADD COLUMN sample TEXT;
 CREATE TABLE quality_metrics (
     node_id       TEXT NOT NULL,
     measure       TEXT NOT NULL,
@@ -587,8 +590,8 @@ impl MetaStore {
         self.conn()?.execute(
             "INSERT OR REPLACE INTO node_results
                (run_id, unique_id, status, started_at, seconds, relation, rows_affected, message,
-                failures)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                failures, sample)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 r.run_id,
                 r.unique_id,
@@ -598,7 +601,8 @@ impl MetaStore {
                 r.relation,
                 r.rows_affected,
                 r.message,
-                r.failures
+                r.failures,
+                r.sample
             ],
         )?;
         Ok(())
@@ -630,7 +634,7 @@ impl MetaStore {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
             "SELECT run_id, unique_id, status, started_at, seconds, relation, rows_affected, message,
-                    failures
+                    failures, sample
              FROM node_results WHERE run_id = ?1 ORDER BY rowid",
         )?;
         let rows = stmt.query_map(params![run_id], |r| {
@@ -644,6 +648,7 @@ impl MetaStore {
                 rows_affected: r.get(6)?,
                 message: r.get(7)?,
                 failures: r.get(8)?,
+                sample: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -779,6 +784,7 @@ mod tests {
                 rows_affected: Some(3),
                 message: None,
                 failures: None,
+                sample: None,
             })
             .expect("node");
         store

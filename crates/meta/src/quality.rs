@@ -42,6 +42,8 @@ pub struct TestOutcome {
     pub status: String,
     pub failures: Option<i64>,
     pub message: Option<String>,
+    /// The first rows it found, as a JSON array of objects.
+    pub sample: Option<String>,
 }
 
 impl MetaStore {
@@ -121,7 +123,7 @@ impl MetaStore {
     pub fn test_outcomes(&self, unique_id: &str, limit: usize) -> Result<Vec<TestOutcome>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT run_id, started_at, status, failures, message FROM node_results
+            "SELECT run_id, started_at, status, failures, message, sample FROM node_results
              WHERE unique_id = ?1 ORDER BY started_at DESC, rowid DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![unique_id, limit as i64], |r| {
@@ -131,6 +133,7 @@ impl MetaStore {
                 status: r.get(2)?,
                 failures: r.get(3)?,
                 message: r.get(4)?,
+                sample: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)

@@ -72,6 +72,9 @@ pub struct NodeResult {
     pub compiled_sql: Option<String>,
     /// For failures and skips: the model file, for the summary.
     pub file: String,
+    /// For tests that found rows: the first few, as a JSON array of objects.
+    #[serde(skip)]
+    pub sample: Option<String>,
 }
 
 /// The outcome of a run.

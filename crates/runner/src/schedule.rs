@@ -341,6 +341,7 @@ impl<'a> Runner<'a> {
             result.rows_affected = outcome.rows_affected;
             result.failures = outcome.failures;
             result.compiled_sql = outcome.sql;
+            result.sample = outcome.sample;
             done.insert(id);
             let failed = result.status.is_failure();
             self.record(&run_id, &result)?;
@@ -665,6 +666,7 @@ impl<'a> Runner<'a> {
             completed_at: rfc3339(chrono::Utc::now()),
             compiled_sql: None,
             file: subject.file().to_string_lossy().into_owned(),
+            sample: None,
         }
     }
 
@@ -680,6 +682,7 @@ impl<'a> Runner<'a> {
                 rows_affected: r.rows_affected.map(|n| n as i64),
                 message: Some(r.message.clone()),
                 failures: r.failures.map(|n| n as i64),
+                sample: r.sample.clone(),
             })?;
         }
         Ok(())

@@ -24,6 +24,8 @@ pub(crate) struct Done {
     pub rows_affected: Option<u64>,
     pub failures: Option<u64>,
     pub sql: Option<String>,
+    /// For tests that found rows: the first few, as a JSON array of objects.
+    pub sample: Option<String>,
 }
 
 impl Done {
@@ -34,6 +36,7 @@ impl Done {
             rows_affected: None,
             failures: None,
             sql,
+            sample: None,
         }
     }
 
@@ -44,6 +47,7 @@ impl Done {
             rows_affected: o.rows_affected,
             failures: None,
             sql,
+            sample: None,
         }
     }
 }
@@ -181,6 +185,9 @@ impl Work<'_> {
                     return done;
                 }
                 let found_rows = done.status.is_failure() || done.status == NodeStatus::Warn;
+                if found_rows {
+                    done.sample = sample_rows(warehouse, &sql).await;
+                }
                 if found_rows && let Some((db, schema)) = audit.filter(|_| test.store_failures()) {
                     let relation = Relation::new(db, schema, test.relation_name());
                     if let Err(e) = store_failures(warehouse, test, &sql, relation, &run_id).await {
@@ -460,6 +467,7 @@ async fn run_batches(
             rows_affected: Some(rows),
             failures: None,
             sql: first_sql,
+            sample: None,
         };
     }
     let (first, last) = (&failed[0].0, &failed[failed.len() - 1].0);
@@ -558,6 +566,34 @@ async fn store_failures(
     warehouse.append(&request).await.map(|_| ())
 }
 
+/// Rows a test found, kept with its result for the quality report: at most this many.
+const SAMPLE_ROWS: usize = 5;
+
+/// The first rows a test's query returns, as a JSON array of objects (`None` when they
+/// cannot be read: the result stands without them).
+async fn sample_rows(warehouse: &dyn Warehouse, sql: &str) -> Option<String> {
+    let shown = format!("select * from (\n{sql}\n) as strata_sample limit {SAMPLE_ROWS}");
+    let batches: Vec<datafusion::arrow::record_batch::RecordBatch> = warehouse
+        .query(&shown, None)
+        .await
+        .ok()?
+        .try_collect()
+        .await
+        .ok()?;
+    // NULLs are written out: a row of only NULLs (a `not_null` test's) is still a row.
+    let mut writer = datafusion::arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, datafusion::arrow::json::writer::JsonArray>(Vec::new());
+    let refs: Vec<&datafusion::arrow::record_batch::RecordBatch> = batches.iter().collect();
+    writer.write_batches(&refs).ok()?;
+    writer.finish().ok()?;
+    let bytes = writer.into_inner();
+    match bytes.is_empty() {
+        true => Some("[]".into()),
+        false => String::from_utf8(bytes).ok(),
+    }
+}
+
 /// A failed unit test's message: the rows that differ, `-` expected and missing, `+` produced
 /// and unexpected (at most 20).
 async fn unit_test_difference(warehouse: &dyn Warehouse, sql: &str, n: Option<u64>) -> String {
@@ -647,6 +683,7 @@ async fn run_anomaly_test(
         rows_affected: None,
         failures: Some(judgement.anomalies as u64),
         sql: Some(sql),
+        sample: None,
     }
 }
 
@@ -732,6 +769,7 @@ async fn run_test(warehouse: &dyn Warehouse, test: &DataTest, sql: &str) -> Done
             failures.max(0) as u64
         }),
         sql: Some(sql.to_string()),
+        sample: None,
     }
 }
 

@@ -181,6 +181,7 @@ pub async fn clone(global: &GlobalArgs, args: &CloneArgs) -> Result<ExitCode> {
             completed_at: now(),
             compiled_sql: None,
             file: node.file().display().to_string(),
+            sample: None,
         });
     }
     let results = RunResults {

@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod init;
 pub mod ls;
 pub mod profile;
+pub mod quality;
 pub mod quarantine;
 pub mod run;
 pub mod show;

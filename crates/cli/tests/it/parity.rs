@@ -282,44 +282,9 @@ fn clone_makes_the_state_runs_relations_exist_here_without_copying() {
     assert_eq!(prod.trim(), "n\n20");
 }
 
-/// The DOM headless Chromium renders for `url`; None (with a note) where Chromium is not
-/// installed, except in CI, which installs it.
+/// The DOM headless Chromium renders for `url` (see [`crate::project::browser`]).
 fn browser_dom(url: &str) -> Option<String> {
-    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| {
-            std::process::Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok()
-        })
-    else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs Chromium (apt-get install chromium)"
-        );
-        eprintln!("note: no Chromium here; the page is not rendered");
-        return None;
-    };
-    let profile = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .output()
-        .expect("chromium");
-    Some(String::from_utf8_lossy(&out.stdout).to_string())
+    crate::project::browser(url).map(|(dom, _)| dom)
 }
 
 /// `GET path` over HTTP/1.1: the status line and the body.

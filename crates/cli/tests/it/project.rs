@@ -215,3 +215,49 @@ fn std_strata_in(dir: &Path) -> std::process::Command {
         .env("HOME", dir);
     c
 }
+
+/// The DOM headless Chromium renders for `url`, and what it logged (console messages and
+/// page errors are logged as `CONSOLE`); None (with a note) where Chromium is not installed,
+/// except in CI, which installs it.
+pub fn browser(url: &str) -> Option<(String, String)> {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs Chromium (apt-get install chromium)"
+        );
+        eprintln!("note: no Chromium here; the page is not rendered");
+        return None;
+    };
+    let profile = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .expect("chromium");
+    Some((
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    ))
+}

@@ -86,3 +86,69 @@ fn a_profile_describes_each_column_and_its_suggested_tests_pass() {
         "{out}"
     );
 }
+
+#[test]
+fn the_quality_report_shows_each_check_its_history_metrics_and_failures() {
+    let p = TestProject::with_files(&[
+        (
+            "seeds/raw.csv",
+            "id,status,amount\n1,placed,10\n2,shipped,20\n3,placed,30\n",
+        ),
+        (
+            "seeds/raw.yml",
+            "version: 2\nseeds:\n  - name: raw\n    data_tests:\n      - volume_anomalies: {min_training_set_size: 2}\n    columns:\n      - name: id\n        data_tests: [unique]\n      - name: status\n        data_tests:\n          - accepted_values: {values: [placed, shipped], severity: warn}\n",
+        ),
+        (
+            "models/orders.sql",
+            "{{ config(materialized='table', quarantine=[{'expression': 'amount < 25'}]) }}\nselect * from {{ ref('raw') }}",
+        ),
+    ]);
+    for _ in 0..3 {
+        p.ok(&["build"]);
+    }
+    // A fourth build: a status no one expected, and a volume spike.
+    p.write(
+        "seeds/raw.csv",
+        "id,status,amount\n1,placed,10\n2,shipped,20\n3,placed,30\n4,lost,1\n5,lost,2\n6,placed,3\n7,placed,4\n8,placed,5\n",
+    );
+    p.fails(&["build"], 1);
+    let out_dir = p.path().join("report");
+    let out = p.ok(&[
+        "quality",
+        "report",
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+    ]);
+    assert!(out.contains("index.html"), "{out}");
+    let html = std::fs::read_to_string(out_dir.join("index.html")).expect("report");
+    for needle in [
+        "volume_anomalies_raw_2",
+        "accepted_values_raw_status__placed__shipped",
+        "unique_raw_id",
+        "anomaly test",
+        "row_count",
+        "per run",
+        "<svg class=\"spark\"",
+        "expected",
+        // The rows the warning found.
+        "<td>lost</td>",
+        // Quarantined rows of the model, by check.
+        "expression(amount &lt; 25)",
+    ] {
+        assert!(html.contains(needle), "{needle} missing from the report");
+    }
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "nothing is fetched"
+    );
+    assert!(!html.contains("<script"), "no script");
+
+    // It opens in a browser with nothing logged to the console.
+    let url = format!("file://{}", out_dir.join("index.html").display());
+    if let Some((dom, log)) = crate::project::browser(&url) {
+        assert!(dom.contains("Data quality"), "{dom}");
+        assert!(dom.contains("volume_anomalies_raw_2"), "{dom}");
+        let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+        assert!(console.is_empty(), "console messages: {console:?}");
+    }
+}
