@@ -335,7 +335,7 @@ fn metric_card(html: &mut String, m: &MetricSeries) {
     if !lo.is_finite() {
         (lo, hi) = (0.0, 1.0);
     }
-    if hi - lo < f64::EPSILON {
+    if (hi - lo).abs() < f64::EPSILON {
         (lo, hi) = (lo - 1.0, hi + 1.0);
     }
     let n = m.points.len().max(2);
