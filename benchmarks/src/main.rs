@@ -21,10 +21,14 @@
 //!   `strata ingest` (two readers, then one), against `psql`'s `\copy … to '/dev/null'` of the
 //!   same rows; with the peak memory of the load (see `postgres.rs`).
 //!
+//! - `quality`: a 10,000,000-row table model built with quarantine checks against without, and
+//!   `strata build` with anomaly tests against `strata run` (see `quality.rs`).
+//!
 //! Build the binary first (`cargo build --release -p strata`), then
 //! `cargo run --release -p strata-benchmarks -- [--strata PATH] [--runs N] [SCENARIO...]`.
 
 mod postgres;
+mod quality;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,7 +47,7 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Scenarios to run: startup, parse, chain, seed, merge, snapshot, packages, ingest,
-    /// postgres (default: all).
+    /// postgres, quality (default: all).
     scenarios: Vec<String>,
 }
 
@@ -74,6 +78,7 @@ fn main() -> Result<()> {
     }
     let all = [
         "startup", "parse", "chain", "seed", "merge", "snapshot", "packages", "ingest", "postgres",
+        "quality",
     ];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
@@ -92,6 +97,7 @@ fn main() -> Result<()> {
             "packages" => rows.extend(packages(&strata, args.runs)?),
             "ingest" => rows.extend(ingest(&strata, args.runs)?),
             "postgres" => rows.extend(postgres::postgres(&strata, args.runs)?),
+            "quality" => rows.extend(quality::quality(&strata, args.runs)?),
             other => bail!("unknown scenario `{other}`; choose from {}", all.join(", ")),
         }
     }

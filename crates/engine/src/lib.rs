@@ -100,7 +100,14 @@ pub struct MaterializeRequest {
     /// A Delta application transaction (app id, version) the commit carries, so whether this
     /// write happened is known from the table alone.
     pub txn: Option<(String, i64)>,
+    /// Queries (id, SQL) over the rows a table model writes, named [`OBSERVED_ROWS`]: they
+    /// run on the rows as they stream to the write, so measuring them costs no second read.
+    /// A query that fails is left out of the outcome; the write goes on.
+    pub observers: Vec<(String, String)>,
 }
+
+/// The name observers read the rows being written by.
+pub const OBSERVED_ROWS: &str = "strata_observed_rows";
 
 /// Row checks of a table or incremental model, and where failing rows go: appended to
 /// `relation` with the checks they failed (`strata_failed_checks`), the run
@@ -199,6 +206,7 @@ impl MaterializeRequest {
             target_file_size: None,
             quarantine: None,
             txn: None,
+            observers: Vec::new(),
         }
     }
 }
@@ -242,6 +250,8 @@ pub struct MaterializeOutcome {
     pub version: Option<u64>,
     /// A short status, such as `CREATE VIEW` or `SELECT 42`.
     pub message: String,
+    /// What each of the request's `observers` returned, by id (those that ran).
+    pub observed: Vec<(String, Vec<datafusion::arrow::record_batch::RecordBatch>)>,
 }
 
 /// A warehouse that can build relations and answer queries.

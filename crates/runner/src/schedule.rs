@@ -19,7 +19,7 @@ use crate::Result;
 use crate::events::{HookEvent, Reporter, RunEvent};
 use crate::microbatch::MicrobatchConfig;
 use crate::results::{NodeResult, NodeStatus, RunResults};
-use crate::work::{Env, Work, full_refresh_allowed, is_microbatch, rfc3339, with_hooks};
+use crate::work::{Anomalies, Env, Work, full_refresh_allowed, is_microbatch, rfc3339, with_hooks};
 
 /// Runs models of a project on a warehouse.
 pub struct Runner<'a> {
@@ -207,6 +207,7 @@ impl<'a> Runner<'a> {
             .run_started_at
             .format("%Y-%m-%d %H:%M:%S%.6f")
             .to_string();
+        let anomalies = self.anomalies_in(nodes);
         let mut running = FuturesUnordered::new();
         // A failed on-run-start hook runs nothing (every node is reported skipped).
         let mut stop = start_failed;
@@ -245,6 +246,7 @@ impl<'a> Runner<'a> {
                 let now = now.as_str();
                 let compiler = &compiler;
                 let meta = self.meta.as_deref();
+                let anomalies = &anomalies;
                 running.push(async move {
                     // Models and tests compile here, just before they run, so compile errors
                     // are node errors. Compiling (and a template's `run_query`) runs on a
@@ -301,6 +303,7 @@ impl<'a> Runner<'a> {
                         full_refresh,
                         now,
                         reporter,
+                        anomalies,
                     };
                     let work = work.execute(&env, run_id);
                     let outcome = with_hooks(warehouse, hooks, &context, work).await;
@@ -495,6 +498,36 @@ impl<'a> Runner<'a> {
             )?;
         }
         Ok(results)
+    }
+
+    /// The anomaly tests of the run whose table model is built in the same run: they are
+    /// measured as the model is written.
+    fn anomalies_in(&self, nodes: &[String]) -> Anomalies {
+        let in_run: HashSet<&str> = nodes.iter().map(String::as_str).collect();
+        let mut out = Anomalies::default();
+        for id in nodes {
+            let Some(test) = self.project.tests.get(id) else {
+                continue;
+            };
+            let (Some(Ok(spec)), Some(model)) = (
+                strata_project::anomaly::spec_of(test),
+                test.attached_node
+                    .as_deref()
+                    .filter(|m| in_run.contains(m))
+                    .and_then(|m| self.project.models.get(m)),
+            ) else {
+                continue;
+            };
+            if model.materialized() != "table" {
+                continue;
+            }
+            out.tests.entry(model.unique_id.clone()).or_default().push((
+                test.unique_id.clone(),
+                spec,
+                test.where_clause().map(str::to_string),
+            ));
+        }
+        out
     }
 
     /// Run the project's `on-run-start` or `on-run-end` hooks (`phase`), in order, stopping at

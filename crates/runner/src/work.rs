@@ -86,6 +86,8 @@ pub(crate) struct Env<'a> {
     pub full_refresh: bool,
     /// The run's time, for snapshots and anomaly tests.
     pub now: &'a str,
+    /// Anomaly tests measured as their model is written.
+    pub anomalies: &'a Anomalies,
     pub reporter: &'a dyn Reporter,
 }
 
@@ -117,6 +119,7 @@ impl Work<'_> {
             full_refresh,
             now,
             reporter,
+            ..
         } = *env;
         match self {
             Work::Model(_, Err(e)) | Work::Test(_, Err(e)) => Done::error(e.to_string(), None),
@@ -141,8 +144,18 @@ impl Work<'_> {
                 if materialization == Materialization::Snapshot {
                     req.snapshot = Some(snapshot_spec(model, now));
                 }
+                if materialization == Materialization::Table
+                    && let Some(tests) = env.anomalies.tests.get(&model.unique_id)
+                {
+                    req.observers = observers(warehouse, tests, &req.sql, now).await;
+                }
                 match warehouse.materialize(&req).await {
-                    Ok(o) => Done::built(o, Some(c.sql)),
+                    Ok(mut o) => {
+                        if let Ok(mut m) = env.anomalies.measured.lock() {
+                            m.extend(o.observed.drain(..));
+                        }
+                        Done::built(o, Some(c.sql))
+                    }
                     Err(e) => Done::error(
                         at_file_line(e.to_string(), &c, &model.original_file_path),
                         Some(c.sql),
@@ -175,7 +188,14 @@ impl Work<'_> {
             }
             Work::Test(test, Ok(sql)) => {
                 if let Some(spec) = strata_project::anomaly::spec_of(test) {
-                    return run_anomaly_test(warehouse, meta, test, spec, sql, &run_id, now).await;
+                    let measured = env
+                        .anomalies
+                        .measured
+                        .lock()
+                        .ok()
+                        .and_then(|mut m| m.remove(&test.unique_id));
+                    let (ids, now) = ((test, run_id.as_str()), run_time(now));
+                    return run_anomaly_test(warehouse, meta, ids, spec, sql, now, measured).await;
                 }
                 let mut done = run_test(warehouse, test, &sql).await;
                 if matches!(test.kind, strata_project::data_tests::TestKind::Unit(_))
@@ -638,32 +658,78 @@ async fn unit_test_difference(warehouse: &dyn Warehouse, sql: &str, n: Option<u6
     lines.join("\n")
 }
 
-/// Measure an anomaly test's metrics, keep them, and judge them by `severity`. Too little
-/// history is a warning, not a failure.
+/// The run's time (`now`, as snapshots get it) as a UTC instant.
+fn run_time(now: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::NaiveDateTime::parse_from_str(now, "%Y-%m-%d %H:%M:%S%.f")
+        .map(|t| t.and_utc())
+        .unwrap_or_else(|_| chrono::Utc::now())
+}
+
+/// The anomaly tests of the models in a run, measured as their model is written.
+#[derive(Default)]
+pub(crate) struct Anomalies {
+    /// By model: its anomaly tests in the run (test id, arguments, `where` filter).
+    pub tests: std::collections::HashMap<
+        String,
+        Vec<(String, strata_project::anomaly::AnomalySpec, Option<String>)>,
+    >,
+    /// What a model's write measured, by test id, until the test takes it.
+    pub measured: std::sync::Mutex<
+        std::collections::HashMap<String, Vec<datafusion::arrow::record_batch::RecordBatch>>,
+    >,
+}
+
+/// The observers measuring a table model's anomaly tests as it is written: each test's
+/// metric query over the rows written (a test whose query cannot be drawn up measures on its
+/// own when it runs, and says why).
+async fn observers(
+    warehouse: &dyn Warehouse,
+    tests: &[(String, strata_project::anomaly::AnomalySpec, Option<String>)],
+    sql: &str,
+    now: &str,
+) -> Vec<(String, String)> {
+    let Ok(schema) = warehouse.describe(sql).await else {
+        return Vec::new();
+    };
+    tests
+        .iter()
+        .filter_map(|(id, spec, filter)| {
+            let rows = match filter {
+                Some(w) => format!("select * from {} where {w}", strata_engine::OBSERVED_ROWS),
+                None => format!("select * from {}", strata_engine::OBSERVED_ROWS),
+            };
+            strata_quality::anomaly::measure_query(spec, &schema, &rows, run_time(now))
+                .ok()
+                .map(|q| (id.clone(), q))
+        })
+        .collect()
+}
+
+/// Measure an anomaly test's metrics (or take what its model's write measured), keep them,
+/// and judge them by `severity`. Too little history is a warning, not a failure.
 async fn run_anomaly_test(
     warehouse: &dyn Warehouse,
     meta: Option<&strata_meta::MetaStore>,
-    test: &DataTest,
+    (test, run_id): (&DataTest, &str),
     spec: Result<strata_project::anomaly::AnomalySpec, String>,
     sql: String,
-    run_id: &str,
-    now: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    measured: Option<Vec<datafusion::arrow::record_batch::RecordBatch>>,
 ) -> Done {
     // Arguments are checked when the project loads.
     let spec = match spec {
         Ok(s) => s,
         Err(e) => return Done::error(e, Some(sql)),
     };
-    let now = chrono::NaiveDateTime::parse_from_str(now, "%Y-%m-%d %H:%M:%S%.f")
-        .map(|t| t.and_utc())
-        .unwrap_or_else(|_| chrono::Utc::now());
     let subject = strata_quality::anomaly::Subject {
         test_id: &test.unique_id,
         node_id: test.attached_node.as_deref().unwrap_or(&test.unique_id),
         run_id,
     };
     let judgement =
-        match strata_quality::anomaly::run(warehouse, meta, &subject, &spec, &sql, now).await {
+        match strata_quality::anomaly::run(warehouse, meta, &subject, &spec, &sql, now, measured)
+            .await
+        {
             Ok(j) => j,
             Err(e) => return Done::error(e, Some(sql)),
         };

@@ -224,3 +224,58 @@ fn wrong_anomaly_arguments_are_named_before_anything_is_written() {
         "{out}"
     );
 }
+
+#[test]
+fn metrics_measured_as_a_table_is_written_equal_those_queried_after() {
+    // A table model's anomaly tests in the same build measure the rows as they are written;
+    // `strata test` alone queries the table. Both must see the same values.
+    let p = TestProject::with_files(&[
+        ("seeds/events.csv", &events(1, None)),
+        (
+            "models/daily.sql",
+            "{{ config(materialized='table', quarantine=[{'expression': \"kind <> 'bot'\"}]) }}\nselect id, cast(at as timestamp) as at, kind, id % 7 as score from {{ ref('events') }}",
+        ),
+        (
+            "models/daily.yml",
+            "version: 2\nmodels:\n  - name: daily\n    data_tests:\n      - volume_anomalies: {timestamp_column: at}\n      - freshness_anomalies: {timestamp_column: at}\n      - volume_anomalies: {min_training_set_size: 1}\n    columns:\n      - name: score\n        data_tests:\n          - column_anomalies:\n              column_anomalies: [average, zero_count, max]\n              timestamp_column: at\n              config: {where: \"id > 100\", severity: warn}\n",
+        ),
+    ]);
+    p.ok(&["build"]);
+    p.ok(&["build"]);
+    let messages = |p: &TestProject| -> Vec<String> {
+        let results: serde_json::Value =
+            serde_json::from_str(&p.read("target/run_results.json")).expect("run results");
+        let mut m: Vec<String> = results["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .filter(|r| {
+                r["unique_id"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("test."))
+            })
+            .map(|r| {
+                // Run by run, the whole table's history grows by one each run.
+                let message = r["message"].as_str().unwrap_or_default();
+                let message = match message.split_once(" training values)") {
+                    Some((head, tail)) => format!(
+                        "{}… training values){tail}",
+                        head.rsplit_once('(').map_or(head, |(h, _)| h)
+                    ),
+                    None => message.to_string(),
+                };
+                format!("{} {} {message}", r["unique_id"], r["status"])
+            })
+            .collect();
+        m.sort();
+        m
+    };
+    let built = messages(&p);
+    assert_eq!(built.len(), 4, "{built:?}");
+    assert!(
+        built.iter().any(|m| m.contains("PASS: row_count")),
+        "{built:?}"
+    );
+    p.ok(&["test"]);
+    assert_eq!(messages(&p), built);
+}

@@ -146,6 +146,7 @@ impl EmbeddedWarehouse {
             rows_affected: rows,
             version: Some(0),
             message: format!("CLONE of {} version {}", src.display, snapshot.version()),
+            observed: Vec::new(),
         })
     }
 }

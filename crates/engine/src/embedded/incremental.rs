@@ -288,6 +288,7 @@ impl EmbeddedWarehouse {
             rows_affected: Some(rows),
             version,
             message: format!("MERGE {rows}"),
+            observed: Vec::new(),
         })
     }
 
@@ -352,6 +353,7 @@ impl EmbeddedWarehouse {
             rows_affected: Some(inserted),
             version,
             message: format!("DELETE {deleted} INSERT {inserted}"),
+            observed: Vec::new(),
         })
     }
 
@@ -392,6 +394,7 @@ impl EmbeddedWarehouse {
                     rows_affected: Some(0),
                     version: None,
                     message: "no rows (nothing to write)".into(),
+                    observed: Vec::new(),
                 });
             }
         }

@@ -9,6 +9,7 @@ mod incremental;
 mod ingest;
 mod introspect;
 mod lake;
+mod observe;
 mod quarantine;
 mod seed;
 mod snapshot;
@@ -455,10 +456,14 @@ impl EmbeddedWarehouse {
             rows_affected: None,
             version: None,
             message: "CREATE VIEW".into(),
+            observed: Vec::new(),
         })
     }
 
     async fn build_table(&self, req: &MaterializeRequest) -> Result<MaterializeOutcome> {
+        if !req.observers.is_empty() {
+            return Box::pin(self.build_observed(req)).await;
+        }
         let df = self.plan(&req.sql).await?;
         self.write_table(&WriteTarget::of(req), df.logical_plan().clone())
             .await
@@ -614,6 +619,7 @@ impl EmbeddedWarehouse {
             rows_affected: rows,
             version,
             message,
+            observed: Vec::new(),
         })
     }
 }

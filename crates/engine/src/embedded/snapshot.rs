@@ -170,6 +170,7 @@ impl EmbeddedWarehouse {
             rows_affected: Some(inserted + closed),
             version,
             message: format!("INSERT {inserted}, UPDATE {closed}"),
+            observed: Vec::new(),
         })
     }
 }

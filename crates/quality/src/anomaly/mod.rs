@@ -54,8 +54,48 @@ pub struct Judgement {
     pub short_history: bool,
 }
 
-/// Measure the relation `relation_sql` (the test's compiled query) as `spec` says, keep the
-/// metrics in `meta`, and judge them. Errors name the argument or column at fault.
+/// The one query measuring `relation_sql` (of columns `schema`) as `spec` says, as of `now`.
+/// Errors name the argument or column at fault.
+pub fn measure_query(
+    spec: &AnomalySpec,
+    schema: &Schema,
+    relation_sql: &str,
+    now: DateTime<Utc>,
+) -> Result<String, String> {
+    let metrics = metrics_of(spec, schema)?;
+    let Some(column) = spec.timestamp_column.as_deref() else {
+        let exprs: Vec<String> = metrics
+            .iter()
+            .map(|m| format!("{} as {}", m.expr, strata_common::quote_ident(&m.name)))
+            .collect();
+        return Ok(format!(
+            "select {} from (\n{relation_sql}\n) as strata_measured{}",
+            exprs.join(", "),
+            match &spec.where_expression {
+                Some(w) => format!(" where ({w})"),
+                None => String::new(),
+            }
+        ));
+    };
+    let ts = column_of(schema, column, "timestamp_column")?;
+    let ts_type = schema
+        .fields()
+        .iter()
+        .find(|f| f.name().eq_ignore_ascii_case(column))
+        .map(|f| f.data_type().clone())
+        .unwrap_or(DataType::Utf8);
+    Ok(bucket_query(
+        spec,
+        &metrics,
+        (&ts, &ts_type),
+        &Window::of(spec, now),
+        relation_sql,
+    ))
+}
+
+/// Measure the relation `relation_sql` (the test's compiled query) as `spec` says (or take
+/// `measured`, what [`measure_query`] returned when it ran as the model was written), keep
+/// the metrics in `meta`, and judge them. Errors name the argument or column at fault.
 pub async fn run(
     warehouse: &dyn Warehouse,
     meta: Option<&MetaStore>,
@@ -63,34 +103,25 @@ pub async fn run(
     spec: &AnomalySpec,
     relation_sql: &str,
     now: DateTime<Utc>,
+    measured: Option<Vec<RecordBatch>>,
 ) -> Result<Judgement, String> {
     let schema = warehouse
         .describe(relation_sql)
         .await
         .map_err(|e| e.to_string())?;
     let metrics = metrics_of(spec, &schema)?;
+    let batches = match measured {
+        Some(b) => b,
+        None => collect(warehouse, &measure_query(spec, &schema, relation_sql, now)?).await?,
+    };
     let measure = spec.measure_key();
     let mut judged: Vec<Judged> = Vec::new();
     let mut points: Vec<MetricPoint> = Vec::new();
-    let timestamp = spec
-        .timestamp_column
-        .as_deref()
-        .map(|c| column_of(&schema, c, "timestamp_column"))
-        .transpose()?;
-    if let Some(ts) = timestamp {
+    if spec.timestamp_column.is_some() {
         let window = Window::of(spec, now);
-        let sql = bucket_query(spec, &metrics, &ts, &window, relation_sql);
-        let batches = collect(warehouse, &sql).await?;
+        // Freshness: the newest row before the window came in the same scan, bucketed NULL.
         let prior = match spec.monitor {
-            Monitor::Freshness => {
-                let sql = format!(
-                    "select cast(max(extract(epoch from cast({ts} as timestamp))) as double) as latest \
-                     from (\n{relation_sql}\n) as strata_measured where cast({ts} as timestamp) < {}{}",
-                    timestamp_literal(window.start),
-                    filter(spec)
-                );
-                first_f64(&collect(warehouse, &sql).await?, 0)
-            }
+            Monitor::Freshness => newest_before(&batches),
             _ => None,
         };
         for (i, metric) in metrics.iter().enumerate() {
@@ -124,19 +155,6 @@ pub async fn run(
             }
         }
     } else {
-        let exprs: Vec<String> = metrics
-            .iter()
-            .map(|m| format!("{} as {}", m.expr, strata_common::quote_ident(&m.name)))
-            .collect();
-        let sql = format!(
-            "select {} from (\n{relation_sql}\n) as strata_measured{}",
-            exprs.join(", "),
-            match &spec.where_expression {
-                Some(w) => format!(" where ({w})"),
-                None => String::new(),
-            }
-        );
-        let batches = collect(warehouse, &sql).await?;
         let since = now - Duration::seconds(training_seconds(spec));
         for (i, metric) in metrics.iter().enumerate() {
             let value = first_f64(&batches, i);
@@ -186,38 +204,105 @@ pub async fn run(
     Ok(summarize(spec, &judged))
 }
 
-/// The SQL of the metrics of a relation per bucket of its timestamp column.
+/// The SQL of the metrics of a relation per bucket of its timestamp column `ts` (of type
+/// `ts_type`): the bucket's start and its newest time as epoch seconds, then the metrics.
+/// Rows are compared with the window's bounds and bucketed in the column's own type (a date
+/// is its own day bucket), so no value is converted row by row; the conversions apply to
+/// the buckets. For freshness, rows before the window are read too, in a NULL bucket whose
+/// newest time is where the first bucket's freshness starts from.
 fn bucket_query(
     spec: &AnomalySpec,
     metrics: &[Metric],
-    ts: &str,
+    (ts, ts_type): (&str, &DataType),
     window: &Window,
     relation_sql: &str,
 ) -> String {
-    let t = format!("cast({ts} as timestamp)");
-    let bucket = match bucket_width(spec) {
-        Some((w, offset)) => format!(
-            "cast(floor((extract(epoch from {t}) - {offset}) / {w}) * {w} + {offset} as bigint)"
-        ),
-        None => format!("cast(extract(epoch from date_trunc('month', {t})) as bigint)"),
+    let is_date = matches!(ts_type, DataType::Date32 | DataType::Date64);
+    let is_plain_timestamp = matches!(ts_type, DataType::Timestamp(_, None));
+    // The column as a value comparable with the bounds, and the bounds.
+    let (t, start, end) = if is_date && spec.time_bucket == strata_project::anomaly::Period::days(1)
+    {
+        (
+            ts.to_string(),
+            date_literal(window.start),
+            date_literal(window.end),
+        )
+    } else if is_plain_timestamp {
+        (
+            ts.to_string(),
+            timestamp_literal(window.start),
+            timestamp_literal(window.end),
+        )
+    } else {
+        (
+            format!("cast({ts} as timestamp)"),
+            timestamp_literal(window.start),
+            timestamp_literal(window.end),
+        )
     };
-    let mut select = vec![
-        format!("{bucket} as strata_bucket"),
-        format!("cast(max(extract(epoch from {t})) as double) as strata_latest"),
+    let key = if t == ts && is_date {
+        t.clone()
+    } else {
+        match bucket_width(spec) {
+            Some((w, offset)) => format!(
+                "date_bin(interval '{w} seconds', {t}, {})",
+                timestamp_literal(chrono::DateTime::from_timestamp(offset, 0).unwrap_or_default())
+            ),
+            None => format!("date_trunc('month', {t})"),
+        }
+    };
+    let (key, bounds) = match spec.monitor {
+        Monitor::Freshness => (
+            format!("case when {t} >= {start} then {key} end"),
+            format!("{t} < {end}"),
+        ),
+        _ => (key, format!("{t} >= {start} and {t} < {end}")),
+    };
+    let mut inner = vec![
+        format!("{key} as strata_key"),
+        format!("max({t}) as strata_newest"),
     ];
-    select.extend(
+    inner.extend(
         metrics
             .iter()
             .map(|m| format!("{} as {}", m.expr, strata_common::quote_ident(&m.name))),
     );
+    let mut outer = vec![
+        "cast(extract(epoch from cast(strata_key as timestamp)) as bigint) as strata_bucket"
+            .to_string(),
+        "cast(extract(epoch from cast(strata_newest as timestamp)) as double) as strata_latest"
+            .to_string(),
+    ];
+    outer.extend(metrics.iter().map(|m| strata_common::quote_ident(&m.name)));
     format!(
-        "select {} from (\n{relation_sql}\n) as strata_measured \
-         where {t} >= {} and {t} < {}{} group by 1",
-        select.join(", "),
-        timestamp_literal(window.start),
-        timestamp_literal(window.end),
+        "select {} from (select {} from (\n{relation_sql}\n) as strata_measured \
+         where {bounds}{} group by 1) as strata_buckets",
+        outer.join(", "),
+        inner.join(", "),
         filter(spec)
     )
+}
+
+/// The newest time (epoch seconds) of the rows before the window: the NULL bucket's.
+fn newest_before(batches: &[RecordBatch]) -> Option<f64> {
+    for b in batches {
+        let (Some(buckets), Some(latest)) = (
+            b.column(0).as_primitive_opt::<Int64Type>(),
+            b.column(1).as_primitive_opt::<Float64Type>(),
+        ) else {
+            continue;
+        };
+        for row in 0..b.num_rows() {
+            if buckets.is_null(row) && latest.is_valid(row) {
+                return Some(latest.value(row));
+            }
+        }
+    }
+    None
+}
+
+fn date_literal(t: DateTime<Utc>) -> String {
+    format!("date '{}'", t.format("%Y-%m-%d"))
 }
 
 fn filter(spec: &AnomalySpec) -> String {
@@ -334,7 +419,7 @@ fn metrics_of(spec: &AnomalySpec, schema: &Schema) -> Result<Vec<Metric>, String
     };
     let n = "cast(count(*) as double)";
     let pct = |count: &str| format!("100.0 * {count} / nullif({n}, 0)");
-    let nulls = format!("cast(sum(case when {c} is null then 1 else 0 end) as double)");
+    let nulls = format!("cast(count(*) - count({c}) as double)");
     let zeros = format!("cast(sum(case when {c} = 0 then 1 else 0 end) as double)");
     let missing =
         format!("cast(sum(case when {c} is null or trim({c}) = '' then 1 else 0 end) as double)");
