@@ -250,6 +250,8 @@ pub struct MaterializeOutcome {
     pub version: Option<u64>,
     /// A short status, such as `CREATE VIEW` or `SELECT 42`.
     pub message: String,
+    /// Rows set aside by the request's `quarantine`.
+    pub quarantined: u64,
     /// What each of the request's `observers` returned, by id (those that ran).
     pub observed: Vec<(String, Vec<datafusion::arrow::record_batch::RecordBatch>)>,
 }

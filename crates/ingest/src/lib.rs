@@ -77,6 +77,8 @@ pub struct Outcome {
     pub unit: &'static str,
     /// Whether the table was replaced (else rows were added, or nothing was new).
     pub replaced: bool,
+    /// Rows set aside by `quarantine:` checks.
+    pub quarantined: u64,
     /// The load's number (the table's Delta transaction version for it); None when nothing
     /// was new.
     pub load: Option<i64>,
@@ -90,6 +92,7 @@ impl Outcome {
             files: 0,
             unit,
             replaced: false,
+            quarantined: 0,
             load: None,
         }
     }
@@ -200,6 +203,7 @@ pub async fn ingest_table(
     meta.finish_ingest_load(&source.unique_id, version, outcome.rows_affected)?;
     Ok(Outcome {
         rows: outcome.rows_affected.unwrap_or(0),
+        quarantined: outcome.quarantined,
         files: todo.len(),
         unit: "file",
         replaced: replace,
@@ -306,6 +310,7 @@ async fn land(
                 .map_err(failed)?
         }
     };
+    let quarantine = quarantine_of(source, spec, &df, &name)?;
     let app = app_id(source);
     let write = IngestWrite {
         unique_id: &source.unique_id,
@@ -319,6 +324,7 @@ async fn land(
         app_id: &app,
         version,
         partition_by: &partition_by,
+        quarantine: quarantine.as_ref(),
     };
     warehouse
         .write_ingest(&write, df.logical_plan().clone())
@@ -327,6 +333,45 @@ async fn land(
             Error::User(_) => e,
             other => Error::user(format!("source `{name}`: {other}")),
         })
+}
+
+/// A source table's quarantine (`quarantine:` checks), its columns checked against the rows
+/// loaded: a check naming a column they lack stops the load, naming it.
+fn quarantine_of(
+    source: &Source,
+    spec: &TableSpec,
+    df: &datafusion::prelude::DataFrame,
+    name: &str,
+) -> Result<Option<strata_engine::Quarantine>> {
+    if spec.quarantine.is_empty() {
+        return Ok(None);
+    }
+    let columns: Vec<&str> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    for check in &spec.quarantine {
+        if let Some(c) = &check.column
+            && !columns.iter().any(|n| n.eq_ignore_ascii_case(c))
+        {
+            return Err(Error::user(format!(
+                "source `{name}`: quarantine check `{}` names column `{c}`, which the loaded rows do not have{}; nothing was loaded (the columns are: {})",
+                check.name,
+                strata_common::did_you_mean(c, columns.iter().copied()),
+                columns.join(", ")
+            )));
+        }
+    }
+    Ok(Some(strata_engine::Quarantine {
+        relation: strata_project::quarantine::relation(&source.relation),
+        checks: spec
+            .quarantine
+            .iter()
+            .map(|c| (c.name.clone(), c.failing.clone()))
+            .collect(),
+    }))
 }
 
 /// Load one table from a JSON REST endpoint: every page (since the last load's cursor, when
@@ -368,6 +413,7 @@ async fn ingest_http(
     meta.finish_ingest_load(&source.unique_id, version, outcome.rows_affected)?;
     Ok(Outcome {
         rows: outcome.rows_affected.unwrap_or(0),
+        quarantined: outcome.quarantined,
         files: fetched.requests,
         unit: "request",
         replaced: options.replaces(spec),
@@ -438,6 +484,7 @@ async fn ingest_postgres(
     meta.finish_ingest_load(&source.unique_id, version, outcome.rows_affected)?;
     Ok(Outcome {
         rows: outcome.rows_affected.unwrap_or(0),
+        quarantined: outcome.quarantined,
         files: 1,
         unit: "query",
         replaced: options.replaces(spec),

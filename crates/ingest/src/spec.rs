@@ -68,6 +68,8 @@ pub struct TableSpec {
     pub contract: crate::evolve::Contract,
     /// Whether the table is partitioned by the date of each load (`_strata_load_date`).
     pub partition_by_load_date: bool,
+    /// Row checks: failing rows go to `<schema>_quarantine.<table>` (`quarantine:`).
+    pub quarantine: Vec<strata_project::quarantine::RowCheck>,
 }
 
 /// The keys an `ingest:` mapping may hold, by connector.
@@ -76,6 +78,7 @@ const FILE_KEYS: &[&str] = &[
     "flatten",
     "partition_by_load_date",
     "contract",
+    "quarantine",
     "path",
     "format",
     "delimiter",
@@ -91,6 +94,7 @@ const HTTP_KEYS: &[&str] = &[
     "flatten",
     "partition_by_load_date",
     "contract",
+    "quarantine",
     "base_url",
     "auth",
     "path",
@@ -108,6 +112,7 @@ const POSTGRES_KEYS: &[&str] = &[
     "type",
     "partition_by_load_date",
     "contract",
+    "quarantine",
     "url",
     "host",
     "port",
@@ -293,11 +298,18 @@ pub fn table_spec(source: &Source, render: &dyn Fn(&str) -> Result<String>) -> R
         })?,
     };
     let partition_by_load_date = flag("partition_by_load_date")?;
+    let quarantine = match map.get("quarantine") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => {
+            strata_project::quarantine::checks(v).map_err(|e| bad(format!("`quarantine`: {e}")))?
+        }
+    };
     Ok(TableSpec {
         connector,
         write,
         contract,
         partition_by_load_date,
+        quarantine,
     })
 }
 

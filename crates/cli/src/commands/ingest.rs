@@ -130,7 +130,7 @@ pub async fn load(
             Ok(o) => {
                 loaded += 1;
                 console.info(&format!(
-                    "{} of {total} OK ingest {name} into {relation}: {} row{} from {} {}{}{} [{:.2}s]",
+                    "{} of {total} OK ingest {name} into {relation}: {} row{} from {} {}{}{}{} [{:.2}s]",
                     i + 1,
                     o.rows,
                     if o.rows == 1 { "" } else { "s" },
@@ -138,6 +138,10 @@ pub async fn load(
                     o.unit,
                     if o.files == 1 { "" } else { "s" },
                     if o.replaced { ", table replaced" } else { "" },
+                    match o.quarantined {
+                        0 => String::new(),
+                        n => format!(", {n} quarantined"),
+                    },
                     t0.elapsed().as_secs_f64()
                 ));
             }

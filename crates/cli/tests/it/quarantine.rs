@@ -259,3 +259,68 @@ fn wrong_quarantine_checks_are_named_and_nothing_is_written() {
     assert!(out.contains("orders"), "{out}");
     assert!(!p.path().join(".strata/dev/main_quarantine").exists());
 }
+
+#[test]
+fn ingestion_sets_bad_rows_aside_in_bronze_quarantine() {
+    let p = TestProject::with_files(&[
+        (
+            "models/sources.yml",
+            "version: 2\nsources:\n  - name: app\n    ingest: {type: files}\n    tables:\n      - name: events\n        ingest:\n          path: \"data/*.ndjson\"\n          quarantine: [{not_null: id}, {accepted_values: {column: kind, values: [signup, login]}}]\n",
+        ),
+        (
+            "data/1.ndjson",
+            "{\"id\": 1, \"kind\": \"signup\"}\n{\"id\": null, \"kind\": \"login\"}\n{\"id\": 3, \"kind\": \"spam\"}\n",
+        ),
+    ]);
+    let out = p.ok(&["ingest"]);
+    assert!(
+        out.contains("into bronze.events: 1 row from 1 file, 2 quarantined"),
+        "{out}"
+    );
+    assert_eq!(p.query("select id from bronze.events"), ["id", "1"]);
+    assert_eq!(
+        p.query("select kind, strata_failed_checks from bronze_quarantine.events order by kind"),
+        [
+            "kind,strata_failed_checks",
+            "login,not_null(id)",
+            "spam,accepted_values(kind)"
+        ]
+    );
+    // The next file's bad rows are added; the good ones appended.
+    p.write(
+        "data/2.ndjson",
+        "{\"id\": 4, \"kind\": \"login\"}\n{\"id\": 5, \"kind\": \"bot\"}\n",
+    );
+    p.ok(&["ingest"]);
+    assert_eq!(
+        p.query("select id from bronze.events order by id"),
+        ["id", "1", "4"]
+    );
+    assert_eq!(
+        p.query("select count(*) as n from bronze_quarantine.events"),
+        ["n", "3"]
+    );
+
+    // A check naming a column the files lack stops the load, naming it.
+    p.write(
+        "models/sources.yml",
+        "version: 2\nsources:\n  - name: app\n    ingest: {type: files}\n    tables:\n      - name: events\n        ingest:\n          path: \"data/*.ndjson\"\n          quarantine: [{not_null: idd}]\n",
+    );
+    p.write("data/3.ndjson", "{\"id\": 6, \"kind\": \"login\"}\n");
+    let out = p.fails(&["ingest"], 1);
+    assert!(
+        out.contains("names column `idd`") && out.contains("did you mean `id`"),
+        "{out}"
+    );
+    assert_eq!(
+        p.query("select count(*) as n from bronze.events"),
+        ["n", "2"]
+    );
+    // A wrong check is named before anything loads.
+    p.write(
+        "models/sources.yml",
+        "version: 2\nsources:\n  - name: app\n    ingest: {type: files}\n    tables:\n      - name: events\n        ingest:\n          path: \"data/*.ndjson\"\n          quarantine: [{not_nul: id}]\n",
+    );
+    let out = p.fails(&["ingest"], 2);
+    assert!(out.contains("did you mean `not_null`"), "{out}");
+}

@@ -147,6 +147,7 @@ impl EmbeddedWarehouse {
             version: Some(0),
             message: format!("CLONE of {} version {}", src.display, snapshot.version()),
             observed: Vec::new(),
+            quarantined: 0,
         })
     }
 }

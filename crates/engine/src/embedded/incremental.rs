@@ -289,6 +289,7 @@ impl EmbeddedWarehouse {
             version,
             message: format!("MERGE {rows}"),
             observed: Vec::new(),
+            quarantined: 0,
         })
     }
 
@@ -354,6 +355,7 @@ impl EmbeddedWarehouse {
             version,
             message: format!("DELETE {deleted} INSERT {inserted}"),
             observed: Vec::new(),
+            quarantined: 0,
         })
     }
 
@@ -395,6 +397,7 @@ impl EmbeddedWarehouse {
                     version: None,
                     message: "no rows (nothing to write)".into(),
                     observed: Vec::new(),
+                    quarantined: 0,
                 });
             }
         }

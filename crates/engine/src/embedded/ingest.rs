@@ -42,6 +42,8 @@ pub struct IngestWrite<'a> {
     pub version: i64,
     /// The columns the table is partitioned by (when it is created).
     pub partition_by: &'a [String],
+    /// Rows failing these checks go to the quarantine instead (`quarantine:`).
+    pub quarantine: Option<&'a crate::Quarantine>,
 }
 
 /// A file in object storage.
@@ -151,6 +153,26 @@ impl EmbeddedWarehouse {
             replace_damaged: write.mode == IngestMode::Replace,
             txn: Some((write.app_id, write.version)),
         };
+        if let Some(quarantine) = write.quarantine {
+            let writer = super::quarantine::SplitWriter {
+                relation: write.relation,
+                quarantine,
+                unique_id: write.unique_id,
+                run_id: write.run_id,
+                replace: write.mode == IngestMode::Replace,
+            };
+            let (passing, set_aside) = self.split_plan(&writer, plan).await?;
+            let plan = self.plan(&format!("select * from {passing}")).await?;
+            let unquarantined = IngestWrite {
+                quarantine: None,
+                mode: write.mode.clone(),
+                ..*write
+            };
+            let outcome =
+                Box::pin(self.write_ingest(&unquarantined, plan.logical_plan().clone())).await;
+            self.unsplit(&passing);
+            return super::quarantine::with_count(outcome, &set_aside);
+        }
         let location = self
             .shared
             .lake

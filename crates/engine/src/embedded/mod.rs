@@ -457,6 +457,7 @@ impl EmbeddedWarehouse {
             version: None,
             message: "CREATE VIEW".into(),
             observed: Vec::new(),
+            quarantined: 0,
         })
     }
 
@@ -620,6 +621,7 @@ impl EmbeddedWarehouse {
             version,
             message,
             observed: Vec::new(),
+            quarantined: 0,
         })
     }
 }

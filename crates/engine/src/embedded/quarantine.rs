@@ -54,20 +54,69 @@ impl EmbeddedWarehouse {
                 "`quarantine` works for table and incremental models".to_string(),
             ));
         }
+        let writer = SplitWriter {
+            relation: &req.relation,
+            quarantine,
+            unique_id: &req.unique_id,
+            run_id: &req.run_id,
+            replace: req.materialization == Materialization::Table,
+        };
+        let (passing, set_aside) = self.split(&writer, &req.sql).await?;
+        let inner = MaterializeRequest {
+            sql: format!("select * from {passing}"),
+            quarantine: None,
+            ..req.clone()
+        };
+        let outcome = match req.materialization {
+            Materialization::Incremental => self.build_incremental(&inner).await,
+            _ => self.build_table(&inner).await,
+        };
+        let _ = self.ctx.deregister_table(passing.as_str());
+        with_count(outcome, &set_aside)
+    }
+
+    /// The rows of `plan` that pass `quarantine`'s checks, as a plan reading them once (the
+    /// failing rows go to the quarantine as the module says), and how many were set aside
+    /// once the plan has run. Call [`EmbeddedWarehouse::unsplit`] with the name after.
+    pub(super) async fn split_plan(
+        &self,
+        writer: &SplitWriter<'_>,
+        plan: datafusion::logical_expr::LogicalPlan,
+    ) -> Result<(String, Arc<AtomicU64>)> {
+        let view = format!("v{}", uuid::Uuid::new_v4().simple());
+        let view_name = format!("{CATALOG}.{SCHEMA}.{view}");
+        self.ctx.register_table(
+            view_name.as_str(),
+            DataFrame::new(self.ctx.state(), plan).into_view(),
+        )?;
+        let sql = format!("select * from {}.{}.{}", q(CATALOG), q(SCHEMA), q(&view));
+        let split = self.split(writer, &sql).await;
+        // The split's query is planned: the view is no longer needed by name.
+        let _ = self.ctx.deregister_table(view_name.as_str());
+        split
+    }
+
+    /// Forget a split's registered name.
+    pub(super) fn unsplit(&self, name: &str) {
+        let _ = self.ctx.deregister_table(name);
+    }
+
+    /// Register the passing rows of `sql` under a name (see [`Self::split_plan`]).
+    async fn split(&self, writer: &SplitWriter<'_>, sql: &str) -> Result<(String, Arc<AtomicU64>)> {
+        let quarantine = writer.quarantine;
         let judged = format!(
             "select strata_q.*, coalesce({}, false) as {FAILED}, {} as {}, {} as {}, now() as {} \
-             from (\n{}\n) as strata_q",
+             from (\n{sql}\n) as strata_q",
             quarantine.failing(),
             quarantine.failed_names(),
             q(QUARANTINE_COLUMNS[0]),
-            strata_common::quote_literal(&req.run_id),
+            strata_common::quote_literal(writer.run_id),
             q(QUARANTINE_COLUMNS[1]),
             q(QUARANTINE_COLUMNS[2]),
-            req.sql
         );
         // A check naming a column the query lacks fails here, before anything is written.
         let df = self.plan(&judged).await?;
-        self.drop_orphans(&req.relation, &quarantine.relation)
+        self.drop_orphans(writer.relation, &quarantine.relation)
             .await?;
         let full: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let n = full.fields().len() - 4;
@@ -82,10 +131,10 @@ impl EmbeddedWarehouse {
             columns: n,
             warehouse: self.clone(),
             quarantine: quarantine.relation.clone(),
-            unique_id: req.unique_id.clone(),
-            run_id: req.run_id.clone(),
+            unique_id: writer.unique_id.to_string(),
+            run_id: writer.run_id.to_string(),
             set_aside: set_aside.clone(),
-            replace: req.materialization == Materialization::Table,
+            replace: writer.replace,
             quarantined: Arc::new(
                 full.project(
                     &(0..full.fields().len())
@@ -96,30 +145,17 @@ impl EmbeddedWarehouse {
             ),
         };
         let table = format!("q{}", uuid::Uuid::new_v4().simple());
-        let name = format!("{CATALOG}.{SCHEMA}.{table}");
         self.ctx.register_table(
-            name.as_str(),
+            format!("{CATALOG}.{SCHEMA}.{table}").as_str(),
             Arc::new(datafusion::catalog::streaming::StreamingTable::try_new(
                 passing,
                 vec![Arc::new(split) as Arc<dyn PartitionStream>],
             )?),
         )?;
-        let inner = MaterializeRequest {
-            sql: format!("select * from {}.{}.{}", q(CATALOG), q(SCHEMA), q(&table)),
-            quarantine: None,
-            ..req.clone()
-        };
-        let outcome = match req.materialization {
-            Materialization::Incremental => self.build_incremental(&inner).await,
-            _ => self.build_table(&inner).await,
-        };
-        let _ = self.ctx.deregister_table(name.as_str());
-        let mut outcome = outcome?;
-        let n = set_aside.load(Ordering::Relaxed);
-        if n > 0 {
-            outcome.message = format!("{}, {n} quarantined", outcome.message);
-        }
-        Ok(outcome)
+        Ok((
+            format!("{}.{}.{}", q(CATALOG), q(SCHEMA), q(&table)),
+            set_aside,
+        ))
     }
 
     /// The quarantine's newest commits of runs that never committed the model: how many, and
@@ -207,6 +243,31 @@ impl EmbeddedWarehouse {
         }
         Ok(())
     }
+}
+
+/// Where a split's rows go: the table written (whose commits decide which quarantine commits
+/// count), its quarantine, and how.
+pub(super) struct SplitWriter<'a> {
+    pub relation: &'a Relation,
+    pub quarantine: &'a Quarantine,
+    pub unique_id: &'a str,
+    pub run_id: &'a str,
+    /// Replace the quarantine (a table model's, a replacing load's) rather than add to it.
+    pub replace: bool,
+}
+
+/// A write's outcome, saying how many rows were set aside.
+pub(super) fn with_count(
+    outcome: Result<MaterializeOutcome>,
+    set_aside: &AtomicU64,
+) -> Result<MaterializeOutcome> {
+    let mut outcome = outcome?;
+    let n = set_aside.load(Ordering::Relaxed);
+    if n > 0 {
+        outcome.message = format!("{}, {n} quarantined", outcome.message);
+    }
+    outcome.quarantined = n;
+    Ok(outcome)
 }
 
 /// The model's query, split as it streams: passing rows flow on, failing rows are kept and

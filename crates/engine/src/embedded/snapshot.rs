@@ -171,6 +171,7 @@ impl EmbeddedWarehouse {
             version,
             message: format!("INSERT {inserted}, UPDATE {closed}"),
             observed: Vec::new(),
+            quarantined: 0,
         })
     }
 }
