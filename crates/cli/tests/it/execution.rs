@@ -223,7 +223,7 @@ fn a_killed_build_keeps_the_previous_table_and_the_next_build_cleans_up() {
     let p = TestProject::with_files(&[("models/big.sql", small)]);
     p.ok(&["run"]);
     p.write("models/big.sql", big);
-    kill_while_writing(&p, &["run"], ".strata/dev/main/big");
+    p.kill_while_writing(&["run"], ".strata/dev/main/big");
 
     // The previous version is intact.
     assert_eq!(p.query("select sum(v) as s from big"), vec!["s", "6"]);
@@ -236,21 +236,6 @@ fn a_killed_build_keeps_the_previous_table_and_the_next_build_cleans_up() {
     p.ok(&["run"]);
     assert_eq!(p.query("select sum(v) as s from big"), vec!["s", "10"]);
     assert_no_orphans(&p, ".strata/dev/main/big");
-}
-
-/// Start `strata <args>` and SIGKILL it as soon as it starts writing a new file under the
-/// table folder `table` (relative to the project).
-fn kill_while_writing(p: &TestProject, args: &[&str], table: &str) {
-    let before = p.files_under(table);
-    let mut child = p
-        .std_command(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    p.wait_for_new_data_file(table, &before, &mut child);
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
 }
 
 /// Every data file under a table folder is part of some version of the table.
@@ -277,11 +262,7 @@ fn a_killed_merge_keeps_the_previous_version_and_the_next_run_completes() {
     let p = TestProject::with_files(&[("models/facts.sql", model)]);
     p.ok(&["run", "--vars", "{round: 1}"]);
     let total: u64 = (1..=1_500_000u64).sum();
-    kill_while_writing(
-        &p,
-        &["run", "--vars", "{round: 2}"],
-        ".strata/dev/main/facts",
-    );
+    p.kill_while_writing(&["run", "--vars", "{round: 2}"], ".strata/dev/main/facts");
     // The previous version is intact.
     assert_eq!(
         p.query("select count(*) as n, sum(v) as s from facts"),
@@ -304,8 +285,7 @@ fn a_killed_snapshot_keeps_the_previous_version_and_the_next_run_completes() {
     let snapshot = "{% snapshot dim %}\n{{ config(unique_key='id', strategy='check', check_cols=['v']) }}\nselect value as id, value * {{ var('round', 1) }} as v, repeat('x', 60) as pad from generate_series(1, 1000000)\n{% endsnapshot %}";
     let p = TestProject::with_files(&[("snapshots/dim.sql", snapshot)]);
     p.ok(&["snapshot", "--vars", "{round: 1}"]);
-    kill_while_writing(
-        &p,
+    p.kill_while_writing(
         &["snapshot", "--vars", "{round: 2}"],
         ".strata/dev/main/dim",
     );

@@ -141,6 +141,33 @@ impl TestProject {
         self.fails_with(args, &[], code)
     }
 
+    /// Start `strata ARGS` and SIGKILL it as soon as it starts writing a new file under the
+    /// table folder `table` (relative to the project).
+    pub fn kill_while_writing(&self, args: &[&str], table: &str) {
+        let before = self.files_under(table);
+        let mut child = self.quiet_child(args);
+        self.wait_for_new_data_file(table, &before, &mut child);
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    /// Start `strata ARGS` and SIGKILL it after `ms` milliseconds.
+    pub fn kill_after(&self, args: &[&str], ms: u64) {
+        let mut child = self.quiet_child(args);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    /// `strata ARGS` started with its output discarded.
+    fn quiet_child(&self, args: &[&str]) -> std::process::Child {
+        self.std_command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn")
+    }
+
     /// Rows of an inline query as CSV lines (header first).
     pub fn query(&self, sql: &str) -> Vec<String> {
         self.ok(&["show", "--inline", sql, "--limit", "-1", "--output", "csv"])

@@ -170,15 +170,7 @@ fn a_kill_during_a_quarantining_build_leaves_both_tables_as_they_were() {
     assert_eq!(before.0, ["n,s", "990,495000"]);
     p.write("models/facts.sql", &model(2_000_000));
     for delay_ms in [300u64, 900, 2000] {
-        let mut child = p
-            .std_command(&["run"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn");
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
+        p.kill_after(&["run"], delay_ms);
         assert_eq!(
             p.query("select count(*) as n, sum(id) as s from facts"),
             before.0,
@@ -192,18 +184,7 @@ fn a_kill_during_a_quarantining_build_leaves_both_tables_as_they_were() {
     }
     // Killed as the quarantined rows are written, at the end of the query: the quarantine's
     // commit may be in, the model's is not.
-    let quarantine = ".strata/dev/main_quarantine/facts";
-    let files = p.files_under(quarantine);
-    let mut child = p
-        .std_command(&["run"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    p.wait_for_new_data_file(quarantine, &files, &mut child);
-    std::thread::sleep(std::time::Duration::from_millis(30));
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    p.kill_while_writing(&["run"], ".strata/dev/main_quarantine/facts");
     assert_eq!(
         p.query("select count(*) as n, sum(id) as s from facts"),
         before.0
