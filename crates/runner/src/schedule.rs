@@ -304,6 +304,7 @@ impl<'a> Runner<'a> {
                         now,
                         reporter,
                         anomalies,
+                        empty: self.empty,
                     };
                     let work = work.execute(&env, run_id);
                     let outcome = with_hooks(warehouse, hooks, &context, work).await;

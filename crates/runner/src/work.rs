@@ -88,6 +88,8 @@ pub(crate) struct Env<'a> {
     pub now: &'a str,
     /// Anomaly tests measured as their model is written.
     pub anomalies: &'a Anomalies,
+    /// `--empty`: models are built with no rows.
+    pub empty: bool,
     pub reporter: &'a dyn Reporter,
 }
 
@@ -188,6 +190,17 @@ impl Work<'_> {
             }
             Work::Test(test, Ok(sql)) => {
                 if let Some(spec) = strata_project::anomaly::spec_of(test) {
+                    // Empty models would enter their history as a drop to nothing.
+                    if env.empty {
+                        return Done {
+                            status: NodeStatus::Pass,
+                            message: "not measured: --empty builds no rows".into(),
+                            rows_affected: None,
+                            failures: None,
+                            sql: Some(sql),
+                            sample: None,
+                        };
+                    }
                     let measured = env
                         .anomalies
                         .measured

@@ -278,4 +278,20 @@ fn metrics_measured_as_a_table_is_written_equal_those_queried_after() {
     );
     p.ok(&["test"]);
     assert_eq!(messages(&p), built);
+
+    // `--empty` builds no rows: anomaly tests measure nothing and keep no value.
+    let out = p.ok(&["build", "--empty"]);
+    assert!(out.contains("PASS=6"), "{out}");
+    let results = p.read("target/run_results.json");
+    assert!(
+        results.contains("not measured: --empty builds no rows"),
+        "{results}"
+    );
+    // Had the empty table been measured, its 0 rows would widen the range of the next run.
+    p.ok(&["build"]);
+    let results = p.read("target/run_results.json");
+    assert!(
+        results.contains("row_count: 1050, expected 1050 to 1050"),
+        "{results}"
+    );
 }
