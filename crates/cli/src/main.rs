@@ -230,6 +230,12 @@ enum Command {
     /// Profile a table, column by column: NULL share, distinct values, least and greatest,
     /// most common values, a histogram; `--suggest` prints the data tests it would keep.
     Profile(commands::profile::ProfileArgs),
+    /// Metrics defined once in metrics/*.yml: list them, or answer one by name, by a time
+    /// grain and by its dimensions (`strata metrics query mrr --by month`).
+    Metrics {
+        #[command(subcommand)]
+        command: commands::metrics::MetricsCommand,
+    },
     /// Data quality across runs: `strata quality report` writes the history of every check
     /// and metric as one HTML page.
     Quality {
@@ -347,6 +353,9 @@ fn main() -> ExitCode {
                 }
                 Command::Docs { command } => commands::docs::docs(&cli.global, &command).await,
                 Command::Profile(args) => commands::profile::profile(&cli.global, &args).await,
+                Command::Metrics { command } => {
+                    commands::metrics::metrics(&cli.global, &command).await
+                }
                 Command::Quality { command } => {
                     commands::quality::quality(&cli.global, &command).await
                 }
@@ -381,5 +390,16 @@ fn main() -> ExitCode {
             report::print_error(&cli.global, &e);
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every command's options are consistent (unique names and short flags, valid
+    /// defaults): clap checks it here rather than when a user runs the command.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -13,6 +13,7 @@ pub mod history;
 pub mod ingest;
 pub mod init;
 pub mod ls;
+pub mod metrics;
 pub mod profile;
 pub mod quality;
 pub mod quarantine;

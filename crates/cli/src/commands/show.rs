@@ -135,7 +135,7 @@ fn flat_for_csv(batch: &RecordBatch) -> Result<RecordBatch> {
     )?)
 }
 
-fn print_batches(
+pub(crate) fn print_batches(
     batches: &[RecordBatch],
     schema: &datafusion::arrow::datatypes::SchemaRef,
     output: ShowOutput,

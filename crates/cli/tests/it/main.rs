@@ -9,6 +9,7 @@ mod execution;
 mod hooks;
 mod ingest;
 mod jinja;
+mod metrics;
 mod packages;
 mod parity;
 mod pg_server;
