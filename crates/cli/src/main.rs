@@ -230,6 +230,12 @@ enum Command {
     /// Profile a table, column by column: NULL share, distinct values, least and greatest,
     /// most common values, a histogram; `--suggest` prints the data tests it would keep.
     Profile(commands::profile::ProfileArgs),
+    /// The users who may read what `strata serve` serves, and their roles (admin,
+    /// bi_reader); passwords are asked for, never given on the command line.
+    Users {
+        #[command(subcommand)]
+        command: commands::users::UsersCommand,
+    },
     /// Metrics defined once in metrics/*.yml: list them, or answer one by name, by a time
     /// grain and by its dimensions (`strata metrics query mrr --by month`).
     Metrics {
@@ -353,6 +359,7 @@ fn main() -> ExitCode {
                 }
                 Command::Docs { command } => commands::docs::docs(&cli.global, &command).await,
                 Command::Profile(args) => commands::profile::profile(&cli.global, &args).await,
+                Command::Users { command } => commands::users::users(&cli.global, &command).await,
                 Command::Metrics { command } => {
                     commands::metrics::metrics(&cli.global, &command).await
                 }

@@ -8,10 +8,12 @@
 mod ingest;
 mod lock;
 mod quality;
+mod users;
 
 pub use ingest::{IngestLoad, IngestedFile};
 pub use lock::{LockError, TargetLock};
 pub use quality::{MetricPoint, TestOutcome};
+pub use users::{UserRecord, UserSecrets};
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -262,6 +264,18 @@ CREATE TABLE quality_metrics (
     expected_high REAL,
     anomalous     INTEGER,
     PRIMARY KEY (node_id, measure, metric, column_name, bucket_start)
+);
+",
+    // People and services allowed to read what is served: an argon2 hash for logins and a
+    // SCRAM-SHA-256 verifier for the Postgres wire (never the password), and a role.
+    r"
+CREATE TABLE users (
+    name          TEXT PRIMARY KEY,
+    role          TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    scram         TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
 );
 ",
 ];

@@ -3,3 +3,4 @@
 //! everywhere; dashboards and the BI endpoint bind to the same definitions.
 
 pub mod metrics;
+pub mod users;

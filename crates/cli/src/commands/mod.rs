@@ -20,3 +20,4 @@ pub mod quarantine;
 pub mod run;
 pub mod show;
 pub mod sources;
+pub mod users;

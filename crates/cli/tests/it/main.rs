@@ -23,4 +23,5 @@ mod seeds;
 mod selection;
 mod sources;
 mod unit_tests;
+mod users;
 mod workflow;

@@ -298,6 +298,22 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Run SQL with psql as `user` with `password`: its output, or psql's message.
+    pub fn psql_as(&self, user: &str, password: &str, sql: &str) -> Result<String, String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", user])
+            .args(["-d", "postgres", "-X", "-q", "-A", "-t", "-w"])
+            .env("PGPASSWORD", password)
+            .arg("-c")
+            .arg(sql)
+            .output()
+            .expect("run psql");
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+            false => Err(String::from_utf8_lossy(&out.stderr).to_string()),
+        }
+    }
+
     /// The certificate of the authority that signed the server's.
     pub fn certificate(&self) -> PathBuf {
         self.dir.join("ca.crt")
