@@ -230,6 +230,9 @@ enum Command {
     /// Profile a table, column by column: NULL share, distinct values, least and greatest,
     /// most common values, a histogram; `--suggest` prints the data tests it would keep.
     Profile(commands::profile::ProfileArgs),
+    /// Serve the web UI (runs, data quality) over the target's catalog, behind a login;
+    /// `--dev` serves without one, on this machine only.
+    Serve(commands::serve::ServeArgs),
     /// The users who may read what `strata serve` serves, and their roles (admin,
     /// bi_reader); passwords are asked for, never given on the command line.
     Users {
@@ -360,6 +363,7 @@ fn main() -> ExitCode {
                 Command::Docs { command } => commands::docs::docs(&cli.global, &command).await,
                 Command::Profile(args) => commands::profile::profile(&cli.global, &args).await,
                 Command::Users { command } => commands::users::users(&cli.global, &command).await,
+                Command::Serve(args) => commands::serve::serve(&cli.global, &args).await,
                 Command::Metrics { command } => {
                     commands::metrics::metrics(&cli.global, &command).await
                 }

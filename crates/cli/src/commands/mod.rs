@@ -18,6 +18,7 @@ pub mod profile;
 pub mod quality;
 pub mod quarantine;
 pub mod run;
+pub mod serve;
 pub mod show;
 pub mod sources;
 pub mod users;

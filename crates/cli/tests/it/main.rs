@@ -21,6 +21,7 @@ mod s3;
 mod safety;
 mod seeds;
 mod selection;
+mod serve;
 mod sources;
 mod unit_tests;
 mod users;

@@ -1,0 +1,242 @@
+//! `strata serve`: the web UI behind a login, roles, bad requests, and pages rendered in a
+//! browser.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use crate::project::TestProject;
+
+/// A `strata serve` running until dropped.
+struct Served {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(p: &TestProject, extra: &[&str]) -> Served {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut args = vec!["serve", "--http", addr.as_str()];
+    args.extend_from_slice(extra);
+    let child = p
+        .std_command(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Served { child, port }
+}
+
+/// Send a raw HTTP request; the status code, the head and the body.
+fn send(port: u16, raw: &[u8]) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.write_all(raw).expect("send");
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, head.to_string(), body.to_string())
+}
+
+fn get(port: u16, path: &str, cookie: Option<&str>) -> (u16, String, String) {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    send(
+        port,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{cookie}\r\n").as_bytes(),
+    )
+}
+
+fn login(port: u16, user: &str, password: &str) -> (u16, String, String) {
+    let body = format!("user={user}&password={password}");
+    send(
+        port,
+        format!(
+            "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+fn add_user(p: &TestProject, name: &str, role: &str, password: &str) {
+    let out = p
+        .strata(&["users", "add", name, "--role", role])
+        .write_stdin(format!("{password}\n"))
+        .output()
+        .expect("users add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn session_cookie(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string()
+}
+
+#[test]
+fn the_web_ui_needs_a_login_and_each_role_sees_its_pages() {
+    let p = TestProject::with_files(&[
+        ("seeds/raw.csv", "id\n1\n2\n"),
+        (
+            "models/doubled.sql",
+            "select id * 2 as v from {{ ref('raw') }}",
+        ),
+    ]);
+    p.ok(&["build"]);
+    // No user: no one could log in, so it does not start.
+    let out = p.fails(&["serve", "--http", "127.0.0.1:0"], 2);
+    assert!(out.contains("add a user first"), "{out}");
+    add_user(&p, "ada", "admin", "analytical-engine");
+    add_user(&p, "superset", "bi_reader", "bi-tool-secret");
+    let s = serve(&p, &[]);
+
+    let (code, head, _) = get(s.port, "/runs", None);
+    assert_eq!(code, 303, "{head}");
+    assert!(head.to_lowercase().contains("location: /login"), "{head}");
+    let (code, _, body) = login(s.port, "ada", "wrong-password");
+    assert_eq!(code, 401);
+    assert!(body.contains("Wrong user name or password"), "{body}");
+    let (code, _, _) = login(s.port, "nobody", "analytical-engine");
+    assert_eq!(code, 401);
+
+    let (code, head, _) = login(s.port, "ada", "analytical-engine");
+    assert_eq!(code, 303, "{head}");
+    assert!(
+        head.contains("HttpOnly") && head.contains("SameSite=Strict"),
+        "{head}"
+    );
+    let ada = session_cookie(&head);
+    let (code, _, body) = get(s.port, "/runs", Some(&ada));
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("strata build") && body.contains("success"),
+        "{body}"
+    );
+    let run_link = body
+        .split("href=\"/runs/")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a run link")
+        .to_string();
+    let (code, _, body) = get(s.port, &format!("/runs/{run_link}"), Some(&ada));
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("model.t.doubled") && body.contains("<svg"),
+        "{body}"
+    );
+    let (code, _, body) = get(s.port, "/quality", Some(&ada));
+    assert_eq!(code, 200);
+    assert!(body.contains("Data quality"), "{body}");
+
+    // The BI role does not see run history or quality.
+    let (_, head, _) = login(s.port, "superset", "bi-tool-secret");
+    let bi = session_cookie(&head);
+    let (code, _, _) = get(s.port, "/runs", Some(&bi));
+    assert_eq!(code, 403);
+    let (code, _, body) = get(s.port, "/", Some(&bi));
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("superset") && !body.contains("href=\"/quality\">Data"),
+        "{body}"
+    );
+
+    // A made-up cookie is no session.
+    let (code, _, _) = get(s.port, "/runs", Some("strata_session=0123"));
+    assert_eq!(code, 303);
+
+    // Bad requests are refused and the server goes on.
+    let big = "a".repeat(100_000);
+    let (code, _, _) = send(
+        s.port,
+        format!(
+            "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\nuser=ada&password={big}",
+            big.len() + 18
+        )
+        .as_bytes(),
+    );
+    assert_eq!(code, 413);
+    let (code, _, _) = send(s.port, b"\x16\x03\x01 not http at all\r\n\r\n");
+    assert!(code == 400 || code == 0, "{code}");
+    let (code, _, _) = send(
+        s.port,
+        b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\nuser=ad",
+    );
+    assert!((400..500).contains(&code), "{code}");
+    let (code, _, _) = get(s.port, "/nowhere", Some(&ada));
+    assert_eq!(code, 404);
+    let (code, _, _) = get(s.port, "/runs", Some(&ada));
+    assert_eq!(code, 200, "still up");
+    drop(s);
+
+    // The refused login was logged.
+    let mut s = serve(&p, &[]);
+    login(s.port, "ada", "not-it");
+    let _ = s.child.kill();
+    let mut log = String::new();
+    if let Some(mut err) = s.child.stderr.take() {
+        let _ = err.read_to_string(&mut log);
+    }
+    assert!(log.contains("web login refused for user `ada`"), "{log}");
+}
+
+#[test]
+fn dev_mode_is_loopback_only_and_its_pages_render_in_a_browser() {
+    let p = TestProject::with_files(&[
+        ("seeds/raw.csv", "id\n1\n2\n"),
+        (
+            "seeds/raw.yml",
+            "version: 2\nseeds:\n  - name: raw\n    columns:\n      - name: id\n        data_tests: [unique, not_null]\n",
+        ),
+    ]);
+    p.ok(&["build"]);
+    let out = p.fails(&["serve", "--dev", "--http", "0.0.0.0:8099"], 2);
+    assert!(out.contains("only on a loopback address"), "{out}");
+    let s = serve(&p, &["--dev"]);
+    let (code, _, body) = get(s.port, "/runs", None);
+    assert_eq!(code, 200, "{body}");
+    for path in ["/", "/runs", "/quality"] {
+        let url = format!("http://127.0.0.1:{}{path}", s.port);
+        if let Some((dom, log)) = crate::project::browser(&url) {
+            assert!(
+                dom.contains("Strata") || dom.contains("Data quality"),
+                "{path}: {dom}"
+            );
+            let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+            assert!(console.is_empty(), "{path}: console messages: {console:?}");
+        }
+    }
+}
