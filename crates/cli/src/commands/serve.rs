@@ -31,11 +31,17 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
         )
     })?;
     let meta = std::sync::Arc::new(strata_meta::MetaStore::open(&project.target.metadata)?);
+    let opener_project = project.clone();
     let opts = strata_server::http::HttpOptions {
         addr,
         dev: args.dev,
         project,
         meta,
+        warehouse: std::sync::Arc::new(move || {
+            crate::context::open_warehouse(&opener_project)
+                .map(|(w, _)| w)
+                .map_err(|e| e.to_string())
+        }),
     };
     strata_server::http::check(&opts).map_err(|e| anyhow!(e))?;
     let console = Console::new(global);

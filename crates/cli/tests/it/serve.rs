@@ -240,3 +240,129 @@ fn dev_mode_is_loopback_only_and_its_pages_render_in_a_browser() {
         }
     }
 }
+
+const SALES_METRICS: &str = "metrics:
+  - name: revenue
+    label: Revenue
+    model: orders
+    measure: sum(amount)
+    time: {column: ordered_at, grains: [day, month]}
+    dimensions: [status]
+";
+
+const SALES_DASHBOARD: &str = "title: Sales
+description: Revenue by month and status
+filters:
+  - {name: period, type: date_range}
+  - {name: status, type: select, dimension: status}
+charts:
+  - {title: Revenue, type: kpi, metric: revenue, by: month}
+  - {title: Revenue by month, type: line, metric: revenue, by: month}
+  - {title: Revenue by status, type: bar, metric: revenue, by: month, dimension: status, stacked: true}
+  - {title: Share, type: area, metric: revenue, by: month, dimension: status}
+  - {title: Biggest orders, type: table, sql: \"select id, amount from {{ ref('orders') }} order by amount desc limit 2\"}
+";
+
+#[test]
+fn a_dashboard_draws_its_charts_with_filters_and_csv() {
+    let p = TestProject::with_files(&[
+        (
+            "seeds/orders.csv",
+            "id,status,amount,ordered_at\n1,placed,50,2026-01-05\n2,shipped,150,2026-01-20\n3,placed,20,2026-02-01\n4,shipped,100,2026-02-15\n",
+        ),
+        ("metrics/sales.yml", SALES_METRICS),
+        ("dashboards/sales.yml", SALES_DASHBOARD),
+    ]);
+    p.ok(&["build"]);
+    let s = serve(&p, &["--dev"]);
+    let (code, _, list) = get(s.port, "/dashboards", None);
+    assert_eq!(code, 200);
+    assert!(
+        list.contains("href=\"/dashboards/sales\"") && list.contains("Sales"),
+        "{list}"
+    );
+    let (code, _, page) = get(s.port, "/dashboards/sales", None);
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), 3, "{page}");
+    // The KPI: February's 120 against January's 200.
+    assert!(page.contains(">120<") && page.contains("-40.0%"), "{page}");
+    assert!(page.contains("<td class=\"num\">150</td>"), "{page}");
+    assert!(
+        page.contains("<option>placed</option>") && page.contains("<option>shipped</option>"),
+        "{page}"
+    );
+    // A filter narrows every metric chart.
+    let (_, _, placed) = get(
+        s.port,
+        "/dashboards/sales?status=placed&start=2026-01-01",
+        None,
+    );
+    assert!(
+        placed.contains(">20<") && placed.contains("-60.0%"),
+        "{placed}"
+    );
+    assert!(
+        placed.contains("<option selected>placed</option>"),
+        "{placed}"
+    );
+    // Each chart's data as CSV, with the filters.
+    let (code, head, csv) = get(s.port, "/dashboards/sales/charts/2?status=shipped", None);
+    assert_eq!(code, 200);
+    assert!(head.to_lowercase().contains("text/csv"), "{head}");
+    assert_eq!(
+        csv.trim(),
+        "month,status,revenue\n2026-01-01,shipped,150\n2026-02-01,shipped,100"
+    );
+    let (code, _, _) = get(s.port, "/dashboards/nope", None);
+    assert_eq!(code, 404);
+    // New rows are served after the next build, without a restart.
+    p.write(
+        "seeds/orders.csv",
+        "id,status,amount,ordered_at\n1,placed,50,2026-01-05\n2,shipped,150,2026-01-20\n3,placed,20,2026-02-01\n4,shipped,100,2026-02-15\n5,placed,80,2026-02-20\n",
+    );
+    p.ok(&["build"]);
+    let (_, _, page) = get(s.port, "/dashboards/sales", None);
+    assert!(page.contains(">200<") && page.contains("0.0%"), "{page}");
+
+    let url = format!("http://127.0.0.1:{}/dashboards/sales", s.port);
+    if let Some((dom, log)) = crate::project::browser(&url) {
+        assert_eq!(dom.matches("class=\"chart\"").count(), 3, "{dom}");
+        let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+        assert!(console.is_empty(), "console messages: {console:?}");
+    }
+}
+
+#[test]
+fn wrong_dashboards_are_named() {
+    let p = TestProject::with_files(&[
+        (
+            "seeds/orders.csv",
+            "id,status,amount,ordered_at\n1,placed,50,2026-01-05\n",
+        ),
+        ("metrics/sales.yml", SALES_METRICS),
+        (
+            "dashboards/sales.yml",
+            "title: Sales\ncharts:\n  - {title: Revenue, type: pie, metric: revenue, by: month}\n",
+        ),
+    ]);
+    p.ok(&["build"]);
+    let s = serve(&p, &["--dev"]);
+    let (code, _, body) = get(s.port, "/dashboards", None);
+    assert_eq!(code, 500);
+    assert!(
+        body.contains("dashboards/sales.yml:3") && body.contains("`type: pie` is not a chart"),
+        "{body}"
+    );
+    p.write(
+        "dashboards/sales.yml",
+        "title: Sales\ncharts:\n  - {title: Revenue, type: line, metric: revenu, by: month}\n",
+    );
+    let (_, _, body) = get(s.port, "/dashboards", None);
+    assert!(body.contains("did you mean `revenue`"), "{body}");
+    p.write(
+        "dashboards/sales.yml",
+        "title: Sales\ncharts:\n  - {title: Revenue, type: line, metric: revenue, by: year}\n",
+    );
+    let (_, _, body) = get(s.port, "/dashboards", None);
+    assert!(body.contains("not by year"), "{body}");
+}
