@@ -69,6 +69,14 @@ const STARTER: &[(&str, &str)] = &[
         "models/marts/customers.sql",
         include_str!("../../starter/models/marts/customers.sql"),
     ),
+    (
+        "metrics/sales.yml",
+        include_str!("../../starter/metrics/sales.yml"),
+    ),
+    (
+        "dashboards/overview.yml",
+        include_str!("../../starter/dashboards/overview.yml"),
+    ),
 ];
 
 /// Write the starter project into `dir`, which must be missing or empty.

@@ -366,3 +366,22 @@ fn wrong_dashboards_are_named() {
     let (_, _, body) = get(s.port, "/dashboards", None);
     assert!(body.contains("not by year"), "{body}");
 }
+
+#[test]
+fn the_starter_project_ships_a_dashboard() {
+    let p = TestProject::starter();
+    p.ok(&["build"]);
+    let revenue = p.ok(&[
+        "metrics", "query", "revenue", "--by", "quarter", "-o", "csv",
+    ]);
+    assert!(revenue.starts_with("quarter,revenue\n2024-"), "{revenue}");
+    let s = serve(&p, &["--dev"]);
+    let (code, _, page) = get(s.port, "/dashboards/overview", None);
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), 2, "{page}");
+    assert!(
+        page.contains("Best customers") && page.contains("<td class=\"num\">"),
+        "{page}"
+    );
+    assert!(!page.contains("class=\"bad\""), "a chart failed: {page}");
+}
