@@ -93,6 +93,7 @@ pub fn router(opts: &HttpOptions) -> Router {
         .route("/runs", get(runs))
         .route("/runs/{id}", get(run))
         .route("/quality", get(quality))
+        .route("/sql", get(sql_explorer))
         .route("/dashboards", get(dashboards))
         .route("/dashboards/{name}", get(dashboard))
         .route("/dashboards/{name}/charts/{chart}", get(chart_csv))
@@ -173,6 +174,9 @@ async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respons
             "<li><a href=\"/runs\">Runs</a>: every run, its nodes and their timings</li>",
         );
         body.push_str("<li><a href=\"/quality\">Data quality</a>: each check's history and metric trends</li>");
+        body.push_str(
+            "<li><a href=\"/sql\">SQL</a>: read-only queries, with ref() and source()</li>",
+        );
     }
     body.push_str("<li><a href=\"/dashboards\">Dashboards</a></li></ul>");
     page(&state.project.config.name, &name, &body).into_response()
@@ -369,6 +373,79 @@ async fn quality(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         }
         Err(e) => error(&e.to_string()),
     }
+}
+
+/// Rows the SQL explorer shows at most.
+const EXPLORER_ROWS: usize = 1000;
+/// How long an explorer query may run.
+const EXPLORER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The SQL explorer: a read-only query (Jinja with `ref()` and `source()` allowed), at most
+/// [`EXPLORER_ROWS`] rows, stopped after [`EXPLORER_TIMEOUT`].
+async fn sql_explorer(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let (name, _) = match allowed(&state, &headers, true) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    let sql = params
+        .get("q")
+        .map(|q| q.trim().to_string())
+        .unwrap_or_default();
+    let mut body = format!(
+        "<form method=\"get\" class=\"explorer\"><textarea name=\"q\" rows=\"6\" spellcheck=\"false\" placeholder=\"select * from {{{{ ref('orders') }}}} limit 10\">{}</textarea>\
+         <button type=\"submit\">Run</button> <span class=\"muted\">read-only; at most {EXPLORER_ROWS} rows; {} s</span></form>",
+        esc(&sql),
+        EXPLORER_TIMEOUT.as_secs()
+    );
+    if !sql.is_empty() {
+        let result = match (state.warehouse)() {
+            Ok(w) => {
+                let started = Instant::now();
+                match tokio::time::timeout(
+                    EXPLORER_TIMEOUT,
+                    query_rows(&state, &w, &sql, EXPLORER_ROWS),
+                )
+                .await
+                {
+                    Ok(Ok(rows)) => {
+                        let n = rows.cells.len();
+                        let table = crate::dashboards::render(
+                            &crate::dashboards::Chart {
+                                title: String::new(),
+                                kind: "table".into(),
+                                source: crate::dashboards::Source::Sql(String::new()),
+                                stacked: false,
+                            },
+                            &rows,
+                        );
+                        format!(
+                            "<p class=\"muted\">{n} row{}{} in {:.2} s</p>{table}",
+                            if n == 1 { "" } else { "s" },
+                            if n == EXPLORER_ROWS {
+                                " (the first)"
+                            } else {
+                                ""
+                            },
+                            started.elapsed().as_secs_f64()
+                        )
+                    }
+                    Ok(Err(e)) => format!("<pre class=\"bad\">{}</pre>", esc(&e)),
+                    Err(_) => format!(
+                        "<p class=\"bad\">The query ran longer than {} s and was stopped.</p>",
+                        EXPLORER_TIMEOUT.as_secs()
+                    ),
+                }
+            }
+            Err(e) => format!("<pre class=\"bad\">{}</pre>", esc(&e)),
+        };
+        tracing::info!("SQL explorer query by `{name}`: {}", sql.replace('\n', " "));
+        body.push_str(&result);
+    }
+    page("SQL", &name, &body).into_response()
 }
 
 /// The project's metrics and dashboards, read afresh (editing them needs no restart).
@@ -617,8 +694,11 @@ async fn chart_rows(
     chosen: &crate::dashboards::Chosen,
 ) -> Result<crate::dashboards::Rows, String> {
     let sql = chart.sql(metrics, chosen)?;
-    query_rows(state, warehouse, &sql).await
+    query_rows(state, warehouse, &sql, CHART_ROWS).await
 }
+
+/// Rows a chart reads at most.
+const CHART_ROWS: usize = 10_000;
 
 /// Values of a dimension for a pick-list: from the first metric that has it.
 async fn dimension_values(
@@ -639,7 +719,7 @@ async fn dimension_values(
         "select distinct {} as v from {{{{ ref('{}') }}}} where {} is not null order by 1 limit 200",
         d.expr, m.model, d.expr
     );
-    query_rows(state, warehouse, &sql)
+    query_rows(state, warehouse, &sql, 200)
         .await
         .map(|r| {
             r.cells
@@ -655,6 +735,7 @@ async fn query_rows(
     state: &AppState,
     warehouse: &strata_engine::EmbeddedWarehouse,
     sql: &str,
+    limit: usize,
 ) -> Result<crate::dashboards::Rows, String> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{DataType, Float64Type};
@@ -665,7 +746,7 @@ async fn query_rows(
         .compile_inline(sql)
         .map_err(|e| e.to_string())?;
     let batches: Vec<datafusion::arrow::record_batch::RecordBatch> = warehouse
-        .query(&compiled, Some(10_000))
+        .query(&compiled, Some(limit))
         .await
         .map_err(|e| e.to_string())?
         .try_collect()
@@ -743,7 +824,7 @@ fn page(title: &str, user: &str, body: &str) -> Html<String> {
     let nav = match user {
         "" => String::new(),
         u => format!(
-            "<nav><a href=\"/\">Home</a> <a href=\"/dashboards\">Dashboards</a> <a href=\"/runs\">Runs</a> <a href=\"/quality\">Quality</a>\
+            "<nav><a href=\"/\">Home</a> <a href=\"/dashboards\">Dashboards</a> <a href=\"/runs\">Runs</a> <a href=\"/quality\">Quality</a> <a href=\"/sql\">SQL</a>\
              <form method=\"post\" action=\"/logout\"><span>{}</span> <button type=\"submit\">Sign out</button></form></nav>",
             esc(u)
         ),
@@ -782,4 +863,5 @@ polyline.line{fill:none}.legend{display:flex;gap:12px;font-size:12px;flex-wrap:w
 i.s0{background:#2563eb}i.s1{background:#f59e0b}i.s2{background:#10b981}i.s3{background:#ef4444}i.s4{background:#8b5cf6}i.s5{background:#0891b2}
 .kpi .value{font-size:34px;font-weight:700}.up{color:#15803d}.down{color:#b91c1c}.num{text-align:right}
 .filters{display:flex;gap:12px;align-items:end;margin:8px 0 14px;flex-wrap:wrap}
+.explorer textarea{width:100%;font:13px ui-monospace,monospace;padding:8px}
 ";

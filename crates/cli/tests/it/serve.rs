@@ -83,6 +83,16 @@ fn login(port: u16, user: &str, password: &str) -> (u16, String, String) {
     )
 }
 
+/// `s` percent-encoded for a query string.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn add_user(p: &TestProject, name: &str, role: &str, password: &str) {
     let out = p
         .strata(&["users", "add", name, "--role", role])
@@ -162,10 +172,33 @@ fn the_web_ui_needs_a_login_and_each_role_sees_its_pages() {
     assert_eq!(code, 200);
     assert!(body.contains("Data quality"), "{body}");
 
+    // The SQL explorer answers read-only queries, with ref().
+    let q = encode("select count(*) as n from {{ ref('doubled') }}");
+    let (code, _, body) = get(s.port, &format!("/sql?q={q}"), Some(&ada));
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("1 row in") && body.contains("<td class=\"num\">2</td>"),
+        "{body}"
+    );
+    let (code, _, body) = get(
+        s.port,
+        &format!("/sql?q={}", encode("drop table doubled")),
+        Some(&ada),
+    );
+    assert_eq!(code, 200);
+    assert!(body.contains("class=\"bad\""), "{body}");
+    assert_eq!(
+        p.query("select count(*) as n from doubled"),
+        ["n", "2"],
+        "nothing changed"
+    );
+
     // The BI role does not see run history or quality.
     let (_, head, _) = login(s.port, "superset", "bi-tool-secret");
     let bi = session_cookie(&head);
     let (code, _, _) = get(s.port, "/runs", Some(&bi));
+    assert_eq!(code, 403);
+    let (code, _, _) = get(s.port, &format!("/sql?q={q}"), Some(&bi));
     assert_eq!(code, 403);
     let (code, _, body) = get(s.port, "/", Some(&bi));
     assert_eq!(code, 200);
@@ -228,7 +261,7 @@ fn dev_mode_is_loopback_only_and_its_pages_render_in_a_browser() {
     let s = serve(&p, &["--dev"]);
     let (code, _, body) = get(s.port, "/runs", None);
     assert_eq!(code, 200, "{body}");
-    for path in ["/", "/runs", "/quality"] {
+    for path in ["/", "/runs", "/quality", "/sql?q=select+1+as+one"] {
         let url = format!("http://127.0.0.1:{}{path}", s.port);
         if let Some((dom, log)) = crate::project::browser(&url) {
             assert!(
