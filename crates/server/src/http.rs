@@ -94,6 +94,9 @@ pub fn router(opts: &HttpOptions) -> Router {
         .route("/runs/{id}", get(run))
         .route("/quality", get(quality))
         .route("/sql", get(sql_explorer))
+        .route("/catalog", get(catalog))
+        .route("/catalog/{id}", get(catalog_entry))
+        .route("/lineage", get(lineage))
         .route("/dashboards", get(dashboards))
         .route("/dashboards/{name}", get(dashboard))
         .route("/dashboards/{name}/charts/{chart}", get(chart_csv))
@@ -178,7 +181,11 @@ async fn home(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respons
             "<li><a href=\"/sql\">SQL</a>: read-only queries, with ref() and source()</li>",
         );
     }
-    body.push_str("<li><a href=\"/dashboards\">Dashboards</a></li></ul>");
+    body.push_str("<li><a href=\"/dashboards\">Dashboards</a></li><li><a href=\"/catalog\">Catalog</a>: tables, columns, tests</li>");
+    if role == Role::Admin {
+        body.push_str("<li><a href=\"/lineage\">Lineage</a>: sources to dashboards</li>");
+    }
+    body.push_str("</ul>");
     page(&state.project.config.name, &name, &body).into_response()
 }
 
@@ -372,6 +379,110 @@ async fn quality(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             Html(strata_quality::report::render(&title, &generated, &nodes)).into_response()
         }
         Err(e) => error(&e.to_string()),
+    }
+}
+
+/// The catalog's entries a role may see: `bi_reader` the gold layer and dashboards only.
+fn catalog_entries(state: &AppState, role: Role) -> Result<Vec<crate::catalog::Entry>, String> {
+    let (metrics, dashboards) = definitions(state)?;
+    let boards: Vec<(String, String, Vec<String>)> = dashboards
+        .iter()
+        .map(|d| {
+            let mut models: Vec<String> = Vec::new();
+            for c in &d.charts {
+                match &c.source {
+                    crate::dashboards::Source::Metric { metric, .. } => {
+                        if let Ok(m) = crate::metrics::find(&metrics, metric) {
+                            models.push(m.model.clone());
+                        }
+                    }
+                    crate::dashboards::Source::Sql(sql) => {
+                        models.extend(crate::catalog::refs_in(sql))
+                    }
+                }
+            }
+            models.sort();
+            models.dedup();
+            (d.name.clone(), d.title.clone(), models)
+        })
+        .collect();
+    let all = crate::catalog::entries(&state.project, &state.meta, &boards);
+    Ok(match role {
+        Role::Admin => all,
+        Role::BiReader => all
+            .into_iter()
+            .filter(|e| e.kind == "dashboard" || crate::catalog::is_gold(&e.schema))
+            .collect(),
+    })
+}
+
+async fn catalog(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let (name, role) = match allowed(&state, &headers, false) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    match catalog_entries(&state, role) {
+        Ok(entries) => page("Catalog", &name, &crate::catalog::list(&entries)).into_response(),
+        Err(e) => error(&e),
+    }
+}
+
+async fn catalog_entry(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (name, role) = match allowed(&state, &headers, false) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    let entries = match catalog_entries(&state, role) {
+        Ok(e) => e,
+        Err(e) => return error(&e),
+    };
+    let Some(entry) = entries.iter().find(|e| e.id == id && e.kind != "dashboard") else {
+        return not_found().await;
+    };
+    let relation = state
+        .project
+        .node(&id)
+        .map(|n| n.relation().clone())
+        .or_else(|| state.project.sources.get(&id).map(|s| s.relation.clone()));
+    // Column types from the relation itself, when it exists.
+    let mut types = Vec::new();
+    if let (Some(r), Ok(w)) = (relation, (state.warehouse)()) {
+        use strata_engine::Warehouse;
+        if let Ok(schema) = w.describe(&format!("select * from {r}")).await {
+            types = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    (
+                        f.name().clone(),
+                        strata_engine::types::sql_type(f.data_type()),
+                    )
+                })
+                .collect();
+        }
+    }
+    let body = crate::catalog::detail(entry, &types, &entries);
+    page(&entry.name, &name, &body).into_response()
+}
+
+async fn lineage(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let (name, _) = match allowed(&state, &headers, true) {
+        Ok(u) => u,
+        Err(r) => return *r,
+    };
+    match catalog_entries(&state, Role::Admin) {
+        Ok(entries) => {
+            let body = format!(
+                "<p class=\"muted\">Sources and seeds on the left; each arrow goes to what reads it; dashboards on the right.</p><div class=\"scroll\">{}</div>",
+                crate::catalog::lineage(&entries)
+            );
+            page("Lineage", &name, &body).into_response()
+        }
+        Err(e) => error(&e),
     }
 }
 
@@ -824,7 +935,7 @@ fn page(title: &str, user: &str, body: &str) -> Html<String> {
     let nav = match user {
         "" => String::new(),
         u => format!(
-            "<nav><a href=\"/\">Home</a> <a href=\"/dashboards\">Dashboards</a> <a href=\"/runs\">Runs</a> <a href=\"/quality\">Quality</a> <a href=\"/sql\">SQL</a>\
+            "<nav><a href=\"/\">Home</a> <a href=\"/dashboards\">Dashboards</a> <a href=\"/catalog\">Catalog</a> <a href=\"/lineage\">Lineage</a> <a href=\"/runs\">Runs</a> <a href=\"/quality\">Quality</a> <a href=\"/sql\">SQL</a>\
              <form method=\"post\" action=\"/logout\"><span>{}</span> <button type=\"submit\">Sign out</button></form></nav>",
             esc(u)
         ),
@@ -864,4 +975,7 @@ i.s0{background:#2563eb}i.s1{background:#f59e0b}i.s2{background:#10b981}i.s3{bac
 .kpi .value{font-size:34px;font-weight:700}.up{color:#15803d}.down{color:#b91c1c}.num{text-align:right}
 .filters{display:flex;gap:12px;align-items:end;margin:8px 0 14px;flex-wrap:wrap}
 .explorer textarea{width:100%;font:13px ui-monospace,monospace;padding:8px}
+.scroll{overflow:auto;background:#fff;border:1px solid #e5e7eb;border-radius:8px}.lineage text{font-size:12px;fill:#1d2430;pointer-events:none}
+.lineage .edge{fill:none;stroke:#9ca3af;stroke-width:1.2}.lineage .node{fill:#eff6ff;stroke:#93c5fd}.lineage .node.source{fill:#f0fdf4;stroke:#86efac}
+.lineage .node.seed{fill:#fefce8;stroke:#fde047}.lineage .node.snapshot{fill:#faf5ff;stroke:#d8b4fe}.lineage .node.dashboard{fill:#fff7ed;stroke:#fdba74}
 ";

@@ -2,6 +2,7 @@
 //! name (`strata metrics query MRR --by month`), so "MRR" means one thing everywhere; users
 //! and roles; the web UI (`strata serve`).
 
+pub mod catalog;
 pub mod dashboards;
 pub mod http;
 pub mod metrics;

@@ -200,6 +200,14 @@ fn the_web_ui_needs_a_login_and_each_role_sees_its_pages() {
     assert_eq!(code, 403);
     let (code, _, _) = get(s.port, &format!("/sql?q={q}"), Some(&bi));
     assert_eq!(code, 403);
+    // Its catalog holds the gold layer only (this project has none).
+    let (code, _, body) = get(s.port, "/catalog", Some(&bi));
+    assert_eq!(code, 200);
+    assert!(!body.contains("doubled"), "{body}");
+    let (_, _, body) = get(s.port, "/catalog", Some(&ada));
+    assert!(body.contains("doubled"), "{body}");
+    let (code, _, _) = get(s.port, "/lineage", Some(&bi));
+    assert_eq!(code, 403);
     let (code, _, body) = get(s.port, "/", Some(&bi));
     assert_eq!(code, 200);
     assert!(
@@ -417,4 +425,35 @@ fn the_starter_project_ships_a_dashboard() {
         "{page}"
     );
     assert!(!page.contains("class=\"bad\""), "a chart failed: {page}");
+
+    // The catalog: each table with its columns, their types and descriptions, and lineage.
+    let (code, _, list) = get(s.port, "/catalog", None);
+    assert_eq!(code, 200);
+    let id = list
+        .split("href=\"/catalog/")
+        .filter_map(|l| l.split('"').next())
+        .find(|id| id.starts_with("model.") && id.ends_with(".customers"))
+        .expect("the customers model in the catalog")
+        .to_string();
+    let (code, _, entry) = get(s.port, &format!("/catalog/{id}"), None);
+    assert_eq!(code, 200);
+    assert!(
+        entry.contains("<td>customer_id</td><td><code>BIGINT</code></td><td>Primary key.</td>"),
+        "{entry}"
+    );
+    assert!(
+        entry.contains("href=\"/dashboards/overview\""),
+        "read by the dashboard: {entry}"
+    );
+    let (code, _, graph) = get(s.port, "/lineage", None);
+    assert_eq!(code, 200);
+    assert!(
+        graph.contains("class=\"edge\"") && graph.contains("node dashboard"),
+        "{graph}"
+    );
+    let url = format!("http://127.0.0.1:{}/lineage", s.port);
+    if let Some((dom, log)) = crate::project::browser(&url) {
+        assert!(dom.contains("class=\"lineage\""), "{dom}");
+        assert!(!log.contains("CONSOLE"), "{log}");
+    }
 }
