@@ -17,14 +17,15 @@
 pub mod contract;
 mod events;
 pub mod microbatch;
+mod quality;
 mod results;
 mod schedule;
 mod work;
 
 pub use events::{BatchEvent, HookEvent, Reporter, RunEvent, Silent};
+pub use quality::quarantine_request;
 pub use results::{NodeResult, NodeStatus, RunResults};
 pub use schedule::Runner;
-pub use work::quarantine_request;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

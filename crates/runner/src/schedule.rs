@@ -18,8 +18,9 @@ use strata_project::{Node, Project};
 use crate::Result;
 use crate::events::{HookEvent, Reporter, RunEvent};
 use crate::microbatch::MicrobatchConfig;
+use crate::quality::Anomalies;
 use crate::results::{NodeResult, NodeStatus, RunResults};
-use crate::work::{Anomalies, Env, Work, full_refresh_allowed, is_microbatch, rfc3339, with_hooks};
+use crate::work::{Env, Work, full_refresh_allowed, is_microbatch, rfc3339, with_hooks};
 
 /// Runs models of a project on a warehouse.
 pub struct Runner<'a> {

@@ -72,25 +72,9 @@ pub struct Dashboard {
 
 /// Every dashboard under `root/dashboards/`, its metrics checked against `metrics`.
 pub fn load(root: &Path, metrics: &[Metric]) -> Result<Vec<Dashboard>> {
-    let dir = root.join(FOLDER);
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
-            .collect(),
-        Err(_) => return Ok(Vec::new()),
-    };
-    files.sort();
     let mut out = Vec::new();
-    for path in files {
-        let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::at(Location::file(&rel), format!("cannot read it: {e}")))?;
-        let yaml: yaml_serde::Value = yaml_serde::from_str(&text)
-            .map_err(|e| Error::at(Location::file(&rel), format!("not valid YAML: {e}")))?;
-        let doc = strata_project::config::yaml_to_json(&yaml);
-        let name = path
+    for (rel, text, doc) in crate::yaml_files(root, FOLDER)? {
+        let name = rel
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
