@@ -457,3 +457,47 @@ fn the_starter_project_ships_a_dashboard() {
         assert!(!log.contains("CONSOLE"), "{log}");
     }
 }
+
+#[test]
+fn the_bi_role_reads_the_gold_layer_only_even_in_dashboards() {
+    let p = TestProject::with_files(&[
+        ("seeds/raw.csv", "id\n1\n2\n"),
+        (
+            "models/kpis.sql",
+            "{{ config(schema='gold') }}\nselect count(*) as n from {{ ref('raw') }}",
+        ),
+        (
+            "dashboards/board.yml",
+            "title: Board\ncharts:\n  - {title: Gold, type: table, sql: \"select n from {{ ref('kpis') }}\"}\n  - {title: Raw, type: table, sql: \"select id from {{ ref('raw') }}\"}\n",
+        ),
+    ]);
+    p.ok(&["build"]);
+    add_user(&p, "ada", "admin", "analytical-engine");
+    add_user(&p, "superset", "bi_reader", "bi-tool-secret");
+    let s = serve(&p, &[]);
+    let (_, head, _) = login(s.port, "superset", "bi-tool-secret");
+    let bi = session_cookie(&head);
+    let (code, _, page) = get(s.port, "/dashboards/board", Some(&bi));
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("<td class=\"num\">2</td>"),
+        "the gold chart: {page}"
+    );
+    assert!(
+        page.contains("outside the gold layer: the bi_reader role sees gold only"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("<td class=\"num\">1</td>"),
+        "no raw rows: {page}"
+    );
+    let (code, _, _) = get(s.port, "/dashboards/board/charts/1", Some(&bi));
+    assert_eq!(code, 500);
+    let (_, head, _) = login(s.port, "ada", "analytical-engine");
+    let ada = session_cookie(&head);
+    let (_, _, page) = get(s.port, "/dashboards/board", Some(&ada));
+    assert!(
+        page.contains("<td class=\"num\">1</td>") && !page.contains("class=\"bad\""),
+        "{page}"
+    );
+}

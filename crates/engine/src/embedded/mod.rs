@@ -206,6 +206,28 @@ impl EmbeddedWarehouse {
             .ok_or_else(|| Error::Internal(format!("{} has no Delta log", table.display)))
     }
 
+    /// The relations a query names (schema, name): views count as themselves, not as what
+    /// they read; CTEs are not relations. A query that does not plan is an error.
+    pub async fn relations_read(&self, sql: &str) -> Result<Vec<(String, String)>> {
+        // Plan it first: a query that cannot run is refused as it is.
+        self.plan(sql).await?;
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect)?;
+        let default_schema = state.config_options().catalog.default_schema.clone();
+        let mut out: Vec<(String, String)> = Vec::new();
+        for r in state.resolve_table_references(&statement)? {
+            let entry = (
+                r.schema().unwrap_or(&default_schema).to_string(),
+                r.table().to_string(),
+            );
+            if !out.contains(&entry) {
+                out.push(entry);
+            }
+        }
+        Ok(out)
+    }
+
     /// The versions of a table, newest first: time, operation, rows written, run.
     pub async fn history(&self, relation: &strata_common::Relation) -> Result<Vec<TableVersion>> {
         let table = self.delta_table(relation).await?;

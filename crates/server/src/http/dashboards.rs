@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{AppState, allowed, error, esc, not_found, page};
+use crate::users::Role;
 
 /// The project's metrics and dashboards, read afresh (editing them needs no restart).
 pub(super) fn definitions(
@@ -92,7 +93,7 @@ pub(super) async fn dashboard(
     Path(name): Path<String>,
     axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
-    let (user_name, _) = match allowed(&state, &headers, false) {
+    let (user_name, role) = match allowed(&state, &headers, false) {
         Ok(u) => u,
         Err(r) => return *r,
     };
@@ -129,7 +130,8 @@ pub(super) async fn dashboard(
                     );
                 }
                 crate::dashboards::Filter::Select { name, dimension } => {
-                    let values = dimension_values(&state, &warehouse, &metrics, dimension).await;
+                    let values =
+                        dimension_values(&state, &warehouse, &metrics, dimension, role).await;
                     let current = params.get(name).cloned().unwrap_or_default();
                     let _ = write!(
                         body,
@@ -153,7 +155,7 @@ pub(super) async fn dashboard(
     }
     body.push_str("<div class=\"charts\">");
     for (i, chart) in d.charts.iter().enumerate() {
-        let drawn = match chart_rows(&state, &warehouse, &metrics, chart, &chosen).await {
+        let drawn = match chart_rows(&state, &warehouse, &metrics, chart, &chosen, role).await {
             Ok(rows) => crate::dashboards::render(chart, &rows),
             Err(e) => format!("<p class=\"bad\">{}</p>", esc(&e)),
         };
@@ -176,9 +178,10 @@ pub(super) async fn chart_csv(
     Path((name, chart)): Path<(String, usize)>,
     axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = allowed(&state, &headers, false) {
-        return *r;
-    }
+    let role = match allowed(&state, &headers, false) {
+        Ok((_, role)) => role,
+        Err(r) => return *r,
+    };
     let (metrics, list) = match definitions(&state) {
         Ok(d) => d,
         Err(e) => return error(&e),
@@ -194,7 +197,7 @@ pub(super) async fn chart_csv(
         Ok(w) => w,
         Err(e) => return error(&e),
     };
-    match chart_rows(&state, &warehouse, &metrics, c, &chosen(d, &params)).await {
+    match chart_rows(&state, &warehouse, &metrics, c, &chosen(d, &params), role).await {
         Ok(rows) => {
             let mut csv = rows
                 .columns
@@ -255,9 +258,10 @@ pub(super) async fn chart_rows(
     metrics: &[crate::metrics::Metric],
     chart: &crate::dashboards::Chart,
     chosen: &crate::dashboards::Chosen,
+    role: Role,
 ) -> Result<crate::dashboards::Rows, String> {
     let sql = chart.sql(metrics, chosen)?;
-    query_rows(state, warehouse, &sql, CHART_ROWS).await
+    query_rows(state, warehouse, &sql, CHART_ROWS, role).await
 }
 
 /// Rows a chart reads at most.
@@ -269,6 +273,7 @@ pub(super) async fn dimension_values(
     warehouse: &strata_engine::EmbeddedWarehouse,
     metrics: &[crate::metrics::Metric],
     dimension: &str,
+    role: Role,
 ) -> Vec<String> {
     let Some((m, d)) = metrics.iter().find_map(|m| {
         m.dimensions
@@ -282,7 +287,7 @@ pub(super) async fn dimension_values(
         "select distinct {} as v from {{{{ ref('{}') }}}} where {} is not null order by 1 limit 200",
         d.expr, m.model, d.expr
     );
-    query_rows(state, warehouse, &sql, 200)
+    query_rows(state, warehouse, &sql, 200, role)
         .await
         .map(|r| {
             r.cells
@@ -299,6 +304,7 @@ pub(super) async fn query_rows(
     warehouse: &strata_engine::EmbeddedWarehouse,
     sql: &str,
     limit: usize,
+    role: Role,
 ) -> Result<crate::dashboards::Rows, String> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{DataType, Float64Type};
@@ -308,6 +314,19 @@ pub(super) async fn query_rows(
         .with_introspector(warehouse.introspector())
         .compile_inline(sql)
         .map_err(|e| e.to_string())?;
+    // The BI role reads the gold layer only, whatever the query names.
+    if role == Role::BiReader {
+        let read = warehouse
+            .relations_read(&compiled)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some((schema, name)) = read.iter().find(|(s, _)| !crate::catalog::is_gold(s)) {
+            tracing::warn!("bi_reader refused: a query reads {schema}.{name}");
+            return Err(format!(
+                "this reads {schema}.{name}, outside the gold layer: the bi_reader role sees gold only"
+            ));
+        }
+    }
     let batches: Vec<datafusion::arrow::record_batch::RecordBatch> = warehouse
         .query(&compiled, Some(limit))
         .await

@@ -243,7 +243,7 @@ pub(super) async fn sql_explorer(
                 let started = Instant::now();
                 match tokio::time::timeout(
                     EXPLORER_TIMEOUT,
-                    query_rows(&state, &w, &sql, EXPLORER_ROWS),
+                    query_rows(&state, &w, &sql, EXPLORER_ROWS, Role::Admin),
                 )
                 .await
                 {
