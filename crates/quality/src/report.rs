@@ -142,6 +142,69 @@ pub fn gather(project: &Project, meta: &MetaStore) -> strata_meta::Result<Vec<No
     Ok(nodes.into_values().collect())
 }
 
+/// The whole report of a target: what [`gather`] finds, with the rows each model's
+/// quarantine holds (as of its last committed build), as one HTML page.
+pub async fn page(
+    project: &Project,
+    meta: &MetaStore,
+    warehouse: &strata_engine::EmbeddedWarehouse,
+) -> strata_engine::Result<(String, Vec<NodeReport>)> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{DataType, Int64Type};
+    use futures::TryStreamExt;
+    use strata_engine::Warehouse;
+    let mut nodes = gather(project, meta)?;
+    for model in project
+        .models
+        .values()
+        .filter(|m| m.config.get(strata_project::quarantine::KEY).is_some())
+    {
+        let q = strata_project::quarantine::relation(&model.relation);
+        let Some(source) = warehouse.quarantine_sql(&model.relation, &q).await? else {
+            continue;
+        };
+        let sql = format!(
+            "select strata_failed_checks, count(*) from {source} group by 1 order by 2 desc"
+        );
+        let batches: Vec<datafusion::arrow::array::RecordBatch> =
+            warehouse.query(&sql, None).await?.try_collect().await?;
+        let mut counts = Vec::new();
+        for b in &batches {
+            let checks = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
+                .map_err(datafusion::error::DataFusionError::from)?;
+            let (Some(checks), Some(rows)) = (
+                checks.as_string_opt::<i32>(),
+                b.column(1).as_primitive_opt::<Int64Type>(),
+            ) else {
+                continue;
+            };
+            for i in 0..b.num_rows() {
+                if checks.is_valid(i) {
+                    counts.push((checks.value(i).to_string(), rows.value(i).max(0) as u64));
+                }
+            }
+        }
+        if counts.is_empty() {
+            continue;
+        }
+        match nodes.iter_mut().find(|n| n.unique_id == model.unique_id) {
+            Some(n) => n.quarantined = counts,
+            None => nodes.push(NodeReport {
+                unique_id: model.unique_id.clone(),
+                name: model.name.clone(),
+                resource_type: "model".into(),
+                relation: format!("{}.{}", model.relation.schema, model.relation.identifier),
+                tests: Vec::new(),
+                metrics: Vec::new(),
+                quarantined: counts,
+            }),
+        }
+    }
+    let generated = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let title = format!("{} ({})", project.config.name, project.target.name);
+    Ok((render(&title, &generated, &nodes), nodes))
+}
+
 /// A test's latest status.
 fn latest(t: &TestReport) -> Option<&str> {
     t.outcomes.first().map(|o| o.status.as_str())

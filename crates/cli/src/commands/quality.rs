@@ -6,10 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::Int64Type;
-use futures::TryStreamExt;
-use strata_engine::Warehouse;
 
 use crate::GlobalArgs;
 use crate::context::{load_project, open_warehouse};
@@ -34,58 +30,7 @@ pub async fn quality(global: &GlobalArgs, command: &QualityCommand) -> Result<Ex
     let QualityCommand::Report { out } = command;
     let project = load_project(global)?;
     let (warehouse, meta) = open_warehouse(&project)?;
-    let mut nodes = strata_quality::report::gather(&project, &meta)?;
-    for model in project
-        .models
-        .values()
-        .filter(|m| m.config.get(strata_project::quarantine::KEY).is_some())
-    {
-        let q = strata_project::quarantine::relation(&model.relation);
-        let Some(source) = warehouse.quarantine_sql(&model.relation, &q).await? else {
-            continue;
-        };
-        let sql = format!(
-            "select strata_failed_checks, count(*) from {source} group by 1 order by 2 desc"
-        );
-        let batches: Vec<datafusion::arrow::array::RecordBatch> =
-            warehouse.query(&sql, None).await?.try_collect().await?;
-        let mut counts = Vec::new();
-        for b in &batches {
-            let checks = datafusion::arrow::compute::cast(
-                b.column(0),
-                &datafusion::arrow::datatypes::DataType::Utf8,
-            )?;
-            let (Some(checks), Some(rows)) = (
-                checks.as_string_opt::<i32>(),
-                b.column(1).as_primitive_opt::<Int64Type>(),
-            ) else {
-                continue;
-            };
-            for i in 0..b.num_rows() {
-                if checks.is_valid(i) {
-                    counts.push((checks.value(i).to_string(), rows.value(i).max(0) as u64));
-                }
-            }
-        }
-        if counts.is_empty() {
-            continue;
-        }
-        match nodes.iter_mut().find(|n| n.unique_id == model.unique_id) {
-            Some(n) => n.quarantined = counts,
-            None => nodes.push(strata_quality::report::NodeReport {
-                unique_id: model.unique_id.clone(),
-                name: model.name.clone(),
-                resource_type: "model".into(),
-                relation: format!("{}.{}", model.relation.schema, model.relation.identifier),
-                tests: Vec::new(),
-                metrics: Vec::new(),
-                quarantined: counts,
-            }),
-        }
-    }
-    let generated = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
-    let title = format!("{} ({})", project.config.name, project.target.name);
-    let html = strata_quality::report::render(&title, &generated, &nodes);
+    let (html, nodes) = strata_quality::report::page(&project, &meta, &warehouse).await?;
     let dir = out
         .clone()
         .unwrap_or_else(|| project.target_dir().join("quality"));

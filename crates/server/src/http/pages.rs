@@ -91,15 +91,12 @@ pub(super) async fn quality(State(state): State<Arc<AppState>>, headers: HeaderM
     if let Err(r) = allowed(&state, &headers, true) {
         return *r;
     }
-    match strata_quality::report::gather(&state.project, &state.meta) {
-        Ok(nodes) => {
-            let generated = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
-            let title = format!(
-                "{} ({})",
-                state.project.config.name, state.project.target.name
-            );
-            Html(strata_quality::report::render(&title, &generated, &nodes)).into_response()
-        }
+    let warehouse = match (state.warehouse)() {
+        Ok(w) => w,
+        Err(e) => return error(&e),
+    };
+    match strata_quality::report::page(&state.project, &state.meta, &warehouse).await {
+        Ok((html, _)) => Html(html).into_response(),
         Err(e) => error(&e.to_string()),
     }
 }
