@@ -395,6 +395,14 @@ impl MetaStore {
         &self.path
     }
 
+    /// A number that changes whenever another connection (another `strata` process) has
+    /// changed the store: a build, an ingestion. Servers compare it to pick up new versions.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn()?
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
         self.conn.lock().map_err(|_| Error::Poisoned)
     }

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod dashboards;
 pub mod http;
 pub mod metrics;
+pub mod pg;
 pub mod users;
 
 /// The YAML files of `root/<folder>/`, in name order: each as (its path from `root`, its

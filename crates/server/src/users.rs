@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use strata_meta::UserSecrets;
 
 /// The built-in roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     /// Everything: every layer, the SQL explorer, run history.
     Admin,

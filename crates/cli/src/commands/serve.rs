@@ -1,4 +1,5 @@
-//! `strata serve`: the web UI over the target's catalog (see `strata_server::http`).
+//! `strata serve`: the web UI (see `strata_server::http`) and, with `--pg`, the Postgres wire
+//! protocol (see `strata_server::pg`), over the target's catalog.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -16,6 +17,10 @@ pub struct ServeArgs {
     /// The address of the web UI.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: String,
+    /// Also serve the Postgres wire protocol at this address (e.g. 127.0.0.1:5433), for BI
+    /// tools and drivers; read-only, SCRAM-SHA-256 logins.
+    #[arg(long, value_name = "ADDR")]
+    pub pg: Option<String>,
     /// Serve without a login, for working on this machine: loopback addresses only.
     #[arg(long)]
     pub dev: bool,
@@ -30,34 +35,87 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
             args.http
         )
     })?;
+    let pg_addr: Option<SocketAddr> = args
+        .pg
+        .as_deref()
+        .map(|pg| {
+            pg.parse()
+                .with_context(|| format!("`--pg {pg}` is not an address such as 127.0.0.1:5433"))
+        })
+        .transpose()?;
     let meta = std::sync::Arc::new(strata_meta::MetaStore::open(&project.target.metadata)?);
     let opener_project = project.clone();
+    let warehouse: strata_server::http::Opener = std::sync::Arc::new(move || {
+        crate::context::open_warehouse(&opener_project)
+            .map(|(w, _)| w)
+            .map_err(|e| e.to_string())
+    });
     let opts = strata_server::http::HttpOptions {
         addr,
         dev: args.dev,
         project,
-        meta,
-        warehouse: std::sync::Arc::new(move || {
-            crate::context::open_warehouse(&opener_project)
-                .map(|(w, _)| w)
-                .map_err(|e| e.to_string())
-        }),
+        meta: meta.clone(),
+        warehouse: warehouse.clone(),
     };
     strata_server::http::check(&opts).map_err(|e| anyhow!(e))?;
+    let pg_opts = pg_addr.map(|addr| strata_server::pg::PgOptions {
+        addr,
+        dev: args.dev,
+        meta,
+        warehouse,
+    });
+    if let Some(pg) = &pg_opts {
+        strata_server::pg::check(pg).map_err(|e| anyhow!(e))?;
+    }
     let console = Console::new(global);
+    let dev_note = if args.dev {
+        " in dev mode: no login, this machine only"
+    } else {
+        ""
+    };
     console.info(&format!(
-        "Serving the web UI at http://{addr}/{} (Ctrl-C to stop)",
-        if args.dev {
-            " in dev mode: no login, this machine only"
-        } else {
-            ""
-        }
+        "Serving the web UI at http://{addr}/{dev_note} (Ctrl-C to stop)"
     ));
-    strata_server::http::serve(opts, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-    .map_err(|e| anyhow!(e))?;
+    // The first to end (Ctrl-C, or a server failing) stops the others.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = &stop;
+    let until_stopped = || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.changed().await;
+        }
+    };
+    let pg = async {
+        match pg_opts {
+            Some(opts) => {
+                console.info(&format!(
+                    "Serving the Postgres wire protocol at {} (psql -h {} -p {} -U USER){dev_note}",
+                    opts.addr,
+                    opts.addr.ip(),
+                    opts.addr.port()
+                ));
+                let ended = strata_server::pg::serve(opts, until_stopped()).await;
+                let _ = stop.send(true);
+                ended
+            }
+            None => Ok(()),
+        }
+    };
+    let http = async {
+        let ended = strata_server::http::serve(opts, until_stopped()).await;
+        let _ = stop.send(true);
+        ended
+    };
+    let ctrl_c = async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = until_stopped() => {}
+        }
+        let _ = stop.send(true);
+    };
+    let (http, pg, ()) = tokio::join!(http, pg, ctrl_c);
+    http.map_err(|e| anyhow!(e))?;
+    pg.map_err(|e| anyhow!(e))?;
     console.info("Stopped serving");
     Ok(ExitCode::SUCCESS)
 }

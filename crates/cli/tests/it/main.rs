@@ -13,6 +13,7 @@ mod metrics;
 mod packages;
 mod parity;
 mod pg_server;
+mod pg_wire;
 mod postgres;
 mod project;
 mod quality;

@@ -1,0 +1,232 @@
+//! The catalog a wire session sees: the warehouse's, with PostgreSQL's `pg_catalog` beside
+//! it; for `bi_reader`, only the gold layer's schemas are listed (in `pg_catalog`,
+//! `information_schema`, `\dn`), and the guard refuses the rest by name.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use datafusion::arrow::array::{ArrayRef, Int16Builder, Int32Builder, ListBuilder, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProviderList, SchemaProvider,
+};
+use datafusion::datasource::MemTable;
+use datafusion::error::Result;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::SessionContext;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog;
+
+use crate::users::Role;
+
+/// The names of `pg_catalog`'s tables (found unqualified, as PostgreSQL's search path does).
+pub fn system_tables() -> HashSet<String> {
+    PG_CATALOG_TABLES.iter().map(|t| t.to_string()).collect()
+}
+
+/// Put the served catalog in place of the warehouse's catalog `database`, with `pg_catalog`.
+pub fn install(ctx: &SessionContext, database: &str, role: Role) -> Result<(), String> {
+    let inner = ctx
+        .catalog(database)
+        .ok_or_else(|| format!("the warehouse has no catalog {database}"))?;
+    // The served catalog is the only one: the engine's own (staged rows) stay out of sight.
+    let catalogs = Arc::new(MemoryCatalogProviderList::new());
+    catalogs.register_catalog(
+        database.to_string(),
+        Arc::new(ServedCatalog {
+            inner,
+            gold_only: role == Role::BiReader,
+            added: RwLock::new(HashMap::new()),
+        }),
+    );
+    {
+        let state = ctx.state_ref();
+        let existing = state.read().clone();
+        *state.write() = SessionStateBuilder::new_from_existing(existing)
+            .with_catalog_list(catalogs)
+            .build();
+    }
+    setup_pg_catalog(ctx, database, EmptyContextProvider)
+        .map_err(|e| format!("cannot set up pg_catalog: {e}"))?;
+    Ok(())
+}
+
+#[derive(Debug)]
+struct ServedCatalog {
+    inner: Arc<dyn CatalogProvider>,
+    gold_only: bool,
+    /// Schemas registered for the wire (`pg_catalog`).
+    added: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
+}
+
+impl CatalogProvider for ServedCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .schema_names()
+            .into_iter()
+            .filter(|s| !self.gold_only || crate::catalog::is_gold(s))
+            .collect();
+        if let Ok(added) = self.added.read() {
+            names.extend(added.keys().cloned());
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if let Some(schema) = self.added.read().ok()?.get(name) {
+            return Some(schema.clone());
+        }
+        // Views in gold may read other layers: resolving them needs every schema, so access
+        // is checked on the names a statement uses (see `guard`), not here.
+        self.inner.schema(name)
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        let mut added = self.added.write().map_err(|_| {
+            datafusion::error::DataFusionError::Internal("catalog lock poisoned".into())
+        })?;
+        let schema: Arc<dyn SchemaProvider> = if name == "pg_catalog" {
+            Arc::new(PgCatalog {
+                inner: schema,
+                pg_index: std::sync::OnceLock::new(),
+            })
+        } else {
+            schema
+        };
+        Ok(added.insert(name.to_string(), schema))
+    }
+}
+
+/// `pg_catalog` with `pg_index`'s vectors (`indkey`, `indclass`, ...) as arrays, as
+/// PostgreSQL returns them (SQLAlchemy `unnest`s `indkey`), not as text.
+#[derive(Debug)]
+struct PgCatalog {
+    inner: Arc<dyn SchemaProvider>,
+    pg_index: std::sync::OnceLock<Arc<dyn TableProvider>>,
+}
+
+/// `"1 2"` → `[1, 2]`.
+fn int_vector(text: &StringArray, as_oid: bool) -> ArrayRef {
+    if as_oid {
+        let mut builder = ListBuilder::new(Int32Builder::new());
+        for value in text.iter() {
+            match value {
+                Some(v) => {
+                    for n in v.split_whitespace().filter_map(|n| n.parse::<i32>().ok()) {
+                        builder.values().append_value(n);
+                    }
+                    builder.append(true);
+                }
+                None => builder.append(false),
+            }
+        }
+        Arc::new(builder.finish())
+    } else {
+        let mut builder = ListBuilder::new(Int16Builder::new());
+        for value in text.iter() {
+            match value {
+                Some(v) => {
+                    for n in v.split_whitespace().filter_map(|n| n.parse::<i16>().ok()) {
+                        builder.values().append_value(n);
+                    }
+                    builder.append(true);
+                }
+                None => builder.append(false),
+            }
+        }
+        Arc::new(builder.finish())
+    }
+}
+
+fn pg_index_with_arrays(inner: &Arc<dyn TableProvider>) -> Result<Arc<dyn TableProvider>> {
+    let Some(table) = inner.downcast_ref::<MemTable>() else {
+        return Ok(inner.clone());
+    };
+    let mut batches = Vec::new();
+    for partition in &table.batches {
+        let Ok(partition) = partition.try_read() else {
+            return Ok(inner.clone());
+        };
+        batches.extend(partition.iter().cloned());
+    }
+    let vectors = [
+        ("indkey", false),
+        ("indoption", false),
+        ("indcollation", true),
+        ("indclass", true),
+    ];
+    let schema = inner.schema();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match vectors.iter().find(|(n, _)| n == f.name()) {
+            Some((_, oid)) => {
+                let item = if *oid {
+                    DataType::Int32
+                } else {
+                    DataType::Int16
+                };
+                Field::new(f.name(), DataType::new_list(item, true), true)
+            }
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let new_schema = Arc::new(Schema::new(fields));
+    let converted = batches
+        .iter()
+        .map(|batch| {
+            let columns: Vec<ArrayRef> = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let column = batch.column(i);
+                    match (
+                        vectors.iter().find(|(n, _)| n == f.name()),
+                        column.as_any().downcast_ref::<StringArray>(),
+                    ) {
+                        (Some((_, oid)), Some(text)) => int_vector(text, *oid),
+                        _ => column.clone(),
+                    }
+                })
+                .collect();
+            RecordBatch::try_new(new_schema.clone(), columns)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Arc::new(MemTable::try_new(new_schema, vec![converted])?))
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for PgCatalog {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if name.eq_ignore_ascii_case("pg_index") {
+            if let Some(table) = self.pg_index.get() {
+                return Ok(Some(table.clone()));
+            }
+            let Some(inner) = self.inner.table(name).await? else {
+                return Ok(None);
+            };
+            let table = pg_index_with_arrays(&inner)?;
+            return Ok(Some(self.pg_index.get_or_init(|| table).clone()));
+        }
+        self.inner.table(name).await
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}
