@@ -29,6 +29,10 @@ pub async fn serve(global: &GlobalArgs, dir: &Path, host: &str, port: u16) -> Re
         "Serving the docs of {} at http://{host}:{port}/ (Ctrl-C to stop)",
         root.display()
     ));
+    // One Ctrl-C listener for the whole loop: one made per iteration misses a signal that
+    // arrives while a connection is being accepted.
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -40,7 +44,7 @@ pub async fn serve(global: &GlobalArgs, dir: &Path, host: &str, port: u16) -> Re
                     }
                 });
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = &mut stop => {
                 console.info("Stopped serving the docs");
                 return Ok(ExitCode::SUCCESS);
             }

@@ -222,46 +222,93 @@ fn psql_lists_and_reads_the_warehouse_and_every_bad_request_is_refused() {
     let tables = psql(s.port, "superset", "bi-tool-secret", &["\\dt gold.*"]).expect("\\dt");
     assert!(tables.contains("big_orders"), "{tables}");
 }
-
-/// The Python the wire clients run in: `STRATA_WIRE_PYTHON`, or the venv `.ci/run` makes.
-fn python() -> Option<PathBuf> {
-    let path = std::env::var_os("STRATA_WIRE_PYTHON")
+/// A client program's path: the variable `var`, or `default` under `~/.cache/strata` (where
+/// `.ci/run` installs them). In CI it must be there.
+fn client(var: &str, default: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(var)
         .map(PathBuf::from)
         .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/strata/wire-venv/bin/python"))
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/strata").join(default))
         })
         .filter(|p| p.exists());
     assert!(
         path.is_some() || std::env::var_os("CI").is_none(),
-        "no Python with psycopg and SQLAlchemy: .ci/run makes ~/.cache/strata/wire-venv"
+        "no {default} ({var}): .ci/run installs it"
     );
     path
 }
 
+/// Run a client program with the connection's arguments (and `extra` after them); it must
+/// say `all clients passed`.
+fn run_client(mut cmd: Command, port: u16, user: &str, password: &str, extra: &[&str]) {
+    let out = cmd
+        .args(["127.0.0.1", &port.to_string(), user, password, "shop"])
+        .args(extra)
+        .output()
+        .expect("run the client");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("all clients passed"),
+        "{user}:\n{text}"
+    );
+}
+
+fn wire_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/wire")
+}
+
 #[test]
 fn psycopg_and_sqlalchemy_connect_query_with_parameters_and_inspect() {
-    let Some(python) = python() else {
+    let Some(python) = client("STRATA_WIRE_PYTHON", "wire-venv/bin/python") else {
         eprintln!("skipped: no Python with psycopg and SQLAlchemy (set STRATA_WIRE_PYTHON)");
         return;
     };
+    let python14 = client("STRATA_WIRE_PYTHON_SQLALCHEMY14", "wire-venv14/bin/python");
     let p = shop();
     let s = serve_pg(&p);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/wire/clients.py");
+    let script = wire_dir().join("clients.py");
     for (user, password) in [("ada", "analytical-engine"), ("superset", "bi-tool-secret")] {
-        let out = Command::new(&python)
-            .arg(&script)
-            .args(["127.0.0.1", &s.port.to_string(), user, password, "shop"])
-            .output()
-            .expect("run the clients");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script);
+        run_client(cmd, s.port, user, password, &[]);
+    }
+    // SQLAlchemy 1.4's inspector asks in its own words.
+    if let Some(python14) = python14 {
+        let mut cmd = Command::new(python14);
+        cmd.arg(&script);
+        run_client(cmd, s.port, "superset", "bi-tool-secret", &["sqlalchemy"]);
+    }
+}
+
+#[test]
+fn pgjdbc_reads_the_metadata_metabase_uses() {
+    let jar = std::env::var_os("STRATA_PGJDBC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/java/postgresql.jar"));
+    let has_java = Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !jar.exists() || !has_java {
         assert!(
-            out.status.success() && text.contains("all clients passed"),
-            "{user}:\n{text}"
+            std::env::var_os("CI").is_none(),
+            "no PgJDBC at {} or no java: .ci/run installs libpostgresql-jdbc-java and a JDK",
+            jar.display()
         );
+        eprintln!("skipped: no PgJDBC or no java");
+        return;
+    }
+    let p = shop();
+    let s = serve_pg(&p);
+    for (user, password) in [("ada", "analytical-engine"), ("superset", "bi-tool-secret")] {
+        let mut cmd = Command::new("java");
+        cmd.arg("-cp")
+            .arg(&jar)
+            .arg(wire_dir().join("JdbcClient.java"));
+        run_client(cmd, s.port, user, password, &[]);
     }
 }

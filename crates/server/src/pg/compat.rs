@@ -3,8 +3,12 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, ListArray, StringArray, StructArray,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::Field;
 use datafusion::common::ScalarValue;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
@@ -14,8 +18,8 @@ use datafusion::logical_expr::expr::Like;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDFImpl,
-    Signature, Subquery, Volatility, create_udf, lit,
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs,
+    ScalarUDFImpl, Signature, Subquery, Volatility, create_udf, lit,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::prelude::SessionContext;
@@ -400,14 +404,172 @@ impl ScalarUDFImpl for JsonBuildObject {
     }
 }
 
+/// `_pg_expandarray(a)` as one value: the list of `(x, n)`, each element with its 1-based
+/// position (the parser wraps it in `unnest`, which makes it PostgreSQL's rows).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExpandArray {
+    signature: Signature,
+}
+
+pub const EXPAND_ARRAY: &str = "pg_expandarray_list";
+
+fn expanded_type(item: &DataType) -> DataType {
+    DataType::new_list(
+        DataType::Struct(
+            vec![
+                Field::new("x", item.clone(), true),
+                Field::new("n", DataType::Int32, false),
+            ]
+            .into(),
+        ),
+        true,
+    )
+}
+
+impl ScalarUDFImpl for ExpandArray {
+    fn name(&self) -> &str {
+        EXPAND_ARRAY
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match args.first() {
+            Some(DataType::List(item)) => Ok(expanded_type(item.data_type())),
+            Some(DataType::Null) => Ok(expanded_type(&DataType::Int16)),
+            other => Err(DataFusionError::Plan(format!(
+                "_pg_expandarray takes an array, not {other:?}"
+            ))),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let array = args.args[0].to_array(n)?;
+        let Some(list) = array.as_any().downcast_ref::<ListArray>() else {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from(
+                &self.return_type(&[array.data_type().clone()])?,
+            )?));
+        };
+        let offsets = list.value_offsets();
+        let first = offsets.first().copied().unwrap_or(0) as usize;
+        let last = offsets.last().copied().unwrap_or(0) as usize;
+        let values = list.values().slice(first, last - first);
+        let mut positions = Vec::with_capacity(last - first);
+        for w in offsets.windows(2) {
+            positions.extend(1..=(w[1] - w[0]));
+        }
+        let item = values.data_type().clone();
+        let DataType::List(field) = expanded_type(&item) else {
+            return Err(DataFusionError::Internal("expanded type".into()));
+        };
+        let DataType::Struct(fields) = field.data_type().clone() else {
+            return Err(DataFusionError::Internal("expanded type".into()));
+        };
+        let structs = StructArray::try_new(
+            fields,
+            vec![values, Arc::new(Int32Array::from(positions))],
+            None,
+        )?;
+        let rebased: Vec<i32> = offsets.iter().map(|o| o - first as i32).collect();
+        let out = ListArray::try_new(
+            field,
+            OffsetBuffer::new(rebased.into()),
+            Arc::new(structs),
+            list.nulls().cloned(),
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `flag = 'f'`: PostgreSQL reads a quoted literal compared with a boolean as a boolean
+/// (`'t'`, `'f'`, `'true'`, `'no'`, ...); DataFusion will not compare text with booleans. Runs
+/// before type coercion.
+#[derive(Debug)]
+struct TextAsBoolean;
+
+fn boolean_text(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "t" | "true" | "y" | "yes" | "on" | "1" => Some(true),
+        "f" | "false" | "n" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+impl AnalyzerRule for TextAsBoolean {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        let rewritten = plan.transform_up_with_subqueries(|node| {
+            let mut schema = datafusion::common::DFSchema::empty();
+            for input in node.inputs() {
+                schema.merge(input.schema());
+            }
+            if let LogicalPlan::TableScan(scan) = &node {
+                schema.merge(&datafusion::common::DFSchema::try_from_qualified_schema(
+                    scan.table_name.clone(),
+                    &scan.source.schema(),
+                )?);
+            }
+            let is_boolean = |e: &Expr| e.get_type(&schema).is_ok_and(|t| t == DataType::Boolean);
+            let as_boolean = |e: &Expr| match e {
+                Expr::Literal(ScalarValue::Utf8(Some(t)), _) => boolean_text(t),
+                _ => None,
+            };
+            node.map_expressions(|expr| {
+                expr.transform_up(|e| match e {
+                    Expr::BinaryExpr(mut b)
+                        if matches!(
+                            b.op,
+                            datafusion::logical_expr::Operator::Eq
+                                | datafusion::logical_expr::Operator::NotEq
+                        ) =>
+                    {
+                        let mut changed = false;
+                        if let Some(v) = as_boolean(&b.right).filter(|_| is_boolean(&b.left)) {
+                            b.right = Box::new(lit(v));
+                            changed = true;
+                        } else if let Some(v) = as_boolean(&b.left).filter(|_| is_boolean(&b.right))
+                        {
+                            b.left = Box::new(lit(v));
+                            changed = true;
+                        }
+                        Ok(Transformed::new_transformed(Expr::BinaryExpr(b), changed))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+            })
+        })?;
+        Ok(rewritten.data)
+    }
+
+    fn name(&self) -> &str {
+        "strata_text_as_boolean"
+    }
+}
+
 /// Register the functions on a wire session.
 pub fn register(ctx: &SessionContext) {
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        ExpandArray {
+            signature: Signature::any(1, Volatility::Immutable),
+        },
+    ));
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
         JsonBuildObject {
             signature: Signature::variadic_any(Volatility::Stable),
         },
     ));
     ctx.register_udf(like_pattern_udf());
+    {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![Arc::new(TextAsBoolean)];
+        rules.extend(state.analyzer().rules.iter().cloned());
+        *state = datafusion::execution::SessionStateBuilder::new_from_existing(state.clone())
+            .with_analyzer_rules(rules)
+            .build();
+    }
     ctx.add_analyzer_rule(Arc::new(LikeEscape));
     ctx.add_analyzer_rule(Arc::new(ScalarSubqueryValue));
     ctx.register_udf(create_udf(

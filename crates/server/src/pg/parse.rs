@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
-    ObjectNamePart, Statement, TableFactor, Visit, VisitMut, Visitor, VisitorMut,
+    AccessExpr, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
+    ObjectNamePart, Statement, TableFactor, Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -110,9 +110,11 @@ impl SqlReader {
     }
 }
 
-/// `generate_subscripts(a, 1)` is `unnest(generate_series(1, cardinality(a)))`: DataFusion
-/// expands `unnest` in a select list only (beside another `unnest`, row by row, as
-/// PostgreSQL does).
+/// Set-returning functions and field access, spelled as DataFusion plans them:
+/// `generate_subscripts(a, 1)` is `unnest(generate_series(1, cardinality(a)))` and
+/// `_pg_expandarray(a)` is `unnest` of its `(x, n)` list (DataFusion expands `unnest` in a
+/// select list, beside another `unnest` row by row, as PostgreSQL does); `(expr).field` is
+/// `get_field(expr, 'field')`.
 struct SetReturningFunctions;
 
 fn call(name: &str, args: Vec<Expr>) -> Expr {
@@ -139,6 +141,31 @@ impl VisitorMut for SetReturningFunctions {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        // `(expr).field`: DataFusion reads fields of a named column only (`t.col.field`).
+        if let Expr::CompoundFieldAccess { root, access_chain } = expr {
+            if access_chain
+                .iter()
+                .all(|a| matches!(a, AccessExpr::Dot(Expr::Identifier(_))))
+            {
+                let mut value = match root.as_ref() {
+                    Expr::Nested(inner) => (**inner).clone(),
+                    other => other.clone(),
+                };
+                for access in access_chain.iter() {
+                    if let AccessExpr::Dot(Expr::Identifier(field)) = access {
+                        value = call(
+                            "get_field",
+                            vec![
+                                value,
+                                Expr::value(Value::SingleQuotedString(field.value.clone())),
+                            ],
+                        );
+                    }
+                }
+                *expr = value;
+            }
+            return ControlFlow::Continue(());
+        }
         let Expr::Function(function) = expr else {
             return ControlFlow::Continue(());
         };
@@ -148,19 +175,28 @@ impl VisitorMut for SetReturningFunctions {
             .last()
             .map(|p| p.to_string().to_lowercase())
             .unwrap_or_default();
-        if name != "generate_subscripts" {
-            return ControlFlow::Continue(());
-        }
         let FunctionArguments::List(list) = &function.args else {
             return ControlFlow::Continue(());
         };
+        if name == "_pg_expandarray" {
+            let args = list
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                    _ => None,
+                })
+                .collect();
+            *expr = call("unnest", vec![call(super::compat::EXPAND_ARRAY, args)]);
+            return ControlFlow::Continue(());
+        }
+        if name != "generate_subscripts" {
+            return ControlFlow::Continue(());
+        }
         let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(array))) = list.args.first() else {
             return ControlFlow::Continue(());
         };
-        let one = Expr::value(datafusion::sql::sqlparser::ast::Value::Number(
-            "1".into(),
-            false,
-        ));
+        let one = Expr::value(Value::Number("1".into(), false));
         *expr = call(
             "unnest",
             vec![call(
@@ -202,6 +238,17 @@ mod tests {
         let statements =
             Parser::parse_sql(&PostgreSqlDialect {}, "SELECT * FROM gold.orders").expect("parses");
         assert!(!r.reads_system_catalogs(&statements[0]));
+    }
+
+    #[test]
+    fn field_access_and_expandarray_are_spelled_for_datafusion() {
+        let statements = reader()
+            .parse("SELECT (information_schema._pg_expandarray(i.indkey)).n, (r.keys).x FROM t")
+            .expect("parses");
+        assert_eq!(
+            statements[0].to_string(),
+            "SELECT get_field(unnest(pg_expandarray_list(i.indkey)), 'n'), get_field(r.keys, 'x') FROM t"
+        );
     }
 
     #[test]

@@ -3,18 +3,27 @@
 //! `information_schema`, `\dn`), and the guard refuses the rest by name.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use datafusion::arrow::array::{ArrayRef, Int16Builder, Int32Builder, ListBuilder, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::Session;
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProviderList, SchemaProvider,
 };
+use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::TableType;
 use datafusion::error::Result;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{
+    Column as PhysicalColumn, Literal as PhysicalLiteral,
+};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
@@ -98,7 +107,7 @@ impl CatalogProvider for ServedCatalog {
         let schema: Arc<dyn SchemaProvider> = if name == "pg_catalog" {
             Arc::new(PgCatalog {
                 inner: schema,
-                pg_index: std::sync::OnceLock::new(),
+                rebuilt: Mutex::new(HashMap::new()),
             })
         } else {
             schema
@@ -107,12 +116,14 @@ impl CatalogProvider for ServedCatalog {
     }
 }
 
-/// `pg_catalog` with `pg_index`'s vectors (`indkey`, `indclass`, ...) as arrays, as
-/// PostgreSQL returns them (SQLAlchemy `unnest`s `indkey`), not as text.
+/// `pg_catalog` with the vectors of `pg_index` and `pg_constraint` (`indkey`, `conkey`, ...)
+/// as arrays, as PostgreSQL returns them (SQLAlchemy `unnest`s them, PgJDBC expands them),
+/// not as text; and `pg_class` with the columns PostgreSQL 16 has.
 #[derive(Debug)]
 struct PgCatalog {
     inner: Arc<dyn SchemaProvider>,
-    pg_index: std::sync::OnceLock<Arc<dyn TableProvider>>,
+    /// The static tables rebuilt with arrays (`pg_index`, `pg_constraint`), once.
+    rebuilt: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
 }
 
 /// `"1 2"` → `[1, 2]`.
@@ -148,7 +159,22 @@ fn int_vector(text: &StringArray, as_oid: bool) -> ArrayRef {
     }
 }
 
-fn pg_index_with_arrays(inner: &Arc<dyn TableProvider>) -> Result<Arc<dyn TableProvider>> {
+/// The vector columns of the catalog tables that have them: (table, column, holds oids).
+const VECTORS: [(&str, &str, bool); 10] = [
+    ("pg_index", "indkey", false),
+    ("pg_index", "indoption", false),
+    ("pg_index", "indcollation", true),
+    ("pg_index", "indclass", true),
+    ("pg_constraint", "conkey", false),
+    ("pg_constraint", "confkey", false),
+    ("pg_constraint", "conpfeqop", true),
+    ("pg_constraint", "conppeqop", true),
+    ("pg_constraint", "conffeqop", true),
+    ("pg_constraint", "conexclop", true),
+];
+
+/// A catalog table with its vectors as arrays.
+fn with_arrays(table_name: &str, inner: &Arc<dyn TableProvider>) -> Result<Arc<dyn TableProvider>> {
     let Some(table) = inner.downcast_ref::<MemTable>() else {
         return Ok(inner.clone());
     };
@@ -159,12 +185,11 @@ fn pg_index_with_arrays(inner: &Arc<dyn TableProvider>) -> Result<Arc<dyn TableP
         };
         batches.extend(partition.iter().cloned());
     }
-    let vectors = [
-        ("indkey", false),
-        ("indoption", false),
-        ("indcollation", true),
-        ("indclass", true),
-    ];
+    let vectors: Vec<(&str, bool)> = VECTORS
+        .iter()
+        .filter(|(t, _, _)| *t == table_name)
+        .map(|(_, c, oid)| (*c, *oid))
+        .collect();
     let schema = inner.schema();
     let fields: Vec<Field> = schema
         .fields()
@@ -206,6 +231,79 @@ fn pg_index_with_arrays(inner: &Arc<dyn TableProvider>) -> Result<Arc<dyn TableP
     Ok(Arc::new(MemTable::try_new(new_schema, vec![converted])?))
 }
 
+/// A system table with the columns PostgreSQL 16 has and the catalog layer lacks, as NULLs
+/// (`pg_class.reloptions`, read by SQLAlchemy's index reflection).
+#[derive(Debug)]
+struct WithColumns {
+    inner: Arc<dyn TableProvider>,
+    schema: SchemaRef,
+}
+
+impl WithColumns {
+    fn wrap(inner: Arc<dyn TableProvider>, extra: &[(&str, DataType)]) -> Arc<dyn TableProvider> {
+        let base = inner.schema();
+        let missing: Vec<Field> = extra
+            .iter()
+            .filter(|(name, _)| base.field_with_name(name).is_err())
+            .map(|(name, ty)| Field::new(*name, ty.clone(), true))
+            .collect();
+        if missing.is_empty() {
+            return inner;
+        }
+        let fields: Vec<Field> = base
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .chain(missing)
+            .collect();
+        Arc::new(Self {
+            inner,
+            schema: Arc::new(Schema::new(fields)),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for WithColumns {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::prelude::Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = self.inner.scan(state, None, &[], limit).await?;
+        let known = self.inner.schema().fields().len();
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let exprs = wanted
+            .into_iter()
+            .map(|i| {
+                let field = self.schema.field(i);
+                let expr: Arc<dyn PhysicalExpr> = if i < known {
+                    Arc::new(PhysicalColumn::new(field.name(), i))
+                } else {
+                    Arc::new(PhysicalLiteral::new(ScalarValue::try_from(
+                        field.data_type(),
+                    )?))
+                };
+                Ok((expr, field.name().clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
+    }
+}
+
 #[async_trait::async_trait]
 impl SchemaProvider for PgCatalog {
     fn table_names(&self) -> Vec<String> {
@@ -213,17 +311,41 @@ impl SchemaProvider for PgCatalog {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        if name.eq_ignore_ascii_case("pg_index") {
-            if let Some(table) = self.pg_index.get() {
-                return Ok(Some(table.clone()));
+        let lower = name.to_ascii_lowercase();
+        if VECTORS.iter().any(|(t, _, _)| *t == lower) {
+            if let Some(table) = self
+                .rebuilt
+                .lock()
+                .ok()
+                .and_then(|r| r.get(&lower).cloned())
+            {
+                return Ok(Some(table));
             }
             let Some(inner) = self.inner.table(name).await? else {
                 return Ok(None);
             };
-            let table = pg_index_with_arrays(&inner)?;
-            return Ok(Some(self.pg_index.get_or_init(|| table).clone()));
+            let table = with_arrays(&lower, &inner)?;
+            if let Ok(mut rebuilt) = self.rebuilt.lock() {
+                rebuilt.insert(lower, table.clone());
+            }
+            return Ok(Some(table));
         }
-        self.inner.table(name).await
+        let table = self.inner.table(name).await?;
+        if name.eq_ignore_ascii_case("pg_class") {
+            let text_array = DataType::new_list(DataType::Utf8, true);
+            return Ok(table.map(|t| {
+                WithColumns::wrap(
+                    t,
+                    &[
+                        ("reltoastrelid", DataType::Int32),
+                        ("relrewrite", DataType::Int32),
+                        ("relacl", text_array.clone()),
+                        ("reloptions", text_array),
+                    ],
+                )
+            }));
+        }
+        Ok(table)
     }
 
     fn table_exist(&self, name: &str) -> bool {
