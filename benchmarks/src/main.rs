@@ -24,11 +24,15 @@
 //! - `quality`: a 10,000,000-row table model built with quarantine checks against without, and
 //!   `strata build` with anomaly tests against `strata run` (see `quality.rs`).
 //!
+//! - `serve`: point queries over the Postgres wire (16 clients at once) and a 6-chart dashboard
+//!   over 1,000,000-row gold tables (see `serve.rs`).
+//!
 //! Build the binary first (`cargo build --release -p strata`), then
 //! `cargo run --release -p strata-benchmarks -- [--strata PATH] [--runs N] [SCENARIO...]`.
 
 mod postgres;
 mod quality;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,7 +51,7 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Scenarios to run: startup, parse, chain, seed, merge, snapshot, packages, ingest,
-    /// postgres, quality (default: all).
+    /// postgres, quality, serve (default: all).
     scenarios: Vec<String>,
 }
 
@@ -78,7 +82,7 @@ fn main() -> Result<()> {
     }
     let all = [
         "startup", "parse", "chain", "seed", "merge", "snapshot", "packages", "ingest", "postgres",
-        "quality",
+        "quality", "serve",
     ];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
@@ -98,6 +102,7 @@ fn main() -> Result<()> {
             "ingest" => rows.extend(ingest(&strata, args.runs)?),
             "postgres" => rows.extend(postgres::postgres(&strata, args.runs)?),
             "quality" => rows.extend(quality::quality(&strata, args.runs)?),
+            "serve" => rows.extend(serve::serve(&strata, args.runs)?),
             other => bail!("unknown scenario `{other}`; choose from {}", all.join(", ")),
         }
     }

@@ -9,6 +9,31 @@ pub mod metrics;
 pub mod pg;
 pub mod users;
 
+/// Whether a server may start: `--dev` (no login) binds to loopback only; without it,
+/// someone must be able to log in. `flag` is the address's option (`--http`), `role` the role
+/// the hint suggests.
+pub(crate) fn check_access(
+    dev: bool,
+    addr: std::net::SocketAddr,
+    meta: &strata_meta::MetaStore,
+    flag: &str,
+    role: &str,
+) -> Result<(), String> {
+    if dev && !addr.ip().is_loopback() {
+        return Err(format!(
+            "--dev serves without a login, so only on a loopback address, not {}; use {flag} 127.0.0.1:{}",
+            addr.ip(),
+            addr.port()
+        ));
+    }
+    if !dev && meta.users().map_err(|e| e.to_string())?.is_empty() {
+        return Err(format!(
+            "no one can log in: add a user first (`strata users add NAME --role {role}`), or serve with --dev on this machine"
+        ));
+    }
+    Ok(())
+}
+
 /// The YAML files of `root/<folder>/`, in name order: each as (its path from `root`, its
 /// text, its content as JSON). No folder, no files.
 pub(crate) fn yaml_files(

@@ -66,20 +66,7 @@ struct AppState {
 /// Check the options: `--dev` binds to loopback only; without it, someone must be able to log
 /// in.
 pub fn check(opts: &HttpOptions) -> Result<(), String> {
-    if opts.dev && !opts.addr.ip().is_loopback() {
-        return Err(format!(
-            "--dev serves without a login, so only on a loopback address, not {}; use --http 127.0.0.1:{}",
-            opts.addr.ip(),
-            opts.addr.port()
-        ));
-    }
-    if !opts.dev && opts.meta.users().map_err(|e| e.to_string())?.is_empty() {
-        return Err(
-            "no one can log in: add a user first (`strata users add NAME --role admin`), or serve with --dev on this machine"
-                .into(),
-        );
-    }
-    Ok(())
+    crate::check_access(opts.dev, opts.addr, &opts.meta, "--http", "admin")
 }
 
 /// The web UI's routes.

@@ -61,20 +61,7 @@ pub struct PgOptions {
 /// Check the options: `--dev` binds to loopback only; without it, someone must be able to log
 /// in.
 pub fn check(opts: &PgOptions) -> Result<(), String> {
-    if opts.dev && !opts.addr.ip().is_loopback() {
-        return Err(format!(
-            "--dev serves without a login, so only on a loopback address, not {}; use --pg 127.0.0.1:{}",
-            opts.addr.ip(),
-            opts.addr.port()
-        ));
-    }
-    if !opts.dev && opts.meta.users().map_err(|e| e.to_string())?.is_empty() {
-        return Err(
-            "no one can log in: add a user first (`strata users add NAME --role bi_reader`), or serve with --dev on this machine"
-                .into(),
-        );
-    }
-    Ok(())
+    crate::check_access(opts.dev, opts.addr, &opts.meta, "--pg", "bi_reader")
 }
 
 /// Serve until `shutdown` resolves.

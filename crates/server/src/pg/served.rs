@@ -5,8 +5,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
-use datafusion::arrow::array::{ArrayRef, Int16Builder, Int32Builder, ListBuilder, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::{ArrayRef, ListBuilder, PrimitiveBuilder, StringArray};
+use datafusion::arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Field, Int16Type, Int32Type, Schema, SchemaRef,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
 use datafusion::catalog::TableProvider;
@@ -127,36 +129,27 @@ struct PgCatalog {
 }
 
 /// `"1 2"` → `[1, 2]`.
-fn int_vector(text: &StringArray, as_oid: bool) -> ArrayRef {
-    if as_oid {
-        let mut builder = ListBuilder::new(Int32Builder::new());
-        for value in text.iter() {
-            match value {
-                Some(v) => {
-                    for n in v.split_whitespace().filter_map(|n| n.parse::<i32>().ok()) {
-                        builder.values().append_value(n);
-                    }
-                    builder.append(true);
+fn int_vector<T>(text: &StringArray) -> ArrayRef
+where
+    T: ArrowPrimitiveType,
+    T::Native: std::str::FromStr,
+{
+    let mut builder = ListBuilder::new(PrimitiveBuilder::<T>::new());
+    for value in text.iter() {
+        match value {
+            Some(v) => {
+                for n in v
+                    .split_whitespace()
+                    .filter_map(|n| n.parse::<T::Native>().ok())
+                {
+                    builder.values().append_value(n);
                 }
-                None => builder.append(false),
+                builder.append(true);
             }
+            None => builder.append(false),
         }
-        Arc::new(builder.finish())
-    } else {
-        let mut builder = ListBuilder::new(Int16Builder::new());
-        for value in text.iter() {
-            match value {
-                Some(v) => {
-                    for n in v.split_whitespace().filter_map(|n| n.parse::<i16>().ok()) {
-                        builder.values().append_value(n);
-                    }
-                    builder.append(true);
-                }
-                None => builder.append(false),
-            }
-        }
-        Arc::new(builder.finish())
     }
+    Arc::new(builder.finish())
 }
 
 /// The vector columns of the catalog tables that have them: (table, column, holds oids).
@@ -220,7 +213,8 @@ fn with_arrays(table_name: &str, inner: &Arc<dyn TableProvider>) -> Result<Arc<d
                         vectors.iter().find(|(n, _)| n == f.name()),
                         column.as_any().downcast_ref::<StringArray>(),
                     ) {
-                        (Some((_, oid)), Some(text)) => int_vector(text, *oid),
+                        (Some((_, true)), Some(text)) => int_vector::<Int32Type>(text),
+                        (Some((_, false)), Some(text)) => int_vector::<Int16Type>(text),
                         _ => column.clone(),
                     }
                 })
