@@ -71,7 +71,8 @@ fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         expr.transform_up(|e| {
             divide(e, &schema)?
                 .transform_data(|e| compare_timestamps(e, &schema))?
-                .transform_data(|e| text_to_timestamp(e, &schema))
+                .transform_data(|e| text_to_timestamp(e, &schema))?
+                .transform_data(|e| zoned_to_local(e, &schema))
         })
         .map(|t| t.update_data(|e| saved.restore(e)))
     })?;
@@ -170,6 +171,30 @@ fn text_to_timestamp(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             crate::functions::text_to_timestamp(data_type.clone())
                 .call(vec![expr.as_ref().clone()]),
         )),
+        _ => Ok(Transformed::no(e)),
+    }
+}
+
+/// A timestamp with a time zone cast to one without is its wall-clock time in that zone, as
+/// PostgreSQL's `ts AT TIME ZONE 'UTC' AT TIME ZONE 'America/Los_Angeles'` gives the time in
+/// Los Angeles (Arrow's cast would keep the UTC time).
+fn zoned_to_local(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::Cast(Cast { expr, field }) = &e else {
+        return Ok(Transformed::no(e));
+    };
+    if !matches!(field.data_type(), DataType::Timestamp(_, None)) {
+        return Ok(Transformed::no(e));
+    }
+    match expr.get_type(schema) {
+        Ok(DataType::Timestamp(_, Some(tz))) if !matches!(tz.as_ref(), "UTC" | "+00:00" | "Z") => {
+            let local = datafusion::functions::datetime::expr_fn::to_local_time(vec![
+                expr.as_ref().clone(),
+            ]);
+            Ok(Transformed::yes(Expr::Cast(Cast {
+                expr: Box::new(local),
+                field: field.clone(),
+            })))
+        }
         _ => Ok(Transformed::no(e)),
     }
 }
