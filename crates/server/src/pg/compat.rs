@@ -80,6 +80,23 @@ fn rows(args: &[ColumnarValue]) -> usize {
         .unwrap_or(1)
 }
 
+/// Rewrite every expression of a plan and its subqueries bottom-up with `f`, keeping each
+/// expression's name (the plan's schema must not change).
+fn rewrite_expressions(
+    plan: LogicalPlan,
+    f: impl Fn(Expr) -> Result<Transformed<Expr>>,
+) -> Result<LogicalPlan> {
+    let rewritten = plan.transform_up_with_subqueries(|node| {
+        let preserver = NamePreserver::new(&node);
+        node.map_expressions(|expr| {
+            let saved = preserver.save(&expr);
+            expr.transform_up(&f)
+                .map(|t| t.update_data(|e| saved.restore(e)))
+        })
+    })?;
+    Ok(rewritten.data)
+}
+
 /// `LIKE ... ESCAPE 'c'` with another escape than the backslash (SQLAlchemy writes
 /// `ESCAPE '/'`): DataFusion matches with the backslash only, so the pattern is rewritten to
 /// it, as it is evaluated, by `pg_like_pattern(pattern, 'c')`.
@@ -90,31 +107,23 @@ const LIKE_PATTERN: &str = "pg_like_pattern";
 
 impl AnalyzerRule for LikeEscape {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let rewritten = plan.transform_up_with_subqueries(|node| {
-            let preserver = NamePreserver::new(&node);
-            node.map_expressions(|expr| {
-                let saved = preserver.save(&expr);
-                expr.transform_up(|e| match e {
-                    Expr::Like(like) if like.escape_char.is_some_and(|c| c != '\\') => {
-                        let escape = like.escape_char.map(String::from);
-                        let pattern = datafusion::prelude::Expr::ScalarFunction(
-                            datafusion::logical_expr::expr::ScalarFunction::new_udf(
-                                Arc::new(like_pattern_udf()),
-                                vec![*like.pattern, lit(escape.unwrap_or_default())],
-                            ),
-                        );
-                        Ok(Transformed::yes(Expr::Like(Like {
-                            pattern: Box::new(pattern),
-                            escape_char: None,
-                            ..like
-                        })))
-                    }
-                    other => Ok(Transformed::no(other)),
-                })
-                .map(|t| t.update_data(|e| saved.restore(e)))
-            })
-        })?;
-        Ok(rewritten.data)
+        rewrite_expressions(plan, |e| match e {
+            Expr::Like(like) if like.escape_char.is_some_and(|c| c != '\\') => {
+                let escape = like.escape_char.map(String::from);
+                let pattern = datafusion::prelude::Expr::ScalarFunction(
+                    datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                        Arc::new(like_pattern_udf()),
+                        vec![*like.pattern, lit(escape.unwrap_or_default())],
+                    ),
+                );
+                Ok(Transformed::yes(Expr::Like(Like {
+                    pattern: Box::new(pattern),
+                    escape_char: None,
+                    ..like
+                })))
+            }
+            other => Ok(Transformed::no(other)),
+        })
     }
 
     fn name(&self) -> &str {
@@ -238,48 +247,39 @@ fn reads_nothing(plan: &LogicalPlan) -> bool {
 
 impl AnalyzerRule for ScalarSubqueryValue {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let rewritten = plan.transform_up_with_subqueries(|node| {
-            let preserver = NamePreserver::new(&node);
-            node.map_expressions(|expr| {
-                let saved = preserver.save(&expr);
-                expr.transform_up(|e| match e {
-                    Expr::ScalarSubquery(sq)
-                        if sq.subquery.schema().fields().len() == 1
-                            && !aggregated(&sq.subquery)
-                            && reads_nothing(&sq.subquery) =>
-                    {
-                        let field = sq.subquery.schema().field(0);
-                        let null = ScalarValue::try_from(field.data_type())?;
-                        Ok(Transformed::yes(Expr::Literal(null, None)))
-                    }
-                    Expr::ScalarSubquery(sq)
-                        if !sq.outer_ref_columns.is_empty()
-                            && sq.subquery.schema().fields().len() == 1
-                            && !aggregated(&sq.subquery) =>
-                    {
-                        let inner = sq.subquery.as_ref().clone();
-                        let (qualifier, field) = inner.schema().qualified_field(0);
-                        let name = field.name().clone();
-                        let column =
-                            Expr::Column(datafusion::common::Column::from((qualifier, field)));
-                        let value = LogicalPlanBuilder::from(inner)
-                            .aggregate(Vec::<Expr>::new(), vec![max(column).alias(name)])?
-                            .build()?;
-                        Ok(Transformed::yes(Expr::ScalarSubquery(Subquery {
-                            subquery: Arc::new(value),
-                            ..sq
-                        })))
-                    }
-                    case @ Expr::Case(_) => Ok(match redundant_case(&case) {
-                        Some(subquery) => Transformed::yes(subquery),
-                        None => Transformed::no(case),
-                    }),
-                    other => Ok(Transformed::no(other)),
-                })
-                .map(|t| t.update_data(|e| saved.restore(e)))
-            })
-        })?;
-        Ok(rewritten.data)
+        rewrite_expressions(plan, |e| match e {
+            Expr::ScalarSubquery(sq)
+                if sq.subquery.schema().fields().len() == 1
+                    && !aggregated(&sq.subquery)
+                    && reads_nothing(&sq.subquery) =>
+            {
+                let field = sq.subquery.schema().field(0);
+                let null = ScalarValue::try_from(field.data_type())?;
+                Ok(Transformed::yes(Expr::Literal(null, None)))
+            }
+            Expr::ScalarSubquery(sq)
+                if !sq.outer_ref_columns.is_empty()
+                    && sq.subquery.schema().fields().len() == 1
+                    && !aggregated(&sq.subquery) =>
+            {
+                let inner = sq.subquery.as_ref().clone();
+                let (qualifier, field) = inner.schema().qualified_field(0);
+                let name = field.name().clone();
+                let column = Expr::Column(datafusion::common::Column::from((qualifier, field)));
+                let value = LogicalPlanBuilder::from(inner)
+                    .aggregate(Vec::<Expr>::new(), vec![max(column).alias(name)])?
+                    .build()?;
+                Ok(Transformed::yes(Expr::ScalarSubquery(Subquery {
+                    subquery: Arc::new(value),
+                    ..sq
+                })))
+            }
+            case @ Expr::Case(_) => Ok(match redundant_case(&case) {
+                Some(subquery) => Transformed::yes(subquery),
+                None => Transformed::no(case),
+            }),
+            other => Ok(Transformed::no(other)),
+        })
     }
 
     fn name(&self) -> &str {
