@@ -34,6 +34,13 @@ pub(crate) fn check_access(
     Ok(())
 }
 
+/// Listen on `addr`, or say why not.
+pub(crate) async fn listen(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
 /// The YAML files of `root/<folder>/`, in name order: each as (its path from `root`, its
 /// text, its content as JSON). No folder, no files.
 pub(crate) fn yaml_files(

@@ -7,52 +7,22 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::project::TestProject;
+use crate::project::{TestProject, free_port, wait_for_port};
 
 /// A `strata serve --pg` running until dropped.
 struct Wire {
-    child: std::process::Child,
+    _served: crate::serve::Served,
     port: u16,
 }
 
-impl Drop for Wire {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn serve_pg(p: &TestProject) -> Wire {
-    let (http, port) = (free_port(), free_port());
-    let child = p
-        .std_command(&[
-            "serve",
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--pg",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    let port = free_port();
+    let served = crate::serve::serve(p, &["--pg", &format!("127.0.0.1:{port}")]);
+    wait_for_port(port);
+    Wire {
+        _served: served,
+        port,
     }
-    Wire { child, port }
 }
 
 /// psql from PATH or Debian's PostgreSQL packages (`.ci/run` installs them).
@@ -90,24 +60,11 @@ fn psql(port: u16, user: &str, password: &str, commands: &[&str]) -> Result<Stri
     }
 }
 
-fn add_user(p: &TestProject, name: &str, role: &str, password: &str) {
-    let out = p
-        .strata(&["users", "add", name, "--role", role])
-        .write_stdin(format!("{password}\n"))
-        .output()
-        .expect("users add");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn shop() -> TestProject {
     let p = TestProject::starter();
     p.ok(&["build"]);
-    add_user(&p, "ada", "admin", "analytical-engine");
-    add_user(&p, "superset", "bi_reader", "bi-tool-secret");
+    p.add_user("ada", "admin", "analytical-engine");
+    p.add_user("superset", "bi_reader", "bi-tool-secret");
     p
 }
 

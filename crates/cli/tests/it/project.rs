@@ -9,7 +9,42 @@ pub struct TestProject {
     dir: tempfile::TempDir,
 }
 
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Wait (up to a minute) until something listens on the loopback `port`.
+pub fn wait_for_port(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 impl TestProject {
+    /// `strata users add NAME --role ROLE`, the password on stdin.
+    pub fn add_user(&self, name: &str, role: &str, password: &str) {
+        let out = self
+            .strata(&["users", "add", name, "--role", role])
+            .write_stdin(format!("{password}\n"))
+            .output()
+            .expect("users add");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// An empty folder.
     pub fn empty() -> Self {
         Self {

@@ -4,12 +4,13 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use crate::project::TestProject;
+use crate::project::{TestProject, free_port, wait_for_port};
 
 /// A `strata serve` running until dropped.
-struct Served {
+pub(crate) struct Served {
     child: std::process::Child,
-    port: u16,
+    /// The web UI's port.
+    pub port: u16,
 }
 
 impl Drop for Served {
@@ -19,12 +20,9 @@ impl Drop for Served {
     }
 }
 
-fn serve(p: &TestProject, extra: &[&str]) -> Served {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+/// `strata serve --http <a free port> EXTRA...`, once the web UI listens.
+pub(crate) fn serve(p: &TestProject, extra: &[&str]) -> Served {
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut args = vec!["serve", "--http", addr.as_str()];
     args.extend_from_slice(extra);
@@ -34,14 +32,7 @@ fn serve(p: &TestProject, extra: &[&str]) -> Served {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_port(port);
     Served { child, port }
 }
 
@@ -93,19 +84,6 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-fn add_user(p: &TestProject, name: &str, role: &str, password: &str) {
-    let out = p
-        .strata(&["users", "add", name, "--role", role])
-        .write_stdin(format!("{password}\n"))
-        .output()
-        .expect("users add");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn session_cookie(head: &str) -> String {
     head.lines()
         .find_map(|l| {
@@ -130,8 +108,8 @@ fn the_web_ui_needs_a_login_and_each_role_sees_its_pages() {
     // No user: no one could log in, so it does not start.
     let out = p.fails(&["serve", "--http", "127.0.0.1:0"], 2);
     assert!(out.contains("add a user first"), "{out}");
-    add_user(&p, "ada", "admin", "analytical-engine");
-    add_user(&p, "superset", "bi_reader", "bi-tool-secret");
+    p.add_user("ada", "admin", "analytical-engine");
+    p.add_user("superset", "bi_reader", "bi-tool-secret");
     let s = serve(&p, &[]);
 
     let (code, head, _) = get(s.port, "/runs", None);
@@ -472,8 +450,8 @@ fn the_bi_role_reads_the_gold_layer_only_even_in_dashboards() {
         ),
     ]);
     p.ok(&["build"]);
-    add_user(&p, "ada", "admin", "analytical-engine");
-    add_user(&p, "superset", "bi_reader", "bi-tool-secret");
+    p.add_user("ada", "admin", "analytical-engine");
+    p.add_user("superset", "bi_reader", "bi-tool-secret");
     let s = serve(&p, &[]);
     let (_, head, _) = login(s.port, "superset", "bi-tool-secret");
     let bi = session_cookie(&head);

@@ -103,9 +103,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     check(&opts)?;
-    let listener = tokio::net::TcpListener::bind(opts.addr)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", opts.addr))?;
+    let listener = crate::listen(opts.addr).await?;
     axum::serve(
         listener,
         router(&opts).into_make_service_with_connect_info::<SocketAddr>(),
