@@ -424,6 +424,17 @@ def compare_results(label, folder, at_least=False, unstable=()):
     same_tests = tests = same_nodes = 0
     nodes = 1
     same_nodes = int(codes[0] == codes[1] or (at_least and int(codes[1]) <= int(codes[0])))
+    if not same_nodes:
+        # A build's exit code follows its failing tests: when the only nodes that failed on
+        # either side judge random data (unstable), the codes may differ by chance.
+        failed = {
+            key
+            for side in (duck, mine)
+            for key, r in side.items()
+            if r["status"] in ("fail", "error")
+        }
+        if failed and all(any(u in key for u in unstable) for key in failed):
+            same_nodes = 1
     width = max([len(k) for k in set(duck) | set(mine)] + [20])
     print(f"\n== node outcomes, {label} build")
     print(f"{'node':<{width}} {'dbt-duckdb':>11} {'strata':>11}")
