@@ -293,6 +293,9 @@ fn dbt_command_not_here(name: &str) -> Option<&'static str> {
     })
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

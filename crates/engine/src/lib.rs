@@ -25,7 +25,7 @@ pub use strata_common::words::{
     HardDeletes, IncrementalStrategy, OnSchemaChange, SnapshotStrategy,
 };
 
-pub use embedded::{EmbeddedWarehouse, ExternalSource, WarehouseOptions};
+pub use embedded::{EmbeddedWarehouse, ExternalSource, TableWrapper, WarehouseOptions};
 pub use error::{Error, Result};
 
 /// How a model is persisted.

@@ -2,12 +2,16 @@
 //! name (`strata metrics query MRR --by month`), so "MRR" means one thing everywhere; users
 //! and roles; the web UI (`strata serve`).
 
+pub mod cache;
 pub mod catalog;
 pub mod dashboards;
 pub mod http;
 pub mod metrics;
 pub mod pg;
 pub mod users;
+pub mod warehouses;
+
+pub use warehouses::{Opener, Warehouses};
 
 /// Whether a server may start: `--dev` (no login) binds to loopback only; without it,
 /// someone must be able to log in. `flag` is the address's option (`--http`), `role` the role

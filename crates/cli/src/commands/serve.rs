@@ -24,6 +24,11 @@ pub struct ServeArgs {
     /// Serve without a login, for working on this machine: loopback addresses only.
     #[arg(long)]
     pub dev: bool,
+    /// Memory for gold tables, in MiB: each is read once per build, then served from memory
+    /// with an index for filtered columns; tables that do not fit are read from disk. 0 turns
+    /// it off.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub cache_mb: usize,
 }
 
 /// Run the command until Ctrl-C.
@@ -45,24 +50,26 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
         .transpose()?;
     let meta = std::sync::Arc::new(strata_meta::MetaStore::open(&project.target.metadata)?);
     let opener_project = project.clone();
-    let warehouse: strata_server::http::Opener = std::sync::Arc::new(move || {
+    let opener: strata_server::Opener = std::sync::Arc::new(move || {
         crate::context::open_warehouse(&opener_project)
             .map(|(w, _)| w)
             .map_err(|e| e.to_string())
     });
+    let warehouses =
+        strata_server::Warehouses::new(opener, meta.clone(), args.cache_mb.saturating_mul(1 << 20));
     let opts = strata_server::http::HttpOptions {
         addr,
         dev: args.dev,
         project,
         meta: meta.clone(),
-        warehouse: warehouse.clone(),
+        warehouses: warehouses.clone(),
     };
     strata_server::http::check(&opts).map_err(|e| anyhow!(e))?;
     let pg_opts = pg_addr.map(|addr| strata_server::pg::PgOptions {
         addr,
         dev: args.dev,
         meta,
-        warehouse,
+        warehouses,
     });
     if let Some(pg) = &pg_opts {
         strata_server::pg::check(pg).map_err(|e| anyhow!(e))?;

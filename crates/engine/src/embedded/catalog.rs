@@ -40,7 +40,23 @@ pub(crate) struct CatalogShared {
     tables: Mutex<HashMap<Key, deltalake::DeltaTable>>,
     /// For each relation, the cached views that read it.
     readers: Mutex<HashMap<Key, HashSet<Key>>>,
+    /// Wraps each Delta table's provider as it opens (see [`TableWrapper`]).
+    pub wrapper: std::sync::OnceLock<Wrapper>,
 }
+
+/// A [`TableWrapper`] in place.
+pub(crate) struct Wrapper(pub TableWrapper);
+
+impl std::fmt::Debug for Wrapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TableWrapper")
+    }
+}
+
+/// Given a Delta table's schema, name and provider as it opens, the provider to read it
+/// through instead: how a server keeps tables in memory.
+pub type TableWrapper =
+    Arc<dyn Fn(&str, &str, Arc<dyn TableProvider>) -> Arc<dyn TableProvider> + Send + Sync>;
 
 impl CatalogShared {
     pub fn new(
@@ -62,6 +78,7 @@ impl CatalogShared {
             cache: Mutex::new(HashMap::new()),
             tables: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
+            wrapper: std::sync::OnceLock::new(),
         }
     }
 
@@ -173,7 +190,13 @@ impl CatalogShared {
                 _ => self.lake.open_table(schema, name).await?,
             };
             match table {
-                Some(t) => Some(self.remember_table(schema, name, t).await?),
+                Some(t) => {
+                    let provider = self.remember_table(schema, name, t).await?;
+                    Some(match self.wrapper.get() {
+                        Some(Wrapper(wrap)) => wrap(schema, name, provider),
+                        None => provider,
+                    })
+                }
                 None => None,
             }
         };

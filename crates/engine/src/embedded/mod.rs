@@ -44,6 +44,7 @@ pub use quarantine::{QUARANTINE_COLUMNS, Retried};
 use crate::error::{Error, Result};
 use crate::semantics::TrueDivision;
 use crate::{Materialization, MaterializeOutcome, MaterializeRequest, SeedRequest, Warehouse};
+pub use catalog::TableWrapper;
 use catalog::{CatalogShared, LakeCatalog};
 use guard::WriteGuard;
 
@@ -328,6 +329,12 @@ impl EmbeddedWarehouse {
             }
         })?;
         Ok(metrics.files_deleted)
+    }
+
+    /// Read every Delta table through `wrapper` from now on (a server's cache); only the first
+    /// wrapper set counts. Set it before the first query: providers opened earlier stay.
+    pub fn wrap_tables(&self, wrapper: TableWrapper) {
+        let _ = self.shared.wrapper.set(catalog::Wrapper(wrapper));
     }
 
     /// The DataFusion session, for callers that need more than [`Warehouse`] offers.

@@ -104,7 +104,7 @@ pub(super) async fn dashboard(
     let Some(d) = list.iter().find(|d| d.name == name) else {
         return not_found().await;
     };
-    let warehouse = match (state.warehouse)() {
+    let warehouse = match state.warehouses.current() {
         Ok(w) => w,
         Err(e) => return error(&e),
     };
@@ -154,8 +154,15 @@ pub(super) async fn dashboard(
         body.push_str("<button type=\"submit\">Apply</button></form>");
     }
     body.push_str("<div class=\"charts\">");
-    for (i, chart) in d.charts.iter().enumerate() {
-        let drawn = match chart_rows(&state, &warehouse, &metrics, chart, &chosen, role).await {
+    // The charts' queries run at once.
+    let read = futures::future::join_all(
+        d.charts
+            .iter()
+            .map(|chart| chart_rows(&state, &warehouse, &metrics, chart, &chosen, role)),
+    )
+    .await;
+    for (i, (chart, rows)) in d.charts.iter().zip(read).enumerate() {
+        let drawn = match rows {
             Ok(rows) => crate::dashboards::render(chart, &rows),
             Err(e) => format!("<p class=\"bad\">{}</p>", esc(&e)),
         };
@@ -193,7 +200,7 @@ pub(super) async fn chart_csv(
     else {
         return not_found().await;
     };
-    let warehouse = match (state.warehouse)() {
+    let warehouse = match state.warehouses.current() {
         Ok(w) => w,
         Err(e) => return error(&e),
     };

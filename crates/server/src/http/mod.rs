@@ -41,13 +41,9 @@ pub struct HttpOptions {
     pub dev: bool,
     pub project: Arc<Project>,
     pub meta: Arc<MetaStore>,
-    /// Opens the target's warehouse: once per dashboard request, so each reads the tables'
-    /// latest versions.
-    pub warehouse: Opener,
+    /// The warehouse, reopened when the metadata store changed.
+    pub warehouses: Arc<crate::Warehouses>,
 }
-
-/// Opens the target's warehouse.
-pub type Opener = Arc<dyn Fn() -> Result<strata_engine::EmbeddedWarehouse, String> + Send + Sync>;
 
 struct Session {
     user: String,
@@ -59,7 +55,7 @@ struct AppState {
     dev: bool,
     project: Arc<Project>,
     meta: Arc<MetaStore>,
-    warehouse: Opener,
+    warehouses: Arc<crate::Warehouses>,
     sessions: Mutex<HashMap<String, Session>>,
 }
 
@@ -75,7 +71,7 @@ pub fn router(opts: &HttpOptions) -> Router {
         dev: opts.dev,
         project: opts.project.clone(),
         meta: opts.meta.clone(),
-        warehouse: opts.warehouse.clone(),
+        warehouses: opts.warehouses.clone(),
         sessions: Mutex::new(HashMap::new()),
     });
     Router::new()

@@ -91,7 +91,7 @@ pub(super) async fn quality(State(state): State<Arc<AppState>>, headers: HeaderM
     if let Err(r) = allowed(&state, &headers, true) {
         return *r;
     }
-    let warehouse = match (state.warehouse)() {
+    let warehouse = match state.warehouses.current() {
         Ok(w) => w,
         Err(e) => return error(&e),
     };
@@ -172,7 +172,7 @@ pub(super) async fn catalog_entry(
         .or_else(|| state.project.sources.get(&id).map(|s| s.relation.clone()));
     // Column types from the relation itself, when it exists.
     let mut types = Vec::new();
-    if let (Some(r), Ok(w)) = (relation, (state.warehouse)()) {
+    if let (Some(r), Ok(w)) = (relation, state.warehouses.current()) {
         use strata_engine::Warehouse;
         if let Ok(schema) = w.describe(&format!("select * from {r}")).await {
             types = schema
@@ -235,7 +235,7 @@ pub(super) async fn sql_explorer(
         EXPLORER_TIMEOUT.as_secs()
     );
     if !sql.is_empty() {
-        let result = match (state.warehouse)() {
+        let result = match state.warehouses.current() {
             Ok(w) => {
                 let started = Instant::now();
                 match tokio::time::timeout(

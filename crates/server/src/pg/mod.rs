@@ -12,6 +12,7 @@ mod auth;
 mod compat;
 mod guard;
 mod parse;
+mod search_path;
 mod served;
 
 use std::collections::HashMap;
@@ -41,7 +42,6 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 use strata_meta::MetaStore;
 
-use crate::http::Opener;
 use crate::users::Role;
 pub use auth::Login;
 
@@ -55,7 +55,8 @@ pub struct PgOptions {
     /// No login (everyone is `admin`), loopback only.
     pub dev: bool,
     pub meta: Arc<MetaStore>,
-    pub warehouse: Opener,
+    /// The warehouse, reopened when the metadata store changed.
+    pub warehouses: Arc<crate::Warehouses>,
 }
 
 /// Check the options: `--dev` binds to loopback only; without it, someone must be able to log
@@ -73,8 +74,7 @@ pub async fn serve(
     let listener = crate::listen(opts.addr).await?;
     let queries = Arc::new(Queries {
         worlds: Arc::new(Worlds {
-            opener: opts.warehouse.clone(),
-            meta: opts.meta.clone(),
+            warehouses: opts.warehouses.clone(),
             slots: Mutex::new(HashMap::new()),
         }),
     });
@@ -146,6 +146,9 @@ struct World {
     /// Runs prepared statements' plans.
     service: Arc<DfSessionService>,
     generation: i64,
+    /// The catalog's name (the target's database).
+    database: String,
+    system_tables: std::collections::HashSet<String>,
 }
 
 fn api(e: datafusion::error::DataFusionError) -> PgWireError {
@@ -153,6 +156,27 @@ fn api(e: datafusion::error::DataFusionError) -> PgWireError {
 }
 
 impl World {
+    /// The statements of `sql`, with unqualified table names found through the client's
+    /// search path.
+    fn read(&self, sql: &str, client: &(impl ClientInfo + ?Sized)) -> PgWireResult<Vec<Statement>> {
+        let mut statements = self.reader.parse(sql)?;
+        let path = search_path::of(client);
+        if !path.is_empty() {
+            let catalog = self.ctx.catalog(&self.database);
+            let exists = |schema: &str, table: &str| {
+                !self.system_tables.contains(table)
+                    && catalog
+                        .as_ref()
+                        .and_then(|c| c.schema(schema))
+                        .is_some_and(|s| s.table_exist(table))
+            };
+            for statement in &mut statements {
+                search_path::qualify(statement, &path, &exists);
+            }
+        }
+        Ok(statements)
+    }
+
     /// Plan one statement, unless a hook answers it.
     async fn plan(
         &self,
@@ -189,8 +213,7 @@ fn statement_timeout(client: &dyn ClientInfo) -> Option<std::time::Duration> {
 
 /// One [`World`] per role, reopened when the metadata store changed.
 struct Worlds {
-    opener: Opener,
-    meta: Arc<MetaStore>,
+    warehouses: Arc<crate::Warehouses>,
     slots: Mutex<HashMap<Role, Arc<World>>>,
 }
 
@@ -204,10 +227,7 @@ fn internal(message: String) -> PgWireError {
 
 impl Worlds {
     fn get(&self, role: Role) -> PgWireResult<Arc<World>> {
-        let generation = self
-            .meta
-            .data_version()
-            .map_err(|e| internal(format!("cannot read the metadata store: {e}")))?;
+        let generation = self.warehouses.generation().map_err(internal)?;
         if let Some(world) = self
             .slots
             .lock()
@@ -226,7 +246,7 @@ impl Worlds {
     }
 
     fn open(&self, role: Role, generation: i64) -> PgWireResult<World> {
-        let warehouse = (self.opener)().map_err(internal)?;
+        let warehouse = self.warehouses.open(generation).map_err(internal)?;
         let ctx: SessionContext = warehouse.session().clone();
         let (database, default_schema) = {
             let state = ctx.state();
@@ -256,6 +276,8 @@ impl Worlds {
             reader: parse::SqlReader::new(served::system_tables()),
             hooks,
             generation,
+            database,
+            system_tables: served::system_tables(),
         })
     }
 
@@ -321,6 +343,10 @@ impl QueryHook for Guard {
         if let Err(e) = self.check(statement, client) {
             return Some(Err(e));
         }
+        if let Some(schemas) = search_path::assignment(statement) {
+            search_path::remember(client, &schemas);
+            return Some(Ok(Response::Execution(Tag::new("SET"))));
+        }
         savepoint_tag(statement).map(Ok)
     }
 
@@ -333,7 +359,9 @@ impl QueryHook for Guard {
         if let Err(e) = self.check(statement, client) {
             return Some(Err(e));
         }
-        savepoint_tag(statement).map(|_| {
+        let answered =
+            savepoint_tag(statement).is_some() || search_path::assignment(statement).is_some();
+        answered.then(|| {
             Ok(LogicalPlan::EmptyRelation(
                 datafusion::logical_expr::EmptyRelation {
                     produce_one_row: false,
@@ -349,8 +377,12 @@ impl QueryHook for Guard {
         _plan: &LogicalPlan,
         _params: &ParamValues,
         _ctx: &SessionContext,
-        _client: &mut dyn HookClient,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        if let Some(schemas) = search_path::assignment(statement) {
+            search_path::remember(client, &schemas);
+            return Some(Ok(Response::Execution(Tag::new("SET"))));
+        }
         savepoint_tag(statement).map(Ok)
     }
 }
@@ -377,7 +409,7 @@ impl SimpleQueryHandler for Queries {
         PgWireError: From<<C as futures::Sink<PgWireBackendMessage>>::Error>,
     {
         let world = self.worlds.for_client(client)?;
-        let statements = world.reader.parse(query)?;
+        let statements = world.read(query, client)?;
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
@@ -472,7 +504,7 @@ impl QueryParser for RoleParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let world = self.worlds.for_client(client)?;
-        let mut statements = world.reader.parse(sql)?;
+        let mut statements = world.read(sql, client)?;
         if statements.is_empty() {
             return Ok(None);
         }

@@ -190,6 +190,18 @@ impl VisitorMut for SetReturningFunctions {
             *expr = call("unnest", vec![call(super::compat::EXPAND_ARRAY, args)]);
             return ControlFlow::Continue(());
         }
+        if matches!(name.as_str(), "to_date" | "to_timestamp" | "to_char") {
+            // PostgreSQL's patterns ('YYYY-MM-DD'), as DataFusion's chrono formats.
+            if let FunctionArguments::List(list) = &mut function.args
+                && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) =
+                    list.args.get_mut(1)
+                && let Value::SingleQuotedString(pattern) = &mut v.value
+                && !pattern.contains('%')
+            {
+                *pattern = chrono_format(pattern);
+            }
+            return ControlFlow::Continue(());
+        }
         if name != "generate_subscripts" {
             return ControlFlow::Continue(());
         }
@@ -206,6 +218,69 @@ impl VisitorMut for SetReturningFunctions {
         );
         ControlFlow::Continue(())
     }
+}
+
+/// A PostgreSQL date/time pattern (`YYYY-MM-DD HH24:MI:SS.US`) as a chrono format
+/// (`%Y-%m-%d %H:%M:%S.%6f`): the common fields; `FM` is dropped, double-quoted text and
+/// anything else is kept as written.
+fn chrono_format(pattern: &str) -> String {
+    const FIELDS: [(&str, &str); 27] = [
+        ("YYYY", "%Y"),
+        ("HH24", "%H"),
+        ("HH12", "%I"),
+        ("MONTH", "%B"),
+        ("Month", "%B"),
+        ("month", "%B"),
+        ("DDD", "%j"),
+        ("MON", "%b"),
+        ("Mon", "%b"),
+        ("mon", "%b"),
+        ("DAY", "%A"),
+        ("Day", "%A"),
+        ("day", "%A"),
+        ("YY", "%y"),
+        ("MM", "%m"),
+        ("DD", "%d"),
+        ("HH", "%I"),
+        ("MI", "%M"),
+        ("SS", "%S"),
+        ("MS", "%3f"),
+        ("US", "%6f"),
+        ("AM", "%p"),
+        ("PM", "%p"),
+        ("Dy", "%a"),
+        ("DY", "%a"),
+        ("TZ", "%Z"),
+        ("OF", "%:z"),
+    ];
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut rest = pattern;
+    'scan: while let Some(c) = rest.chars().next() {
+        if let Some(r) = rest.strip_prefix("FM") {
+            rest = r;
+            continue;
+        }
+        if c == '"' {
+            let text = &rest[1..];
+            let end = text.find('"').unwrap_or(text.len());
+            out.push_str(&text[..end].replace('%', "%%"));
+            rest = text.get(end + 1..).unwrap_or("");
+            continue;
+        }
+        for (field, format) in FIELDS {
+            if let Some(r) = rest.strip_prefix(field) {
+                out.push_str(format);
+                rest = r;
+                continue 'scan;
+            }
+        }
+        match c {
+            '%' => out.push_str("%%"),
+            c => out.push(c),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 #[cfg(test)]
@@ -248,6 +323,27 @@ mod tests {
         assert_eq!(
             statements[0].to_string(),
             "SELECT get_field(unnest(pg_expandarray_list(i.indkey)), 'n'), get_field(r.keys, 'x') FROM t"
+        );
+    }
+
+    #[test]
+    fn postgres_date_patterns_become_chrono_formats() {
+        assert_eq!(chrono_format("YYYY-MM-DD"), "%Y-%m-%d");
+        assert_eq!(
+            chrono_format("YYYY-MM-DD HH24:MI:SS.US"),
+            "%Y-%m-%d %H:%M:%S.%6f"
+        );
+        assert_eq!(
+            chrono_format("FMDD Mon YYYY \"at\" HH12 AM"),
+            "%d %b %Y at %I %p"
+        );
+        assert_eq!(chrono_format("100% DDD"), "100%% %j");
+        let s = reader()
+            .parse("select to_date('2024-03-01', 'YYYY-MM-DD'), to_char(d, '%Y'), to_timestamp(x)")
+            .expect("parse");
+        assert_eq!(
+            s[0].to_string(),
+            "SELECT to_date('2024-03-01', '%Y-%m-%d'), to_char(d, '%Y'), to_timestamp(x)"
         );
     }
 
