@@ -145,6 +145,27 @@ fn psql_lists_and_reads_the_warehouse_and_every_bad_request_is_refused() {
     )
     .expect_err("bi_reader reads silver");
     assert!(err.contains("permission denied for schema silver"), "{err}");
+    // Unqualified names through the search path (as SQL editors set it), and PostgreSQL's
+    // date patterns (as Superset's time filters write them).
+    let found = psql(
+        s.port,
+        "superset",
+        "bi-tool-secret",
+        &[
+            "set search_path = gold",
+            "select count(*) as n from orders where order_date >= to_date('2024-01-01', 'YYYY-MM-DD')",
+        ],
+    )
+    .expect("search_path and to_date");
+    assert!(found.contains("60"), "{found}");
+    let err = psql(
+        s.port,
+        "superset",
+        "bi-tool-secret",
+        &["set search_path to silver, gold", "select * from stg_orders"],
+    )
+    .expect_err("bi_reader reads silver through the search path");
+    assert!(err.contains("permission denied for schema silver"), "{err}");
 
     // Logins.
     let err = psql(s.port, "ada", "wrong-password", &["select 1"]).expect_err("wrong password");
