@@ -162,7 +162,10 @@ fn psql_lists_and_reads_the_warehouse_and_every_bad_request_is_refused() {
         s.port,
         "superset",
         "bi-tool-secret",
-        &["set search_path to silver, gold", "select * from stg_orders"],
+        &[
+            "set search_path to silver, gold",
+            "select * from stg_orders",
+        ],
     )
     .expect_err("bi_reader reads silver through the search path");
     assert!(err.contains("permission denied for schema silver"), "{err}");

@@ -278,19 +278,18 @@ fn std_strata_in(dir: &Path) -> std::process::Command {
     c
 }
 
-/// The DOM headless Chromium renders for `url`, and what it logged (console messages and
-/// page errors are logged as `CONSOLE`); None (with a note) where Chromium is not installed,
-/// except in CI, which installs it.
-pub fn browser(url: &str) -> Option<(String, String)> {
-    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+/// Headless Chromium with the switches every use shares; None (with a note) where Chromium is
+/// not installed, except in CI, which installs it.
+fn chromium(profile: &Path) -> Option<std::process::Command> {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|b| {
             std::process::Command::new(b)
                 .arg("--version")
                 .output()
                 .is_ok()
-        })
-    else {
+        });
+    let Some(chromium) = chromium else {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI needs Chromium (apt-get install chromium)"
@@ -298,23 +297,29 @@ pub fn browser(url: &str) -> Option<(String, String)> {
         eprintln!("note: no Chromium here; the page is not rendered");
         return None;
     };
+    let mut c = std::process::Command::new(chromium);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--virtual-time-budget=5000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    Some(c)
+}
+
+/// The DOM headless Chromium renders for `url`, and what it logged (console messages and
+/// page errors are logged as `CONSOLE`); None where Chromium is not installed (see
+/// [`chromium`]).
+pub fn browser(url: &str) -> Option<(String, String)> {
     let profile = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+    let out = chromium(profile.path())?
+        .args(["--enable-logging=stderr", "--v=0", "--dump-dom"])
         .arg(url)
         .output()
         .expect("chromium");
@@ -322,4 +327,33 @@ pub fn browser(url: &str) -> Option<(String, String)> {
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     ))
+}
+
+/// Save what Chromium draws of `url` as `<name>.png` in the folder `STRATA_SCREENSHOTS` names
+/// (CI sets it), 1280 pixels wide, and check a picture was written. Nothing without it.
+pub fn screenshot(url: &str, name: &str) {
+    let Some(dir) = std::env::var_os("STRATA_SCREENSHOTS") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).expect("screenshot folder");
+    let path = dir.join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&path);
+    let profile = tempfile::tempdir().expect("tempdir");
+    let Some(mut c) = chromium(profile.path()) else {
+        return;
+    };
+    let out = c
+        .args(["--hide-scrollbars", "--window-size=1280,1000"])
+        .arg(format!("--screenshot={}", path.display()))
+        .arg(url)
+        .output()
+        .expect("chromium");
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 2_000,
+        "no screenshot of {url} at {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -247,7 +247,20 @@ fn dev_mode_is_loopback_only_and_its_pages_render_in_a_browser() {
     let s = serve(&p, &["--dev"]);
     let (code, _, body) = get(s.port, "/runs", None);
     assert_eq!(code, 200, "{body}");
-    for path in ["/", "/runs", "/quality", "/sql?q=select+1+as+one"] {
+    let run = body
+        .split("href=\"/runs/")
+        .nth(1)
+        .and_then(|l| l.split('"').next())
+        .expect("a run in the history")
+        .to_string();
+    let run_path = format!("/runs/{run}");
+    for (path, name) in [
+        ("/", "home"),
+        ("/runs", "runs"),
+        (run_path.as_str(), "run"),
+        ("/quality", "quality"),
+        ("/sql?q=select+1+as+one", "sql"),
+    ] {
         let url = format!("http://127.0.0.1:{}{path}", s.port);
         if let Some((dom, log)) = crate::project::browser(&url) {
             assert!(
@@ -257,6 +270,7 @@ fn dev_mode_is_loopback_only_and_its_pages_render_in_a_browser() {
             let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
             assert!(console.is_empty(), "{path}: console messages: {console:?}");
         }
+        crate::project::screenshot(&url, name);
     }
 }
 
@@ -429,10 +443,20 @@ fn the_starter_project_ships_a_dashboard() {
         graph.contains("class=\"edge\"") && graph.contains("node dashboard"),
         "{graph}"
     );
-    let url = format!("http://127.0.0.1:{}/lineage", s.port);
-    if let Some((dom, log)) = crate::project::browser(&url) {
-        assert!(dom.contains("class=\"lineage\""), "{dom}");
-        assert!(!log.contains("CONSOLE"), "{log}");
+    // Each page type drawn by a browser: what it shows, no console messages, a screenshot.
+    let entry_path = format!("/catalog/{id}");
+    for (path, name, drawn) in [
+        ("/dashboards/overview", "dashboard", "<svg class=\"chart\""),
+        ("/catalog", "catalog", "href=\"/catalog/model."),
+        (entry_path.as_str(), "catalog-entry", "customer_id"),
+        ("/lineage", "lineage", "class=\"lineage\""),
+    ] {
+        let url = format!("http://127.0.0.1:{}{path}", s.port);
+        if let Some((dom, log)) = crate::project::browser(&url) {
+            assert!(dom.contains(drawn), "{path}: {dom}");
+            assert!(!log.contains("CONSOLE"), "{path}: {log}");
+        }
+        crate::project::screenshot(&url, name);
     }
 }
 
