@@ -257,6 +257,15 @@ enum Command {
         #[command(subcommand)]
         command: commands::quarantine::QuarantineCommand,
     },
+    /// List the pipelines (pipelines/*.yml) with their schedules and last runs, checking
+    /// each: a mistake is named with its file and line.
+    Pipelines,
+    /// Run a pipeline now, in this process: its steps in dependency order, with their
+    /// retries, timeouts and sensors; the exit code is 1 when the run fails.
+    Trigger(commands::pipelines::TriggerArgs),
+    /// Pipeline runs, newest first (`strata runs daily`), or one run's steps and attempts
+    /// (`strata runs show 12`).
+    Runs(commands::pipelines::RunsArgs),
     /// List the versions of a table model (time, operation, rows written, run).
     History(commands::history::HistoryArgs),
     /// Make an earlier version of a table model current again, as a new version.
@@ -367,6 +376,9 @@ fn main() -> ExitCode {
                 Command::Profile(args) => commands::profile::profile(&cli.global, &args).await,
                 Command::Users { command } => commands::users::users(&cli.global, &command).await,
                 Command::Serve(args) => commands::serve::serve(&cli.global, &args).await,
+                Command::Pipelines => commands::pipelines::list(&cli.global).await,
+                Command::Trigger(args) => commands::pipelines::trigger(&cli.global, &args).await,
+                Command::Runs(args) => commands::pipelines::runs(&cli.global, &args).await,
                 Command::Metrics { command } => {
                     commands::metrics::metrics(&cli.global, &command).await
                 }

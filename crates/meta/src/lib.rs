@@ -7,6 +7,7 @@
 
 mod ingest;
 mod lock;
+pub mod pipelines;
 mod quality;
 mod users;
 
@@ -276,6 +277,34 @@ CREATE TABLE users (
     scram         TEXT NOT NULL,
     created_at    TEXT NOT NULL,
     updated_at    TEXT NOT NULL
+);
+",
+    // Pipelines: each run (why, the data interval it covers, the process running it) and each
+    // attempt of each of its steps.
+    r"
+CREATE TABLE pipeline_runs (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    pipeline       TEXT NOT NULL,
+    trigger        TEXT NOT NULL,
+    interval_start TEXT,
+    interval_end   TEXT,
+    status         TEXT NOT NULL,
+    started_at     TEXT NOT NULL,
+    finished_at    TEXT,
+    owner          TEXT NOT NULL
+);
+CREATE INDEX pipeline_runs_by_pipeline ON pipeline_runs(pipeline, id);
+CREATE TABLE pipeline_steps (
+    run_id      INTEGER NOT NULL REFERENCES pipeline_runs(id),
+    step        TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    exit_code   INTEGER,
+    message     TEXT,
+    log         TEXT,
+    PRIMARY KEY (run_id, step, attempt)
 );
 ",
 ];

@@ -469,6 +469,37 @@ fn apply_level(config: &mut NodeConfig, level: &yaml_serde::Value) {
     }
 }
 
+/// The YAML files of `root/<folder>/`, in name order: each as (its path from `root`, its
+/// text, its content as JSON). No folder, no files.
+pub fn yaml_files(
+    root: &std::path::Path,
+    folder: &str,
+) -> crate::Result<Vec<(std::path::PathBuf, String, serde_json::Value)>> {
+    use crate::Error;
+    use strata_common::Location;
+    let mut files: Vec<std::path::PathBuf> = match std::fs::read_dir(root.join(folder)) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+            .collect(),
+        Err(_) => return Ok(Vec::new()),
+    };
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::at(Location::file(&rel), format!("cannot read it: {e}")))?;
+            let yaml: yaml_serde::Value = yaml_serde::from_str(&text)
+                .map_err(|e| Error::at(Location::file(&rel), format!("not valid YAML: {e}")))?;
+            let doc = yaml_to_json(&yaml);
+            Ok((rel, text, doc))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

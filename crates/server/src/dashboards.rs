@@ -73,7 +73,7 @@ pub struct Dashboard {
 /// Every dashboard under `root/dashboards/`, its metrics checked against `metrics`.
 pub fn load(root: &Path, metrics: &[Metric]) -> Result<Vec<Dashboard>> {
     let mut out = Vec::new();
-    for (rel, text, doc) in crate::yaml_files(root, FOLDER)? {
+    for (rel, text, doc) in strata_project::config::yaml_files(root, FOLDER)? {
         let name = rel
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())

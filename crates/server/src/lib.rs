@@ -44,34 +44,3 @@ pub(crate) async fn listen(addr: std::net::SocketAddr) -> Result<tokio::net::Tcp
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
-
-/// The YAML files of `root/<folder>/`, in name order: each as (its path from `root`, its
-/// text, its content as JSON). No folder, no files.
-pub(crate) fn yaml_files(
-    root: &std::path::Path,
-    folder: &str,
-) -> strata_project::Result<Vec<(std::path::PathBuf, String, serde_json::Value)>> {
-    use strata_common::Location;
-    use strata_project::Error;
-    let mut files: Vec<std::path::PathBuf> = match std::fs::read_dir(root.join(folder)) {
-        Ok(entries) => entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
-            .collect(),
-        Err(_) => return Ok(Vec::new()),
-    };
-    files.sort();
-    files
-        .into_iter()
-        .map(|path| {
-            let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| Error::at(Location::file(&rel), format!("cannot read it: {e}")))?;
-            let yaml: yaml_serde::Value = yaml_serde::from_str(&text)
-                .map_err(|e| Error::at(Location::file(&rel), format!("not valid YAML: {e}")))?;
-            let doc = strata_project::config::yaml_to_json(&yaml);
-            Ok((rel, text, doc))
-        })
-        .collect()
-}

@@ -123,7 +123,7 @@ pub struct Query {
 /// Every metric under `root/metrics/`; `models` are the project's model (and seed) names.
 pub fn load(root: &Path, models: &[&str]) -> Result<Vec<Metric>> {
     let mut out: Vec<Metric> = Vec::new();
-    for (rel, text, doc) in crate::yaml_files(root, FOLDER)? {
+    for (rel, text, doc) in strata_project::config::yaml_files(root, FOLDER)? {
         let Some(list) = doc.get("metrics") else {
             continue;
         };

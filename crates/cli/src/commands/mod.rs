@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod init;
 pub mod ls;
 pub mod metrics;
+pub mod pipelines;
 pub mod profile;
 pub mod quality;
 pub mod quarantine;

@@ -14,6 +14,7 @@ mod packages;
 mod parity;
 mod pg_server;
 mod pg_wire;
+mod pipelines;
 mod postgres;
 mod project;
 mod quality;

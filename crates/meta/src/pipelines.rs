@@ -1,0 +1,213 @@
+//! Pipeline runs and their steps' attempts, recorded as they happen: a run (which pipeline,
+//! why, the data interval it covers, who runs it, how it ended) and each attempt of each step
+//! (its status, times, exit code, message and the end of its output).
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use crate::{MetaStore, Result};
+
+/// A run as it starts.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub pipeline: &'a str,
+    /// `manual`, `schedule`, `backfill`.
+    pub trigger: &'a str,
+    pub interval_start: Option<String>,
+    pub interval_end: Option<String>,
+    pub started_at: String,
+    /// The process running it (`pid 123 on host`).
+    pub owner: &'a str,
+}
+
+/// A pipeline run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PipelineRunRecord {
+    pub id: i64,
+    pub pipeline: String,
+    pub trigger: String,
+    pub interval_start: Option<String>,
+    pub interval_end: Option<String>,
+    /// `running`, `success`, `failed`, `interrupted`.
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub owner: String,
+}
+
+/// One attempt of one step (attempt 0: a step that never ran).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepAttemptRecord {
+    pub run_id: i64,
+    pub step: String,
+    pub attempt: i64,
+    /// `running`, `success`, `failed`, `timed_out`, `skipped`, `interrupted`.
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i64>,
+    pub message: Option<String>,
+    pub log: Option<String>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub struct StepEnd<'a> {
+    pub status: &'a str,
+    pub finished_at: String,
+    pub exit_code: Option<i64>,
+    pub message: Option<String>,
+    pub log: Option<String>,
+}
+
+fn run_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<PipelineRunRecord> {
+    Ok(PipelineRunRecord {
+        id: r.get(0)?,
+        pipeline: r.get(1)?,
+        trigger: r.get(2)?,
+        interval_start: r.get(3)?,
+        interval_end: r.get(4)?,
+        status: r.get(5)?,
+        started_at: r.get(6)?,
+        finished_at: r.get(7)?,
+        owner: r.get(8)?,
+    })
+}
+
+const RUN_COLUMNS: &str =
+    "id, pipeline, trigger, interval_start, interval_end, status, started_at, finished_at, owner";
+
+impl MetaStore {
+    /// Record a run as started; its id.
+    pub fn start_pipeline_run(&self, run: &NewRun<'_>) -> Result<i64> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO pipeline_runs (pipeline, trigger, interval_start, interval_end, status, started_at, owner)
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
+            params![
+                run.pipeline,
+                run.trigger,
+                run.interval_start,
+                run.interval_end,
+                run.started_at,
+                run.owner
+            ],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Record how a run ended.
+    pub fn finish_pipeline_run(&self, id: i64, status: &str, finished_at: &str) -> Result<()> {
+        self.conn()?.execute(
+            "UPDATE pipeline_runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
+            params![id, status, finished_at],
+        )?;
+        Ok(())
+    }
+
+    /// Record an attempt as started.
+    pub fn start_step_attempt(
+        &self,
+        run_id: i64,
+        step: &str,
+        attempt: u32,
+        started_at: &str,
+    ) -> Result<()> {
+        self.conn()?.execute(
+            "INSERT OR REPLACE INTO pipeline_steps (run_id, step, attempt, status, started_at)
+             VALUES (?1, ?2, ?3, 'running', ?4)",
+            params![run_id, step, attempt, started_at],
+        )?;
+        Ok(())
+    }
+
+    /// Record how an attempt ended.
+    pub fn finish_step_attempt(
+        &self,
+        run_id: i64,
+        step: &str,
+        attempt: u32,
+        end: &StepEnd<'_>,
+    ) -> Result<()> {
+        self.conn()?.execute(
+            "UPDATE pipeline_steps SET status = ?4, finished_at = ?5, exit_code = ?6, message = ?7, log = ?8
+             WHERE run_id = ?1 AND step = ?2 AND attempt = ?3",
+            params![
+                run_id,
+                step,
+                attempt,
+                end.status,
+                end.finished_at,
+                end.exit_code,
+                end.message,
+                end.log
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Record a step that never ran, and why.
+    pub fn record_step_skipped(&self, run_id: i64, step: &str, at: &str, why: &str) -> Result<()> {
+        self.conn()?.execute(
+            "INSERT OR REPLACE INTO pipeline_steps (run_id, step, attempt, status, started_at, finished_at, message)
+             VALUES (?1, ?2, 0, 'skipped', ?3, ?3, ?4)",
+            params![run_id, step, at, why],
+        )?;
+        Ok(())
+    }
+
+    /// The latest runs, newest first, of one pipeline or of all.
+    pub fn pipeline_runs(
+        &self,
+        pipeline: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PipelineRunRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM pipeline_runs
+             WHERE ?1 IS NULL OR pipeline = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt
+            .query_map(params![pipeline, limit as i64], run_record)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// One run and each attempt of each of its steps, in the order they were recorded.
+    pub fn pipeline_run(
+        &self,
+        id: i64,
+    ) -> Result<Option<(PipelineRunRecord, Vec<StepAttemptRecord>)>> {
+        let conn = self.conn()?;
+        let run = conn
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM pipeline_runs WHERE id = ?1"),
+                params![id],
+                run_record,
+            )
+            .optional()?;
+        let Some(run) = run else {
+            return Ok(None);
+        };
+        let mut stmt = conn.prepare(
+            "SELECT run_id, step, attempt, status, started_at, finished_at, exit_code, message, log
+             FROM pipeline_steps WHERE run_id = ?1 ORDER BY rowid",
+        )?;
+        let steps = stmt
+            .query_map(params![id], |r| {
+                Ok(StepAttemptRecord {
+                    run_id: r.get(0)?,
+                    step: r.get(1)?,
+                    attempt: r.get(2)?,
+                    status: r.get(3)?,
+                    started_at: r.get(4)?,
+                    finished_at: r.get(5)?,
+                    exit_code: r.get(6)?,
+                    message: r.get(7)?,
+                    log: r.get(8)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Some((run, steps)))
+    }
+}

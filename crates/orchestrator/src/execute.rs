@@ -1,0 +1,703 @@
+//! Running a pipeline: its steps in dependency order (steps whose dependencies are done run
+//! at once), each attempt a process of its own (`strata build …`, a shell command) so a
+//! timeout can stop it and a crash stays inside it; retries with backoff; sensors that look
+//! until their condition holds or their time runs out. Every run and every attempt is
+//! recorded in the metadata store as it happens.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use strata_meta::MetaStore;
+use strata_meta::pipelines::{NewRun, StepEnd};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+use crate::pipeline::{Action, OnFailure, Pipeline, Sensor, Step};
+
+/// The most of a step's output kept with its attempt (the end of it).
+const LOG_TAIL: usize = 8 * 1024;
+/// How long a sensor without a `timeout` waits.
+pub const SENSOR_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// How steps are started.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The project folder (commands run there).
+    pub project_dir: PathBuf,
+    /// The `strata` binary steps run.
+    pub strata: PathBuf,
+    /// Arguments every `strata` step gets before its command (`--target prod`).
+    pub global_args: Vec<String>,
+    /// Project variables for every `strata` step (YAML, as `--vars` takes them); a run
+    /// over a data interval adds `interval_start` and `interval_end`.
+    pub vars: Option<String>,
+}
+
+impl Launch {
+    /// The `--vars` of a step's `strata` command, if any.
+    fn vars(&self, interval: Option<Interval>) -> Result<Option<String>, String> {
+        let Some(i) = interval else {
+            return Ok(self.vars.clone());
+        };
+        let mut vars = match &self.vars {
+            None => serde_json::Map::new(),
+            Some(text) => {
+                let yaml: yaml_serde::Value =
+                    yaml_serde::from_str(text).map_err(|e| format!("--vars is not YAML: {e}"))?;
+                match strata_project::config::yaml_to_json(&yaml) {
+                    serde_json::Value::Object(m) => m,
+                    serde_json::Value::Null => serde_json::Map::new(),
+                    other => return Err(format!("--vars must be a mapping, not {other}")),
+                }
+            }
+        };
+        vars.insert("interval_start".into(), i.start.to_rfc3339().into());
+        vars.insert("interval_end".into(), i.end.to_rfc3339().into());
+        Ok(Some(serde_json::Value::Object(vars).to_string()))
+    }
+}
+
+/// Why a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `strata trigger`.
+    Manual,
+    /// Its schedule.
+    Schedule,
+    /// `strata backfill`.
+    Backfill,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
+            Trigger::Backfill => "backfill",
+        }
+    }
+}
+
+/// The data interval a run covers, given to its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// How an attempt, or a step, ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Success,
+    Failed,
+    /// Stopped at its timeout (a sensor: its condition never held).
+    TimedOut,
+    /// Not run: a step it waits for failed, or the run stopped.
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Failed => "failed",
+            Status::TimedOut => "timed_out",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// What a run tells as it goes (the CLI prints it).
+pub trait Observer: Send + Sync {
+    /// An attempt started.
+    fn attempt_started(&self, _step: &Step, _attempt: u32) {}
+    /// An attempt ended; `retry_in` when another follows.
+    fn attempt_ended(
+        &self,
+        _step: &Step,
+        _attempt: u32,
+        _end: &AttemptEnd,
+        _retry_in: Option<Duration>,
+    ) {
+    }
+    /// A step was skipped.
+    fn step_skipped(&self, _step: &Step, _why: &str) {}
+}
+
+/// An observer that tells nothing.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptEnd {
+    pub status: Status,
+    pub seconds: f64,
+    pub exit_code: Option<i32>,
+    /// One line: why it failed, or what it did.
+    pub message: String,
+    /// The end of its output.
+    pub log: String,
+}
+
+/// A finished run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub run_id: i64,
+    /// `success` or `failed`.
+    pub status: &'static str,
+    pub seconds: f64,
+    /// Each step's last status, in the pipeline's order.
+    pub steps: Vec<(String, Status, u32)>,
+    /// Steps that failed after all their retries.
+    pub retries_exhausted: Vec<String>,
+}
+
+/// Run `pipeline` now, recording it in `meta`: `Ok` with the run's outcome (a failed step
+/// gives a failed run, not an error); `Err` when it could not be recorded.
+pub async fn run(
+    meta: Arc<MetaStore>,
+    pipeline: &Pipeline,
+    launch: &Launch,
+    trigger: Trigger,
+    interval: Option<Interval>,
+    observer: Arc<dyn Observer>,
+) -> Result<RunSummary, String> {
+    let started = Instant::now();
+    let owner = format!("pid {} on {}", std::process::id(), host());
+    let run_id = meta
+        .start_pipeline_run(&NewRun {
+            pipeline: &pipeline.name,
+            trigger: trigger.as_str(),
+            interval_start: interval.map(|i| i.start.to_rfc3339()),
+            interval_end: interval.map(|i| i.end.to_rfc3339()),
+            started_at: now(),
+            owner: &owner,
+        })
+        .map_err(|e| format!("cannot record the run: {e}"))?;
+    let steps: Arc<Vec<Step>> = Arc::new(pipeline.steps.clone());
+    let mut last: HashMap<String, (Status, u32)> = HashMap::new();
+    let mut running: HashSet<String> = HashSet::new();
+    let mut stopping = false;
+    let mut retries_exhausted = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        // Start every step whose dependencies are done.
+        if !stopping {
+            for step in steps.iter() {
+                if last.contains_key(&step.name) || running.contains(&step.name) {
+                    continue;
+                }
+                let deps: Vec<Option<&(Status, u32)>> =
+                    step.after.iter().map(|a| last.get(a)).collect();
+                if deps.iter().any(Option::is_none) {
+                    continue;
+                }
+                // A dependency that failed with `on_failure: stop` stops the run before
+                // this point; one with `continue` counts as done.
+                running.insert(step.name.clone());
+                let (meta, launch, step, observer) =
+                    (meta.clone(), launch.clone(), step.clone(), observer.clone());
+                let pipeline_name = pipeline.name.clone();
+                tasks.spawn(async move {
+                    let outcome = run_step(
+                        &meta,
+                        run_id,
+                        &pipeline_name,
+                        &step,
+                        &launch,
+                        interval,
+                        observer.as_ref(),
+                    )
+                    .await;
+                    (step, outcome)
+                });
+            }
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let (step, outcome) = joined.map_err(|e| format!("a step's task failed: {e}"))?;
+        let (status, attempts) = outcome?;
+        running.remove(&step.name);
+        if status != Status::Success {
+            retries_exhausted.push(step.name.clone());
+            if step.on_failure == OnFailure::Stop {
+                stopping = true;
+            }
+        }
+        last.insert(step.name.clone(), (status, attempts));
+    }
+    // What never started was skipped.
+    for step in steps.iter() {
+        if last.contains_key(&step.name) {
+            continue;
+        }
+        let why = step
+            .after
+            .iter()
+            .find(|a| last.get(*a).is_some_and(|(s, _)| *s != Status::Success))
+            .map(|a| format!("`{a}` did not succeed"))
+            .unwrap_or_else(|| "the run stopped".into());
+        meta.record_step_skipped(run_id, &step.name, &now(), &why)
+            .map_err(|e| format!("cannot record a skipped step: {e}"))?;
+        observer.step_skipped(step, &why);
+        last.insert(step.name.clone(), (Status::Skipped, 0));
+    }
+    let failed = steps.iter().any(|s| {
+        s.on_failure == OnFailure::Stop
+            && last
+                .get(&s.name)
+                .is_some_and(|(status, _)| *status != Status::Success)
+    });
+    let status = if failed { "failed" } else { "success" };
+    meta.finish_pipeline_run(run_id, status, &now())
+        .map_err(|e| format!("cannot record the run's end: {e}"))?;
+    Ok(RunSummary {
+        run_id,
+        status,
+        seconds: started.elapsed().as_secs_f64(),
+        steps: steps
+            .iter()
+            .map(|s| {
+                let (status, attempts) = last.get(&s.name).copied().unwrap_or((Status::Skipped, 0));
+                (s.name.clone(), status, attempts)
+            })
+            .collect(),
+        retries_exhausted,
+    })
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn host() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "this machine".into())
+}
+
+/// Every attempt of one step: its last status and how many attempts it took.
+async fn run_step(
+    meta: &MetaStore,
+    run_id: i64,
+    pipeline: &str,
+    step: &Step,
+    launch: &Launch,
+    interval: Option<Interval>,
+    observer: &dyn Observer,
+) -> Result<(Status, u32), String> {
+    let mut attempt = 1;
+    loop {
+        meta.start_step_attempt(run_id, &step.name, attempt, &now())
+            .map_err(|e| format!("cannot record an attempt: {e}"))?;
+        observer.attempt_started(step, attempt);
+        let end = attempt_once(pipeline, run_id, step, attempt, launch, interval).await;
+        meta.finish_step_attempt(
+            run_id,
+            &step.name,
+            attempt,
+            &StepEnd {
+                status: end.status.as_str(),
+                finished_at: now(),
+                exit_code: end.exit_code.map(i64::from),
+                message: Some(end.message.clone()),
+                log: Some(end.log.clone()),
+            },
+        )
+        .map_err(|e| format!("cannot record an attempt's end: {e}"))?;
+        // A sensor whose time ran out is not retried (its timeout is the whole wait).
+        let retry = end.status != Status::Success
+            && attempt <= step.retries
+            && !(end.status == Status::TimedOut && matches!(step.action, Action::Sensor(_)));
+        let wait = retry.then(|| step.backoff.wait(attempt + 1, jitter_unit()));
+        observer.attempt_ended(step, attempt, &end, wait);
+        match wait {
+            Some(wait) => {
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            None => return Ok((end.status, attempt)),
+        }
+    }
+}
+
+/// A number in [0, 1) that differs between calls and processes.
+fn jitter_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// One attempt of a step.
+async fn attempt_once(
+    pipeline: &str,
+    run_id: i64,
+    step: &Step,
+    attempt: u32,
+    launch: &Launch,
+    interval: Option<Interval>,
+) -> AttemptEnd {
+    let started = Instant::now();
+    let env = step_env(pipeline, run_id, step, attempt, interval);
+    let mut end = match &step.action {
+        Action::Sensor(sensor) => {
+            let limit = step.timeout.unwrap_or(SENSOR_TIMEOUT);
+            poke_until(sensor, step.poke_interval, limit, launch, &env).await
+        }
+        action => {
+            let vars = match launch.vars(interval) {
+                Ok(v) => v,
+                Err(message) => {
+                    return AttemptEnd {
+                        status: Status::Failed,
+                        seconds: 0.0,
+                        exit_code: None,
+                        message,
+                        log: String::new(),
+                    };
+                }
+            };
+            let mut cmd = command(action, launch, vars.as_deref());
+            cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            run_process(cmd, step.timeout).await
+        }
+    };
+    end.seconds = started.elapsed().as_secs_f64();
+    end
+}
+
+/// What each step's process finds in its environment.
+fn step_env(
+    pipeline: &str,
+    run_id: i64,
+    step: &Step,
+    attempt: u32,
+    interval: Option<Interval>,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("STRATA_PIPELINE".to_string(), pipeline.to_string()),
+        ("STRATA_PIPELINE_RUN_ID".to_string(), run_id.to_string()),
+        ("STRATA_STEP".to_string(), step.name.clone()),
+        ("STRATA_ATTEMPT".to_string(), attempt.to_string()),
+    ];
+    if let Some(i) = interval {
+        env.push(("STRATA_INTERVAL_START".into(), i.start.to_rfc3339()));
+        env.push(("STRATA_INTERVAL_END".into(), i.end.to_rfc3339()));
+    }
+    env
+}
+
+/// The process of a `strata` step or a shell command (`vars`: its `--vars`).
+fn command(action: &Action, launch: &Launch, vars: Option<&str>) -> Command {
+    let strata = |args: Vec<String>| {
+        let mut c = Command::new(&launch.strata);
+        c.args(&launch.global_args);
+        if let Some(vars) = vars {
+            c.arg("--vars").arg(vars);
+        }
+        c.args(args);
+        c
+    };
+    let mut cmd = match action {
+        Action::Command(text) => {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(text);
+            c
+        }
+        Action::Ingest { select } => {
+            let mut args = vec!["ingest".to_string()];
+            if let Some(s) = select {
+                args.extend(["--select".into(), s.clone()]);
+            }
+            strata(args)
+        }
+        Action::Strata {
+            command,
+            select,
+            exclude,
+            full_refresh,
+        } => {
+            let mut args = vec![command.clone()];
+            if let Some(s) = select {
+                args.extend(["--select".into(), s.clone()]);
+            }
+            if let Some(e) = exclude {
+                args.extend(["--exclude".into(), e.clone()]);
+            }
+            if *full_refresh {
+                args.push("--full-refresh".into());
+            }
+            strata(args)
+        }
+        Action::Sensor(Sensor::Freshness(select)) => {
+            let mut args = vec!["source".to_string(), "freshness".to_string()];
+            if let Some(s) = select {
+                args.extend(["--select".into(), s.clone()]);
+            }
+            strata(args)
+        }
+        Action::Sensor(Sensor::Sql(condition)) => strata(vec![
+            "show".into(),
+            "--inline".into(),
+            format!("select case when ({condition}) then 1 else 0 end as holds"),
+            "--output".into(),
+            "json".into(),
+            "--limit".into(),
+            "1".into(),
+        ]),
+        Action::Sensor(Sensor::Files(_)) => Command::new("true"),
+    };
+    cmd.current_dir(&launch.project_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // A group of its own, so a timeout stops what it started too.
+    #[cfg(unix)]
+    cmd.process_group(0);
+    cmd
+}
+
+/// Stop a step's process and everything it started.
+async fn stop(child: &mut tokio::process::Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill().await;
+}
+
+/// Run a process to its end or its timeout, keeping the end of its output.
+async fn run_process(mut cmd: Command, timeout: Option<Duration>) -> AttemptEnd {
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return AttemptEnd {
+                status: Status::Failed,
+                seconds: 0.0,
+                exit_code: None,
+                message: format!("cannot start it: {e}"),
+                log: String::new(),
+            };
+        }
+    };
+    let out = child.stdout.take().map(|s| tokio::spawn(tail(s)));
+    let err = child.stderr.take().map(|s| tokio::spawn(tail(s)));
+    let waited = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
+            Ok(w) => Some(w),
+            Err(_) => {
+                stop(&mut child).await;
+                None
+            }
+        },
+        None => Some(child.wait().await),
+    };
+    let mut log = String::new();
+    for part in [out, err].into_iter().flatten() {
+        if let Ok(text) = part.await {
+            log.push_str(&text);
+        }
+    }
+    let log = keep_end(log);
+    let last_line = last_line(&log);
+    match waited {
+        None => AttemptEnd {
+            status: Status::TimedOut,
+            seconds: 0.0,
+            exit_code: None,
+            message: format!(
+                "stopped after its timeout of {}",
+                crate::pipeline::show_duration(timeout.unwrap_or_default())
+            ),
+            log,
+        },
+        Some(Err(e)) => AttemptEnd {
+            status: Status::Failed,
+            seconds: 0.0,
+            exit_code: None,
+            message: format!("lost it: {e}"),
+            log,
+        },
+        Some(Ok(status)) if status.success() => AttemptEnd {
+            status: Status::Success,
+            seconds: 0.0,
+            exit_code: Some(0),
+            message: last_line,
+            log,
+        },
+        Some(Ok(status)) => AttemptEnd {
+            status: Status::Failed,
+            seconds: 0.0,
+            exit_code: status.code(),
+            message: match status.code() {
+                Some(code) if last_line.is_empty() => format!("exit code {code}"),
+                Some(code) => format!("exit code {code}: {last_line}"),
+                None => "killed by a signal".into(),
+            },
+            log,
+        },
+    }
+}
+
+/// The line that says most about how a process ended: its last, leaving out a `strata`
+/// command's closing tally (`Done. PASS=…`) and the clock in front of its lines.
+fn last_line(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(|l| {
+            let l = l.trim();
+            match l.split_once("  ") {
+                Some((clock, rest))
+                    if clock.len() == 8
+                        && clock.bytes().all(|b| b.is_ascii_digit() || b == b':') =>
+                {
+                    rest.trim()
+                }
+                _ => l,
+            }
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines
+        .iter()
+        .rev()
+        .find(|l| !l.starts_with("Done. PASS="))
+        .or(lines.last())
+        .map(|l| l.to_string())
+        .unwrap_or_default()
+}
+
+/// Read a stream to its end, keeping its last [`LOG_TAIL`] bytes.
+async fn tail(mut stream: impl AsyncRead + Unpin) -> String {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        kept.extend_from_slice(&buf[..n]);
+        if kept.len() > 2 * LOG_TAIL {
+            kept.drain(..kept.len() - LOG_TAIL);
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+fn keep_end(text: String) -> String {
+    if text.len() <= LOG_TAIL {
+        return text;
+    }
+    let mut cut = text.len() - LOG_TAIL;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    text[cut..].to_string()
+}
+
+/// Look every `interval` until the sensor's condition holds, or `limit` has passed.
+async fn poke_until(
+    sensor: &Sensor,
+    interval: Duration,
+    limit: Duration,
+    launch: &Launch,
+    env: &[(String, String)],
+) -> AttemptEnd {
+    let deadline = Instant::now() + limit;
+    let mut pokes = 0u32;
+    let mut last = String::new();
+    loop {
+        pokes += 1;
+        match poke(sensor, launch, env).await {
+            Ok(true) => {
+                return AttemptEnd {
+                    status: Status::Success,
+                    seconds: 0.0,
+                    exit_code: None,
+                    message: format!("the condition held (look {pokes})"),
+                    log: last,
+                };
+            }
+            Ok(false) => {}
+            Err(e) => last = e,
+        }
+        let now = Instant::now();
+        if now + interval > deadline {
+            return AttemptEnd {
+                status: Status::TimedOut,
+                seconds: 0.0,
+                exit_code: None,
+                message: format!(
+                    "the condition did not hold within {} ({pokes} looks){}",
+                    crate::pipeline::show_duration(limit),
+                    match last.is_empty() {
+                        true => String::new(),
+                        false => format!("; last: {}", last.lines().last().unwrap_or("")),
+                    }
+                ),
+                log: last,
+            };
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Whether the sensor's condition holds now; an error says why it could not tell.
+async fn poke(sensor: &Sensor, launch: &Launch, env: &[(String, String)]) -> Result<bool, String> {
+    match sensor {
+        Sensor::Files(pattern) => {
+            let full = launch.project_dir.join(pattern);
+            let full = full.to_string_lossy().into_owned();
+            let mut matches = glob::glob(&full).map_err(|e| format!("`{pattern}`: {e}"))?;
+            Ok(matches.any(|m| m.is_ok()))
+        }
+        other => {
+            let mut cmd = command(
+                &Action::Sensor(other.clone()),
+                launch,
+                launch.vars.as_deref(),
+            );
+            cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let end = run_process(cmd, Some(Duration::from_secs(600))).await;
+            match (other, end.status) {
+                (Sensor::Freshness(_), Status::Success) => Ok(true),
+                (Sensor::Freshness(_), _) => Err(end.message),
+                (_, Status::Success) => Ok(sql_holds(&end.log)),
+                _ => Err(end.message),
+            }
+        }
+    }
+}
+
+/// Whether `strata show -o json` printed a first row whose `holds` is 1.
+fn sql_holds(output: &str) -> bool {
+    output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+        .any(|json| {
+            json.get("show")
+                .and_then(serde_json::Value::as_array)
+                .and_then(|rows| rows.first())
+                .and_then(|row| row.get("holds"))
+                .and_then(serde_json::Value::as_i64)
+                == Some(1)
+        })
+}

@@ -1,0 +1,14 @@
+//! Orchestration: pipelines of steps (ingest, build, test, snapshot, sensors, shell commands)
+//! with dependencies, retries, backoff and timeouts, defined in `pipelines/*.yml`
+//! ([`pipeline`]) and run with every attempt recorded in the metadata store ([`execute`]).
+//!
+//! The walk of every run: load the pipelines (checked before anything runs) → plan (the
+//! steps whose dependencies are done) → execute each step as a process of its own → record
+//! each attempt and the run's end.
+
+pub mod cron;
+pub mod execute;
+pub mod pipeline;
+
+pub use execute::{Interval, Launch, Observer, RunSummary, Status, Trigger, run};
+pub use pipeline::{Pipeline, Step};
