@@ -263,6 +263,10 @@ enum Command {
     /// Run a pipeline now, in this process: its steps in dependency order, with their
     /// retries, timeouts and sensors; the exit code is 1 when the run fails.
     Trigger(commands::pipelines::TriggerArgs),
+    /// Run the pipelines on their schedules (cron in a time zone, or after another
+    /// pipeline) until Ctrl-C; one scheduler per target. After a crash the next one resumes
+    /// the runs left unfinished.
+    Scheduler(commands::pipelines::SchedulerArgs),
     /// Pipeline runs, newest first (`strata runs daily`), or one run's steps and attempts
     /// (`strata runs show 12`).
     Runs(commands::pipelines::RunsArgs),
@@ -379,6 +383,9 @@ fn main() -> ExitCode {
                 Command::Pipelines => commands::pipelines::list(&cli.global).await,
                 Command::Trigger(args) => commands::pipelines::trigger(&cli.global, &args).await,
                 Command::Runs(args) => commands::pipelines::runs(&cli.global, &args).await,
+                Command::Scheduler(args) => {
+                    commands::pipelines::scheduler(&cli.global, &args).await
+                }
                 Command::Metrics { command } => {
                     commands::metrics::metrics(&cli.global, &command).await
                 }

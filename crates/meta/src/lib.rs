@@ -304,7 +304,16 @@ CREATE TABLE pipeline_steps (
     exit_code   INTEGER,
     message     TEXT,
     log         TEXT,
+    pid         INTEGER,
     PRIMARY KEY (run_id, step, attempt)
+);
+-- A scheduled interval runs once, whatever happens to the scheduler.
+CREATE UNIQUE INDEX pipeline_runs_once ON pipeline_runs(pipeline, trigger, interval_start)
+    WHERE trigger IN ('schedule', 'backfill');
+-- Where each pipeline's schedule has got to: the end of the last interval queued.
+CREATE TABLE pipeline_schedules (
+    pipeline TEXT PRIMARY KEY,
+    cursor   TEXT NOT NULL
 );
 ",
 ];

@@ -62,7 +62,26 @@ impl TargetLock {
         timeout: Duration,
         on_wait: impl FnOnce(&str),
     ) -> Result<Self, LockError> {
-        let path = Self::path_for(metadata);
+        Self::acquire_file(Self::path_for(metadata), command, timeout, on_wait)
+    }
+
+    /// The lock file a target's scheduler holds while it runs (one scheduler per target).
+    pub fn scheduler_path_for(metadata: &Path) -> PathBuf {
+        let mut name = metadata
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        name.push(".scheduler.lock");
+        metadata.with_file_name(name)
+    }
+
+    /// Take the lock file at `path` (see [`TargetLock::acquire`]).
+    pub fn acquire_file(
+        path: PathBuf,
+        command: &str,
+        timeout: Duration,
+        on_wait: impl FnOnce(&str),
+    ) -> Result<Self, LockError> {
         let io = |source| LockError::Io {
             path: path.clone(),
             source,

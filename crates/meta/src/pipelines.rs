@@ -96,11 +96,139 @@ impl MetaStore {
         Ok(conn.last_insert_rowid())
     }
 
-    /// Record how a run ended.
-    pub fn finish_pipeline_run(&self, id: i64, status: &str, finished_at: &str) -> Result<()> {
-        self.conn()?.execute(
+    /// Record how a run ended; when it succeeded, queue a run of each of `followers` (the
+    /// pipelines scheduled after it) in the same transaction, so none is lost.
+    pub fn finish_pipeline_run(
+        &self,
+        id: i64,
+        status: &str,
+        finished_at: &str,
+        followers: &[String],
+    ) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        tx.execute(
             "UPDATE pipeline_runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
             params![id, status, finished_at],
+        )?;
+        if status == "success" {
+            for f in followers {
+                tx.execute(
+                    "INSERT INTO pipeline_runs (pipeline, trigger, status, started_at, owner)
+                     VALUES (?1, 'after', 'queued', ?2, ?3)",
+                    params![f, finished_at, format!("after run {id}")],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Queue the runs of a pipeline's scheduled (or backfilled) intervals not queued before,
+    /// and move its schedule's cursor to `cursor`, in one transaction: an interval is never
+    /// lost between the two, nor queued twice. The ids of the runs queued.
+    pub fn queue_intervals(
+        &self,
+        pipeline: &str,
+        trigger: &str,
+        intervals: &[(String, String)],
+        cursor: Option<&str>,
+        now: &str,
+    ) -> Result<Vec<i64>> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let mut ids = Vec::new();
+        for (start, end) in intervals {
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO pipeline_runs (pipeline, trigger, interval_start, interval_end, status, started_at, owner)
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, 'queued')",
+                params![pipeline, trigger, start, end, now],
+            )?;
+            if n == 1 {
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        if let Some(cursor) = cursor {
+            tx.execute(
+                "INSERT INTO pipeline_schedules (pipeline, cursor) VALUES (?1, ?2)
+                 ON CONFLICT (pipeline) DO UPDATE SET cursor = excluded.cursor",
+                params![pipeline, cursor],
+            )?;
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Where a pipeline's schedule has got to (the end of the last interval queued).
+    pub fn schedule_cursor(&self, pipeline: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT cursor FROM pipeline_schedules WHERE pipeline = ?1",
+                params![pipeline],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Take a queued (or interrupted) run to run it; false when someone else took it.
+    pub fn claim_pipeline_run(&self, id: i64, owner: &str) -> Result<bool> {
+        let n = self.conn()?.execute(
+            "UPDATE pipeline_runs SET status = 'running', owner = ?2
+             WHERE id = ?1 AND status IN ('queued', 'interrupted')",
+            params![id, owner],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Runs in one of `statuses`, oldest first.
+    pub fn pipeline_runs_with_status(&self, statuses: &[&str]) -> Result<Vec<PipelineRunRecord>> {
+        let conn = self.conn()?;
+        let marks = vec!["?"; statuses.len()].join(", ");
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM pipeline_runs WHERE status IN ({marks}) ORDER BY id"
+        ))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(statuses.iter()), run_record)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Mark the runs a scheduler owned (`owner` starts with `owner_prefix`) and that were
+    /// still running as interrupted, with their running attempts; the process ids of those
+    /// attempts (which may have outlived their scheduler).
+    pub fn interrupt_pipeline_runs(&self, owner_prefix: &str, now: &str) -> Result<Vec<i64>> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let pattern = format!("{}%", owner_prefix.replace('%', ""));
+        let pids: Vec<i64> = {
+            let mut stmt = tx.prepare(
+                "SELECT s.pid FROM pipeline_steps s JOIN pipeline_runs r ON r.id = s.run_id
+                 WHERE r.status = 'running' AND r.owner LIKE ?1 AND s.status = 'running' AND s.pid IS NOT NULL",
+            )?;
+            stmt.query_map(params![pattern], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        tx.execute(
+            "UPDATE pipeline_steps SET status = 'interrupted', finished_at = ?2,
+                 message = 'the scheduler running it stopped'
+             WHERE status = 'running' AND run_id IN
+                 (SELECT id FROM pipeline_runs WHERE status = 'running' AND owner LIKE ?1)",
+            params![pattern, now],
+        )?;
+        tx.execute(
+            "UPDATE pipeline_runs SET status = 'interrupted' WHERE status = 'running' AND owner LIKE ?1",
+            params![pattern],
+        )?;
+        tx.commit()?;
+        Ok(pids)
+    }
+
+    /// Remember the process an attempt runs in.
+    pub fn set_step_pid(&self, run_id: i64, step: &str, attempt: u32, pid: u32) -> Result<()> {
+        self.conn()?.execute(
+            "UPDATE pipeline_steps SET pid = ?4 WHERE run_id = ?1 AND step = ?2 AND attempt = ?3",
+            params![run_id, step, attempt, pid],
         )?;
         Ok(())
     }

@@ -1,5 +1,6 @@
-//! Cron expressions: five fields (minute, hour, day of month, month, day of week), read in a
-//! time zone, so `0 6 * * *` in Europe/Berlin is 06:00 there in winter and in summer.
+//! Cron expressions: five fields (minute, hour, day of month, month, day of week), or six
+//! with seconds first, read in a time zone, so `0 6 * * *` in Europe/Berlin is 06:00 there
+//! in winter and in summer.
 
 use std::str::FromStr;
 
@@ -9,9 +10,9 @@ use croner::Cron;
 /// A cron expression, checked; the error says what is wrong.
 pub fn parse(expression: &str) -> Result<Cron, String> {
     let fields = expression.split_whitespace().count();
-    if !expression.trim_start().starts_with('@') && fields != 5 {
+    if !expression.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
         return Err(format!(
-            "`{expression}` is not a cron expression: it has {fields} fields, and a cron expression has 5 (minute hour day-of-month month day-of-week, e.g. \"0 6 * * *\")"
+            "`{expression}` is not a cron expression: it has {fields} fields, and a cron expression has 5 (minute hour day-of-month month day-of-week, e.g. \"0 6 * * *\"), or 6 with seconds first"
         ));
     }
     Cron::from_str(expression).map_err(|e| {
@@ -28,6 +29,17 @@ pub fn next_after(
     after: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
     cron.find_next_occurrence(&after.with_timezone(&timezone), false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The last time before `before` that `cron` names, read in `timezone`.
+pub fn previous_before(
+    cron: &Cron,
+    timezone: chrono_tz::Tz,
+    before: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    cron.find_previous_occurrence(&before.with_timezone(&timezone), false)
         .ok()
         .map(|t| t.with_timezone(&Utc))
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use strata_meta::MetaStore;
-use strata_meta::pipelines::{NewRun, StepEnd};
+use strata_meta::pipelines::{NewRun, PipelineRunRecord, StepEnd};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
@@ -114,10 +114,11 @@ impl Status {
 /// What a run tells as it goes (the CLI prints it).
 pub trait Observer: Send + Sync {
     /// An attempt started.
-    fn attempt_started(&self, _step: &Step, _attempt: u32) {}
+    fn attempt_started(&self, _pipeline: &str, _step: &Step, _attempt: u32) {}
     /// An attempt ended; `retry_in` when another follows.
     fn attempt_ended(
         &self,
+        _pipeline: &str,
         _step: &Step,
         _attempt: u32,
         _end: &AttemptEnd,
@@ -125,7 +126,7 @@ pub trait Observer: Send + Sync {
     ) {
     }
     /// A step was skipped.
-    fn step_skipped(&self, _step: &Step, _why: &str) {}
+    fn step_skipped(&self, _pipeline: &str, _step: &Step, _why: &str) {}
 }
 
 /// An observer that tells nothing.
@@ -157,122 +158,205 @@ pub struct RunSummary {
     pub retries_exhausted: Vec<String>,
 }
 
-/// Run `pipeline` now, recording it in `meta`: `Ok` with the run's outcome (a failed step
-/// gives a failed run, not an error); `Err` when it could not be recorded.
-pub async fn run(
-    meta: Arc<MetaStore>,
-    pipeline: &Pipeline,
-    launch: &Launch,
-    trigger: Trigger,
-    interval: Option<Interval>,
-    observer: Arc<dyn Observer>,
-) -> Result<RunSummary, String> {
-    let started = Instant::now();
-    let owner = format!("pid {} on {}", std::process::id(), host());
-    let run_id = meta
-        .start_pipeline_run(&NewRun {
-            pipeline: &pipeline.name,
-            trigger: trigger.as_str(),
-            interval_start: interval.map(|i| i.start.to_rfc3339()),
-            interval_end: interval.map(|i| i.end.to_rfc3339()),
-            started_at: now(),
-            owner: &owner,
-        })
-        .map_err(|e| format!("cannot record the run: {e}"))?;
-    let steps: Arc<Vec<Step>> = Arc::new(pipeline.steps.clone());
-    let mut last: HashMap<String, (Status, u32)> = HashMap::new();
-    let mut running: HashSet<String> = HashSet::new();
-    let mut stopping = false;
-    let mut retries_exhausted = Vec::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        // Start every step whose dependencies are done.
-        if !stopping {
-            for step in steps.iter() {
-                if last.contains_key(&step.name) || running.contains(&step.name) {
-                    continue;
-                }
-                let deps: Vec<Option<&(Status, u32)>> =
-                    step.after.iter().map(|a| last.get(a)).collect();
-                if deps.iter().any(Option::is_none) {
-                    continue;
-                }
-                // A dependency that failed with `on_failure: stop` stops the run before
-                // this point; one with `continue` counts as done.
-                running.insert(step.name.clone());
-                let (meta, launch, step, observer) =
-                    (meta.clone(), launch.clone(), step.clone(), observer.clone());
-                let pipeline_name = pipeline.name.clone();
-                tasks.spawn(async move {
-                    let outcome = run_step(
-                        &meta,
-                        run_id,
-                        &pipeline_name,
-                        &step,
-                        &launch,
-                        interval,
-                        observer.as_ref(),
-                    )
-                    .await;
-                    (step, outcome)
-                });
-            }
-        }
-        let Some(joined) = tasks.join_next().await else {
-            break;
-        };
-        let (step, outcome) = joined.map_err(|e| format!("a step's task failed: {e}"))?;
-        let (status, attempts) = outcome?;
-        running.remove(&step.name);
-        if status != Status::Success {
-            retries_exhausted.push(step.name.clone());
-            if step.on_failure == OnFailure::Stop {
-                stopping = true;
-            }
-        }
-        last.insert(step.name.clone(), (status, attempts));
-    }
-    // What never started was skipped.
-    for step in steps.iter() {
-        if last.contains_key(&step.name) {
-            continue;
-        }
-        let why = step
-            .after
-            .iter()
-            .find(|a| last.get(*a).is_some_and(|(s, _)| *s != Status::Success))
-            .map(|a| format!("`{a}` did not succeed"))
-            .unwrap_or_else(|| "the run stopped".into());
-        meta.record_step_skipped(run_id, &step.name, &now(), &why)
-            .map_err(|e| format!("cannot record a skipped step: {e}"))?;
-        observer.step_skipped(step, &why);
-        last.insert(step.name.clone(), (Status::Skipped, 0));
-    }
-    let failed = steps.iter().any(|s| {
-        s.on_failure == OnFailure::Stop
-            && last
-                .get(&s.name)
-                .is_some_and(|(status, _)| *status != Status::Success)
-    });
-    let status = if failed { "failed" } else { "success" };
-    meta.finish_pipeline_run(run_id, status, &now())
-        .map_err(|e| format!("cannot record the run's end: {e}"))?;
-    Ok(RunSummary {
-        run_id,
-        status,
-        seconds: started.elapsed().as_secs_f64(),
-        steps: steps
-            .iter()
-            .map(|s| {
-                let (status, attempts) = last.get(&s.name).copied().unwrap_or((Status::Skipped, 0));
-                (s.name.clone(), status, attempts)
-            })
-            .collect(),
-        retries_exhausted,
-    })
+/// Runs pipelines, recording each run and attempt in the metadata store.
+pub struct Runner {
+    pub meta: Arc<MetaStore>,
+    pub launch: Launch,
+    pub observer: Arc<dyn Observer>,
+    /// For each pipeline, the pipelines scheduled after it (queued when it succeeds).
+    pub followers: HashMap<String, Vec<String>>,
+    /// How this process names itself as the owner of the runs it runs.
+    pub owner: String,
 }
 
-fn now() -> String {
+/// This process, as the owner of a run: `pid 123 on host`, after `prefix`.
+pub fn owner(prefix: &str) -> String {
+    format!("{prefix}pid {} on {}", std::process::id(), host())
+}
+
+impl Runner {
+    /// Run `pipeline` now: `Ok` with the run's outcome (a failed step gives a failed run,
+    /// not an error); `Err` when it could not be recorded.
+    pub async fn run(
+        &self,
+        pipeline: &Pipeline,
+        trigger: Trigger,
+        interval: Option<Interval>,
+    ) -> Result<RunSummary, String> {
+        let run_id = self
+            .meta
+            .start_pipeline_run(&NewRun {
+                pipeline: &pipeline.name,
+                trigger: trigger.as_str(),
+                interval_start: interval.map(|i| i.start.to_rfc3339()),
+                interval_end: interval.map(|i| i.end.to_rfc3339()),
+                started_at: now(),
+                owner: &self.owner,
+            })
+            .map_err(|e| format!("cannot record the run: {e}"))?;
+        self.execute(run_id, pipeline, interval, HashMap::new(), HashMap::new())
+            .await
+    }
+
+    /// Run a queued or interrupted run, unless another process took it first (`None`).
+    /// Steps that succeeded in it already are not run again, unless `restart`.
+    pub async fn resume(
+        &self,
+        run: &PipelineRunRecord,
+        pipeline: &Pipeline,
+        restart: bool,
+    ) -> Result<Option<RunSummary>, String> {
+        let record = |e: strata_meta::Error| format!("cannot record the run: {e}");
+        if !self
+            .meta
+            .claim_pipeline_run(run.id, &self.owner)
+            .map_err(record)?
+        {
+            return Ok(None);
+        }
+        let time = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let interval = match (time(&run.interval_start), time(&run.interval_end)) {
+            (Some(start), Some(end)) => Some(Interval { start, end }),
+            _ => None,
+        };
+        let mut done = HashMap::new();
+        let mut tried: HashMap<String, u32> = HashMap::new();
+        if let Some((_, attempts)) = self.meta.pipeline_run(run.id).map_err(record)? {
+            for a in attempts {
+                let n = u32::try_from(a.attempt).unwrap_or(0);
+                let seen = tried.entry(a.step.clone()).or_default();
+                *seen = (*seen).max(n);
+                if !restart && a.status == "success" {
+                    done.insert(a.step, (Status::Success, n));
+                }
+            }
+        }
+        self.execute(run.id, pipeline, interval, done, tried)
+            .await
+            .map(Some)
+    }
+
+    /// Run the steps of run `run_id` not in `done`, numbering each one's attempts after
+    /// `tried`.
+    async fn execute(
+        &self,
+        run_id: i64,
+        pipeline: &Pipeline,
+        interval: Option<Interval>,
+        done: HashMap<String, (Status, u32)>,
+        tried: HashMap<String, u32>,
+    ) -> Result<RunSummary, String> {
+        let started = Instant::now();
+        let meta = &self.meta;
+        let steps: Arc<Vec<Step>> = Arc::new(pipeline.steps.clone());
+        let mut last: HashMap<String, (Status, u32)> = done;
+        let mut running: HashSet<String> = HashSet::new();
+        let mut stopping = false;
+        let mut retries_exhausted = Vec::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            // Start every step whose dependencies are done. A dependency that failed with
+            // `on_failure: stop` stopped the run before this point; one with `continue`
+            // counts as done.
+            if !stopping {
+                for step in steps.iter() {
+                    if last.contains_key(&step.name) || running.contains(&step.name) {
+                        continue;
+                    }
+                    if step.after.iter().any(|a| !last.contains_key(a)) {
+                        continue;
+                    }
+                    running.insert(step.name.clone());
+                    let (meta, launch, step, observer) = (
+                        meta.clone(),
+                        self.launch.clone(),
+                        step.clone(),
+                        self.observer.clone(),
+                    );
+                    let pipeline_name = pipeline.name.clone();
+                    let first = tried.get(&step.name).copied().unwrap_or(0) + 1;
+                    tasks.spawn(async move {
+                        let outcome = run_step(
+                            &meta,
+                            run_id,
+                            &pipeline_name,
+                            &step,
+                            first,
+                            &launch,
+                            interval,
+                            observer.as_ref(),
+                        )
+                        .await;
+                        (step, outcome)
+                    });
+                }
+            }
+            let Some(joined) = tasks.join_next().await else {
+                break;
+            };
+            let (step, outcome) = joined.map_err(|e| format!("a step's task failed: {e}"))?;
+            let (status, attempts) = outcome?;
+            running.remove(&step.name);
+            if status != Status::Success {
+                retries_exhausted.push(step.name.clone());
+                if step.on_failure == OnFailure::Stop {
+                    stopping = true;
+                }
+            }
+            last.insert(step.name.clone(), (status, attempts));
+        }
+        // What never started was skipped.
+        for step in steps.iter() {
+            if last.contains_key(&step.name) {
+                continue;
+            }
+            let why = step
+                .after
+                .iter()
+                .find(|a| last.get(*a).is_some_and(|(s, _)| *s != Status::Success))
+                .map(|a| format!("`{a}` did not succeed"))
+                .unwrap_or_else(|| "the run stopped".into());
+            meta.record_step_skipped(run_id, &step.name, &now(), &why)
+                .map_err(|e| format!("cannot record a skipped step: {e}"))?;
+            self.observer.step_skipped(&pipeline.name, step, &why);
+            last.insert(step.name.clone(), (Status::Skipped, 0));
+        }
+        let failed = steps.iter().any(|s| {
+            s.on_failure == OnFailure::Stop
+                && last
+                    .get(&s.name)
+                    .is_some_and(|(status, _)| *status != Status::Success)
+        });
+        let status = if failed { "failed" } else { "success" };
+        let followers = self
+            .followers
+            .get(&pipeline.name)
+            .cloned()
+            .unwrap_or_default();
+        meta.finish_pipeline_run(run_id, status, &now(), &followers)
+            .map_err(|e| format!("cannot record the run's end: {e}"))?;
+        Ok(RunSummary {
+            run_id,
+            status,
+            seconds: started.elapsed().as_secs_f64(),
+            steps: steps
+                .iter()
+                .map(|s| {
+                    let (status, attempts) =
+                        last.get(&s.name).copied().unwrap_or((Status::Skipped, 0));
+                    (s.name.clone(), status, attempts)
+                })
+                .collect(),
+            retries_exhausted,
+        })
+    }
+}
+
+pub(crate) fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -286,21 +370,27 @@ fn host() -> String {
 }
 
 /// Every attempt of one step: its last status and how many attempts it took.
+#[allow(clippy::too_many_arguments)]
 async fn run_step(
     meta: &MetaStore,
     run_id: i64,
     pipeline: &str,
     step: &Step,
+    first: u32,
     launch: &Launch,
     interval: Option<Interval>,
     observer: &dyn Observer,
 ) -> Result<(Status, u32), String> {
-    let mut attempt = 1;
+    let mut attempt = first;
+    let mut tries = 1;
     loop {
         meta.start_step_attempt(run_id, &step.name, attempt, &now())
             .map_err(|e| format!("cannot record an attempt: {e}"))?;
-        observer.attempt_started(step, attempt);
-        let end = attempt_once(pipeline, run_id, step, attempt, launch, interval).await;
+        observer.attempt_started(pipeline, step, attempt);
+        let spawned = |pid: u32| {
+            let _ = meta.set_step_pid(run_id, &step.name, attempt, pid);
+        };
+        let end = attempt_once(pipeline, run_id, step, attempt, launch, interval, &spawned).await;
         meta.finish_step_attempt(
             run_id,
             &step.name,
@@ -316,14 +406,15 @@ async fn run_step(
         .map_err(|e| format!("cannot record an attempt's end: {e}"))?;
         // A sensor whose time ran out is not retried (its timeout is the whole wait).
         let retry = end.status != Status::Success
-            && attempt <= step.retries
+            && tries <= step.retries
             && !(end.status == Status::TimedOut && matches!(step.action, Action::Sensor(_)));
-        let wait = retry.then(|| step.backoff.wait(attempt + 1, jitter_unit()));
-        observer.attempt_ended(step, attempt, &end, wait);
+        let wait = retry.then(|| step.backoff.wait(tries + 1, jitter_unit()));
+        observer.attempt_ended(pipeline, step, attempt, &end, wait);
         match wait {
             Some(wait) => {
                 tokio::time::sleep(wait).await;
                 attempt += 1;
+                tries += 1;
             }
             None => return Ok((end.status, attempt)),
         }
@@ -351,6 +442,7 @@ async fn attempt_once(
     attempt: u32,
     launch: &Launch,
     interval: Option<Interval>,
+    spawned: &(dyn Fn(u32) + Sync),
 ) -> AttemptEnd {
     let started = Instant::now();
     let env = step_env(pipeline, run_id, step, attempt, interval);
@@ -374,7 +466,7 @@ async fn attempt_once(
             };
             let mut cmd = command(action, launch, vars.as_deref());
             cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            run_process(cmd, step.timeout).await
+            run_process(cmd, step.timeout, spawned).await
         }
     };
     end.seconds = started.elapsed().as_secs_f64();
@@ -405,7 +497,7 @@ fn step_env(
 /// The process of a `strata` step or a shell command (`vars`: its `--vars`).
 fn command(action: &Action, launch: &Launch, vars: Option<&str>) -> Command {
     let strata = |args: Vec<String>| {
-        let mut c = Command::new(&launch.strata);
+        let mut c = process(&launch.strata);
         c.args(&launch.global_args);
         if let Some(vars) = vars {
             c.arg("--vars").arg(vars);
@@ -415,7 +507,7 @@ fn command(action: &Action, launch: &Launch, vars: Option<&str>) -> Command {
     };
     let mut cmd = match action {
         Action::Command(text) => {
-            let mut c = Command::new("sh");
+            let mut c = process("sh");
             c.arg("-c").arg(text);
             c
         }
@@ -473,6 +565,31 @@ fn command(action: &Action, launch: &Launch, vars: Option<&str>) -> Command {
     cmd
 }
 
+/// A step's process. On Linux it is started through `setpriv --pdeathsig KILL` (util-linux)
+/// where that exists, so it dies with the process that started it: a scheduler killed
+/// mid-step leaves nothing running that its successor would run again.
+fn process(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    static SETPRIV: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let setpriv = SETPRIV.get_or_init(|| {
+        if !cfg!(target_os = "linux") {
+            return None;
+        }
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("setpriv"))
+                .find(|p| p.is_file())
+        })
+    });
+    match setpriv {
+        Some(setpriv) => {
+            let mut c = Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL", "--"]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
 /// Stop a step's process and everything it started.
 async fn stop(child: &mut tokio::process::Child) {
     #[cfg(unix)]
@@ -486,9 +603,18 @@ async fn stop(child: &mut tokio::process::Child) {
 }
 
 /// Run a process to its end or its timeout, keeping the end of its output.
-async fn run_process(mut cmd: Command, timeout: Option<Duration>) -> AttemptEnd {
+async fn run_process(
+    mut cmd: Command,
+    timeout: Option<Duration>,
+    spawned: &(dyn Fn(u32) + Sync),
+) -> AttemptEnd {
     let mut child = match cmd.spawn() {
-        Ok(c) => c,
+        Ok(c) => {
+            if let Some(pid) = c.id() {
+                spawned(pid);
+            }
+            c
+        }
         Err(e) => {
             return AttemptEnd {
                 status: Status::Failed,
@@ -676,7 +802,7 @@ async fn poke(sensor: &Sensor, launch: &Launch, env: &[(String, String)]) -> Res
                 launch.vars.as_deref(),
             );
             cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            let end = run_process(cmd, Some(Duration::from_secs(600))).await;
+            let end = run_process(cmd, Some(Duration::from_secs(600)), &|_| {}).await;
             match (other, end.status) {
                 (Sensor::Freshness(_), Status::Success) => Ok(true),
                 (Sensor::Freshness(_), _) => Err(end.message),

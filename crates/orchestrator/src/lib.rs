@@ -9,6 +9,7 @@
 pub mod cron;
 pub mod execute;
 pub mod pipeline;
+pub mod scheduler;
 
-pub use execute::{Interval, Launch, Observer, RunSummary, Status, Trigger, run};
+pub use execute::{Interval, Launch, Observer, RunSummary, Runner, Status, Trigger};
 pub use pipeline::{Pipeline, Step};

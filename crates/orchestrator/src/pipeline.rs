@@ -36,6 +36,19 @@ pub struct Pipeline {
     pub alerts: Alerts,
     /// Runs of this pipeline at once (default 1: a run waits for the one before).
     pub max_active_runs: usize,
+    /// What a scheduler does with a run its predecessor left unfinished.
+    pub on_interrupt: OnInterrupt,
+}
+
+/// What becomes of a run whose scheduler stopped (killed, crashed) while it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInterrupt {
+    /// Run the steps that had not succeeded (the default).
+    Resume,
+    /// Run every step again.
+    Restart,
+    /// Mark the run failed.
+    Fail,
 }
 
 /// When a pipeline runs by itself.
@@ -229,13 +242,14 @@ fn parse(stem: &str, doc: &Json, file: &Path) -> Parsed<Pipeline> {
             "a pipeline must be a mapping with `steps`".into(),
         ));
     };
-    const KEYS: [&str; 6] = [
+    const KEYS: [&str; 7] = [
         "name",
         "description",
         "schedule",
         "steps",
         "alerts",
         "max_active_runs",
+        "on_interrupt",
     ];
     unknown_keys(m, &KEYS, "a pipeline")?;
     let name = match m.get("name") {
@@ -291,6 +305,21 @@ fn parse(stem: &str, doc: &Json, file: &Path) -> Parsed<Pipeline> {
                 )
             })?,
     };
+    let on_interrupt = match m.get("on_interrupt").and_then(Json::as_str) {
+        None if !m.contains_key("on_interrupt") => OnInterrupt::Resume,
+        Some("resume") => OnInterrupt::Resume,
+        Some("restart") => OnInterrupt::Restart,
+        Some("fail") => OnInterrupt::Fail,
+        _ => {
+            return Err((
+                "on_interrupt".into(),
+                format!(
+                    "`on_interrupt: {}` must be `resume`, `restart` or `fail`",
+                    m["on_interrupt"]
+                ),
+            ));
+        }
+    };
     Ok(Pipeline {
         name,
         file: file.to_path_buf(),
@@ -298,6 +327,7 @@ fn parse(stem: &str, doc: &Json, file: &Path) -> Parsed<Pipeline> {
         steps,
         alerts,
         max_active_runs,
+        on_interrupt,
     })
 }
 

@@ -10,9 +10,10 @@ use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use strata_meta::MetaStore;
 use strata_meta::pipelines::{PipelineRunRecord, StepAttemptRecord};
-use strata_orchestrator::execute::{AttemptEnd, Quiet};
+use strata_orchestrator::execute::{self, AttemptEnd, Quiet};
 use strata_orchestrator::pipeline::{self, Action, Pipeline, Sensor, show_duration};
-use strata_orchestrator::{Launch, Observer, Status, Step, Trigger};
+use strata_orchestrator::scheduler::{self, Scheduler};
+use strata_orchestrator::{Launch, Observer, Runner, Status, Step, Trigger};
 
 use crate::GlobalArgs;
 use crate::context::load_project;
@@ -125,18 +126,17 @@ fn launch(global: &GlobalArgs, root: PathBuf) -> Result<Launch> {
 /// Prints one line as each attempt starts and ends.
 struct Lines {
     console: Console,
-    pipeline: String,
 }
 
 impl Observer for Lines {
-    fn attempt_started(&self, step: &Step, attempt: u32) {
+    fn attempt_started(&self, pipeline: &str, step: &Step, attempt: u32) {
         let of = match step.retries {
             0 => String::new(),
             r => format!(" (attempt {attempt} of {})", r + 1),
         };
         self.console.info(&format!(
             "{}: {} started{of}: {}",
-            self.pipeline,
+            pipeline,
             step.name,
             what(step)
         ));
@@ -144,6 +144,7 @@ impl Observer for Lines {
 
     fn attempt_ended(
         &self,
+        pipeline: &str,
         step: &Step,
         attempt: u32,
         end: &AttemptEnd,
@@ -151,7 +152,7 @@ impl Observer for Lines {
     ) {
         let took = format!("{:.1}s", end.seconds);
         let text = match end.status {
-            Status::Success => format!("{}: {} succeeded in {took}", self.pipeline, step.name),
+            Status::Success => format!("{}: {} succeeded in {took}", pipeline, step.name),
             status => {
                 let again = match retry_in {
                     Some(wait) => format!("; attempt {} in {}", attempt + 1, show_duration(wait)),
@@ -160,7 +161,7 @@ impl Observer for Lines {
                 };
                 format!(
                     "{}: {} {} after {took}: {}{again}",
-                    self.pipeline,
+                    pipeline,
                     step.name,
                     match status {
                         Status::TimedOut => "timed out",
@@ -173,9 +174,9 @@ impl Observer for Lines {
         self.console.info(&text);
     }
 
-    fn step_skipped(&self, step: &Step, why: &str) {
+    fn step_skipped(&self, pipeline: &str, step: &Step, why: &str) {
         self.console
-            .info(&format!("{}: {} skipped: {why}", self.pipeline, step.name));
+            .info(&format!("{}: {} skipped: {why}", pipeline, step.name));
     }
 }
 
@@ -212,6 +213,7 @@ fn what(step: &Step) -> String {
 pub async fn trigger(global: &GlobalArgs, args: &TriggerArgs) -> Result<ExitCode> {
     let project = load_project(global)?;
     let pipeline: Pipeline = pipeline::find(&project.root, &args.pipeline)?;
+    let all = pipeline::load(&project.root)?;
     let meta = Arc::new(MetaStore::open(&project.target.metadata)?);
     let console = Console::new(global);
     console.info(&format!(
@@ -224,19 +226,19 @@ pub async fn trigger(global: &GlobalArgs, args: &TriggerArgs) -> Result<ExitCode
         true => Arc::new(Quiet),
         false => Arc::new(Lines {
             console: Console::new(global),
-            pipeline: pipeline.name.clone(),
         }),
     };
-    let summary = strata_orchestrator::run(
+    let runner = Runner {
         meta,
-        &pipeline,
-        &launch(global, project.root.clone())?,
-        Trigger::Manual,
-        None,
+        launch: launch(global, project.root.clone())?,
         observer,
-    )
-    .await
-    .map_err(|e| anyhow!(e))?;
+        followers: scheduler::followers(&all),
+        owner: execute::owner(""),
+    };
+    let summary = runner
+        .run(&pipeline, Trigger::Manual, None)
+        .await
+        .map_err(|e| anyhow!(e))?;
     let failed: Vec<&str> = summary
         .steps
         .iter()
@@ -264,6 +266,108 @@ pub async fn trigger(global: &GlobalArgs, args: &TriggerArgs) -> Result<ExitCode
         "success" => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
     })
+}
+
+/// Options of `strata scheduler`.
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Pipeline runs at once, over all pipelines (each pipeline's `max_active_runs` holds
+    /// too).
+    #[arg(long, default_value_t = 4)]
+    pub max_runs: usize,
+    /// How often to look for due intervals and queued runs.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub tick: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    pipeline::parse_duration(text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{text}` is not a duration such as 1s or 500ms"))
+}
+
+/// Tells what the scheduler does, one line each.
+struct SchedulerLines(Console);
+
+impl scheduler::Events for SchedulerLines {
+    fn info(&self, text: &str) {
+        self.0.info(text);
+    }
+}
+
+/// `strata scheduler`: run the project's pipelines on their schedules until Ctrl-C.
+pub async fn scheduler(global: &GlobalArgs, args: &SchedulerArgs) -> Result<ExitCode> {
+    let project = load_project(global)?;
+    let pipelines = pipeline::load(&project.root)?;
+    let lock = strata_meta::TargetLock::acquire_file(
+        strata_meta::TargetLock::scheduler_path_for(&project.target.metadata),
+        "strata scheduler",
+        Duration::ZERO,
+        |_| {},
+    )
+    .map_err(|e| match e {
+        strata_meta::LockError::Busy { holder, .. } => anyhow!(
+            "a scheduler already runs on target `{}`: {holder}; stop it first (one scheduler per target)",
+            project.target.name
+        ),
+        other => anyhow!(other),
+    })?;
+    let meta = Arc::new(MetaStore::open(&project.target.metadata)?);
+    let console = Console::new(global);
+    let scheduled: Vec<String> = pipelines
+        .iter()
+        .filter_map(|p| {
+            let s = p.schedule.as_ref()?;
+            let mut when = Vec::new();
+            if let Some(c) = &s.cron {
+                when.push(format!("{c} {}", s.timezone));
+            }
+            if !s.after.is_empty() {
+                when.push(format!("after {}", s.after.join(", ")));
+            }
+            Some(format!("{} ({})", p.name, when.join("; ")))
+        })
+        .collect();
+    console.info(&format!(
+        "Scheduler on target `{}`: {} (Ctrl-C to stop)",
+        project.target.name,
+        match scheduled.is_empty() {
+            true => "no pipeline has a schedule yet".to_string(),
+            false => scheduled.join(", "),
+        }
+    ));
+    let observer: Arc<dyn Observer> = match global.quiet {
+        true => Arc::new(Quiet),
+        false => Arc::new(Lines {
+            console: Console::new(global),
+        }),
+    };
+    let runner = Arc::new(Runner {
+        meta,
+        launch: launch(global, project.root.clone())?,
+        observer,
+        followers: scheduler::followers(&pipelines),
+        owner: execute::owner(scheduler::OWNER_PREFIX),
+    });
+    let scheduler = Scheduler {
+        root: project.root.clone(),
+        runner,
+        options: scheduler::Options {
+            max_runs: args.max_runs.max(1),
+            tick: args.tick,
+        },
+        events: Arc::new(SchedulerLines(Console::new(global))),
+    };
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    scheduler
+        .serve(pipelines, shutdown)
+        .await
+        .map_err(|e| anyhow!(e))?;
+    drop(lock);
+    console.info("Scheduler stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `strata runs [PIPELINE]` and `strata runs show ID`.

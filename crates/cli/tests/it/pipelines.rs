@@ -164,3 +164,127 @@ fn mistakes_in_pipelines_are_named_before_anything_runs() {
     let err = p.fails(&["runs", "show", "7"], 2);
     assert!(err.contains("no pipeline run 7"), "{err}");
 }
+
+/// A `strata scheduler` in the project, its output in `name`.log.
+fn scheduler(p: &TestProject, name: &str) -> std::process::Child {
+    let log = std::fs::File::create(p.path().join(format!("{name}.log"))).expect("log");
+    p.std_command(&["scheduler", "--tick", "200ms"])
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start the scheduler")
+}
+
+fn wait_until(what: &str, limit_secs: u64, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(limit_secs);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "waited for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn lines(p: &TestProject, file: &str) -> Vec<String> {
+    std::fs::read_to_string(p.path().join(file))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_killed_scheduler_is_resumed_by_the_next_and_nothing_is_lost_or_run_twice() {
+    let p = TestProject::starter();
+    p.write(
+        "pipelines/tick.yml",
+        "schedule: {cron: \"*/2 * * * * *\", catchup: true}\nsteps:\n  - {name: a, command: \"echo a $STRATA_INTERVAL_START >> ticks\"}\n  - {name: b, command: \"echo b-started $STRATA_INTERVAL_START >> ticks; sleep 1.5; echo b $STRATA_INTERVAL_START >> ticks\"}\n",
+    );
+    let mut first = scheduler(&p, "first");
+    // A second scheduler on the same target refuses, naming the first.
+    wait_until("the first scheduler", 30, || {
+        std::fs::read_to_string(p.path().join("first.log"))
+            .is_ok_and(|l| l.contains("Scheduler on target"))
+    });
+    let err = p.fails(&["scheduler"], 2);
+    assert!(
+        err.contains("a scheduler already runs on target `dev`")
+            && err.contains("strata scheduler` (pid"),
+        "{err}"
+    );
+    // Killed while step b of a run is under way.
+    wait_until("a run's step b", 30, || {
+        lines(&p, "ticks")
+            .iter()
+            .any(|l| l.starts_with("b-started"))
+    });
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reap");
+    let killed_in = lines(&p, "ticks")
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("b-started ").map(str::to_string))
+        .expect("the interval b was in");
+    // Down for a while: intervals come due meanwhile.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mut second = scheduler(&p, "second");
+    wait_until(
+        "the interrupted run to be resumed and later ones to run",
+        60,
+        || {
+            let ticks = lines(&p, "ticks");
+            ticks.contains(&format!("b {killed_in}"))
+                && ticks.iter().filter(|l| l.starts_with("b ")).count() >= 4
+        },
+    );
+    second.kill().expect("stop");
+    second.wait().expect("reap");
+    let log = std::fs::read_to_string(p.path().join("second.log")).expect("log");
+    assert!(log.contains("was interrupted; resuming it"), "{log}");
+
+    let out = p.ok(&["runs", "tick", "-o", "json", "--limit", "100"]);
+    let runs: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    let mut intervals: Vec<(String, String, String)> = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| {
+            (
+                r["interval_start"].as_str().unwrap_or_default().to_string(),
+                r["interval_end"].as_str().unwrap_or_default().to_string(),
+                r["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    intervals.sort();
+    // Every interval once, none missing between the first and the last.
+    for w in intervals.windows(2) {
+        assert_eq!(w[0].1, w[1].0, "intervals follow each other: {intervals:?}");
+    }
+    let ticks = lines(&p, "ticks");
+    for (start, _, status) in &intervals {
+        let a = ticks.iter().filter(|l| **l == format!("a {start}")).count();
+        let b = ticks.iter().filter(|l| **l == format!("b {start}")).count();
+        if status == "success" {
+            assert_eq!((a, b), (1, 1), "{start}: each step once: {ticks:?}");
+        } else {
+            assert!(a <= 1 && b <= 1, "{start}: at most once: {ticks:?}");
+        }
+    }
+    // The interrupted run: step a once, step b again as a second attempt.
+    let run = runs
+        .as_array()
+        .and_then(|r| {
+            r.iter()
+                .find(|r| r["interval_start"].as_str() == Some(killed_in.as_str()))
+        })
+        .and_then(|r| r["id"].as_i64())
+        .expect("the interrupted run");
+    let steps = attempts(&p, &run.to_string());
+    assert_eq!(
+        steps,
+        super::pipelines::steps(&[
+            ("a", 1, "success"),
+            ("b", 1, "interrupted"),
+            ("b", 2, "success"),
+        ])
+    );
+}
