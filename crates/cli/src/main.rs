@@ -267,6 +267,9 @@ enum Command {
     /// pipeline) until Ctrl-C; one scheduler per target. After a crash the next one resumes
     /// the runs left unfinished.
     Scheduler(commands::pipelines::SchedulerArgs),
+    /// Run a pipeline for each interval its schedule cuts between --start and --end, with
+    /// the interval's bounds given to its steps; again, it runs only what did not succeed.
+    Backfill(commands::pipelines::BackfillArgs),
     /// Pipeline runs, newest first (`strata runs daily`), or one run's steps and attempts
     /// (`strata runs show 12`).
     Runs(commands::pipelines::RunsArgs),
@@ -383,6 +386,7 @@ fn main() -> ExitCode {
                 Command::Pipelines => commands::pipelines::list(&cli.global).await,
                 Command::Trigger(args) => commands::pipelines::trigger(&cli.global, &args).await,
                 Command::Runs(args) => commands::pipelines::runs(&cli.global, &args).await,
+                Command::Backfill(args) => commands::pipelines::backfill(&cli.global, &args).await,
                 Command::Scheduler(args) => {
                     commands::pipelines::scheduler(&cli.global, &args).await
                 }

@@ -224,6 +224,25 @@ impl MetaStore {
         Ok(pids)
     }
 
+    /// Queue a run again that did not succeed (failed, interrupted, or left running by a
+    /// process that ended), its unfinished attempts marked interrupted.
+    pub fn requeue_pipeline_run(&self, id: i64) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE pipeline_steps SET status = 'interrupted', message = 'the process running it ended'
+             WHERE run_id = ?1 AND status = 'running'",
+            params![id],
+        )?;
+        tx.execute(
+            "UPDATE pipeline_runs SET status = 'queued', finished_at = NULL
+             WHERE id = ?1 AND status <> 'success'",
+            params![id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Remember the process an attempt runs in.
     pub fn set_step_pid(&self, run_id: i64, step: &str, attempt: u32, pid: u32) -> Result<()> {
         self.conn()?.execute(

@@ -464,7 +464,7 @@ async fn attempt_once(
                     };
                 }
             };
-            let mut cmd = command(action, launch, vars.as_deref());
+            let mut cmd = command(action, launch, vars.as_deref(), interval);
             cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             run_process(cmd, step.timeout, spawned).await
         }
@@ -494,8 +494,14 @@ fn step_env(
     env
 }
 
-/// The process of a `strata` step or a shell command (`vars`: its `--vars`).
-fn command(action: &Action, launch: &Launch, vars: Option<&str>) -> Command {
+/// The process of a `strata` step or a shell command (`vars`: its `--vars`; a `build` or
+/// `run` over a data interval builds microbatch models' batches of that interval).
+fn command(
+    action: &Action,
+    launch: &Launch,
+    vars: Option<&str>,
+    interval: Option<Interval>,
+) -> Command {
     let strata = |args: Vec<String>| {
         let mut c = process(&launch.strata);
         c.args(&launch.global_args);
@@ -533,6 +539,17 @@ fn command(action: &Action, launch: &Launch, vars: Option<&str>) -> Command {
             }
             if *full_refresh {
                 args.push("--full-refresh".into());
+            }
+            if let Some(i) = interval
+                && matches!(command.as_str(), "build" | "run")
+            {
+                let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
+                args.extend([
+                    "--event-time-start".into(),
+                    time(i.start),
+                    "--event-time-end".into(),
+                    time(i.end),
+                ]);
             }
             strata(args)
         }
@@ -800,6 +817,7 @@ async fn poke(sensor: &Sensor, launch: &Launch, env: &[(String, String)]) -> Res
                 &Action::Sensor(other.clone()),
                 launch,
                 launch.vars.as_deref(),
+                None,
             );
             cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let end = run_process(cmd, Some(Duration::from_secs(600)), &|_| {}).await;

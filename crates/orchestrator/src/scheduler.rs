@@ -204,6 +204,10 @@ impl Scheduler {
             if active.len() >= self.options.max_runs {
                 break;
             }
+            // A backfill runs its runs itself (`strata backfill`).
+            if run.trigger == "backfill" {
+                continue;
+            }
             let Some(pipeline) = pipelines.iter().find(|p| p.name == run.pipeline) else {
                 continue;
             };

@@ -370,6 +370,130 @@ pub async fn scheduler(global: &GlobalArgs, args: &SchedulerArgs) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// Options of `strata backfill`.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// The pipeline; its cron schedule cuts the period into intervals.
+    pub pipeline: String,
+    /// The period's start: 2024-01-01 or '2024-01-01 06:00', in the schedule's time zone
+    /// (or with an offset, 2024-01-01T06:00:00Z).
+    #[arg(long)]
+    pub start: String,
+    /// The period's end (exclusive), written as --start.
+    #[arg(long)]
+    pub end: String,
+    /// Intervals run at once.
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
+}
+
+/// Prints each interval as it ends.
+struct BackfillLines(Console);
+
+impl strata_orchestrator::backfill::Progress for BackfillLines {
+    fn ended(&self, done: usize, total: usize, run: &PipelineRunRecord, status: &str) {
+        self.0.info(&format!(
+            "{done} of {total}: {} – {}: run {} {status}",
+            run.interval_start.as_deref().unwrap_or(""),
+            run.interval_end.as_deref().unwrap_or(""),
+            run.id
+        ));
+    }
+}
+
+/// A time given on the command line, read in `timezone` unless it carries an offset.
+fn time_in(
+    text: &str,
+    flag: &str,
+    timezone: chrono_tz::Tz,
+) -> Result<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone;
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let naive = strata_runner::microbatch::parse_time(text).ok_or_else(|| {
+        anyhow!(
+            "--{flag} `{text}` is not a time\n  hint: write it as 2024-01-01 or '2024-01-01 06:00'"
+        )
+    })?;
+    timezone
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .ok_or_else(|| anyhow!("--{flag} `{text}` does not exist in {timezone}"))
+}
+
+/// `strata backfill PIPELINE --start … --end …`: run the pipeline for each interval of the
+/// period; again, it runs only what did not succeed.
+pub async fn backfill(global: &GlobalArgs, args: &BackfillArgs) -> Result<ExitCode> {
+    use strata_orchestrator::backfill;
+    let project = load_project(global)?;
+    let pipeline = pipeline::find(&project.root, &args.pipeline)?;
+    let all = pipeline::load(&project.root)?;
+    let timezone = pipeline
+        .schedule
+        .as_ref()
+        .map(|s| s.timezone)
+        .unwrap_or(chrono_tz::UTC);
+    let start = time_in(&args.start, "start", timezone)?;
+    let end = time_in(&args.end, "end", timezone)?;
+    let intervals = backfill::intervals(&pipeline, start, end).map_err(|e| anyhow!(e))?;
+    if intervals.is_empty() {
+        bail!(
+            "the schedule of `{}` names no whole interval between --start and --end",
+            pipeline.name
+        );
+    }
+    let console = Console::new(global);
+    console.info(&format!(
+        "{}: backfilling {} intervals from {} to {}, {} at once",
+        pipeline.name,
+        intervals.len(),
+        intervals[0].start,
+        intervals[intervals.len() - 1].end,
+        args.parallel.max(1)
+    ));
+    let runner = Arc::new(Runner {
+        meta: Arc::new(MetaStore::open(&project.target.metadata)?),
+        launch: launch(global, project.root.clone())?,
+        observer: Arc::new(Quiet),
+        followers: scheduler::followers(&all),
+        owner: execute::owner(backfill::OWNER_PREFIX),
+    });
+    let results = backfill::backfill(
+        runner,
+        &pipeline,
+        &intervals,
+        args.parallel,
+        Arc::new(BackfillLines(Console::new(global))),
+    )
+    .await
+    .map_err(|e| anyhow!(e))?;
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, s)| !s.starts_with("success"))
+        .map(|(r, _)| r.id.to_string())
+        .collect();
+    println!(
+        "{}: backfill of {} intervals: {} succeeded, {} did not{}",
+        pipeline.name,
+        results.len(),
+        results.len() - failed.len(),
+        failed.len(),
+        match failed.is_empty() {
+            true => String::new(),
+            false => format!(
+                " (runs {}; `strata runs show ID` says why; the same command again runs them again)",
+                failed.join(", ")
+            ),
+        }
+    );
+    Ok(match failed.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    })
+}
+
 /// `strata runs [PIPELINE]` and `strata runs show ID`.
 pub async fn runs(global: &GlobalArgs, args: &RunsArgs) -> Result<ExitCode> {
     let project = load_project(global)?;

@@ -288,3 +288,38 @@ fn a_killed_scheduler_is_resumed_by_the_next_and_nothing_is_lost_or_run_twice() 
         ])
     );
 }
+
+#[test]
+fn a_backfill_runs_each_interval_with_its_bounds_and_again_only_what_failed() {
+    let p = TestProject::starter();
+    p.write(
+        "models/marts/interval_seen.sql",
+        "{{ config(materialized='table') }}\nselect '{{ var(\"interval_start\", \"none\") }}' as interval_start",
+    );
+    p.write(
+        "pipelines/daily.yml",
+        "schedule: {cron: \"0 6 * * *\", timezone: Europe/Berlin}\nsteps:\n  - {name: mark, command: \"echo $STRATA_INTERVAL_START >> done; [ $STRATA_INTERVAL_START != 2024-01-03T05:00:00+00:00 ] || [ -f fixed ]\"}\n  - {name: transform, build: {select: interval_seen}}\n",
+    );
+    let out = p.fails(
+        &["backfill", "daily", "--start", "2024-01-01", "--end", "2024-01-06", "--parallel", "2"],
+        1,
+    );
+    assert!(out.contains("backfilling 4 intervals"), "{out}");
+    assert!(out.contains("3 succeeded, 1 did not"), "{out}");
+    let done = lines(&p, "done");
+    assert_eq!(done.len(), 4, "{done:?}");
+    // 06:00 in Berlin is 05:00 UTC in winter.
+    assert!(done.contains(&"2024-01-01T05:00:00+00:00".to_string()), "{done:?}");
+
+    std::fs::write(p.path().join("fixed"), "").expect("fix");
+    let out = p.ok(&["backfill", "daily", "--start", "2024-01-01", "--end", "2024-01-06"]);
+    assert!(out.contains("4 succeeded, 0 did not"), "{out}");
+    let again = lines(&p, "done");
+    assert_eq!(again.len(), 5, "only the failed interval ran again: {again:?}");
+    assert_eq!(again[4], "2024-01-03T05:00:00+00:00");
+    // Its build step saw the interval's bounds as vars.
+    let seen = p.ok(&["show", "--inline", "select interval_start from {{ ref('interval_seen') }}"]);
+    assert!(seen.contains("2024-01-03T05:00:00+00:00"), "{seen}");
+    let runs = p.ok(&["runs", "daily"]);
+    assert_eq!(runs.matches("backfill").count(), 4, "{runs}");
+}
