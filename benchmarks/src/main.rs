@@ -27,9 +27,13 @@
 //! - `serve`: point queries over the Postgres wire (16 clients at once) and a 6-chart dashboard
 //!   over 1,000,000-row gold tables (see `serve.rs`).
 //!
+//! - `orchestrate`: the scheduling overhead between two dependent pipeline steps, and a
+//!   pipeline of 1,000 steps (see `orchestrate.rs`).
+//!
 //! Build the binary first (`cargo build --release -p strata`), then
 //! `cargo run --release -p strata-benchmarks -- [--strata PATH] [--runs N] [SCENARIO...]`.
 
+mod orchestrate;
 mod postgres;
 mod quality;
 mod serve;
@@ -51,7 +55,7 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Scenarios to run: startup, parse, chain, seed, merge, snapshot, packages, ingest,
-    /// postgres, quality, serve (default: all).
+    /// postgres, quality, serve, orchestrate (default: all).
     scenarios: Vec<String>,
 }
 
@@ -81,8 +85,18 @@ fn main() -> Result<()> {
         );
     }
     let all = [
-        "startup", "parse", "chain", "seed", "merge", "snapshot", "packages", "ingest", "postgres",
-        "quality", "serve",
+        "startup",
+        "parse",
+        "chain",
+        "seed",
+        "merge",
+        "snapshot",
+        "packages",
+        "ingest",
+        "postgres",
+        "quality",
+        "serve",
+        "orchestrate",
     ];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
@@ -103,6 +117,7 @@ fn main() -> Result<()> {
             "postgres" => rows.extend(postgres::postgres(&strata, args.runs)?),
             "quality" => rows.extend(quality::quality(&strata, args.runs)?),
             "serve" => rows.extend(serve::serve(&strata, args.runs)?),
+            "orchestrate" => rows.extend(orchestrate::orchestrate(&strata, args.runs)?),
             other => bail!("unknown scenario `{other}`; choose from {}", all.join(", ")),
         }
     }

@@ -301,7 +301,16 @@ fn a_backfill_runs_each_interval_with_its_bounds_and_again_only_what_failed() {
         "schedule: {cron: \"0 6 * * *\", timezone: Europe/Berlin}\nsteps:\n  - {name: mark, command: \"echo $STRATA_INTERVAL_START >> done; [ $STRATA_INTERVAL_START != 2024-01-03T05:00:00+00:00 ] || [ -f fixed ]\"}\n  - {name: transform, build: {select: interval_seen}}\n",
     );
     let out = p.fails(
-        &["backfill", "daily", "--start", "2024-01-01", "--end", "2024-01-06", "--parallel", "2"],
+        &[
+            "backfill",
+            "daily",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-01-06",
+            "--parallel",
+            "2",
+        ],
         1,
     );
     assert!(out.contains("backfilling 4 intervals"), "{out}");
@@ -309,16 +318,34 @@ fn a_backfill_runs_each_interval_with_its_bounds_and_again_only_what_failed() {
     let done = lines(&p, "done");
     assert_eq!(done.len(), 4, "{done:?}");
     // 06:00 in Berlin is 05:00 UTC in winter.
-    assert!(done.contains(&"2024-01-01T05:00:00+00:00".to_string()), "{done:?}");
+    assert!(
+        done.contains(&"2024-01-01T05:00:00+00:00".to_string()),
+        "{done:?}"
+    );
 
     std::fs::write(p.path().join("fixed"), "").expect("fix");
-    let out = p.ok(&["backfill", "daily", "--start", "2024-01-01", "--end", "2024-01-06"]);
+    let out = p.ok(&[
+        "backfill",
+        "daily",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-06",
+    ]);
     assert!(out.contains("4 succeeded, 0 did not"), "{out}");
     let again = lines(&p, "done");
-    assert_eq!(again.len(), 5, "only the failed interval ran again: {again:?}");
+    assert_eq!(
+        again.len(),
+        5,
+        "only the failed interval ran again: {again:?}"
+    );
     assert_eq!(again[4], "2024-01-03T05:00:00+00:00");
     // Its build step saw the interval's bounds as vars.
-    let seen = p.ok(&["show", "--inline", "select interval_start from {{ ref('interval_seen') }}"]);
+    let seen = p.ok(&[
+        "show",
+        "--inline",
+        "select interval_start from {{ ref('interval_seen') }}",
+    ]);
     assert!(seen.contains("2024-01-03T05:00:00+00:00"), "{seen}");
     let runs = p.ok(&["runs", "daily"]);
     assert_eq!(runs.matches("backfill").count(), 4, "{runs}");
