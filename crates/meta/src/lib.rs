@@ -315,6 +315,13 @@ CREATE TABLE pipeline_schedules (
     pipeline TEXT PRIMARY KEY,
     cursor   TEXT NOT NULL
 );
+-- Alerts sent, one per run and event.
+CREATE TABLE pipeline_alerts (
+    run_id  INTEGER NOT NULL REFERENCES pipeline_runs(id),
+    event   TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, event)
+);
 ",
 ];
 

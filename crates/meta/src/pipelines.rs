@@ -243,6 +243,15 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Record an alert about a run; false when that alert was recorded before.
+    pub fn record_pipeline_alert(&self, run_id: i64, event: &str, at: &str) -> Result<bool> {
+        let n = self.conn()?.execute(
+            "INSERT OR IGNORE INTO pipeline_alerts (run_id, event, sent_at) VALUES (?1, ?2, ?3)",
+            params![run_id, event, at],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Remember the process an attempt runs in.
     pub fn set_step_pid(&self, run_id: i64, step: &str, attempt: u32, pid: u32) -> Result<()> {
         self.conn()?.execute(

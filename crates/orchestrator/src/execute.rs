@@ -127,6 +127,8 @@ pub trait Observer: Send + Sync {
     }
     /// A step was skipped.
     fn step_skipped(&self, _pipeline: &str, _step: &Step, _why: &str) {}
+    /// Something else worth saying (an alert that could not be sent).
+    fn note(&self, _text: &str) {}
 }
 
 /// An observer that tells nothing.
@@ -240,6 +242,81 @@ impl Runner {
             .map(Some)
     }
 
+    /// Send the alerts a finished run calls for (a failure, steps that spent their
+    /// retries, a success), as its pipeline asks.
+    async fn alert(
+        &self,
+        pipeline: &Pipeline,
+        run_id: i64,
+        failed: bool,
+        last: &HashMap<String, (Status, u32)>,
+    ) {
+        use crate::alerts::{Alert, Event, send};
+        if pipeline.alerts.on.is_empty() {
+            return;
+        }
+        let did_not = |s: &Step| {
+            last.get(&s.name)
+                .is_some_and(|(st, _)| !matches!(st, Status::Success | Status::Skipped))
+        };
+        let broken: Vec<String> = pipeline
+            .steps
+            .iter()
+            .filter(|s| did_not(s))
+            .map(|s| s.name.clone())
+            .collect();
+        let mut alerts = vec![match failed {
+            true => Alert {
+                event: Event::Failure,
+                pipeline,
+                run_id,
+                text: format!(
+                    "{}: run {run_id} failed: {} did not succeed",
+                    pipeline.name,
+                    broken.join(", ")
+                ),
+                steps: broken.clone(),
+            },
+            false => Alert {
+                event: Event::Success,
+                pipeline,
+                run_id,
+                text: format!("{}: run {run_id} succeeded", pipeline.name),
+                steps: Vec::new(),
+            },
+        }];
+        let exhausted: Vec<String> = pipeline
+            .steps
+            .iter()
+            .filter(|s| s.retries > 0 && did_not(s))
+            .map(|s| s.name.clone())
+            .collect();
+        if !exhausted.is_empty() {
+            alerts.push(Alert {
+                event: Event::RetriesExhausted,
+                pipeline,
+                run_id,
+                text: format!(
+                    "{}: run {run_id}: {} failed after all their retries",
+                    pipeline.name,
+                    exhausted.join(", ")
+                ),
+                steps: exhausted,
+            });
+        }
+        for a in &alerts {
+            if let Err(e) = send(&self.meta, a).await {
+                let text = format!(
+                    "{}: run {run_id}: the `{}` alert was not sent: {e}",
+                    pipeline.name,
+                    a.event.as_str()
+                );
+                tracing::warn!("{text}");
+                self.observer.note(&text);
+            }
+        }
+    }
+
     /// Run the steps of run `run_id` not in `done`, numbering each one's attempts after
     /// `tried`.
     async fn execute(
@@ -339,6 +416,7 @@ impl Runner {
             .unwrap_or_default();
         meta.finish_pipeline_run(run_id, status, &now(), &followers)
             .map_err(|e| format!("cannot record the run's end: {e}"))?;
+        self.alert(pipeline, run_id, failed, &last).await;
         Ok(RunSummary {
             run_id,
             status,

@@ -92,6 +92,7 @@ impl Scheduler {
                 }
             }
             self.start_queued(&pipelines, &mut active, &mut tasks)?;
+            self.check_deadlines(&pipelines);
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(self.options.tick) => {}
@@ -186,6 +187,65 @@ impl Scheduler {
             ));
         }
         Ok(ids)
+    }
+
+    /// Alert about scheduled runs not finished by their pipeline's `sla` (once each).
+    fn check_deadlines(&self, pipelines: &[Pipeline]) {
+        let now = Utc::now();
+        for p in pipelines {
+            let (Some(sla), Some(schedule)) = (p.alerts.sla, &p.schedule) else {
+                continue;
+            };
+            if !p.alerts.on.iter().any(|e| e == "sla_miss") {
+                continue;
+            }
+            let Ok(runs) = self.runner.meta.pipeline_runs(Some(&p.name), 50) else {
+                continue;
+            };
+            for run in runs.into_iter().filter(|r| {
+                r.trigger == "schedule"
+                    && matches!(r.status.as_str(), "queued" | "running" | "interrupted")
+            }) {
+                let due = run
+                    .interval_end
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                let Some(deadline) =
+                    due.and_then(|d| crate::alerts::deadline(d, schedule.timezone, sla))
+                else {
+                    continue;
+                };
+                if now < deadline {
+                    continue;
+                }
+                let (meta, pipeline, events) =
+                    (self.runner.meta.clone(), p.clone(), self.events.clone());
+                tokio::spawn(async move {
+                    let alert = crate::alerts::Alert {
+                        event: crate::alerts::Event::SlaMiss,
+                        pipeline: &pipeline,
+                        run_id: run.id,
+                        text: format!(
+                            "{}: run {} is late: not finished by {} ({})",
+                            pipeline.name,
+                            run.id,
+                            deadline
+                                .with_timezone(&schedule_tz(&pipeline))
+                                .format("%Y-%m-%d %H:%M %Z"),
+                            run.status
+                        ),
+                        steps: Vec::new(),
+                    };
+                    if let Err(e) = crate::alerts::send(&meta, &alert).await {
+                        events.info(&format!(
+                            "{}: run {}: the `sla_miss` alert was not sent: {e}",
+                            pipeline.name, run.id
+                        ));
+                    }
+                });
+            }
+        }
     }
 
     /// Start the queued and interrupted runs there is room for, oldest first.
@@ -283,4 +343,11 @@ pub fn followers(pipelines: &[Pipeline]) -> HashMap<String, Vec<String>> {
         }
     }
     out
+}
+
+fn schedule_tz(p: &Pipeline) -> chrono_tz::Tz {
+    p.schedule
+        .as_ref()
+        .map(|s| s.timezone)
+        .unwrap_or(chrono_tz::UTC)
 }

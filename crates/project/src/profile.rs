@@ -89,7 +89,8 @@ pub fn load_target(
         )));
     };
     let text = read_to_string(&path)?;
-    let text = render_env_vars(&text).map_err(|e| e.with_location(Location::file(&path)))?;
+    let text = render_env_vars(&text, "profiles.yml")
+        .map_err(|e| e.with_location(Location::file(&path)))?;
     let profiles: IndexMap<String, yaml_serde::Value> =
         yaml_serde::from_str(&text).map_err(|e| yaml_error(path.clone(), &e))?;
     let Some(entry) = profiles.get(profile_name) else {
@@ -278,19 +279,16 @@ fn absolutize(base: &Path, p: &str) -> PathBuf {
     if p.is_absolute() { p } else { base.join(p) }
 }
 
-/// Render `{{ env_var(...) }}` in a profiles file.
-fn render_env_vars(text: &str) -> Result<String> {
+/// Render `{{ env_var(...) }}` in `text` (a profiles file, or a setting that holds a
+/// secret); `what` names it in an error.
+pub fn render_env_vars(text: &str, what: &str) -> Result<String> {
     if !text.contains("{{") && !text.contains("{%") {
         return Ok(text.to_string());
     }
     let mut env = minijinja::Environment::new();
     env.add_function("env_var", crate::jinja::env_var);
-    env.render_str(text, ()).map_err(|e| {
-        Error::user(format!(
-            "in profiles.yml: {}",
-            crate::jinja::describe_error(&e)
-        ))
-    })
+    env.render_str(text, ())
+        .map_err(|e| Error::user(format!("in {what}: {}", crate::jinja::describe_error(&e))))
 }
 
 #[cfg(test)]

@@ -174,6 +174,10 @@ impl Observer for Lines {
         self.console.info(&text);
     }
 
+    fn note(&self, text: &str) {
+        self.console.info(text);
+    }
+
     fn step_skipped(&self, pipeline: &str, step: &Step, why: &str) {
         self.console
             .info(&format!("{}: {} skipped: {why}", pipeline, step.name));

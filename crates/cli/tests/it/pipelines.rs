@@ -350,3 +350,76 @@ fn a_backfill_runs_each_interval_with_its_bounds_and_again_only_what_failed() {
     let runs = p.ok(&["runs", "daily"]);
     assert_eq!(runs.matches("backfill").count(), 4, "{runs}");
 }
+
+/// An HTTP server that answers 200 to each request and keeps each body.
+fn webhook() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            kept.lock()
+                .expect("lock")
+                .push(String::from_utf8_lossy(&body).to_string());
+            let mut stream = reader.into_inner();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (port, bodies)
+}
+
+#[test]
+fn a_failed_run_alerts_its_webhook_once_per_event() {
+    let p = TestProject::starter();
+    p.write(
+        "pipelines/alerting.yml",
+        "steps:\n  - {name: boom, command: \"echo it broke; exit 3\", retries: 1, backoff: {initial: 10ms}}\nalerts: {on: [failure, retries_exhausted], webhook: \"{{ env_var('STRATA_TEST_HOOK') }}/hook\"}\n",
+    );
+    let (port, bodies) = webhook();
+    let hook = format!("http://127.0.0.1:{port}");
+    let out = p.fails_with(
+        &["trigger", "alerting"],
+        &[("STRATA_TEST_HOOK", hook.as_str())],
+        1,
+    );
+    assert!(out.contains("run 1 failed"), "{out}");
+    let bodies = bodies.lock().expect("lock").clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    let events: Vec<serde_json::Value> = bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).expect(b))
+        .collect();
+    let mut kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, vec!["failure", "retries_exhausted"]);
+    for e in &events {
+        assert_eq!(e["pipeline"], "alerting");
+        assert_eq!(e["run_id"], 1);
+        let text = e["text"].as_str().unwrap_or_default();
+        assert!(text.contains("alerting") && text.contains("boom"), "{text}");
+    }
+    // Without the variable, the alert cannot be sent: said, and the run's outcome stands.
+    let out = p.fails(&["trigger", "alerting"], 1);
+    assert!(out.contains("run 2 failed"), "{out}");
+    assert!(out.contains("STRATA_TEST_HOOK"), "{out}");
+}
