@@ -270,6 +270,15 @@ enum Command {
     /// Run a pipeline for each interval its schedule cuts between --start and --end, with
     /// the interval's bounds given to its steps; again, it runs only what did not succeed.
     Backfill(commands::pipelines::BackfillArgs),
+    /// Run one attempt of one step of a pipeline, as an Airflow task does (its data
+    /// interval from STRATA_INTERVAL_START and STRATA_INTERVAL_END).
+    Step(commands::pipelines::StepArgs),
+    /// Write a pipeline for another orchestrator: `strata export airflow daily` writes an
+    /// Airflow DAG file.
+    Export {
+        #[command(subcommand)]
+        command: commands::pipelines::ExportCommand,
+    },
     /// Pipeline runs, newest first (`strata runs daily`), or one run's steps and attempts
     /// (`strata runs show 12`).
     Runs(commands::pipelines::RunsArgs),
@@ -387,6 +396,10 @@ fn main() -> ExitCode {
                 Command::Trigger(args) => commands::pipelines::trigger(&cli.global, &args).await,
                 Command::Runs(args) => commands::pipelines::runs(&cli.global, &args).await,
                 Command::Backfill(args) => commands::pipelines::backfill(&cli.global, &args).await,
+                Command::Step(args) => commands::pipelines::step(&cli.global, &args).await,
+                Command::Export { command } => {
+                    commands::pipelines::export(&cli.global, &command).await
+                }
                 Command::Scheduler(args) => {
                     commands::pipelines::scheduler(&cli.global, &args).await
                 }

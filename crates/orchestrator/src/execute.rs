@@ -499,6 +499,17 @@ async fn run_step(
     }
 }
 
+/// One attempt of one step, recorded nowhere (as an Airflow task runs it: Airflow keeps the
+/// record and the retries). `interval`: the data interval the step is given.
+pub async fn run_once(
+    pipeline: &str,
+    step: &Step,
+    launch: &Launch,
+    interval: Option<Interval>,
+) -> AttemptEnd {
+    attempt_once(pipeline, 0, step, 1, launch, interval, &|_| {}).await
+}
+
 /// A number in [0, 1) that differs between calls and processes.
 fn jitter_unit() -> f64 {
     use std::hash::{BuildHasher, Hasher};

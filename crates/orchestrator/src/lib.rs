@@ -6,6 +6,7 @@
 //! steps whose dependencies are done) → execute each step as a process of its own → record
 //! each attempt and the run's end.
 
+pub mod airflow;
 pub mod alerts;
 pub mod backfill;
 pub mod cron;

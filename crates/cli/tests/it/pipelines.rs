@@ -423,3 +423,60 @@ fn a_failed_run_alerts_its_webhook_once_per_event() {
     assert!(out.contains("run 2 failed"), "{out}");
     assert!(out.contains("STRATA_TEST_HOOK"), "{out}");
 }
+
+#[test]
+fn a_pipeline_exports_as_an_airflow_dag_whose_tasks_run_single_steps() {
+    let p = TestProject::starter();
+    p.write(
+        "pipelines/daily.yml",
+        "schedule: {cron: \"0 6 * * *\", timezone: Europe/Berlin}\nsteps:\n  - {name: stage, build: {select: staging}}\n  - {name: marts, build: {select: marts}, retries: 2}\n  - {name: check, command: \"test -n \\\"$STRATA_INTERVAL_START\\\"\"}\n",
+    );
+    let out = p.ok(&["export", "airflow", "daily", "--out", "dags"]);
+    assert!(out.contains("strata_daily.py"), "{out}");
+    let dag = std::fs::read_to_string(p.path().join("dags/strata_daily.py")).expect("dag");
+    for expected in [
+        "dag_id=\"strata_daily\"",
+        "schedule=\"0 6 * * *\"",
+        "tz=\"Europe/Berlin\"",
+        "bash_command=strata(\"step\", \"daily\", \"marts\")",
+        "retries=2",
+        "stage >> marts",
+        "marts >> check",
+    ] {
+        assert!(dag.contains(expected), "{expected}:\n{dag}");
+    }
+    p.ok(&[
+        "export",
+        "airflow",
+        "daily",
+        "--per-model",
+        "--out",
+        "dags-per-model",
+    ]);
+    let dag =
+        std::fs::read_to_string(p.path().join("dags-per-model/strata_daily.py")).expect("dag");
+    assert!(
+        dag.contains("with TaskGroup(group_id=\"marts\") as marts:"),
+        "{dag}"
+    );
+    assert!(
+        dag.contains("bash_command=strata(\"build\", \"--select\", \"orders\")"),
+        "{dag}"
+    );
+    assert!(dag.contains("marts__orders >> marts__customers"), "{dag}");
+
+    // What each task runs: one attempt of one step, with the interval Airflow gives it.
+    p.ok(&["step", "daily", "stage"]);
+    let out = p.ok_with(
+        &["step", "daily", "check"],
+        &[
+            ("STRATA_INTERVAL_START", "2024-06-01 04:00:00+00:00"),
+            ("STRATA_INTERVAL_END", "2024-06-02T04:00:00+00:00"),
+        ],
+    );
+    assert!(out.contains("check success"), "{out}");
+    let out = p.fails(&["step", "daily", "check"], 1);
+    assert!(out.contains("check failed"), "{out}");
+    let err = p.fails(&["step", "daily", "chek"], 2);
+    assert!(err.contains("did you mean `check`"), "{err}");
+}
