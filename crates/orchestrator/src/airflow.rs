@@ -20,7 +20,8 @@ pub struct Target {
     pub project: String,
     /// Options every call gets (`--target prod`).
     pub global_args: Vec<String>,
-    /// The DAG's `start_date` (`YYYY-MM-DD`, in the schedule's time zone).
+    /// The DAG's `start_date` (in the schedule's time zone): Airflow runs no interval before
+    /// it, and with `catchup` every one after it.
     pub start_date: chrono::NaiveDate,
 }
 
@@ -80,7 +81,8 @@ pub fn dag(
          from datetime import timedelta\n\n\
          import pendulum\n\
          from airflow.providers.standard.operators.bash import BashOperator\n\
-         from airflow.sdk import DAG, TaskGroup\n\n",
+         from airflow.sdk import DAG, TaskGroup\n\
+         from airflow.timetables.interval import CronDataIntervalTimetable\n\n",
     );
     let _ = writeln!(
         out,
@@ -100,9 +102,20 @@ pub fn dag(
          def strata(*args):\n    \
              return \" \".join(shlex.quote(a) for a in [STRATA, *ARGS, *args])\n\n\n",
     );
+    // A cron schedule's runs cover the interval since the time before, as Strata's do (a
+    // plain cron string in Airflow 3 gives each run an empty interval).
     let (schedule, timezone, catchup) = match &pipeline.schedule {
         Some(s) => (
-            s.cron.as_deref().map(py).unwrap_or_else(|| "None".into()),
+            s.cron
+                .as_deref()
+                .map(|c| {
+                    format!(
+                        "CronDataIntervalTimetable({}, timezone={})",
+                        py(c),
+                        py(s.timezone.name())
+                    )
+                })
+                .unwrap_or_else(|| "None".into()),
             s.timezone.name().to_string(),
             s.catchup,
         ),
@@ -255,7 +268,7 @@ mod tests {
         let text = dag(&p, &target, &|_| None);
         for expected in [
             "dag_id=\"strata_daily\"",
-            "schedule=\"0 6 * * *\"",
+            "schedule=CronDataIntervalTimetable(\"0 6 * * *\", timezone=\"Europe/Berlin\")",
             "start_date=pendulum.datetime(2026, 12, 1, tz=\"Europe/Berlin\")",
             "catchup=True",
             "ARGS = [\"--project-dir\", \"/srv/shop\", \"--target\", \"prod\"]",

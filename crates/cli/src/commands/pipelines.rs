@@ -580,6 +580,11 @@ pub enum ExportCommand {
         /// The folder to write the DAG file to (Airflow's dags folder).
         #[arg(long, default_value = "target/airflow")]
         out: PathBuf,
+        /// The DAG's start_date (Airflow runs no interval before it; with `catchup: true`,
+        /// every one after it). Default: today with catchup, else 2000-01-01 (Airflow then
+        /// runs only the latest interval, and past ones can be tested or backfilled).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        start_date: Option<chrono::NaiveDate>,
     },
 }
 
@@ -590,6 +595,7 @@ pub async fn export(global: &GlobalArgs, command: &ExportCommand) -> Result<Exit
         pipeline: name,
         per_model,
         out,
+        start_date,
     } = command;
     let project = load_project(global)?;
     let pipeline = pipeline::find(&project.root, name)?;
@@ -604,7 +610,14 @@ pub async fn export(global: &GlobalArgs, command: &ExportCommand) -> Result<Exit
         strata: launch.strata.display().to_string(),
         project: project.root.display().to_string(),
         global_args,
-        start_date: chrono::Utc::now().date_naive(),
+        start_date: match (
+            start_date,
+            pipeline.schedule.as_ref().is_some_and(|s| s.catchup),
+        ) {
+            (Some(d), _) => *d,
+            (None, true) => chrono::Utc::now().date_naive(),
+            (None, false) => chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default(),
+        },
     };
     let nodes = |step: &Step| -> Option<airflow::Nodes> {
         if !per_model {

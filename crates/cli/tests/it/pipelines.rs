@@ -436,8 +436,8 @@ fn a_pipeline_exports_as_an_airflow_dag_whose_tasks_run_single_steps() {
     let dag = std::fs::read_to_string(p.path().join("dags/strata_daily.py")).expect("dag");
     for expected in [
         "dag_id=\"strata_daily\"",
-        "schedule=\"0 6 * * *\"",
-        "tz=\"Europe/Berlin\"",
+        "schedule=CronDataIntervalTimetable(\"0 6 * * *\", timezone=\"Europe/Berlin\")",
+        "start_date=pendulum.datetime(2000, 1, 1, tz=\"Europe/Berlin\")",
         "bash_command=strata(\"step\", \"daily\", \"marts\")",
         "retries=2",
         "stage >> marts",
