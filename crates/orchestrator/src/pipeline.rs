@@ -177,15 +177,8 @@ pub fn load(root: &Path) -> Result<Vec<Pipeline>> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let pipeline = parse(&stem, &doc, &rel).map_err(|(needle, msg)| {
-            let line = text
-                .lines()
-                .position(|l| !needle.is_empty() && l.contains(&needle))
-                .map(|i| i + 1);
-            let at = match line {
-                Some(l) => Location::line(&rel, l),
-                None => Location::file(&rel),
-            };
-            Error::at(at, msg).with_node(format!("pipeline `{stem}`"))
+            strata_project::config::error_at_needle(&rel, &text, &needle, msg)
+                .with_node(format!("pipeline `{stem}`"))
         })?;
         if let Some(other) = out.iter().find(|p| p.name == pipeline.name) {
             return Err(Error::at(

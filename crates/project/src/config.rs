@@ -469,6 +469,25 @@ fn apply_level(config: &mut NodeConfig, level: &yaml_serde::Value) {
     }
 }
 
+/// An error in the file `rel` (whose text is `text`), at the first line holding `needle`, or
+/// at the file when none does (or `needle` is empty).
+pub fn error_at_needle(
+    rel: &std::path::Path,
+    text: &str,
+    needle: &str,
+    message: impl Into<String>,
+) -> crate::Error {
+    let line = text
+        .lines()
+        .position(|l| !needle.is_empty() && l.contains(needle))
+        .map(|i| i + 1);
+    let at = match line {
+        Some(l) => strata_common::Location::line(rel, l),
+        None => strata_common::Location::file(rel),
+    };
+    crate::Error::at(at, message)
+}
+
 /// The YAML files of `root/<folder>/`, in name order: each as (its path from `root`, its
 /// text, its content as JSON). No folder, no files.
 pub fn yaml_files(

@@ -17,8 +17,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
-use strata_common::{Location, did_you_mean};
-use strata_project::{Error, Result};
+use strata_common::did_you_mean;
+use strata_project::Result;
 
 use crate::metrics::{Grain, Metric, Query};
 
@@ -79,15 +79,8 @@ pub fn load(root: &Path, metrics: &[Metric]) -> Result<Vec<Dashboard>> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let dashboard = parse(&name, &doc, metrics, &rel).map_err(|(needle, msg)| {
-            let line = text
-                .lines()
-                .position(|l| !needle.is_empty() && l.contains(&needle))
-                .map(|i| i + 1);
-            let at = match line {
-                Some(l) => Location::line(&rel, l),
-                None => Location::file(&rel),
-            };
-            Error::at(at, msg).with_node(format!("dashboard `{name}`"))
+            strata_project::config::error_at_needle(&rel, &text, &needle, msg)
+                .with_node(format!("dashboard `{name}`"))
         })?;
         out.push(dashboard);
     }
