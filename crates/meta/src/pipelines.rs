@@ -96,6 +96,17 @@ impl MetaStore {
         Ok(conn.last_insert_rowid())
     }
 
+    /// Queue a run for a scheduler to start (`strata trigger --detach`); its id.
+    pub fn queue_pipeline_run(&self, pipeline: &str, trigger: &str, now: &str) -> Result<i64> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO pipeline_runs (pipeline, trigger, status, started_at, owner)
+             VALUES (?1, ?2, 'queued', ?3, 'queued')",
+            params![pipeline, trigger, now],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
     /// Record how a run ended; when it succeeded, queue a run of each of `followers` (the
     /// pipelines scheduled after it) in the same transaction, so none is lost.
     pub fn finish_pipeline_run(

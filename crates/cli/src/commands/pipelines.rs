@@ -24,6 +24,9 @@ use crate::report::Console;
 pub struct TriggerArgs {
     /// The pipeline (its `name`, or its file's name under pipelines/).
     pub pipeline: String,
+    /// Queue the run for the target's running `strata scheduler` instead, and return.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 /// Options of `strata runs`.
@@ -220,6 +223,31 @@ pub async fn trigger(global: &GlobalArgs, args: &TriggerArgs) -> Result<ExitCode
     let all = pipeline::load(&project.root)?;
     let meta = Arc::new(MetaStore::open(&project.target.metadata)?);
     let console = Console::new(global);
+    if args.detach {
+        let id = meta.queue_pipeline_run(
+            &pipeline.name,
+            Trigger::Manual.as_str(),
+            &chrono::Utc::now().to_rfc3339(),
+        )?;
+        // Taking the scheduler's lock tells whether a scheduler runs.
+        let idle = strata_meta::TargetLock::acquire_file(
+            strata_meta::TargetLock::scheduler_path_for(&project.target.metadata),
+            "strata trigger --detach",
+            Duration::ZERO,
+            |_| {},
+        )
+        .is_ok();
+        println!(
+            "{}: run {id} queued{}",
+            pipeline.name,
+            match idle {
+                true =>
+                    "; no scheduler runs on this target now: the next `strata scheduler` starts it",
+                false => " for the running scheduler (`strata runs show ID` follows it)",
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     console.info(&format!(
         "{}: {} steps, triggered by hand on target {}",
         pipeline.name,

@@ -74,6 +74,19 @@ fn a_step_that_fails_twice_then_succeeds_is_one_run_of_three_attempts() {
         shown.contains("attempt 1") && shown.contains("the end of its output"),
         "{shown}"
     );
+    // The web UI's run history reads the same records.
+    let s = crate::serve::serve(&p, &["--dev"]);
+    let (code, _, page) = crate::serve::get(s.port, "/runs", None);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("href=\"/pipelines/runs/1\""), "{page}");
+    let (code, _, page) = crate::serve::get(s.port, "/pipelines/runs/1", None);
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("flaky") && page.contains("attempt 1: the end of its output"),
+        "{page}"
+    );
+    let (code, _, _) = crate::serve::get(s.port, "/pipelines/runs/99", None);
+    assert_eq!(code, 404);
 }
 
 #[test]
@@ -210,6 +223,14 @@ fn a_killed_scheduler_is_resumed_by_the_next_and_nothing_is_lost_or_run_twice() 
             && err.contains("strata scheduler` (pid"),
         "{err}"
     );
+    // A run handed to the running scheduler.
+    p.write(
+        "pipelines/once.yml",
+        "steps:\n  - {name: hello, command: \"echo hello >> detached\"}\n",
+    );
+    let out = p.ok(&["trigger", "once", "--detach"]);
+    assert!(out.contains("queued for the running scheduler"), "{out}");
+    wait_until("the detached run", 30, || !lines(&p, "detached").is_empty());
     // Killed while step b of a run is under way.
     wait_until("a run's step b", 30, || {
         lines(&p, "ticks")

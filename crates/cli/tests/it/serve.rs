@@ -52,7 +52,7 @@ fn send(port: u16, raw: &[u8]) -> (u16, String, String) {
     (code, head.to_string(), body.to_string())
 }
 
-fn get(port: u16, path: &str, cookie: Option<&str>) -> (u16, String, String) {
+pub(crate) fn get(port: u16, path: &str, cookie: Option<&str>) -> (u16, String, String) {
     let cookie = cookie
         .map(|c| format!("Cookie: {c}\r\n"))
         .unwrap_or_default();

@@ -24,6 +24,7 @@ use crate::users::{Role, verify};
 
 mod dashboards;
 mod pages;
+mod pipelines;
 
 use dashboards::{chart_csv, dashboard, dashboards};
 use pages::{catalog, catalog_entry, lineage, quality, run, runs, sql_explorer};
@@ -80,6 +81,7 @@ pub fn router(opts: &HttpOptions) -> Router {
         .route("/logout", post(logout))
         .route("/runs", get(runs))
         .route("/runs/{id}", get(run))
+        .route("/pipelines/runs/{id}", get(pipelines::run))
         .route("/quality", get(quality))
         .route("/sql", get(sql_explorer))
         .route("/catalog", get(catalog))

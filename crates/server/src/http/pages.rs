@@ -42,7 +42,11 @@ pub(super) async fn runs(State(state): State<Arc<AppState>>, headers: HeaderMap)
     if runs.is_empty() {
         body = "<p>No run yet: <code>strata build</code> records its first.</p>".into();
     }
-    page("Runs", &name, &body).into_response()
+    let pipelines = match super::pipelines::latest(&state) {
+        Ok(p) => p,
+        Err(e) => return error(&e),
+    };
+    page("Runs", &name, &format!("{pipelines}{body}")).into_response()
 }
 
 pub(super) async fn run(
