@@ -51,15 +51,59 @@ pub async fn send(meta: &MetaStore, alert: &Alert<'_>) -> Result<(), String> {
     if !alerts.on.iter().any(|e| e == alert.event.as_str()) {
         return Ok(());
     }
-    let Some(webhook) = &alerts.webhook else {
+    if alerts.webhook.is_none() && alerts.email.is_empty() {
         return Ok(());
-    };
+    }
     let first = meta
         .record_pipeline_alert(alert.run_id, alert.event.as_str(), &crate::execute::now())
         .map_err(|e| format!("cannot record the alert: {e}"))?;
     if !first {
         return Ok(());
     }
+    let mailed = match alerts.email.is_empty() {
+        true => Ok(()),
+        false => mail(alert).await,
+    };
+    let posted = match &alerts.webhook {
+        Some(webhook) => post(webhook, alert).await,
+        None => Ok(()),
+    };
+    match (mailed, posted) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Err(m), Err(p)) => Err(format!("{m}; {p}")),
+    }
+}
+
+/// The alert by e-mail, to the pipeline's `email` addresses.
+async fn mail(alert: &Alert<'_>) -> Result<(), String> {
+    let server = crate::smtp::Server::from_env()?;
+    let mut body = format!(
+        "{}\n\npipeline: {}\nrun: {}\nevent: {}\n",
+        alert.text,
+        alert.pipeline.name,
+        alert.run_id,
+        alert.event.as_str()
+    );
+    if !alert.steps.is_empty() {
+        body.push_str(&format!("steps: {}\n", alert.steps.join(", ")));
+    }
+    body.push_str(&format!(
+        "\n`strata runs show {}` tells what happened.\n",
+        alert.run_id
+    ));
+    server
+        .send(
+            &alert.pipeline.alerts.email,
+            &format!("[strata] {}", alert.text),
+            &body,
+        )
+        .await
+        .map_err(|e| format!("e-mail: {e}"))
+}
+
+/// The alert as a JSON POST to the webhook.
+async fn post(webhook: &str, alert: &Alert<'_>) -> Result<(), String> {
     let url = strata_project::profile::render_env_vars(webhook, "a pipeline's webhook")
         .map_err(|e| e.to_string())?;
     let body = json!({

@@ -13,6 +13,7 @@ pub mod cron;
 pub mod execute;
 pub mod pipeline;
 pub mod scheduler;
+pub mod smtp;
 
 pub use execute::{Interval, Launch, Observer, RunSummary, Runner, Status, Trigger};
 pub use pipeline::{Pipeline, Step};

@@ -501,3 +501,98 @@ fn a_pipeline_exports_as_an_airflow_dag_whose_tasks_run_single_steps() {
     let err = p.fails(&["step", "daily", "chek"], 2);
     assert!(err.contains("did you mean `check`"), "{err}");
 }
+
+/// An SMTP server that accepts every message and keeps each one's recipients and text.
+fn mailbox() -> (
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<(Vec<String>, String)>>>,
+) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mail = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = mail.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut out = stream.try_clone().expect("clone");
+            let mut reader = BufReader::new(stream);
+            let _ = out.write_all(b"220 mailbox ready\r\n");
+            let (mut to, mut data, mut in_data) = (Vec::new(), String::new(), false);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if in_data {
+                    if line == ".\r\n" {
+                        in_data = false;
+                        kept.lock().expect("lock").push((to.clone(), data.clone()));
+                        let _ = out.write_all(b"250 queued\r\n");
+                    } else {
+                        data.push_str(&line);
+                    }
+                    continue;
+                }
+                let reply: &[u8] = match line.get(..4).unwrap_or("") {
+                    "EHLO" => b"250-mailbox\r\n250 OK\r\n",
+                    "RCPT" => {
+                        to.push(line.trim_end()[9..].trim_matches(['<', '>']).to_string());
+                        b"250 OK\r\n"
+                    }
+                    "DATA" => {
+                        in_data = true;
+                        b"354 go on\r\n"
+                    }
+                    "QUIT" => {
+                        let _ = out.write_all(b"221 bye\r\n");
+                        break;
+                    }
+                    _ => b"250 OK\r\n",
+                };
+                let _ = out.write_all(reply);
+            }
+        }
+    });
+    (port, mail)
+}
+
+#[test]
+fn a_failed_run_alerts_by_email_through_smtp() {
+    let p = TestProject::starter();
+    p.write(
+        "pipelines/mailing.yml",
+        "steps:\n  - {name: boom, command: \"exit 3\"}\nalerts: {on: [failure], email: [oncall@example.org, data@example.org]}\n",
+    );
+    let (port, mail) = mailbox();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let out = p.fails_with(
+        &["trigger", "mailing"],
+        &[
+            ("STRATA_SMTP_URL", url.as_str()),
+            ("STRATA_SMTP_FROM", "strata@example.org"),
+        ],
+        1,
+    );
+    assert!(out.contains("run 1 failed"), "{out}");
+    let mail = mail.lock().expect("lock").clone();
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    let (to, text) = &mail[0];
+    assert_eq!(
+        to,
+        &vec![
+            "oncall@example.org".to_string(),
+            "data@example.org".to_string()
+        ]
+    );
+    assert!(
+        text.contains("Subject: [strata] mailing: run 1 failed: boom did not succeed"),
+        "{text}"
+    );
+    assert!(text.contains("strata runs show 1"), "{text}");
+    // No server named: said, and the run's outcome stands.
+    let out = p.fails(&["trigger", "mailing"], 1);
+    assert!(
+        out.contains("run 2 failed") && out.contains("STRATA_SMTP_URL is not set"),
+        "{out}"
+    );
+}
