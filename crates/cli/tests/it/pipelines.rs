@@ -502,11 +502,11 @@ fn a_pipeline_exports_as_an_airflow_dag_whose_tasks_run_single_steps() {
     assert!(err.contains("did you mean `check`"), "{err}");
 }
 
+/// The messages a test SMTP server took: each one's recipients and text.
+type Mail = std::sync::Arc<std::sync::Mutex<Vec<(Vec<String>, String)>>>;
+
 /// An SMTP server that accepts every message and keeps each one's recipients and text.
-fn mailbox() -> (
-    u16,
-    std::sync::Arc<std::sync::Mutex<Vec<(Vec<String>, String)>>>,
-) {
+fn mailbox() -> (u16, Mail) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
