@@ -130,14 +130,18 @@ async fn post(webhook: &str, alert: &Alert<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// When a run of the interval ending at `due` is late: `sla` on the day it is due, in
-/// `timezone` (the next day's, when `sla` is earlier in the day than `due`).
+/// When a run of the interval ending at `due` is late: `sla` after it, or `sla`'s time of day
+/// on the day it is due, in `timezone` (the next day's, when that is earlier than `due`).
 pub fn deadline(
     due: chrono::DateTime<chrono::Utc>,
     timezone: chrono_tz::Tz,
-    sla: chrono::NaiveTime,
+    sla: crate::pipeline::Sla,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
     use chrono::TimeZone;
+    let sla = match sla {
+        crate::pipeline::Sla::After(d) => return Some(due + chrono::Duration::from_std(d).ok()?),
+        crate::pipeline::Sla::At(t) => t,
+    };
     let local = due.with_timezone(&timezone);
     let mut day = local.date_naive();
     if sla < local.time() {
@@ -157,7 +161,7 @@ mod tests {
     #[test]
     fn a_runs_deadline_is_its_sla_on_the_day_it_is_due() {
         let berlin = chrono_tz::Europe::Berlin;
-        let sla = NaiveTime::from_hms_opt(7, 30, 0).expect("time");
+        let sla = crate::pipeline::Sla::At(NaiveTime::from_hms_opt(7, 30, 0).expect("time"));
         // Due 06:00 Berlin (05:00 UTC in winter): late after 07:30 Berlin, 06:30 UTC.
         let due = Utc
             .with_ymd_and_hms(2026, 1, 10, 5, 0, 0)
@@ -175,6 +179,11 @@ mod tests {
         assert_eq!(
             deadline(late, berlin, sla),
             Utc.with_ymd_and_hms(2026, 1, 11, 6, 30, 0).single()
+        );
+        let after = crate::pipeline::Sla::After(std::time::Duration::from_secs(7200));
+        assert_eq!(
+            deadline(due, berlin, after),
+            Utc.with_ymd_and_hms(2026, 1, 10, 7, 0, 0).single()
         );
     }
 }

@@ -159,11 +159,20 @@ pub struct Alerts {
     /// `failure`, `retries_exhausted`, `sla_miss`, `success`.
     pub on: Vec<String>,
     /// A run not finished by this time of day (in the schedule's time zone) is late.
-    pub sla: Option<chrono::NaiveTime>,
+    pub sla: Option<Sla>,
     /// A URL to POST a JSON message to (Slack-style incoming webhooks work).
     pub webhook: Option<String>,
     /// Addresses to email (through `STRATA_SMTP_URL`).
     pub email: Vec<String>,
+}
+
+/// When a scheduled run should be done by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sla {
+    /// A time of day (`"07:30"`), in the schedule's time zone, on the day the run is due.
+    At(chrono::NaiveTime),
+    /// A time after the run is due (`2h`), as Airflow's `sla`.
+    After(Duration),
 }
 
 const ALERT_EVENTS: [&str; 4] = ["failure", "retries_exhausted", "sla_miss", "success"];
@@ -817,17 +826,24 @@ fn alerts(a: &Json) -> Parsed<Alerts> {
         Some(Json::String(s)) => Some(
             chrono::NaiveTime::parse_from_str(s, "%H:%M")
                 .or_else(|_| chrono::NaiveTime::parse_from_str(s, "%H:%M:%S"))
-                .map_err(|_| {
+                .map(Sla::At)
+                .ok()
+                .or_else(|| parse_duration(s).map(Sla::After))
+                .ok_or_else(|| {
                     (
                         "sla".into(),
-                        format!("alerts: `sla: {s}` is not a time of day such as \"07:30\""),
+                        format!(
+                            "alerts: `sla: {s}` is neither a time of day such as \"07:30\" nor a duration such as 2h"
+                        ),
                     )
                 })?,
         ),
         Some(other) => {
             return Err((
                 "sla".into(),
-                format!("alerts: `sla: {other}` must be a quoted time of day such as \"07:30\""),
+                format!(
+                    "alerts: `sla: {other}` must be a quoted time of day such as \"07:30\" or a duration such as 2h"
+                ),
             ));
         }
     };
@@ -851,7 +867,7 @@ fn alerts(a: &Json) -> Parsed<Alerts> {
     if on.iter().any(|e| e == "sla_miss") && sla.is_none() {
         return Err((
             "sla_miss".into(),
-            "alerts: `sla_miss` needs `sla: \"HH:MM\"`, the time a run should be done by".into(),
+            "alerts: `sla_miss` needs `sla:`, a time of day (\"07:30\") or a duration after the run is due (2h)".into(),
         ));
     }
     Ok(Alerts {
@@ -993,7 +1009,10 @@ alerts: {on: [failure, retries_exhausted, sla_miss], sla: "07:30", webhook: "{{ 
         );
         let s = p.schedule.expect("schedule");
         assert_eq!(s.timezone, chrono_tz::Europe::Berlin);
-        assert_eq!(p.alerts.sla, chrono::NaiveTime::from_hms_opt(7, 30, 0));
+        assert_eq!(
+            p.alerts.sla,
+            chrono::NaiveTime::from_hms_opt(7, 30, 0).map(Sla::At)
+        );
         let err = find(dir.path(), "dayly")
             .expect_err("no such pipeline")
             .to_string();

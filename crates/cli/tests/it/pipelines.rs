@@ -596,3 +596,37 @@ fn a_failed_run_alerts_by_email_through_smtp() {
         "{out}"
     );
 }
+
+#[test]
+fn a_scheduled_run_not_done_by_its_sla_is_alerted_once() {
+    let p = TestProject::starter();
+    let (port, bodies) = webhook();
+    p.write(
+        "pipelines/late.yml",
+        &format!(
+            "schedule: {{cron: \"*/2 * * * * *\"}}\nsteps:\n  - {{name: slow, command: \"sleep 4\"}}\nalerts: {{on: [sla_miss], sla: 1s, webhook: \"http://127.0.0.1:{port}/hook\"}}\n"
+        ),
+    );
+    let mut s = scheduler(&p, "sched");
+    wait_until("an sla_miss alert", 60, || {
+        !bodies.lock().expect("lock").is_empty()
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    s.kill().expect("stop");
+    s.wait().expect("reap");
+    let bodies = bodies.lock().expect("lock").clone();
+    let mut runs = Vec::new();
+    for b in &bodies {
+        let e: serde_json::Value = serde_json::from_str(b).expect(b);
+        assert_eq!(e["event"], "sla_miss", "{b}");
+        assert!(
+            e["text"].as_str().unwrap_or_default().contains("is late"),
+            "{b}"
+        );
+        runs.push(e["run_id"].as_i64().unwrap_or_default());
+    }
+    let before = runs.len();
+    runs.sort();
+    runs.dedup();
+    assert_eq!(runs.len(), before, "one alert per late run: {bodies:?}");
+}
