@@ -630,3 +630,73 @@ fn a_scheduled_run_not_done_by_its_sla_is_alerted_once() {
     runs.dedup();
     assert_eq!(runs.len(), before, "one alert per late run: {bodies:?}");
 }
+
+#[test]
+fn bad_backfill_and_export_requests_are_refused_before_anything_runs() {
+    let p = TestProject::starter();
+    p.write(
+        "pipelines/daily.yml",
+        "schedule: {cron: \"0 6 * * *\"}\nsteps:\n  - {name: mark, command: \"touch ran\"}\n",
+    );
+    p.write(
+        "pipelines/manual.yml",
+        "steps:\n  - {name: mark, command: \"touch ran\"}\n",
+    );
+    for (args, says) in [
+        (
+            vec![
+                "backfill",
+                "daily",
+                "--start",
+                "soon",
+                "--end",
+                "2024-01-02",
+            ],
+            "--start `soon` is not a time",
+        ),
+        (
+            vec![
+                "backfill",
+                "daily",
+                "--start",
+                "2024-01-05",
+                "--end",
+                "2024-01-01",
+            ],
+            "--start must be before --end",
+        ),
+        (
+            vec![
+                "backfill",
+                "daily",
+                "--start",
+                "2024-01-01 07:00",
+                "--end",
+                "2024-01-01 08:00",
+            ],
+            "names no whole interval",
+        ),
+        (
+            vec![
+                "backfill",
+                "manual",
+                "--start",
+                "2024-01-01",
+                "--end",
+                "2024-01-05",
+            ],
+            "has no cron schedule to cut intervals by",
+        ),
+        (
+            vec!["export", "airflow", "nightly"],
+            "no pipeline is named `nightly`",
+        ),
+        (vec!["scheduler", "--tick", "0s"], "is not a duration"),
+    ] {
+        let err = p.fails(&args, 2);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert!(!p.path().join("ran").exists(), "nothing ran");
+    let runs = p.ok(&["runs"]);
+    assert!(runs.contains("No pipeline runs yet"), "{runs}");
+}
