@@ -396,8 +396,11 @@ fn webhook() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
                     break;
                 }
             }
+            // A request cut off (its sender killed mid-way) is not a message.
             let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
+            if length == 0 || reader.read_exact(&mut body).is_err() {
+                continue;
+            }
             kept.lock()
                 .expect("lock")
                 .push(String::from_utf8_lossy(&body).to_string());
