@@ -12,7 +12,9 @@ pub mod backfill;
 pub mod cron;
 pub mod execute;
 pub mod pipeline;
+mod process;
 pub mod scheduler;
+mod sensor;
 pub mod smtp;
 
 pub use execute::{Interval, Launch, Observer, RunSummary, Runner, Status, Trigger};
