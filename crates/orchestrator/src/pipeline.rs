@@ -1057,6 +1057,36 @@ alerts: {on: [failure, retries_exhausted, sla_miss], sla: "07:30", webhook: "{{ 
                 2,
                 "one step does one thing",
             ),
+            (
+                "steps:\n  - {name: a, command: x}\non_interrupt: later\n",
+                3,
+                "must be `resume`, `restart` or `fail`",
+            ),
+            (
+                "steps:\n  - {name: a, command: x}\nalerts: {on: [failur], webhook: \"http://x\"}\n",
+                3,
+                "did you mean `failure`",
+            ),
+            (
+                "steps:\n  - {name: a, command: x}\nalerts: {on: [sla_miss], sla: whenever, webhook: \"http://x\"}\n",
+                3,
+                "neither a time of day",
+            ),
+            (
+                "steps:\n  - {name: a, command: x}\nalerts:\n  on: [failure]\n",
+                3,
+                "say where to send them",
+            ),
+            (
+                "steps:\n  - {name: a, command: x, retries: many}\n",
+                2,
+                "whole number from 0 to 100",
+            ),
+            (
+                "steps:\n  - {name: \"../x\", command: x}\n",
+                2,
+                "not a step name",
+            ),
         ] {
             let err = error(text);
             assert!(err.contains(&format!("p.yml:{line}")), "{text}: {err}");

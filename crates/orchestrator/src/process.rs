@@ -131,14 +131,23 @@ fn process(program: impl AsRef<std::ffi::OsStr>) -> Command {
 
 /// Stop a step's process and everything it started.
 async fn stop(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        kill_group(i64::from(pid));
+    }
+    let _ = child.kill().await;
+}
+
+/// Kill the process group a step's process leads (`pid`), if it is still there.
+pub(crate) fn kill_group(pid: i64) {
     #[cfg(unix)]
-    if let Some(pid) = child
-        .id()
-        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
     {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
-    let _ = child.kill().await;
+    #[cfg(not(unix))]
+    let _ = pid;
 }
 
 /// Run a process to its end or its timeout, keeping the end of its output.

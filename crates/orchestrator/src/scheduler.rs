@@ -59,7 +59,8 @@ impl Scheduler {
             .interrupt_pipeline_runs(OWNER_PREFIX, &now())
             .map_err(|e| format!("cannot read the runs: {e}"))?;
         for pid in pids {
-            stop_group(pid);
+            // A step that outlived its scheduler.
+            crate::process::kill_group(pid);
         }
         let mut pipelines = pipelines;
         let mut broken: Option<String> = None;
@@ -319,19 +320,6 @@ impl Scheduler {
         }
         Ok(())
     }
-}
-
-/// Stop a process group that may have outlived its scheduler.
-fn stop_group(pid: i64) {
-    #[cfg(unix)]
-    if let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
-    #[cfg(not(unix))]
-    let _ = pid;
 }
 
 /// The pipelines scheduled after each pipeline.
