@@ -182,6 +182,11 @@ enum Command {
         /// Folder for the demo project (default: a new temporary folder).
         dir: Option<PathBuf>,
     },
+    /// Generate the example projects' raw data: `strata datagen saas --scale 10 --out data/raw`.
+    Datagen {
+        #[command(subcommand)]
+        command: commands::datagen::DatagenCommand,
+    },
     /// Check the project file, profile, target, lake and metadata store.
     Debug,
     /// Call a macro with the project's context: `strata run-operation my_macro --args '{a: 1}'`.
@@ -366,6 +371,7 @@ fn main() -> ExitCode {
                 Command::Init { dir } => commands::init::init(&cli.global, dir),
                 Command::Demo { dir } => commands::init::demo(&cli.global, dir).await,
                 Command::Debug => commands::debug::debug(&cli.global).await,
+                Command::Datagen { command } => commands::datagen::datagen(&cli.global, &command),
                 Command::Compile(args) => commands::compile::compile(&cli.global, &args),
                 Command::Run(args) => commands::run::run(&cli.global, &args).await,
                 Command::Seed(args) => commands::run::seed(&cli.global, &args).await,

@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod clean;
 pub mod clone;
 pub mod compile;
+pub mod datagen;
 pub mod debug;
 pub mod deps;
 pub mod docs;
