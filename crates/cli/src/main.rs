@@ -177,9 +177,11 @@ enum Command {
         /// Folder to create (default: ./strata_project).
         dir: Option<PathBuf>,
     },
-    /// Create the starter project in a folder and build it end to end.
+    /// The whole platform on a SaaS product's data: writes the SaaS example project, generates
+    /// two years of data, loads it into bronze, builds silver and gold, runs every test and
+    /// prints MRR and churn. Running it again in the same folder works.
     Demo {
-        /// Folder for the demo project (default: a new temporary folder).
+        /// Folder for the demo project (default: ./strata-demo).
         dir: Option<PathBuf>,
     },
     /// Generate the example projects' raw data: `strata datagen saas --scale 10 --out data/raw`.
@@ -369,7 +371,7 @@ fn main() -> ExitCode {
         runtime.block_on(async {
             match cli.command {
                 Command::Init { dir } => commands::init::init(&cli.global, dir),
-                Command::Demo { dir } => commands::init::demo(&cli.global, dir).await,
+                Command::Demo { dir } => commands::demo::demo(&cli.global, dir).await,
                 Command::Debug => commands::debug::debug(&cli.global).await,
                 Command::Datagen { command } => commands::datagen::datagen(&cli.global, &command),
                 Command::Compile(args) => commands::compile::compile(&cli.global, &args),

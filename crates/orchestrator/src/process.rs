@@ -222,21 +222,20 @@ pub(crate) async fn run_process(
             status: Status::Failed,
             seconds: 0.0,
             exit_code: status.code(),
-            message: match status.code() {
-                Some(code) if last_line.is_empty() => format!("exit code {code}"),
-                Some(code) => format!("exit code {code}: {last_line}"),
-                None => "killed by a signal".into(),
+            message: match (status.code(), failure_line(&log)) {
+                (Some(code), Some(failure)) => format!("exit code {code}: {failure}"),
+                (Some(code), None) if last_line.is_empty() => format!("exit code {code}"),
+                (Some(code), None) => format!("exit code {code}: {last_line}"),
+                (None, _) => "killed by a signal".into(),
             },
             log,
         },
     }
 }
 
-/// The line that says most about how a process ended: its last, leaving out a `strata`
-/// command's closing tally (`Done. PASS=…`) and the clock in front of its lines.
-fn last_line(log: &str) -> String {
-    let lines: Vec<&str> = log
-        .lines()
+/// A log's non-empty lines, without the clock in front of a `strata` command's lines.
+fn plain_lines(log: &str) -> Vec<&str> {
+    log.lines()
         .map(|l| {
             let l = l.trim();
             match l.split_once("  ") {
@@ -250,7 +249,31 @@ fn last_line(log: &str) -> String {
             }
         })
         .filter(|l| !l.is_empty())
-        .collect();
+        .collect()
+}
+
+/// Why a `strata` command failed: its first `Failure in …` with the line that explains it,
+/// or its `error: …`. Warnings printed after them do not hide them.
+fn failure_line(log: &str) -> Option<String> {
+    let lines = plain_lines(log);
+    if let Some(i) = lines.iter().position(|l| l.starts_with("Failure in ")) {
+        return Some(match lines.get(i + 1) {
+            Some(why) if !why.starts_with("Failure in ") && !why.starts_with("Warning in ") => {
+                format!("{}: {why}", lines[i])
+            }
+            _ => lines[i].to_string(),
+        });
+    }
+    lines
+        .iter()
+        .find(|l| l.starts_with("error: "))
+        .map(|l| l.to_string())
+}
+
+/// The line that says most about how a process ended: its last, leaving out a `strata`
+/// command's closing tally (`Done. PASS=…`) and the clock in front of its lines.
+fn last_line(log: &str) -> String {
+    let lines = plain_lines(log);
     lines
         .iter()
         .rev()
@@ -285,4 +308,32 @@ fn keep_end(text: String) -> String {
         cut += 1;
     }
     text[cut..].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_named_before_the_warnings_after_it() {
+        let log = "04:00:01  1 of 2 FAIL 1 assert_x .... [FAIL 1 in 0.1s]\n\n\
+                   04:00:02  Completed with 1 error:\n\n\
+                   04:00:02  Failure in test assert_x (tests/assert_x.sql)\n\
+                   04:00:02    Got 1 result, configured to fail if != 0\n\n\
+                   04:00:02  Warning in test volume (models/m.yml)\n\
+                   04:00:02    not enough history\n\n\
+                   04:00:02  Done. PASS=1 WARN=1 ERROR=1 SKIP=0 TOTAL=3\n";
+        assert_eq!(
+            failure_line(log).as_deref(),
+            Some(
+                "Failure in test assert_x (tests/assert_x.sql): Got 1 result, configured to fail if != 0"
+            )
+        );
+        assert_eq!(last_line(log), "not enough history");
+        assert_eq!(
+            failure_line("error: no such file\n  hint: x\n").as_deref(),
+            Some("error: no such file")
+        );
+        assert_eq!(failure_line("plain output\n"), None);
+    }
 }

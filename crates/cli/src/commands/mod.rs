@@ -6,6 +6,7 @@ pub mod clone;
 pub mod compile;
 pub mod datagen;
 pub mod debug;
+pub mod demo;
 pub mod deps;
 pub mod docs;
 pub mod docs_serve;

@@ -228,3 +228,17 @@ fn json_rows(batches: &[RecordBatch]) -> Result<String> {
     }
     Ok(format!("[{}]", rows.join(",")))
 }
+
+/// The rows of an inline query (with `ref()` and `source()`), as `strata show --inline` runs
+/// it, for commands that read a few numbers back.
+pub async fn inline_rows(global: &GlobalArgs, sql: &str) -> Result<Vec<RecordBatch>> {
+    let project = std::sync::Arc::new(load_project(global)?);
+    let (warehouse, _meta) = open_warehouse(&project)?;
+    let mut compiler = Compiler::new(project.clone()).with_introspector(warehouse.introspector());
+    let sql = compiler.compile_inline(sql)?;
+    let stream = warehouse.query(&sql, None).await?;
+    stream
+        .try_collect()
+        .await
+        .map_err(|e| anyhow::anyhow!(strata_engine::error::describe_datafusion_error(&e)))
+}

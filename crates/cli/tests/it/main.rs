@@ -5,6 +5,7 @@ mod anomalies;
 mod bad_input;
 mod data_tests;
 mod errors;
+mod examples;
 mod execution;
 mod hooks;
 mod ingest;

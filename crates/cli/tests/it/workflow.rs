@@ -239,15 +239,6 @@ fn debug_checks_the_setup() {
 }
 
 #[test]
-fn demo_runs_end_to_end() {
-    let p = TestProject::empty();
-    let dir = p.path().join("demo");
-    let out = p.ok(&["demo", dir.to_str().expect("utf-8 path")]);
-    assert!(out.contains("PASS=5"), "{out}");
-    assert!(out.contains("lifetime_value"), "{out}");
-}
-
-#[test]
 fn init_refuses_a_non_empty_folder() {
     let p = TestProject::starter();
     let out = p.fails(&["init", "."], 2);
