@@ -30,12 +30,16 @@
 //! - `orchestrate`: the scheduling overhead between two dependent pipeline steps, and a
 //!   pipeline of 1,000 steps (see `orchestrate.rs`).
 //!
+//! - `saas`: the SaaS example (examples/saas) at scales 1, 10 and 100: data generation,
+//!   ingestion, build and tests, each with its rows per second and peak memory (see `saas.rs`).
+//!
 //! Build the binary first (`cargo build --release -p strata`), then
 //! `cargo run --release -p strata-benchmarks -- [--strata PATH] [--runs N] [SCENARIO...]`.
 
 mod orchestrate;
 mod postgres;
 mod quality;
+mod saas;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -55,8 +59,11 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Scenarios to run: startup, parse, chain, seed, merge, snapshot, packages, ingest,
-    /// postgres, quality, serve, orchestrate (default: all).
+    /// postgres, quality, serve, orchestrate, saas (default: all).
     scenarios: Vec<String>,
+    /// The scales of the `saas` scenario.
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0, 10.0, 100.0])]
+    saas_scales: Vec<f64>,
 }
 
 struct Row {
@@ -97,6 +104,7 @@ fn main() -> Result<()> {
         "quality",
         "serve",
         "orchestrate",
+        "saas",
     ];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
@@ -118,6 +126,7 @@ fn main() -> Result<()> {
             "quality" => rows.extend(quality::quality(&strata, args.runs)?),
             "serve" => rows.extend(serve::serve(&strata, args.runs)?),
             "orchestrate" => rows.extend(orchestrate::orchestrate(&strata, args.runs)?),
+            "saas" => rows.extend(saas::saas(&strata, &args.saas_scales)?),
             other => bail!("unknown scenario `{other}`; choose from {}", all.join(", ")),
         }
     }
@@ -163,6 +172,42 @@ fn time_strata_exit(strata: &Path, dir: &Path, args: &[&str], ok: &[i32]) -> Res
         );
     }
     Ok(elapsed)
+}
+
+/// Run `strata ARGS` in `dir` under GNU time: the wall time, the peak resident set (MiB) and
+/// what it printed.
+fn time_with_memory(strata: &Path, dir: &Path, args: &[&str]) -> Result<(Duration, u64, String)> {
+    let report = dir.join("time.out");
+    let start = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .arg("-o")
+        .arg(&report)
+        .args(["-f", "%M"])
+        .arg(strata)
+        .args(args)
+        .current_dir(dir)
+        .env("STRATA_PROFILES_DIR", dir)
+        .output()
+        .context("running strata under /usr/bin/time (Debian package `time`)")?;
+    let elapsed = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "strata {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&report)?;
+    let kib: u64 = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .context("GNU time's report")?;
+    Ok((
+        elapsed,
+        kib / 1024,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
 }
 
 fn measure(runs: usize, mut f: impl FnMut() -> Result<Duration>) -> Result<(Duration, Duration)> {

@@ -155,37 +155,6 @@ impl Cluster {
     }
 }
 
-/// Run `strata ARGS` in `dir` under GNU time: the wall time and the peak resident set (MiB).
-fn time_with_memory(strata: &Path, dir: &Path, args: &[&str]) -> Result<(Duration, u64)> {
-    let report = dir.join("time.out");
-    let start = Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .arg("-o")
-        .arg(&report)
-        .args(["-f", "%M"])
-        .arg(strata)
-        .args(args)
-        .current_dir(dir)
-        .env("STRATA_PROFILES_DIR", dir)
-        .output()
-        .context("running strata under /usr/bin/time (Debian package `time`)")?;
-    let elapsed = start.elapsed();
-    if !out.status.success() {
-        bail!(
-            "strata {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = std::fs::read_to_string(&report)?;
-    let kib: u64 = text
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .context("GNU time's report")?;
-    Ok((elapsed, kib / 1024))
-}
-
 pub fn postgres(strata: &Path, runs: usize) -> Result<Vec<Row>> {
     let cluster = Cluster::start()?;
     eprintln!("postgres: generating {ROWS} rows");
@@ -231,7 +200,7 @@ pub fn postgres(strata: &Path, runs: usize) -> Result<Vec<Row>> {
         let mut peak = 0;
         let (median, min) = measure(runs, || {
             let _ = std::fs::remove_dir_all(&lake);
-            let (t, mib) = time_with_memory(strata, dir, &["ingest"])?;
+            let (t, mib, _) = crate::time_with_memory(strata, dir, &["ingest"])?;
             peak = peak.max(mib);
             Ok(t)
         })?;

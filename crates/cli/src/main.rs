@@ -373,7 +373,9 @@ fn main() -> ExitCode {
                 Command::Init { dir } => commands::init::init(&cli.global, dir),
                 Command::Demo { dir } => commands::demo::demo(&cli.global, dir).await,
                 Command::Debug => commands::debug::debug(&cli.global).await,
-                Command::Datagen { command } => commands::datagen::datagen(&cli.global, &command),
+                Command::Datagen { command } => {
+                    commands::datagen::datagen(&cli.global, &command).await
+                }
                 Command::Compile(args) => commands::compile::compile(&cli.global, &args),
                 Command::Run(args) => commands::run::run(&cli.global, &args).await,
                 Command::Seed(args) => commands::run::seed(&cli.global, &args).await,

@@ -4,7 +4,9 @@
 //! the same bytes on every machine. Generators stream: they hold one entity (an account, a
 //! customer) in memory at a time, whatever the scale.
 
+pub mod csv;
 pub mod json;
+pub mod retail;
 pub mod rng;
 pub mod saas;
 

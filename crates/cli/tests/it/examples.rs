@@ -1,11 +1,12 @@
 //! The example projects, checked against independent calculations: the marts' numbers are
 //! computed again here, in plain Rust, from the generator's raw files, and must agree.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use serde_json::Value;
 
+use crate::pg_server;
 use crate::project::TestProject;
 use crate::serve::{get, serve};
 
@@ -382,4 +383,189 @@ fn the_saas_example_runs_its_pipeline_and_dashboards_on_other_data() {
             assert!(page.contains(t), "no {t}: {page}");
         }
     }
+}
+
+/// A CSV file of the retail generator: its rows as fields (its values hold no commas).
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+/// What the retail data set holds after days 0..=last, computed from the generator's files:
+/// net revenue and orders per order date (cancelled orders and lines without a quantity
+/// left out), lines with and without a quantity, and the customer versions a snapshot after
+/// each day records.
+struct RetailReference {
+    by_day: BTreeMap<String, (f64, i64)>,
+    lines: i64,
+    lines_without_quantity: i64,
+    customer_versions: i64,
+    customers: i64,
+}
+
+fn reference_retail(raw: &Path, last: u32) -> RetailReference {
+    let mut orders: HashMap<String, Vec<String>> = HashMap::new();
+    let mut items: Vec<Vec<String>> = Vec::new();
+    let mut customers: HashSet<String> = HashSet::new();
+    let mut customer_versions = 0;
+    for day in 0..=last {
+        let dir = raw.join(format!("day_{day:03}"));
+        for o in csv_rows(&dir.join("orders.csv")) {
+            orders.insert(o[0].clone(), o);
+        }
+        items.extend(csv_rows(&dir.join("order_items.csv")));
+        for c in csv_rows(&dir.join("customers.csv")) {
+            customers.insert(c[0].clone());
+            customer_versions += 1;
+        }
+    }
+    let (mut lines, mut lines_without_quantity) = (0, 0);
+    let mut by_day: BTreeMap<String, (f64, HashSet<String>)> = BTreeMap::new();
+    for i in &items {
+        let quantity: i64 = i[4].parse().expect("quantity");
+        if quantity == 0 {
+            lines_without_quantity += 1;
+            continue;
+        }
+        lines += 1;
+        let order = &orders[&i[1]];
+        if order[4] == "cancelled" {
+            continue;
+        }
+        let net = quantity as f64 * i[5].parse::<f64>().expect("price")
+            - i[6].parse::<f64>().expect("discount");
+        let day = by_day.entry(order[5][..10].to_string()).or_default();
+        day.0 += net;
+        day.1.insert(order[0].clone());
+    }
+    RetailReference {
+        by_day: by_day
+            .into_iter()
+            .map(|(d, (net, ids))| (d, (net, ids.len() as i64)))
+            .collect(),
+        lines,
+        lines_without_quantity,
+        customer_versions,
+        customers: customers.len() as i64,
+    }
+}
+
+#[test]
+fn the_retail_example_loads_from_postgres_day_after_day() {
+    let Some(server) = pg_server::server() else {
+        return;
+    };
+    let db = server.database("retail_example");
+    let url = db.url().replacen(
+        "postgres@",
+        &format!("postgres:{}@", pg_server::PASSWORD),
+        1,
+    );
+    let env = [("RETAIL_DATABASE_URL", url.as_str())];
+    let p = example("retail");
+    let tests = p.ok(&["ls", "--resource-type", "test"]);
+    assert!(
+        tests.lines().count() >= 100,
+        "{} data tests",
+        tests.lines().count()
+    );
+
+    let out = p.ok(&["datagen", "retail", "--to", &url]);
+    assert!(
+        out.contains("Wrote day 0 (2025-06-30) into shop: 1000 customers"),
+        "{out}"
+    );
+    let again = p.fails(&["datagen", "retail", "--to", &url], 2);
+    assert!(again.contains("--day 1"), "{again}");
+    p.ok(&["datagen", "retail", "--out", "reference"]);
+    let raw = p.path().join("reference");
+
+    let build = p.ok_with(&["build", "--ingest"], &env);
+    assert!(build.contains("ERROR=0"), "{build}");
+    let check = |day: u32| {
+        let r = reference_retail(&raw, day);
+        let rows = show(
+            &p,
+            &[
+                "--inline",
+                "select cast(order_date as varchar) as day, sum(net_revenue) as net, \
+                 sum(orders) as orders from {{ ref('mart_daily_sales') }} group by order_date",
+            ],
+        );
+        let got: BTreeMap<String, (f64, i64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["day"].as_str().expect("day").to_string(),
+                    (
+                        r["net"].as_f64().expect("net"),
+                        r["orders"].as_i64().expect("orders"),
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            r.by_day.keys().collect::<Vec<_>>(),
+            "day {day}: order dates"
+        );
+        for (d, (net, orders)) in &r.by_day {
+            let (gnet, gorders) = got[d];
+            assert!(
+                (gnet - net).abs() < 0.02,
+                "day {day}, {d}: net {gnet}, expected {net}"
+            );
+            assert_eq!(gorders, *orders, "day {day}, {d}: orders");
+        }
+        assert_eq!(
+            count(&p, "{{ ref('fact_orders') }}"),
+            r.lines,
+            "day {day}: lines"
+        );
+        assert_eq!(
+            count(&p, "gold_quarantine.fact_orders"),
+            r.lines_without_quantity,
+            "day {day}: quarantined lines"
+        );
+        assert_eq!(
+            count(&p, "{{ ref('dim_customers') }}"),
+            r.customer_versions,
+            "day {day}: SCD2 rows"
+        );
+        assert_eq!(
+            count(&p, "{{ ref('dim_customers') }} where is_current"),
+            r.customers,
+            "day {day}: current customers"
+        );
+        r
+    };
+    let first = check(0);
+    assert!(first.lines_without_quantity > 0);
+
+    let mut versions = first.customer_versions;
+    for day in 1..=3 {
+        let d = day.to_string();
+        let out = p.ok(&["datagen", "retail", "--to", &url, "--day", &d]);
+        assert!(
+            out.contains(&format!("Wrote the changes of day {day}")),
+            "{out}"
+        );
+        p.ok(&["datagen", "retail", "--out", "reference", "--day", &d]);
+        let build = p.ok_with(&["build", "--ingest"], &env);
+        assert!(build.contains("ERROR=0"), "day {day}: {build}");
+        let r = check(day);
+        assert!(
+            r.customer_versions > versions,
+            "day {day}: no segment changed"
+        );
+        versions = r.customer_versions;
+    }
+
+    // The daily pipeline: nothing new to load, every step succeeds.
+    let run = p.ok_all_with(&["trigger", "daily"], &env);
+    assert!(run.contains("succeeded"), "{run}");
 }

@@ -124,7 +124,16 @@ impl TestProject {
 
     /// Run `strata ARGS`, expecting success; returns stdout + stderr (warnings included).
     pub fn ok_all(&self, args: &[&str]) -> String {
-        let out = self.strata(args).output().expect("run strata");
+        self.ok_all_with(args, &[])
+    }
+
+    /// [`TestProject::ok_all`] with environment variables.
+    pub fn ok_all_with(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self
+            .strata(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run strata");
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

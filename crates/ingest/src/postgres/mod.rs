@@ -8,6 +8,7 @@
 //! cursor recorded is exactly the highest value the rows loaded hold.
 
 pub mod binary;
+pub mod load;
 pub mod tls;
 pub mod types;
 
@@ -116,9 +117,63 @@ where
 
 /// Connect, retrying a refused or timed-out connection (not a refused login).
 async fn connect(spec: &PgSpec, name: &str) -> Result<Client> {
+    connect_as(spec, &format!("source `{name}`")).await
+}
+
+/// Connect to the database a libpq-style url names (`sslmode` and `sslrootcert` in it), for
+/// commands that write to a source database (`strata datagen retail --to URL`).
+pub async fn connect_url(url: &str) -> Result<Client> {
+    let bad = |why: String| Error::user(format!("--to: {why}"));
+    let (plain, sslmode, root) = tls::from_url(url).map_err(bad)?;
+    let mut config: Config = plain
+        .parse()
+        .map_err(|_| bad("not a PostgreSQL url (postgresql://user@host:port/database)".into()))?;
+    let (tls, mode) = tls::mode(sslmode.as_deref(), root).map_err(bad)?;
+    config.ssl_mode(match mode {
+        "disable" => tokio_postgres::config::SslMode::Disable,
+        "require" => tokio_postgres::config::SslMode::Require,
+        _ => tokio_postgres::config::SslMode::Prefer,
+    });
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    // As libpq: a password not in the url comes from PGPASSWORD.
+    if config.get_password().is_none()
+        && let Ok(password) = std::env::var("PGPASSWORD")
+    {
+        config.password(password);
+    }
+    config.application_name("strata");
+    let server = format!(
+        "{}:{}/{}",
+        match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        },
+        config.get_ports().first().copied().unwrap_or(5432),
+        config
+            .get_dbname()
+            .or(config.get_user())
+            .unwrap_or_default()
+    );
+    let spec = PgSpec {
+        config,
+        tls,
+        server,
+        from: From::Table(String::new()),
+        cursor: None,
+        lookback: None,
+        parallel: 1,
+        split_by: None,
+    };
+    connect_as(&spec, "--to").await
+}
+
+async fn connect_as(spec: &PgSpec, label: &str) -> Result<Client> {
     let cannot = |why: String| {
         Error::user(format!(
-            "source `{name}`: cannot connect to PostgreSQL at {}: {why}",
+            "{label}: cannot connect to PostgreSQL at {}: {why}",
             spec.server
         ))
         .with_hint(
