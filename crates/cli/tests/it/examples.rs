@@ -568,4 +568,21 @@ fn the_retail_example_loads_from_postgres_day_after_day() {
     // The daily pipeline: nothing new to load, every step succeeds.
     let run = p.ok_all_with(&["trigger", "daily"], &env);
     assert!(run.contains("succeeded"), "{run}");
+
+    // The dashboards draw every chart.
+    let s = serve(&p, &["--dev"]);
+    for (name, drawn, title) in [
+        ("sales", 3, "Best selling products"),
+        ("inventory", 2, "Stores with the most products out of stock"),
+    ] {
+        let (code, _, page) = get(s.port, &format!("/dashboards/{name}"), None);
+        assert_eq!(code, 200, "{page}");
+        assert!(!page.contains("class=\"bad\""), "a chart failed: {page}");
+        assert_eq!(
+            page.matches("<svg class=\"chart\"").count(),
+            drawn,
+            "{page}"
+        );
+        assert!(page.contains(title) && page.contains("<td"), "{page}");
+    }
 }
