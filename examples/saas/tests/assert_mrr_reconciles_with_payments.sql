@@ -2,16 +2,9 @@
 -- then running has a successful payment within its billing cycle (plus the three days a failed
 -- payment waits for its retry), or a failed one in the last three days, waiting for its retry;
 -- and the MRR those payments imply is the month's MRR in mart_mrr.
-with month_ends as (
-    select date_day as month_end, month_start as month
-    from {{ ref('dim_date') }}
-    where is_month_end
-      and date_day between date '{{ var("data_start") }}' and date '{{ var("data_end") }}'
-),
-
-running as (
+with running as (
     select m.month, m.month_end, p.subscription_id, p.billing_cycle
-    from month_ends as m
+    from {{ ref('int_month_ends') }} as m
     join {{ ref('int_subscription_periods') }} as p
         on p.start_date <= m.month_end
         and (p.end_date is null or p.end_date > m.month_end)

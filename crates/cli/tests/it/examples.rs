@@ -521,26 +521,26 @@ fn the_retail_example_loads_from_postgres_day_after_day() {
             );
             assert_eq!(gorders, *orders, "day {day}, {d}: orders");
         }
-        assert_eq!(
-            count(&p, "{{ ref('fact_orders') }}"),
-            r.lines,
-            "day {day}: lines"
-        );
-        assert_eq!(
-            count(&p, "gold_quarantine.fact_orders"),
-            r.lines_without_quantity,
-            "day {day}: quarantined lines"
-        );
-        assert_eq!(
-            count(&p, "{{ ref('dim_customers') }}"),
-            r.customer_versions,
-            "day {day}: SCD2 rows"
-        );
-        assert_eq!(
-            count(&p, "{{ ref('dim_customers') }} where is_current"),
-            r.customers,
-            "day {day}: current customers"
-        );
+        for (relation, expected, what) in [
+            ("{{ ref('fact_orders') }}", r.lines, "lines"),
+            (
+                "gold_quarantine.fact_orders",
+                r.lines_without_quantity,
+                "quarantined lines",
+            ),
+            (
+                "{{ ref('dim_customers') }}",
+                r.customer_versions,
+                "SCD2 rows",
+            ),
+            (
+                "{{ ref('dim_customers') }} where is_current",
+                r.customers,
+                "current customers",
+            ),
+        ] {
+            assert_eq!(count(&p, relation), expected, "day {day}: {what}");
+        }
         r
     };
     let first = check(0);

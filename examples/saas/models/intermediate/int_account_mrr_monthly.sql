@@ -4,14 +4,7 @@
 --   reactivation 0 before, some now, and paying at an earlier month end
 --   expansion    more than before      contraction  less, but not 0
 --   churn        some before, 0 now    retained / inactive  no change
-with month_ends as (
-    select date_day as month_end, month_start as month
-    from {{ ref('dim_date') }}
-    where is_month_end
-      and date_day between date '{{ var("data_start") }}' and date '{{ var("data_end") }}'
-),
-
-paid as (
+with paid as (
     select account_id, start_date, end_date, mrr
     from {{ ref('int_subscription_periods') }}
     where not is_trial
@@ -26,7 +19,7 @@ first_paid as (
 spine as (
     select f.account_id, m.month_end, m.month
     from first_paid as f
-    join month_ends as m on m.month_end >= f.first_paid_date
+    join {{ ref('int_month_ends') }} as m on m.month_end >= f.first_paid_date
 ),
 
 mrr as (
