@@ -33,6 +33,9 @@
 //! - `saas`: the SaaS example (examples/saas) at scales 1, 10 and 100: data generation,
 //!   ingestion, build and tests, each with its rows per second and peak memory (see `saas.rs`).
 //!
+//! - `tpch`: the 22 TPC-H queries at scale factor 1 (`--tpch-scales 1,10`), Strata's embedded
+//!   engine against DuckDB on the same Parquet files (see `tpch.rs`).
+//!
 //! Build the binary first (`cargo build --release -p strata`), then
 //! `cargo run --release -p strata-benchmarks -- [--strata PATH] [--runs N] [SCENARIO...]`.
 
@@ -41,6 +44,7 @@ mod postgres;
 mod quality;
 mod saas;
 mod serve;
+mod tpch;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -59,8 +63,11 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Scenarios to run: startup, parse, chain, seed, merge, snapshot, packages, ingest,
-    /// postgres, quality, serve, orchestrate, saas (default: all).
+    /// postgres, quality, serve, orchestrate, saas, tpch (default: all).
     scenarios: Vec<String>,
+    /// The TPC-H scale factors of the `tpch` scenario.
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0])]
+    tpch_scales: Vec<f64>,
     /// The scales of the `saas` scenario.
     #[arg(long, value_delimiter = ',', default_values_t = [1.0, 10.0, 100.0])]
     saas_scales: Vec<f64>,
@@ -105,6 +112,7 @@ fn main() -> Result<()> {
         "serve",
         "orchestrate",
         "saas",
+        "tpch",
     ];
     let chosen: Vec<&str> = if args.scenarios.is_empty() {
         all.to_vec()
@@ -127,6 +135,7 @@ fn main() -> Result<()> {
             "serve" => rows.extend(serve::serve(&strata, args.runs)?),
             "orchestrate" => rows.extend(orchestrate::orchestrate(&strata, args.runs)?),
             "saas" => rows.extend(saas::saas(&strata, &args.saas_scales)?),
+            "tpch" => rows.extend(tpch::tpch(&strata, args.runs, &args.tpch_scales)?),
             other => bail!("unknown scenario `{other}`; choose from {}", all.join(", ")),
         }
     }

@@ -9,6 +9,7 @@
 //! - Every relation a query names is resolved through the target's own catalog, so two targets
 //!   never see each other's tables.
 
+pub mod date_comparisons;
 pub mod embedded;
 pub mod error;
 pub mod functions;

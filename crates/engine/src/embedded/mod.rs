@@ -109,7 +109,12 @@ impl EmbeddedWarehouse {
     /// Open the warehouse of a target.
     pub fn open(options: WarehouseOptions, meta: Arc<MetaStore>) -> Result<Self> {
         let lake = Lake::parse(&options.lake)?;
-        let mut config = SessionConfig::new()
+        // DataFusion's own settings may be tuned from the environment
+        // (DATAFUSION_EXECUTION_BATCH_SIZE=16384, …), as in datafusion-cli.
+        let base = SessionConfig::from_env().map_err(|e| {
+            Error::user(format!("a DATAFUSION_* environment variable is wrong: {e}"))
+        })?;
+        let mut config = base
             .with_default_catalog_and_schema(&options.database, &options.default_schema)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);
@@ -120,7 +125,8 @@ impl EmbeddedWarehouse {
             .with_default_features()
             .with_config(config)
             .with_query_planner(DeltaPlanner::new())
-            .with_analyzer_rules(TrueDivision::with_default_rules());
+            .with_analyzer_rules(TrueDivision::with_default_rules())
+            .with_optimizer_rules(crate::date_comparisons::DateComparisons::with_default_rules());
         if let Some(planners) = builder.expr_planners() {
             planners.insert(0, Arc::new(crate::semantics::WarehouseOperators));
         }

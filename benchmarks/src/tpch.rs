@@ -1,0 +1,220 @@
+//! The `tpch` scenario: the 22 TPC-H queries (benchmarks/tpch/queries, with the
+//! specification's validation parameters) over the same Parquet files, run by Strata's
+//! embedded engine (`strata show --inline`, one process per query, over views of the files)
+//! and by DuckDB (its Python package, in one process). The data is generated once per scale
+//! factor with the `tpchgen` crate and kept under `$CARGO_TARGET_DIR/tpch/sf<N>`.
+//!
+//! Strata's figure includes starting the process and loading the project (measured alone as
+//! `select 1` and shown); DuckDB's does not.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
+use tpchgen::generators::{
+    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
+    PartSuppGenerator, RegionGenerator, SupplierGenerator,
+};
+use tpchgen_arrow::{
+    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow,
+    RecordBatchIterator, RegionArrow, SupplierArrow,
+};
+
+use crate::{Row, measure, time_strata, write};
+
+const TABLES: [&str; 8] = [
+    "nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem",
+];
+
+pub fn tpch(strata: &Path, runs: usize, scales: &[f64]) -> Result<Vec<Row>> {
+    let queries_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch/queries");
+    let python = duckdb_python()?;
+    let mut rows = Vec::new();
+    for &sf in scales {
+        let data = data_dir(sf)?;
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path();
+        project(dir, &data)?;
+        time_strata(strata, dir, &["run"])?;
+        let runs = runs.clamp(1, 3);
+        let (startup, _) = measure(runs, || {
+            time_strata(strata, dir, &["show", "--inline", "select 1", "-o", "csv"])
+        })?;
+
+        eprintln!("tpch sf{sf}: duckdb");
+        let out = Command::new(&python)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch/duckdb_run.py"))
+            .arg(&data)
+            .arg(&queries_dir)
+            .arg(runs.to_string())
+            .output()
+            .context("running DuckDB")?;
+        if !out.status.success() {
+            bail!("DuckDB failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        let duck: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+
+        let (mut total, mut total_duck) = (Duration::ZERO, Duration::ZERO);
+        for q in 1..=22 {
+            let name = format!("q{q:02}");
+            let sql = std::fs::read_to_string(queries_dir.join(format!("{name}.sql")))?;
+            eprintln!("tpch sf{sf}: strata {name}");
+            let (median, min) = measure(runs, || {
+                time_strata(
+                    strata,
+                    dir,
+                    &["show", "--inline", &sql, "--limit", "-1", "-o", "csv"],
+                )
+            })?;
+            let d = duck[&name].as_f64().unwrap_or(f64::NAN);
+            total += median;
+            total_duck += Duration::from_secs_f64(d / 1000.0);
+            rows.push(Row {
+                scenario: format!("tpch {name}"),
+                size: format!("sf{sf}"),
+                median,
+                min,
+                note: format!(
+                    "duckdb {d:.1} ms; strata / duckdb {:.2}",
+                    median.as_secs_f64() * 1000.0 / d
+                ),
+            });
+        }
+        rows.push(Row {
+            scenario: "tpch total".into(),
+            size: format!("sf{sf}"),
+            median: total,
+            min: total,
+            note: format!(
+                "duckdb {:.1} ms; strata / duckdb {:.2} (target <= 1.5); strata's start-up {:.1} ms a query",
+                total_duck.as_secs_f64() * 1000.0,
+                total.as_secs_f64() / total_duck.as_secs_f64(),
+                startup.as_secs_f64() * 1000.0
+            ),
+        });
+    }
+    Ok(rows)
+}
+
+/// A project whose views `lineitem`, `orders`, … read the Parquet files, in the schema
+/// queries resolve unqualified names in.
+fn project(dir: &Path, data: &Path) -> Result<()> {
+    write(dir, "strata.yml", "name: tpch\nprofile: tpch\n")?;
+    write(
+        dir,
+        "profiles.yml",
+        "tpch:\n  target: dev\n  outputs:\n    dev: {type: strata, schema: main, threads: 2}\n",
+    )?;
+    let mut sources = String::from("sources:\n  - name: tpch\n    tables:\n");
+    for t in TABLES {
+        sources.push_str(&format!(
+            "      - name: {t}\n        external_location: \"{}/{t}/*.parquet\"\n",
+            data.display()
+        ));
+        write(
+            dir,
+            &format!("models/{t}.sql"),
+            &format!(
+                "{{{{ config(materialized='view') }}}}\nselect * from {{{{ source('tpch', '{t}') }}}}\n"
+            ),
+        )?;
+    }
+    write(dir, "models/sources.yml", &sources)
+}
+
+/// The data of scale factor `sf`, generated on first use.
+fn data_dir(sf: f64) -> Result<PathBuf> {
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    let dir = base.join("tpch").join(format!("sf{sf}"));
+    if dir.join(".complete").exists() {
+        return Ok(dir);
+    }
+    eprintln!("tpch sf{sf}: generating the data in {}", dir.display());
+    let parts = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .max(1) as i32;
+    for table in TABLES {
+        let out = dir.join(table);
+        std::fs::create_dir_all(&out)?;
+        let n = if matches!(table, "nation" | "region") {
+            1
+        } else {
+            parts
+        };
+        std::thread::scope(|s| -> Result<()> {
+            let handles: Vec<_> = (1..=n)
+                .map(|part| {
+                    let path = out.join(format!("part-{part}.parquet"));
+                    s.spawn(move || write_part(table, sf, part, n, &path))
+                })
+                .collect();
+            for h in handles {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a generator thread panicked"))??;
+            }
+            Ok(())
+        })?;
+    }
+    std::fs::write(dir.join(".complete"), "")?;
+    Ok(dir)
+}
+
+fn write_part(table: &str, sf: f64, part: i32, parts: i32, path: &Path) -> Result<()> {
+    let batches: Box<dyn RecordBatchIterator> = match table {
+        "nation" => Box::new(NationArrow::new(NationGenerator::new(sf, part, parts))),
+        "region" => Box::new(RegionArrow::new(RegionGenerator::new(sf, part, parts))),
+        "part" => Box::new(PartArrow::new(PartGenerator::new(sf, part, parts))),
+        "supplier" => Box::new(SupplierArrow::new(SupplierGenerator::new(sf, part, parts))),
+        "partsupp" => Box::new(PartSuppArrow::new(PartSuppGenerator::new(sf, part, parts))),
+        "customer" => Box::new(CustomerArrow::new(CustomerGenerator::new(sf, part, parts))),
+        "orders" => Box::new(OrderArrow::new(OrderGenerator::new(sf, part, parts))),
+        _ => Box::new(LineItemArrow::new(LineItemGenerator::new(sf, part, parts))),
+    };
+    let schema = Arc::clone(batches.schema());
+    let file = std::fs::File::create(path)?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
+    for batch in batches {
+        let batch: RecordBatch = batch;
+        writer.write(&batch)?;
+    }
+    writer.close()?;
+    Ok(())
+}
+
+/// Python with DuckDB: ~/.cache/strata/duckdb-venv, made on first use.
+fn duckdb_python() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let venv = PathBuf::from(home).join(".cache/strata/duckdb-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        eprintln!("tpch: installing DuckDB into {}", venv.display());
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()?
+            .success()
+            && Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "duckdb"])
+                .status()?
+                .success();
+        if !ok {
+            bail!(
+                "cannot install DuckDB (pip install duckdb) into {}",
+                venv.display()
+            );
+        }
+    }
+    Ok(python)
+}

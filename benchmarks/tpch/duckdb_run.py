@@ -1,0 +1,40 @@
+"""Time the TPC-H queries in DuckDB over the same Parquet files Strata reads.
+
+usage: duckdb_run.py DATA_DIR QUERIES_DIR RUNS
+Prints one JSON object: {"q01": median milliseconds, ...}. Each query runs once to warm the
+file cache, then RUNS times; its rows are fetched each time.
+"""
+
+import glob
+import json
+import os
+import statistics
+import sys
+import time
+
+import duckdb
+
+TABLES = ["nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem"]
+
+
+def main():
+    data, queries, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    con = duckdb.connect()
+    for t in TABLES:
+        con.execute(f"create view {t} as select * from read_parquet('{data}/{t}/*.parquet')")
+    out = {}
+    for path in sorted(glob.glob(os.path.join(queries, "q*.sql"))):
+        name = os.path.basename(path)[:-4]
+        sql = open(path).read()
+        con.execute(sql).fetchall()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            con.execute(sql).fetchall()
+            times.append(time.perf_counter() - start)
+        out[name] = statistics.median(times) * 1000.0
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
