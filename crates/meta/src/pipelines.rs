@@ -235,6 +235,33 @@ impl MetaStore {
         Ok(pids)
     }
 
+    /// Mark one run that is still running as interrupted, with its running attempts (their
+    /// message: `why`); the process ids of those attempts.
+    pub fn interrupt_pipeline_run(&self, id: i64, now: &str, why: &str) -> Result<Vec<i64>> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let pids: Vec<i64> = {
+            let mut stmt = tx.prepare(
+                "SELECT pid FROM pipeline_steps
+                 WHERE run_id = ?1 AND status = 'running' AND pid IS NOT NULL",
+            )?;
+            stmt.query_map(params![id], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        tx.execute(
+            "UPDATE pipeline_steps SET status = 'interrupted', finished_at = ?2, message = ?3
+             WHERE run_id = ?1 AND status = 'running'",
+            params![id, now, why],
+        )?;
+        tx.execute(
+            "UPDATE pipeline_runs SET status = 'interrupted', finished_at = ?2
+             WHERE id = ?1 AND status = 'running'",
+            params![id, now],
+        )?;
+        tx.commit()?;
+        Ok(pids)
+    }
+
     /// Queue a run again that did not succeed (failed, interrupted, or left running by a
     /// process that ended), its unfinished attempts marked interrupted.
     pub fn requeue_pipeline_run(&self, id: i64) -> Result<()> {

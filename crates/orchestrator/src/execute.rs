@@ -171,6 +171,47 @@ pub fn owner(prefix: &str) -> String {
     format!("{prefix}pid {} on {}", std::process::id(), host())
 }
 
+/// Runs a `strata trigger` of this machine left `running` when it was killed: marked
+/// interrupted, with their running attempts, and what those attempts started is stopped.
+/// (A scheduler's runs are its successor's to resume, a backfill's the next backfill's.)
+/// Returns the runs' ids.
+pub fn reap_abandoned_runs(meta: &MetaStore) -> Result<Vec<i64>, String> {
+    let host = host();
+    let running = meta
+        .pipeline_runs_with_status(&["running"])
+        .map_err(|e| format!("cannot read the runs: {e}"))?;
+    let mut reaped = Vec::new();
+    for run in running {
+        let Some(pid) = trigger_pid(&run.owner, &host) else {
+            continue;
+        };
+        if pid == std::process::id() || crate::process::alive(pid) {
+            continue;
+        }
+        let pids = meta
+            .interrupt_pipeline_run(
+                run.id,
+                &now(),
+                &format!("the process running it (pid {pid}) ended without finishing it"),
+            )
+            .map_err(|e| format!("cannot record run {}: {e}", run.id))?;
+        for p in pids {
+            crate::process::kill_group(p);
+        }
+        reaped.push(run.id);
+    }
+    Ok(reaped)
+}
+
+/// The process id in a `strata trigger`'s owner (`pid 123 on host`) of this host.
+fn trigger_pid(owner: &str, host: &str) -> Option<u32> {
+    let (head, on) = owner.rsplit_once(" on ")?;
+    if on != host {
+        return None;
+    }
+    head.strip_prefix("pid ")?.parse().ok()
+}
+
 impl Runner {
     /// Run `pipeline` now: `Ok` with the run's outcome (a failed step gives a failed run,
     /// not an error); `Err` when it could not be recorded.
@@ -440,6 +481,16 @@ fn host() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "this machine".into())
+}
+
+#[cfg(test)]
+mod reap_tests {
+    #[test]
+    fn only_a_trigger_of_this_host_is_read() {
+        assert_eq!(super::trigger_pid("pid 42 on box", "box"), Some(42));
+        assert_eq!(super::trigger_pid("pid 42 on other", "box"), None);
+        assert_eq!(super::trigger_pid("scheduler pid 42 on box", "box"), None);
+    }
 }
 
 /// Every attempt of one step: its last status and how many attempts it took.

@@ -150,6 +150,28 @@ pub(crate) fn kill_group(pid: i64) {
     let _ = pid;
 }
 
+/// Whether a process with this id exists (one we may not signal counts: it exists).
+pub(crate) fn alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        match i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            Some(pid) => !matches!(
+                rustix::process::test_kill_process(pid),
+                Err(rustix::io::Errno::SRCH)
+            ),
+            None => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
 /// Run a process to its end or its timeout, keeping the end of its output.
 pub(crate) async fn run_process(
     mut cmd: Command,

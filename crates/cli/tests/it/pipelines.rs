@@ -311,6 +311,50 @@ fn a_killed_scheduler_is_resumed_by_the_next_and_nothing_is_lost_or_run_twice() 
 }
 
 #[test]
+fn a_run_whose_trigger_was_killed_is_marked_interrupted_and_its_step_stopped() {
+    let p = TestProject::starter();
+    p.write(
+        "pipelines/slow.yml",
+        "steps:\n  - {name: nap, command: \"sleep 60 & echo $! > nap.pid; wait\"}\n  - {name: after, command: \"true\", after: [nap]}\n",
+    );
+    let mut trigger = p
+        .std_command(&["trigger", "slow"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the trigger");
+    wait_until("the step to start", 30, || !lines(&p, "nap.pid").is_empty());
+    let nap: i32 = lines(&p, "nap.pid")[0].parse().expect("a pid");
+    trigger.kill().expect("SIGKILL");
+    trigger.wait().expect("reaped");
+
+    // The next command that reads the runs finds its process gone.
+    assert_eq!(attempts(&p, "1"), steps(&[("nap", 1, "interrupted")]));
+    let out = p.ok(&["runs", "show", "1", "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    assert_eq!(json["run"]["status"], "interrupted", "{json}");
+    assert!(
+        json["steps"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ended without finishing it")),
+        "{json}"
+    );
+    // Nothing the step started is left running: not even the shell's own child.
+    wait_until("the step's sleep to end", 10, || {
+        !std::path::Path::new(&format!("/proc/{nap}")).exists()
+            || std::fs::read_to_string(format!("/proc/{nap}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    // A new trigger of the pipeline runs as usual.
+    p.write(
+        "pipelines/slow.yml",
+        "steps:\n  - {name: nap, command: \"true\"}\n",
+    );
+    p.ok_all(&["trigger", "slow"]);
+    assert_eq!(attempts(&p, "2"), steps(&[("nap", 1, "success")]));
+}
+
+#[test]
 fn a_backfill_runs_each_interval_with_its_bounds_and_again_only_what_failed() {
     let p = TestProject::starter();
     p.write(
