@@ -483,16 +483,6 @@ fn host() -> String {
         .unwrap_or_else(|| "this machine".into())
 }
 
-#[cfg(test)]
-mod reap_tests {
-    #[test]
-    fn only_a_trigger_of_this_host_is_read() {
-        assert_eq!(super::trigger_pid("pid 42 on box", "box"), Some(42));
-        assert_eq!(super::trigger_pid("pid 42 on other", "box"), None);
-        assert_eq!(super::trigger_pid("scheduler pid 42 on box", "box"), None);
-    }
-}
-
 /// Every attempt of one step: its last status and how many attempts it took.
 #[allow(clippy::too_many_arguments)]
 async fn run_step(
@@ -627,4 +617,14 @@ fn step_env(
         env.push(("STRATA_INTERVAL_END".into(), i.end.to_rfc3339()));
     }
     env
+}
+
+#[cfg(test)]
+mod reap_tests {
+    #[test]
+    fn only_a_trigger_of_this_host_is_read() {
+        assert_eq!(super::trigger_pid("pid 42 on box", "box"), Some(42));
+        assert_eq!(super::trigger_pid("pid 42 on other", "box"), None);
+        assert_eq!(super::trigger_pid("scheduler pid 42 on box", "box"), None);
+    }
 }
