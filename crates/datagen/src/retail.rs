@@ -358,8 +358,8 @@ impl World {
         let mut order_ids = vec![1];
         let mut event_ids = vec![1];
         for d in -HISTORY_DAYS..=day {
-            let o = count(ORDER_COUNT, d, 24.5);
-            let e = count(EVENT_COUNT, d, 245.0);
+            let o = count(ORDER_COUNT, d, 21.9);
+            let e = count(EVENT_COUNT, d, 221.0);
             order_ids.push(order_ids[order_ids.len() - 1] + o);
             event_ids.push(event_ids[event_ids.len() - 1] + e);
         }
@@ -936,11 +936,11 @@ mod tests {
         let d0 = generate(&opts, 0, &tmp.path().join("d0"), &mut |_| {}).expect("day 0");
         assert_eq!(d0.rows_of("customers"), 1000);
         let orders = d0.rows_of("orders");
-        assert!((4_500..5_600).contains(&orders), "{orders} orders");
+        assert!((4_750..5_250).contains(&orders), "{orders} orders");
         let items = d0.rows_of("order_items");
-        assert!((9_000..11_500).contains(&items), "{items} items");
+        assert!((9_500..10_500).contains(&items), "{items} items");
         let events = d0.rows_of("web_events");
-        assert!((45_000..56_000).contains(&events), "{events} events");
+        assert!((47_500..52_500).contains(&events), "{events} events");
 
         // Day 1: new orders, orders moving on, segment changes; the same bytes again.
         let d1 = generate(&opts, 1, &tmp.path().join("d1"), &mut |_| {}).expect("day 1");
