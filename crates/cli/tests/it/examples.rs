@@ -523,8 +523,10 @@ fn the_retail_example_loads_from_postgres_day_after_day() {
         }
         for (relation, expected, what) in [
             ("{{ ref('fact_orders') }}", r.lines, "lines"),
+            // Each line once: an incremental run that reads an order again (its status
+            // moved) sets its bad lines aside again.
             (
-                "gold_quarantine.fact_orders",
+                "(select distinct order_item_id from gold_quarantine.fact_orders)",
                 r.lines_without_quantity,
                 "quarantined lines",
             ),
