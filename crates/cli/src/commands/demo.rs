@@ -90,6 +90,11 @@ pub async fn demo(global: &GlobalArgs, dir: Option<PathBuf>) -> Result<ExitCode>
         started.elapsed().as_secs_f64()
     ));
     let d = dir.display();
+    if !on_path("strata") {
+        println!(
+            "  (`strata` is not on your PATH yet: `cargo install --path crates/cli` from the clone puts it there)"
+        );
+    }
     for line in [
         format!("  cd {d}"),
         "  strata show --select mart_mrr --limit 24         # every month".into(),
@@ -102,6 +107,12 @@ pub async fn demo(global: &GlobalArgs, dir: Option<PathBuf>) -> Result<ExitCode>
         println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether an executable named `name` is in a folder of PATH.
+fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(name).is_file()))
 }
 
 fn is_saas_project(dir: &Path) -> bool {
