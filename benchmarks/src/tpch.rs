@@ -48,11 +48,14 @@ pub fn tpch(strata: &Path, runs: usize, scales: &[f64]) -> Result<Vec<Row>> {
         })?;
 
         eprintln!("tpch sf{sf}: duckdb");
+        let answers = dir.join("duckdb-answers");
+        std::fs::create_dir_all(&answers)?;
         let out = Command::new(&python)
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch/duckdb_run.py"))
             .arg(&data)
             .arg(&queries_dir)
             .arg(runs.to_string())
+            .arg(&answers)
             .output()
             .context("running DuckDB")?;
         if !out.status.success() {
@@ -65,6 +68,16 @@ pub fn tpch(strata: &Path, runs: usize, scales: &[f64]) -> Result<Vec<Row>> {
             let name = format!("q{q:02}");
             let sql = std::fs::read_to_string(queries_dir.join(format!("{name}.sql")))?;
             eprintln!("tpch sf{sf}: strata {name}");
+            // The same answer first: a fast wrong answer is no answer.
+            let ours = Command::new(strata)
+                .args(["show", "--inline", &sql, "--limit", "-1", "-o", "csv"])
+                .current_dir(dir)
+                .env("STRATA_PROFILES_DIR", dir)
+                .output()?;
+            let theirs = std::fs::read_to_string(answers.join(format!("{name}.csv")))?;
+            if let Err(why) = same_answer(&String::from_utf8_lossy(&ours.stdout), &theirs) {
+                bail!("tpch {name} at sf{sf}: Strata's answer differs from DuckDB's: {why}");
+            }
             let (median, min) = measure(runs, || {
                 time_strata(
                     strata,
@@ -100,6 +113,61 @@ pub fn tpch(strata: &Path, runs: usize, scales: &[f64]) -> Result<Vec<Row>> {
         });
     }
     Ok(rows)
+}
+
+/// Whether two CSV answers hold the same rows in the same order: numbers equal to a relative
+/// 1e-9, or within 1e-6 (an average of decimals is a decimal of scale 6 in DataFusion and a
+/// double in DuckDB, which also prints decimals with their scale, `12.5000`), text equal once
+/// trimmed.
+fn same_answer(ours: &str, theirs: &str) -> std::result::Result<(), String> {
+    let rows = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .skip(1)
+            .map(|l| {
+                split_csv(l)
+                    .into_iter()
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            })
+            .collect()
+    };
+    let (a, b) = (rows(ours), rows(theirs));
+    if a.len() != b.len() {
+        return Err(format!("{} rows against {}", a.len(), b.len()));
+    }
+    for (i, (ra, rb)) in a.iter().zip(&b).enumerate() {
+        let same = ra.len() == rb.len()
+            && ra
+                .iter()
+                .zip(rb)
+                .all(|(x, y)| match (x.parse::<f64>(), y.parse::<f64>()) {
+                    (Ok(p), Ok(q)) => (p - q).abs() <= (1e-9 * p.abs().max(q.abs())).max(1e-6),
+                    _ => x == y,
+                });
+        if !same {
+            return Err(format!("row {}: {ra:?} against {rb:?}", i + 1));
+        }
+    }
+    Ok(())
+}
+
+/// The fields of one CSV line (quotes as RFC 4180 writes them).
+fn split_csv(line: &str) -> Vec<String> {
+    let (mut out, mut field, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    out.push(field);
+    out
 }
 
 /// A project whose views `lineitem`, `orders`, … read the Parquet files, in the schema

@@ -1,10 +1,12 @@
 """Time the TPC-H queries in DuckDB over the same Parquet files Strata reads.
 
-usage: duckdb_run.py DATA_DIR QUERIES_DIR RUNS
+usage: duckdb_run.py DATA_DIR QUERIES_DIR RUNS ANSWERS_DIR
 Prints one JSON object: {"q01": median milliseconds, ...}. Each query runs once to warm the
-file cache, then RUNS times; its rows are fetched each time.
+file cache, writing its rows to ANSWERS_DIR/qNN.csv, then RUNS times; its rows are fetched
+each time.
 """
 
+import csv
 import glob
 import json
 import os
@@ -18,7 +20,7 @@ TABLES = ["nation", "region", "part", "supplier", "partsupp", "customer", "order
 
 
 def main():
-    data, queries, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    data, queries, runs, answers = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     con = duckdb.connect()
     for t in TABLES:
         con.execute(f"create view {t} as select * from read_parquet('{data}/{t}/*.parquet')")
@@ -26,7 +28,12 @@ def main():
     for path in sorted(glob.glob(os.path.join(queries, "q*.sql"))):
         name = os.path.basename(path)[:-4]
         sql = open(path).read()
-        con.execute(sql).fetchall()
+        cur = con.execute(sql)
+        header = [d[0] for d in cur.description]
+        with open(os.path.join(answers, name + ".csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(cur.fetchall())
         times = []
         for _ in range(runs):
             start = time.perf_counter()
