@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// What can go wrong while writing a data set.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         path: PathBuf,
         #[source]

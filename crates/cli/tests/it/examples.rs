@@ -590,3 +590,46 @@ fn the_retail_example_loads_from_postgres_day_after_day() {
         ],
     );
 }
+
+#[test]
+fn bad_datagen_requests_and_engine_settings_are_refused_with_their_reason() {
+    let p = TestProject::starter();
+    for (args, says) in [
+        (
+            &["datagen", "saas", "--scale", "0"][..],
+            "--scale 0 is out of range",
+        ),
+        (
+            &[
+                "datagen",
+                "retail",
+                "--to",
+                "postgresql://u@127.0.0.1:1/x",
+                "--schema",
+                "a;b",
+            ][..],
+            "--schema `a;b` must be a plain name",
+        ),
+        (
+            &["datagen", "retail", "--to", "not a url"][..],
+            "not a PostgreSQL url",
+        ),
+        (
+            &["datagen", "saas", "--out", "/proc/strata-nope"][..],
+            "cannot write /proc/strata-nope",
+        ),
+    ] {
+        let out = p.fails(args, 2);
+        assert!(out.contains(says), "{args:?}: {out}");
+    }
+    assert!(!p.path().join("data/raw").exists());
+    let out = p.fails_with(
+        &["show", "--inline", "select 1"],
+        &[("DATAFUSION_EXECUTION_BATCH_SIZE", "abc")],
+        2,
+    );
+    assert!(
+        out.contains("a DATAFUSION_* environment variable is wrong"),
+        "{out}"
+    );
+}
