@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::Result;
-use strata_engine::{EmbeddedWarehouse, ExternalSource, WarehouseOptions};
+use strata_engine::{EmbeddedWarehouse, ExternalSource, Warehouse, WarehouseOptions};
 use strata_meta::MetaStore;
 use strata_project::select::{Selector, resolve};
 use strata_project::{LoadOptions, Project};
@@ -98,8 +98,8 @@ pub fn external_sources(project: &Project) -> Vec<ExternalSource> {
         .collect()
 }
 
-/// Open the metadata store and the warehouse of the project's target.
-pub fn open_warehouse(project: &Project) -> Result<(EmbeddedWarehouse, Arc<MetaStore>)> {
+/// Open the target's metadata store.
+pub fn open_meta(project: &Project) -> Result<Arc<MetaStore>> {
     let meta = Arc::new(MetaStore::open(&project.target.metadata).map_err(|e| {
         if let strata_meta::Error::Damaged { .. } = e {
             return anyhow::anyhow!(
@@ -119,6 +119,88 @@ pub fn open_warehouse(project: &Project) -> Result<(EmbeddedWarehouse, Arc<MetaS
             ),
         }
     })?);
+    Ok(meta)
+}
+
+/// The warehouse of the project's target: the embedded one (DataFusion over Delta tables),
+/// or a PostgreSQL database (`type: postgres`).
+pub enum TargetWarehouse {
+    Embedded(EmbeddedWarehouse),
+    Postgres(strata_postgres::PostgresWarehouse),
+}
+
+impl std::ops::Deref for TargetWarehouse {
+    type Target = dyn Warehouse;
+    fn deref(&self) -> &(dyn Warehouse + 'static) {
+        match self {
+            TargetWarehouse::Embedded(w) => w,
+            TargetWarehouse::Postgres(w) => w,
+        }
+    }
+}
+
+impl TargetWarehouse {
+    /// The embedded warehouse, or an error saying `what` needs it.
+    pub fn embedded(&self, project: &Project, what: &str) -> Result<&EmbeddedWarehouse> {
+        match self {
+            TargetWarehouse::Embedded(w) => Ok(w),
+            TargetWarehouse::Postgres(w) => Err(postgres_target_error(project, w.server(), what)),
+        }
+    }
+}
+
+fn postgres_target_error(project: &Project, server: &str, what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "target `{}` builds in PostgreSQL ({server}); {what} needs the embedded warehouse\n  hint: use a `type: strata` target for it (`--target`)",
+        project.target.name
+    )
+}
+
+/// Open the metadata store and the warehouse of the project's target, whichever it is.
+pub fn open_target(project: &Project) -> Result<(TargetWarehouse, Arc<MetaStore>)> {
+    let Some(pg) = &project.target.postgres else {
+        let (w, meta) = open_embedded(project)?;
+        return Ok((TargetWarehouse::Embedded(w), meta));
+    };
+    let meta = open_meta(project)?;
+    let endpoint = strata_postgres::Endpoint {
+        host: pg.host.clone(),
+        port: pg.port,
+        user: pg.user.clone(),
+        password: pg.password.clone(),
+        dbname: pg.dbname.clone(),
+        sslmode: pg.sslmode.clone(),
+        sslrootcert: pg.sslrootcert.clone(),
+        connect_timeout: pg.connect_timeout,
+    };
+    let options = strata_postgres::PostgresOptions::new(&endpoint, &project.target.schema)
+        .map_err(|why| {
+            anyhow::anyhow!(
+                "target `{}`: {why}\n  hint: check `sslmode` / `sslrootcert` in profiles.yml",
+                project.target.name
+            )
+        })?;
+    Ok((
+        TargetWarehouse::Postgres(strata_postgres::PostgresWarehouse::new(options)),
+        meta,
+    ))
+}
+
+/// Open the metadata store and the embedded warehouse of the project's target, for commands
+/// that work on Delta tables (history, clone, quarantine, ingestion, serving).
+pub fn open_warehouse(project: &Project) -> Result<(EmbeddedWarehouse, Arc<MetaStore>)> {
+    if let Some(pg) = &project.target.postgres {
+        return Err(postgres_target_error(
+            project,
+            &format!("{}:{}/{}", pg.host, pg.port, pg.dbname),
+            "this command",
+        ));
+    }
+    open_embedded(project)
+}
+
+fn open_embedded(project: &Project) -> Result<(EmbeddedWarehouse, Arc<MetaStore>)> {
+    let meta = open_meta(project)?;
     let warehouse = EmbeddedWarehouse::open(
         WarehouseOptions {
             database: project.target.database.clone(),
@@ -190,7 +272,7 @@ pub const DEFER_CATALOG: &str = "strata_state";
 pub fn defer(
     project: &Project,
     args: &SelectArgs,
-    warehouse: &EmbeddedWarehouse,
+    warehouse: &TargetWarehouse,
     selected: &BTreeSet<String>,
 ) -> Result<Option<strata_project::compile::Defer>> {
     let (true, Some(dir)) = (args.defer, &args.state) else {
@@ -199,20 +281,24 @@ pub fn defer(
     let path = dir.join("manifest.json");
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
         .map_err(|e| anyhow::anyhow!("{} is not a manifest: {e}", path.display()))?;
-    let Some((database, lake, metadata)) = state_target(&manifest) else {
-        anyhow::bail!(
-            "--defer: {} was not written by Strata, so it does not say where its tables are",
-            path.display()
-        );
-    };
-    let store = Arc::new(MetaStore::open(std::path::Path::new(metadata))?);
-    warehouse.attach(
-        DEFER_CATALOG,
-        database,
-        lake,
-        store,
-        external_sources(project),
-    )?;
+    // On the embedded warehouse the state's tables are read through a catalog attached for
+    // them; in PostgreSQL they are in the same database, under their own names.
+    if let TargetWarehouse::Embedded(warehouse) = warehouse {
+        let Some((database, lake, metadata)) = state_target(&manifest) else {
+            anyhow::bail!(
+                "--defer: {} was not written by Strata, so it does not say where its tables are",
+                path.display()
+            );
+        };
+        let store = Arc::new(MetaStore::open(std::path::Path::new(metadata))?);
+        warehouse.attach(
+            DEFER_CATALOG,
+            database,
+            lake,
+            store,
+            external_sources(project),
+        )?;
+    }
     let mut relations = std::collections::HashMap::new();
     if let Some(nodes) = manifest["nodes"].as_object() {
         for n in nodes.values() {
@@ -224,9 +310,13 @@ pub fn defer(
                 n["schema"].as_str(),
                 n["alias"].as_str(),
             ) {
+                let database = match warehouse {
+                    TargetWarehouse::Embedded(_) => DEFER_CATALOG,
+                    TargetWarehouse::Postgres(w) => n["database"].as_str().unwrap_or(w.database()),
+                };
                 relations.insert(
                     name.to_string(),
-                    strata_project::Relation::new(DEFER_CATALOG, schema, alias),
+                    strata_project::Relation::new(database, schema, alias),
                 );
             }
         }

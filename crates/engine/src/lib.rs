@@ -16,6 +16,7 @@ pub mod functions;
 pub mod lateral;
 pub mod literals;
 pub mod semantics;
+pub mod snapshot_sql;
 pub mod types;
 
 use async_trait::async_trait;

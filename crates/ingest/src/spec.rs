@@ -328,7 +328,6 @@ fn postgres_spec(
     bad: &dyn Fn(String) -> Error,
 ) -> Result<crate::postgres::PgSpec> {
     use crate::postgres::{From, PgSpec};
-    use tokio_postgres::config::Host;
     let from_env = "take it from the environment: password: \"{{ env_var('SHOP_PASSWORD') }}\"";
     if let Some(Value::String(raw)) = map.get("password")
         && literal_secret(raw)
@@ -368,11 +367,7 @@ fn postgres_spec(
         .map(std::path::PathBuf::from)
         .or(sslrootcert);
     let (tls, mode) = crate::postgres::tls::mode(sslmode.as_deref(), sslrootcert).map_err(bad)?;
-    config.ssl_mode(match mode {
-        "disable" => tokio_postgres::config::SslMode::Disable,
-        "require" => tokio_postgres::config::SslMode::Require,
-        _ => tokio_postgres::config::SslMode::Prefer,
-    });
+    strata_postgres::finish_config(&mut config, mode);
     if let Some(host) = text("host")? {
         config.host(&host);
     }
@@ -402,22 +397,7 @@ fn postgres_spec(
             "postgres ingestion needs a `user` (or one in the `url`)".into(),
         ));
     }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(std::time::Duration::from_secs(10));
-    }
-    config.application_name("strata");
-    let server = format!(
-        "{}:{}/{}",
-        match &config.get_hosts()[0] {
-            Host::Tcp(h) => h.clone(),
-            Host::Unix(p) => p.display().to_string(),
-        },
-        config.get_ports().first().copied().unwrap_or(5432),
-        config
-            .get_dbname()
-            .or(config.get_user())
-            .unwrap_or_default()
-    );
+    let server = strata_postgres::server_name(&config);
     let from = match (text("table")?, text("query")?) {
         (Some(_), Some(_)) => {
             return Err(bad("give `table` or `query`, not both".into()));

@@ -15,6 +15,33 @@ use crate::error::{Error, Result, read_to_string, yaml_error};
 /// Warehouse types an embedded target may declare.
 pub const EMBEDDED_TYPES: [&str; 2] = ["strata", "duckdb"];
 
+/// Where a `type: postgres` target's models are built, as dbt-postgres spells it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// From `env_var()`: never written in the file.
+    pub password: Option<String>,
+    pub dbname: String,
+    /// `disable`, `prefer` (the default), `require`, `verify-ca`, `verify-full`.
+    pub sslmode: Option<String>,
+    /// The CA certificate `verify-ca` / `verify-full` trust.
+    pub sslrootcert: Option<PathBuf>,
+    /// Seconds to wait for a connection (`connect_timeout`, default 10).
+    pub connect_timeout: u64,
+}
+
+impl std::fmt::Debug for PostgresTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "postgres://{}@{}:{}/{}",
+            self.user, self.host, self.port, self.dbname
+        )
+    }
+}
+
 /// The selected output of a profile.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -34,6 +61,8 @@ pub struct Target {
     pub lake: String,
     /// The metadata store (a SQLite file).
     pub metadata: PathBuf,
+    /// `type: postgres`: the database models are built in (the lake is then unused).
+    pub postgres: Option<PostgresTarget>,
     /// Every key of the output, for Jinja's `target`.
     pub raw: IndexMap<String, serde_json::Value>,
 }
@@ -88,8 +117,8 @@ pub fn load_target(
             project_dir.display()
         )));
     };
-    let text = read_to_string(&path)?;
-    let text = render_env_vars(&text, "profiles.yml")
+    let text_raw = read_to_string(&path)?;
+    let text = render_env_vars(&text_raw, "profiles.yml")
         .map_err(|e| e.with_location(Location::file(&path)))?;
     let profiles: IndexMap<String, yaml_serde::Value> =
         yaml_serde::from_str(&text).map_err(|e| yaml_error(path.clone(), &e))?;
@@ -150,14 +179,15 @@ pub fn load_target(
         .collect();
     let get = |k: &str| raw.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let kind = get("type").unwrap_or_else(|| "strata".to_string());
-    if !EMBEDDED_TYPES.contains(&kind.as_str()) {
+    if !EMBEDDED_TYPES.contains(&kind.as_str()) && kind != "postgres" {
         return Err(Error::at(
             Location::file(&path),
             format!(
-                "target `{target_name}` of profile `{profile_name}` has type `{kind}`, which this build of Strata cannot run"
+                "target `{target_name}` of profile `{profile_name}` has type `{kind}`, which this build of Strata cannot run{}",
+                did_you_mean(&kind, ["strata", "duckdb", "postgres"])
             ),
         )
-        .with_hint("use `type: strata` for the embedded DataFusion + Delta Lake warehouse"));
+        .with_hint("use `type: strata` for the embedded DataFusion + Delta Lake warehouse, or `type: postgres` to build inside PostgreSQL"));
     }
     let threads = match raw.get("threads") {
         None => 4,
@@ -174,7 +204,22 @@ pub fn load_target(
                 )
             })? as usize,
     };
-    let schema = get("schema").unwrap_or_else(|| "main".to_string());
+    let postgres = match kind.as_str() {
+        "postgres" => Some(postgres_target(
+            &raw,
+            &path,
+            &target_name,
+            unrendered_password(&text_raw, profile_name, &target_name),
+        )?),
+        _ => None,
+    };
+    let schema = get("schema").unwrap_or_else(|| {
+        match postgres {
+            Some(_) => "public",
+            None => "main",
+        }
+        .to_string()
+    });
     // A dbt-duckdb target runs on the embedded warehouse, on purpose: its tables go to the
     // target's own lake (never into or beside the DuckDB file, which is neither read nor
     // written), and relations are named as dbt-duckdb names them (the database is the file's
@@ -182,6 +227,7 @@ pub fn load_target(
     let duckdb = kind == "duckdb";
     let duckdb_file = get("path").filter(|_| duckdb);
     let database = get("database")
+        .or_else(|| postgres.as_ref().map(|p| p.dbname.clone()))
         .or_else(|| {
             duckdb.then(|| match duckdb_file.as_deref() {
                 None | Some(":memory:") | Some("") => "memory".to_string(),
@@ -246,7 +292,83 @@ pub fn load_target(
         threads,
         lake,
         metadata,
+        postgres,
         raw,
+    })
+}
+
+/// The connection settings of a `type: postgres` output.
+fn postgres_target(
+    raw: &IndexMap<String, serde_json::Value>,
+    path: &Path,
+    target_name: &str,
+    password_literal: bool,
+) -> Result<PostgresTarget> {
+    let bad = |why: String| {
+        Error::at(
+            Location::file(path),
+            format!("target `{target_name}` (type postgres): {why}"),
+        )
+    };
+    let text = |k: &str| -> Option<String> {
+        raw.get(k).and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    if password_literal {
+        return Err(bad("`password` is written in the file".into()).with_hint(
+            "keep secrets out of files: `password: \"{{ env_var('STRATA_PG_PASSWORD') }}\"`",
+        ));
+    }
+    let need = |k: &str, alt: Option<&str>| -> Result<String> {
+        text(k)
+            .or_else(|| alt.and_then(text))
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| {
+                bad(format!("`{k}` is missing")).with_hint(
+                    "a postgres target needs host, user, password (from env_var()), port, dbname and schema, as dbt-postgres",
+                )
+            })
+    };
+    let port = match text("port") {
+        None => 5432,
+        Some(p) => p
+            .parse()
+            .map_err(|_| bad(format!("`port: {p}` is not a port number")))?,
+    };
+    let connect_timeout = match text("connect_timeout") {
+        None => 10,
+        Some(t) => t
+            .parse()
+            .map_err(|_| bad(format!("`connect_timeout: {t}` is not a number of seconds")))?,
+    };
+    Ok(PostgresTarget {
+        host: need("host", None)?,
+        port,
+        user: need("user", None)?,
+        password: text("password").or_else(|| text("pass")),
+        dbname: need("dbname", Some("database"))?,
+        sslmode: text("sslmode"),
+        sslrootcert: text("sslrootcert").map(PathBuf::from),
+        connect_timeout,
+    })
+}
+
+/// Whether the unrendered text of the output gives a `password` that is not an `env_var()`.
+fn unrendered_password(text: &str, profile_name: &str, target_name: &str) -> bool {
+    let Ok(profiles) = yaml_serde::from_str::<yaml_serde::Value>(text) else {
+        return false;
+    };
+    let output = &profiles[profile_name]["outputs"][target_name];
+    ["password", "pass"].iter().any(|k| match &output[*k] {
+        yaml_serde::Value::String(s) => {
+            let from_env = s.contains("{{") && s.contains("env_var(");
+            !s.is_empty() && !from_env
+        }
+        yaml_serde::Value::Number(_) => true,
+        _ => false,
     })
 }
 

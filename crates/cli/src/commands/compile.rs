@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use strata_engine::Warehouse;
 use strata_project::artifacts::{manifest, manifest_compiled, write_artifact};
 use strata_project::compile::Compiler;
 
@@ -37,7 +36,7 @@ pub struct RunOperationArgs {
 /// dbt does; what it logs is printed, and so is what it returns, when anything.
 pub fn run_operation(global: &GlobalArgs, args: &RunOperationArgs) -> Result<ExitCode> {
     let project = std::sync::Arc::new(load_project(global)?);
-    let (warehouse, _meta) = crate::context::open_warehouse(&project)?;
+    let (warehouse, _meta) = crate::context::open_target(&project)?;
     let mut compiler = Compiler::new(project.clone()).with_introspector(warehouse.introspector());
     // The same YAML mapping as --vars.
     let call_args = strata_project::project::parse_cli_vars(args.args.as_deref()).map_err(|e| {
@@ -92,7 +91,7 @@ pub fn compile(global: &GlobalArgs, args: &CompileArgs) -> Result<ExitCode> {
     write_artifact(&project, "manifest.json", &manifest(&project))?;
     let selected = select(&project, &args.select)?;
     // Templates may query the warehouse (run_query, statement, adapter.get_relation).
-    let (warehouse, _meta) = crate::context::open_warehouse(&project)?;
+    let (warehouse, _meta) = crate::context::open_target(&project)?;
     let mut compiler = Compiler::new(project.clone()).with_introspector(warehouse.introspector());
     if let Some(sql) = &args.inline {
         println!("{}", compiler.compile_inline(sql)?);

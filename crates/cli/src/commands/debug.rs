@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use futures::TryStreamExt;
 
 use crate::GlobalArgs;
-use crate::context::{load_project, open_warehouse};
+use crate::context::{load_project, open_target, open_warehouse};
 
 /// Run the command.
 pub async fn debug(global: &GlobalArgs) -> Result<ExitCode> {
@@ -29,7 +30,10 @@ pub async fn debug(global: &GlobalArgs) -> Result<ExitCode> {
     println!("  database:      {}", t.database);
     println!("  schema:        {}", t.schema);
     println!("  threads:       {}", t.threads);
-    println!("  lake:          {}", t.lake);
+    match &t.postgres {
+        Some(pg) => println!("  postgres:      {pg:?}"),
+        None => println!("  lake:          {}", t.lake),
+    }
     println!("  metadata:      {}", t.metadata.display());
     println!(
         "  models:        {} ({} disabled), sources: {}, macros: {}",
@@ -38,6 +42,24 @@ pub async fn debug(global: &GlobalArgs) -> Result<ExitCode> {
         project.sources.len(),
         project.jinja.macros().len()
     );
+    if t.postgres.is_some() {
+        let (warehouse, _meta) = open_target(&project)?;
+        let rows: usize = warehouse
+            .query("select 1 as ok", None)
+            .await?
+            .try_collect::<Vec<_>>()
+            .await?
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        println!("  metadata:      OK");
+        println!(
+            "  connection:    {}",
+            if rows == 1 { "OK" } else { "ERROR" }
+        );
+        println!("All checks passed!");
+        return Ok(ExitCode::SUCCESS);
+    }
     let (warehouse, _meta) = open_warehouse(&project)?;
     strata_engine::embedded::Lake::parse(&t.lake)?
         .ensure_writable()

@@ -13,7 +13,7 @@ use strata_project::artifacts::{STRATA_VERSION, manifest, write_artifact};
 use strata_project::{Project, Relation};
 
 use crate::GlobalArgs;
-use crate::context::{load_project, open_warehouse};
+use crate::context::{load_project, open_target};
 use crate::report::Console;
 
 /// `strata docs` subcommands.
@@ -125,8 +125,8 @@ pub async fn docs(global: &GlobalArgs, command: &DocsCommand) -> Result<ExitCode
             let project = load_project(global)?;
             let manifest = manifest(&project);
             write_artifact(&project, "manifest.json", &manifest)?;
-            let (warehouse, _meta) = open_warehouse(&project)?;
-            let catalog = catalog(&project, &warehouse).await;
+            let (warehouse, _meta) = open_target(&project)?;
+            let catalog = catalog(&project, &*warehouse).await;
             let count = catalog["nodes"].as_object().map_or(0, Map::len)
                 + catalog["sources"].as_object().map_or(0, Map::len);
             write_artifact(&project, "catalog.json", &catalog)?;

@@ -9,7 +9,7 @@ use strata_project::Project;
 use strata_project::artifacts::{STRATA_VERSION, manifest, manifest_compiled, write_artifact};
 use strata_runner::{RunResults, Runner};
 
-use crate::context::{open_warehouse, select};
+use crate::context::{TargetWarehouse, open_target, select};
 use crate::report::Console;
 use crate::{GlobalArgs, IndirectSelection, SelectArgs};
 
@@ -335,7 +335,12 @@ async fn execute(
         true => Some(crate::context::lock_target(&project, global, command)?),
         false => None,
     };
-    let (warehouse, meta) = open_warehouse(&project)?;
+    let (warehouse, meta) = open_target(&project)?;
+    if let TargetWarehouse::Postgres(w) = &warehouse {
+        w.check()
+            .await
+            .map_err(|e| anyhow::anyhow!("target `{}`: {e}", project.target.name))?;
+    }
     if writes {
         // This process holds the target's lock: a run still marked `running` was killed.
         let killed = meta.mark_interrupted(
@@ -356,7 +361,7 @@ async fn execute(
             let specs = super::ingest::specs(&project, &sources)?;
             let failed = super::ingest::load(
                 &project,
-                &warehouse,
+                warehouse.embedded(&project, "ingesting sources (--ingest)")?,
                 &meta,
                 &sources,
                 &specs,
@@ -384,7 +389,7 @@ async fn execute(
     let argv: Vec<String> = std::env::args().collect();
     let deferral = crate::context::defer(&project, select_args, &warehouse, &selected)?;
     let (cancel, signal) = interrupt_signals();
-    let results = Runner::new(project.clone(), &warehouse)
+    let results = Runner::new(project.clone(), &*warehouse)
         .with_cancel(cancel)
         .with_defer(deferral)
         .with_full_refresh(full_refresh)
@@ -426,8 +431,12 @@ async fn execute(
             {
                 let relation = node.relation();
                 let name = format!("{}.{}", relation.schema, relation.identifier);
-                left.push(match warehouse.history(relation).await {
-                    Ok(versions) if !versions.is_empty() => {
+                let history = match &warehouse {
+                    TargetWarehouse::Embedded(w) => w.history(relation).await.ok(),
+                    TargetWarehouse::Postgres(_) => None,
+                };
+                left.push(match history {
+                    Some(versions) if !versions.is_empty() => {
                         format!("{name} left at version {}", versions[0].version)
                     }
                     _ => format!("{name} not created"),

@@ -6,11 +6,10 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
-use strata_engine::Warehouse;
 use strata_project::compile::Compiler;
 
 use crate::GlobalArgs;
-use crate::context::{load_project, open_warehouse};
+use crate::context::{load_project, open_target};
 
 /// How `show` prints rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,7 +47,7 @@ pub struct ShowArgs {
 /// Run the command.
 pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode> {
     let project = std::sync::Arc::new(load_project(global)?);
-    let (warehouse, _meta) = open_warehouse(&project)?;
+    let (warehouse, _meta) = open_target(&project)?;
     let mut compiler = Compiler::new(project.clone()).with_introspector(warehouse.introspector());
     let (label, sql) = match (&args.select, &args.inline) {
         (Some(name), _) => {
@@ -233,7 +232,7 @@ fn json_rows(batches: &[RecordBatch]) -> Result<String> {
 /// it, for commands that read a few numbers back.
 pub async fn inline_rows(global: &GlobalArgs, sql: &str) -> Result<Vec<RecordBatch>> {
     let project = std::sync::Arc::new(load_project(global)?);
-    let (warehouse, _meta) = open_warehouse(&project)?;
+    let (warehouse, _meta) = open_target(&project)?;
     let mut compiler = Compiler::new(project.clone()).with_introspector(warehouse.introspector());
     let sql = compiler.compile_inline(sql)?;
     let stream = warehouse.query(&sql, None).await?;

@@ -28,4 +28,5 @@ mod serve;
 mod sources;
 mod unit_tests;
 mod users;
+mod warehouse_postgres;
 mod workflow;

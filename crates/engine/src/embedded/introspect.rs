@@ -29,7 +29,8 @@ impl SqlIntrospector {
     }
 }
 
-fn rows_of(batches: &[RecordBatch]) -> Result<Vec<Vec<serde_json::Value>>, String> {
+/// Rows of `batches` as JSON values in column order, as templates see a query's rows.
+pub fn rows_of(batches: &[RecordBatch]) -> Result<Vec<Vec<serde_json::Value>>, String> {
     let mut out = Vec::new();
     for b in batches {
         let b = &widen_floats(b)?;

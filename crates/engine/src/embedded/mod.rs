@@ -47,6 +47,8 @@ use crate::{Materialization, MaterializeOutcome, MaterializeRequest, SeedRequest
 pub use catalog::TableWrapper;
 use catalog::{CatalogShared, LakeCatalog};
 use guard::WriteGuard;
+pub use introspect::rows_of;
+pub use seed::seed_columns;
 
 /// One version of a table, as `strata history` lists it.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -20,6 +20,14 @@ fn options(req: &SeedRequest) -> CsvReadOptions<'_> {
         .newlines_in_values(true)
 }
 
+/// The columns a seed's table gets, with the types inferred from its whole file (and its
+/// `column_types`), without loading it: for warehouses that load the file themselves.
+pub async fn seed_columns(req: &SeedRequest) -> Result<Arc<Schema>> {
+    let ctx = SessionContext::new();
+    let plan = plan(&ctx, req).await?;
+    Ok(Arc::new(plan.schema().as_arrow().clone()))
+}
+
 /// The plan that reads a seed's file with the types it should have.
 pub async fn plan(ctx: &SessionContext, req: &SeedRequest) -> Result<LogicalPlan> {
     check_file(req)?;

@@ -7,14 +7,11 @@
 //! by several connections in parallel (one key range each) is read as of one instant, and the
 //! cursor recorded is exactly the highest value the rows loaded hold.
 
-pub mod binary;
-pub mod load;
-pub mod tls;
-pub mod types;
+pub use strata_postgres::{binary, load, tls, types};
+use strata_postgres::{describe, ident, literal};
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -28,8 +25,7 @@ use futures::{StreamExt, TryStreamExt};
 use strata_engine::{Error, Result};
 
 use crate::Progress;
-use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{Client, Config, NoTls, Socket};
+use tokio_postgres::{Client, Config};
 
 use self::binary::{BadValue, DecodeError, Decoder, OnBad};
 use self::types::Column;
@@ -81,154 +77,35 @@ pub struct Extraction {
     _snapshot: Client,
 }
 
-/// A message about `e` that never holds a password.
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(detail) => format!("{} ({detail})", db.message()),
-            None => db.message().to_string(),
-        },
-        None => {
-            let text = e.to_string();
-            match std::error::Error::source(e) {
-                Some(cause) if !text.contains(&cause.to_string()) => format!("{text}: {cause}"),
-                _ => text,
-            }
-        }
-    }
-}
-
-/// Open a connection with `tls`, its messages handled on a task of their own.
-async fn open<T>(config: &Config, tls: T) -> std::result::Result<Client, tokio_postgres::Error>
-where
-    T: MakeTlsConnect<Socket> + Send + 'static,
-    T::Stream: Send + 'static,
-    T::TlsConnect: Send,
-    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
-{
-    let (client, connection) = config.connect(tls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!("postgres connection closed: {}", describe(&e));
-        }
-    });
-    Ok(client)
-}
-
-/// Connect, retrying a refused or timed-out connection (not a refused login).
+/// Connect for source `name`.
 async fn connect(spec: &PgSpec, name: &str) -> Result<Client> {
-    connect_as(spec, &format!("source `{name}`")).await
+    strata_postgres::connect(&spec.config, &spec.tls)
+        .await
+        .map_err(|why| {
+            Error::user(format!(
+                "source `{name}`: cannot connect to PostgreSQL at {}: {why}",
+                spec.server
+            ))
+            .with_hint(
+                "check the server is up, and the url, user and password the source's `ingest:` gives (from the environment)",
+            )
+        })
 }
 
 /// Connect to the database a libpq-style url names (`sslmode` and `sslrootcert` in it), for
 /// commands that write to a source database (`strata datagen retail --to URL`).
 pub async fn connect_url(url: &str) -> Result<Client> {
-    let bad = |why: String| Error::user(format!("--to: {why}"));
-    let (plain, sslmode, root) = tls::from_url(url).map_err(bad)?;
-    let mut config: Config = plain
-        .parse()
-        .map_err(|_| bad("not a PostgreSQL url (postgresql://user@host:port/database)".into()))?;
-    let (tls, mode) = tls::mode(sslmode.as_deref(), root).map_err(bad)?;
-    config.ssl_mode(match mode {
-        "disable" => tokio_postgres::config::SslMode::Disable,
-        "require" => tokio_postgres::config::SslMode::Require,
-        _ => tokio_postgres::config::SslMode::Prefer,
-    });
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(10));
-    }
-    // As libpq: a password not in the url comes from PGPASSWORD.
-    if config.get_password().is_none()
-        && let Ok(password) = std::env::var("PGPASSWORD")
-    {
-        config.password(password);
-    }
-    config.application_name("strata");
-    let server = format!(
-        "{}:{}/{}",
-        match config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-            None => "localhost".into(),
-        },
-        config.get_ports().first().copied().unwrap_or(5432),
-        config
-            .get_dbname()
-            .or(config.get_user())
-            .unwrap_or_default()
-    );
-    let spec = PgSpec {
-        config,
-        tls,
-        server,
-        from: From::Table(String::new()),
-        cursor: None,
-        lookback: None,
-        parallel: 1,
-        split_by: None,
-    };
-    connect_as(&spec, "--to").await
-}
-
-async fn connect_as(spec: &PgSpec, label: &str) -> Result<Client> {
-    let cannot = |why: String| {
-        Error::user(format!(
-            "{label}: cannot connect to PostgreSQL at {}: {why}",
-            spec.server
-        ))
-        .with_hint(
-            "check the server is up, and the url, user and password the source's `ingest:` gives (from the environment)",
-        )
-    };
-    let connector = match &spec.tls {
-        tls::Tls::Off => None,
-        other => Some(tls::connector(other).map_err(cannot)?),
-    };
-    let mut delay = Duration::from_millis(250);
-    let mut attempt = 1;
-    loop {
-        let opened = match &connector {
-            None => open(&spec.config, NoTls).await,
-            Some(c) => open(&spec.config, c.clone()).await,
-        };
-        match opened {
-            Ok(client) => return Ok(client),
-            Err(e) if e.as_db_error().is_none() && attempt < 3 && !is_tls_error(&e) => {
-                tracing::debug!(
-                    "connecting to {} failed ({}), retrying",
-                    spec.server,
-                    describe(&e)
-                );
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
-            Err(e) => return Err(cannot(describe(&e))),
-        }
-    }
-}
-
-/// Whether a connection failed in the TLS handshake (a certificate not trusted: trying
-/// again will not help).
-fn is_tls_error(e: &tokio_postgres::Error) -> bool {
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        if c.to_string().contains("certificate") {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
-}
-
-/// A SQL string literal.
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// A quoted identifier.
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
+    let (config, tls) =
+        strata_postgres::config_from_url(url).map_err(|why| Error::user(format!("--to: {why}")))?;
+    strata_postgres::connect(&config, &tls)
+        .await
+        .map_err(|why| {
+            Error::user(format!(
+                "--to: cannot connect to PostgreSQL at {}: {why}",
+                strata_postgres::server_name(&config)
+            ))
+            .with_hint("check the server is up, and the url's user and password (or PGPASSWORD)")
+        })
 }
 
 /// A table name as SQL: each dot-separated part quoted (`sales.Orders` → `"sales"."Orders"`).

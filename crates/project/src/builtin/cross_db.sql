@@ -86,3 +86,8 @@ cast(date_trunc('{{ datepart }}', {{ date }}) + interval '1 {{ datepart }}' - in
 {% macro should_full_refresh() -%}
 {{ return(flags.FULL_REFRESH or config.get('full_refresh') in [true, 'true', 'True']) }}
 {%- endmacro %}
+
+{#- PostgreSQL warehouses: where the portable SQL above is not PostgreSQL's. -#}
+{% macro postgres__type_float() %}float8{% endmacro %}
+
+{% macro postgres__safe_cast(field, type) %}cast({{ field }} as {{ type }}){% endmacro %}

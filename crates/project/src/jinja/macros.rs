@@ -71,16 +71,41 @@ pub(super) fn call_macro_with(
     })
 }
 
-/// The adapter implementations dispatch tries, in order: Strata's own, then those of the
-/// warehouses whose SQL our engine runs as written (PostgreSQL's first: DataFusion follows
-/// its dialect — `at time zone`, `to_char`-free date parts, `~` regexes — while DuckDB's
-/// implementations lean on DuckDB-only functions), then the portable default.
-pub(super) const ADAPTER_PREFIXES: &[&str] = &["strata__", "duckdb__", "default__"];
+/// The adapter implementations dispatch tries on the embedded warehouse, in order: Strata's
+/// own, then those of the warehouses whose SQL our engine runs as written (PostgreSQL's
+/// first: DataFusion follows its dialect — `at time zone`, `to_char`-free date parts, `~`
+/// regexes — while DuckDB's implementations lean on DuckDB-only functions), then the
+/// portable default.
+pub(super) const EMBEDDED_PREFIXES: &[&str] = &["strata__", "duckdb__", "default__"];
+
+/// The adapter implementations dispatch tries on a PostgreSQL warehouse, as dbt-postgres.
+pub(super) const POSTGRES_PREFIXES: &[&str] = &["postgres__", "default__"];
+
+/// The adapter a target's `type` runs on (`adapter.type()`, and what dispatch looks for):
+/// `postgres` for PostgreSQL warehouses, `strata` for the embedded one.
+pub fn adapter_type(target_type: Option<&str>) -> &'static str {
+    match target_type {
+        Some("postgres") => "postgres",
+        _ => "strata",
+    }
+}
+
+/// The dispatch prefixes of an adapter, in the order they are tried.
+pub(super) fn prefixes(adapter: &str) -> &'static [&'static str] {
+    match adapter {
+        "postgres" => POSTGRES_PREFIXES,
+        _ => EMBEDDED_PREFIXES,
+    }
+}
 
 /// A callable for the macro `name`, looked up as dbt's dispatch does among `macros`: each of
-/// [`ADAPTER_PREFIXES`], then `name` itself.
-pub(super) fn dispatch(macros: &IndexMap<String, MacroDef>, name: &str) -> Option<Value> {
-    let def = ADAPTER_PREFIXES
+/// the adapter's `prefixes`, then `name` itself.
+pub(super) fn dispatch(
+    macros: &IndexMap<String, MacroDef>,
+    prefixes: &[&str],
+    name: &str,
+) -> Option<Value> {
+    let def = prefixes
         .iter()
         .chain(&[""])
         .find_map(|p| macros.get(&format!("{p}{name}")))?;
@@ -95,6 +120,8 @@ pub(super) struct Dispatcher {
     pub(super) by_package: HashMap<String, Arc<IndexMap<String, MacroDef>>>,
     pub(super) root: String,
     pub(super) search_orders: IndexMap<String, Vec<String>>,
+    /// The adapter (`strata`, `postgres`).
+    pub(super) adapter: &'static str,
 }
 
 impl Dispatcher {
@@ -124,7 +151,7 @@ impl Dispatcher {
                 None => Some(&self.global),
                 Some(p) => self.by_package.get(p),
             };
-            for prefix in ADAPTER_PREFIXES {
+            for prefix in prefixes(self.adapter) {
                 let candidate = format!("{prefix}{name}");
                 if let Some(def) = macros.and_then(|m| m.get(&candidate)) {
                     return macro_value(def).ok_or_else(|| {
@@ -257,6 +284,8 @@ pub(super) fn declared_args(sql: &str) -> Vec<String> {
 pub(super) struct Namespace(
     pub(super) Arc<IndexMap<String, MacroDef>>,
     pub(super) NamespaceKind,
+    /// The adapter's dispatch prefixes.
+    pub(super) &'static [&'static str],
 );
 
 /// How a namespace finds `ns.name`.
@@ -277,8 +306,10 @@ impl Object for Namespace {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let name = key.as_str()?;
         match self.1 {
-            NamespaceKind::Dbt => dispatch(&self.0, name),
-            NamespaceKind::Package => exact(&self.0, name).or_else(|| dispatch(&self.0, name)),
+            NamespaceKind::Dbt => dispatch(&self.0, self.2, name),
+            NamespaceKind::Package => {
+                exact(&self.0, name).or_else(|| dispatch(&self.0, self.2, name))
+            }
         }
     }
 }
@@ -294,7 +325,7 @@ impl Object for Adapter {
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match key.as_str()? {
-            "type" => Some(Value::from("strata")),
+            "type" => Some(Value::from(self.0.adapter)),
             _ => None,
         }
     }

@@ -393,12 +393,18 @@ impl JinjaEnv {
             .into_iter()
             .map(|(p, defs)| (p, Arc::new(defs)))
             .collect();
+        let adapter = adapter_type(globals.target.get("type").and_then(|t| t.as_str()));
+        let adapter_prefixes = prefixes(adapter);
         for (package, defs) in &by_package {
             // The root project's name is a namespace too (`my_project.my_macro()`).
             if package != "strata" && package != "dbt" {
                 env.add_global(
                     package.clone(),
-                    Value::from_object(Namespace(defs.clone(), NamespaceKind::Package)),
+                    Value::from_object(Namespace(
+                        defs.clone(),
+                        NamespaceKind::Package,
+                        adapter_prefixes,
+                    )),
                 );
             }
         }
@@ -408,10 +414,15 @@ impl JinjaEnv {
             by_package,
             root: globals.project_name.clone(),
             search_orders: globals.dispatch.clone(),
+            adapter,
         });
         env.add_global(
             "dbt",
-            Value::from_object(Namespace(macros.clone(), NamespaceKind::Dbt)),
+            Value::from_object(Namespace(
+                macros.clone(),
+                NamespaceKind::Dbt,
+                adapter_prefixes,
+            )),
         );
         env.add_global("adapter", Value::from_object(Adapter(dispatcher)));
         env.add_global("api", Value::from_object(Api));
@@ -419,11 +430,11 @@ impl JinjaEnv {
         // `strata__type_numeric` or `default__type_numeric`, unless a macro of that name exists.
         let dispatched: std::collections::BTreeSet<&str> = macros
             .keys()
-            .filter_map(|k| ADAPTER_PREFIXES.iter().find_map(|p| k.strip_prefix(p)))
+            .filter_map(|k| adapter_prefixes.iter().find_map(|p| k.strip_prefix(p)))
             .filter(|name| !macros.contains_key(*name))
             .collect();
         for name in dispatched {
-            if let Some(f) = dispatch(&macros, name) {
+            if let Some(f) = dispatch(&macros, adapter_prefixes, name) {
                 env.add_global(name.to_string(), f);
             }
         }

@@ -8,9 +8,9 @@ select
     store_id,
     sold_on,
     {% for channel in channels -%}
-    round(sum(case when channel = '{{ channel }}' then revenue else 0 end), 2) as {{ channel }}_revenue,
+    {{ round_to("sum(case when channel = '" ~ channel ~ "' then revenue else 0 end)", 2) }} as {{ channel }}_revenue,
     {% endfor -%}
     count(*) as n_sales,
-    round(sum(revenue), 2) as revenue
+    {{ round_to('sum(revenue)', 2) }} as revenue
 from sales
 group by store_id, sold_on

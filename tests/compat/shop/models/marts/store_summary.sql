@@ -15,7 +15,7 @@ per_store as (
         sum(case when category = '{{ c }}' then quantity else 0 end) as {{ c }}_units,
         {% endfor %}
         count(distinct sold_on) as active_days,
-        round(sum(revenue), 2) as revenue,
+        {{ round_to('sum(revenue)', 2) }} as revenue,
         min(sold_on) as first_sale_on
     from sales
     group by store_id
@@ -28,7 +28,7 @@ select
     stores.opened_on,
     per_store.active_days,
     per_store.revenue,
-    round(per_store.revenue / per_store.active_days, 4) as revenue_per_active_day,
+    {{ round_to('per_store.revenue / per_store.active_days', 4) }} as revenue_per_active_day,
     per_store.first_sale_on,
     {% for c in categories -%}
     per_store.{{ c }}_units{% if not loop.last %},{% endif %}

@@ -6,5 +6,5 @@ select
     product_id,
     name as product_name,
     category,
-    cast(unit_price as double) as unit_price
+    cast(unit_price as double precision) as unit_price
 from source

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::SinkExt;
 use tokio_postgres::Client;
 
-use crate::{Error, Result};
+use strata_engine::{Error, Result};
 
 /// One table to load from a CSV file with a header line.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ pub struct CsvLoad {
 /// rows loaded per table.
 pub async fn load_csv(client: &mut Client, setup: &str, loads: &[CsvLoad]) -> Result<Vec<u64>> {
     let db = |what: &str, e: tokio_postgres::Error| {
-        Error::user(format!("{what}: {}", super::describe(&e)))
+        Error::user(format!("{what}: {}", crate::describe(&e)))
     };
     let tx = client
         .transaction()
@@ -69,7 +69,8 @@ pub async fn load_csv(client: &mut Client, setup: &str, loads: &[CsvLoad]) -> Re
     Ok(counts)
 }
 
-async fn send_file(
+/// Stream a file into a `COPY … FROM STDIN`; returns the rows copied.
+pub(crate) async fn send_file(
     sink: tokio_postgres::CopyInSink<Bytes>,
     path: &Path,
     table: &str,
@@ -88,12 +89,12 @@ async fn send_file(
         }
         sink.send(Bytes::copy_from_slice(&buf[..n]))
             .await
-            .map_err(|e| Error::user(format!("{table}: {}", super::describe(&e))))?;
+            .map_err(|e| Error::user(format!("{table}: {}", crate::describe(&e))))?;
     }
     sink.as_mut()
         .finish()
         .await
-        .map_err(|e| Error::user(format!("{table}: {}", super::describe(&e))))
+        .map_err(|e| Error::user(format!("{table}: {}", crate::describe(&e))))
 }
 
 /// Whether `table` (schema-qualified) exists.
@@ -101,6 +102,6 @@ pub async fn table_exists(client: &Client, table: &str) -> Result<bool> {
     let row = client
         .query_one("select to_regclass($1)::text", &[&table])
         .await
-        .map_err(|e| Error::user(format!("{table}: {}", super::describe(&e))))?;
+        .map_err(|e| Error::user(format!("{table}: {}", crate::describe(&e))))?;
     Ok(row.get::<_, Option<String>>(0).is_some())
 }
