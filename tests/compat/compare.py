@@ -408,7 +408,7 @@ def compare_relation(con, strata, key, duck_cols, strata_cols, structure_only):
     return problems, len(duck_rows)
 
 
-def compare_results(label, folder, at_least=False, unstable=()):
+def compare_results(label, folder, at_least=False, unstable=(), names=("dbt-duckdb", "strata")):
     def outcomes(path):
         try:
             data = json.load(open(path))
@@ -437,7 +437,7 @@ def compare_results(label, folder, at_least=False, unstable=()):
             same_nodes = 1
     width = max([len(k) for k in set(duck) | set(mine)] + [20])
     print(f"\n== node outcomes, {label} build")
-    print(f"{'node':<{width}} {'dbt-duckdb':>11} {'strata':>11}")
+    print(f"{'node':<{width}} {names[0]:>11} {names[1]:>11}")
     mark = "" if same_nodes else "   <-- DIFFERENT"
     print(f"{'exit code of build':<{width}} {codes[0]:>11} {codes[1]:>11}{mark}")
     for key in sorted(set(duck) | set(mine)):

@@ -26,17 +26,21 @@ pub struct Parts<'a> {
     pub spec: &'a SnapshotSpec,
     pub now: String,
     pub valid_to_current: String,
+    /// The SQL type of the snapshot's time columns.
+    pub timestamp: &'static str,
 }
 
 impl<'a> Parts<'a> {
-    pub fn new(spec: &'a SnapshotSpec) -> Self {
+    /// The fragments with time columns of type `timestamp` (`timestamp(6)`: microseconds).
+    pub fn new(spec: &'a SnapshotSpec, timestamp: &'static str) -> Self {
         Self {
             spec,
-            now: format!("cast({} as timestamp(6))", quote_literal(&spec.now)),
+            now: format!("cast({} as {timestamp})", quote_literal(&spec.now)),
             valid_to_current: match &spec.valid_to_current {
-                Some(expr) => format!("cast(({expr}) as timestamp(6))"),
-                None => "cast(null as timestamp(6))".into(),
+                Some(expr) => format!("cast(({expr}) as {timestamp})"),
+                None => format!("cast(null as {timestamp})"),
             },
+            timestamp,
         }
     }
 
@@ -44,7 +48,7 @@ impl<'a> Parts<'a> {
     pub fn updated(&self, alias: &str) -> String {
         match (self.spec.strategy, &self.spec.updated_at) {
             (SnapshotStrategy::Timestamp, Some(col)) => {
-                format!("cast({alias}.{} as timestamp(6))", q(col))
+                format!("cast({alias}.{} as {})", q(col), self.timestamp)
             }
             _ => self.now.clone(),
         }

@@ -37,7 +37,7 @@ impl EmbeddedWarehouse {
         let source = self.describe(&req.sql).await?;
         let source = typed(&source);
         validate(req, spec, &source)?;
-        let parts = Parts::new(spec);
+        let parts = Parts::new(spec, "timestamp(6)");
         let (schema, name) = (&req.relation.schema, &req.relation.identifier);
         if !self
             .shared

@@ -33,7 +33,7 @@ impl PostgresWarehouse {
         .map_err(|e| fail("the snapshot's SQL failed", e))?;
         let source = self.temp_columns(&tx, STAGED).await?;
         validate(req, spec, &source)?;
-        let parts = Parts::new(spec);
+        let parts = Parts::new(spec, "timestamp");
         let table = self.name(&req.relation);
         let (inserted, closed) = match self.kind_of(tx.client(), &req.relation).await? {
             None => {
