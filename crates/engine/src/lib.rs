@@ -282,6 +282,21 @@ pub trait Warehouse: Send + Sync {
     /// statement (`INSERT 3`).
     async fn execute(&self, sql: &str, context: &StatementContext) -> Result<Vec<String>>;
 
+    /// A relation's columns as (name, SQL type in the warehouse's own words), in order; `None`
+    /// when it does not exist. For catalogs (`docs generate`).
+    async fn columns(&self, relation: &Relation) -> Result<Option<Vec<(String, String)>>> {
+        match self.describe(&format!("select * from {relation}")).await {
+            Ok(schema) => Ok(Some(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), types::sql_type(f.data_type())))
+                    .collect(),
+            )),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// A handle templates use to run queries while compiling (`run_query`, `statement`).
     fn introspector(&self) -> Option<std::sync::Arc<dyn strata_common::Introspector>> {
         None

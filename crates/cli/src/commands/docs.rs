@@ -8,7 +8,6 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde_json::{Map, Value, json};
 use strata_engine::Warehouse;
-use strata_engine::types::sql_type;
 use strata_project::artifacts::{STRATA_VERSION, manifest, write_artifact};
 use strata_project::{Project, Relation};
 
@@ -52,18 +51,16 @@ async fn entry(
     relation: &Relation,
     kind: &str,
 ) -> Option<Value> {
-    let schema = warehouse
-        .describe(&format!("select * from {relation}"))
+    let columns: Map<String, Value> = warehouse
+        .columns(relation)
         .await
-        .ok()?;
-    let columns: Map<String, Value> = schema
-        .fields()
-        .iter()
+        .ok()??
+        .into_iter()
         .enumerate()
-        .map(|(i, f)| {
+        .map(|(i, (name, ty))| {
             (
-                f.name().clone(),
-                json!({"type": sql_type(f.data_type()), "index": i + 1, "name": f.name(), "comment": null}),
+                name.clone(),
+                json!({"type": ty, "index": i + 1, "name": name, "comment": null}),
             )
         })
         .collect();

@@ -387,6 +387,14 @@ impl Warehouse for PostgresWarehouse {
             .collect())
     }
 
+    async fn columns(&self, relation: &Relation) -> Result<Option<Vec<(String, String)>>> {
+        let conn = self.conn().await?;
+        let columns = self
+            .columns_of(&conn, &relation.schema, &relation.identifier)
+            .await?;
+        Ok(Some(columns).filter(|c| !c.is_empty()))
+    }
+
     fn introspector(&self) -> Option<Arc<dyn strata_common::Introspector>> {
         Some(Arc::new(read::PgIntrospector::new(self.clone())))
     }
