@@ -282,6 +282,13 @@ pub trait Warehouse: Send + Sync {
     /// statement (`INSERT 3`).
     async fn execute(&self, sql: &str, context: &StatementContext) -> Result<Vec<String>>;
 
+    /// Make `grants` ((privilege, grantee) pairs, from the `grants` config) the privileges
+    /// on a relation just built, revoking others, as dbt does. The embedded warehouse keeps
+    /// them in the metadata store for the serving roles, so this does nothing there.
+    async fn apply_grants(&self, _relation: &Relation, _grants: &[(String, String)]) -> Result<()> {
+        Ok(())
+    }
+
     /// A relation's columns as (name, SQL type in the warehouse's own words), in order; `None`
     /// when it does not exist. For catalogs (`docs generate`).
     async fn columns(&self, relation: &Relation) -> Result<Option<Vec<(String, String)>>> {

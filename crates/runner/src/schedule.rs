@@ -348,6 +348,22 @@ impl<'a> Runner<'a> {
             result.compiled_sql = outcome.sql;
             result.sample = outcome.sample;
             done.insert(id);
+            if result.status == NodeStatus::Success
+                && let Subject::Node(built) = node
+            {
+                // The warehouse's own privileges (PostgreSQL's GRANT), after every build: a
+                // rebuilt table is a new object. A grant that fails fails the node.
+                let grants = built.config().grants().unwrap_or_default();
+                if !grants.is_empty()
+                    && let Err(e) = self
+                        .warehouse
+                        .apply_grants(&built.relation(), &grants)
+                        .await
+                {
+                    result.status = NodeStatus::Error;
+                    result.message = e.to_string();
+                }
+            }
             let failed = result.status.is_failure();
             self.record(&run_id, &result)?;
             if result.status == NodeStatus::Success

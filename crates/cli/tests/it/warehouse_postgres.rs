@@ -62,7 +62,7 @@ from {{ ref('orders') }}",
         ),
         (
             "models/customer_totals.sql",
-            "{{ config(materialized='table') }}
+            "{{ config(materialized='table', grants={'select': ['reporter']}) }}
 select c.id as customer_id, c.name, count(*) as orders, sum(o.amount) as amount,
        sum(o.qty) / count(*) as avg_qty
 from {{ ref('customers') }} c join {{ ref('stg_orders') }} o on o.customer_id = c.id
@@ -70,7 +70,7 @@ group by c.id, c.name",
         ),
         (
             "models/big_customers.sql",
-            "{{ config(materialized='view') }}
+            "{{ config(materialized='view', grants={'select': ['reporter']}) }}
 select * from {{ ref('customer_totals') }} where amount > 20",
         ),
         (
@@ -185,6 +185,7 @@ fn a_project_builds_in_postgres_as_on_the_embedded_warehouse() {
         return;
     };
     let db = server.database("warehouse_same");
+    db.sql("do $$ begin if not exists (select from pg_roles where rolname = 'reporter') then create role reporter; end if; end $$");
     let p = project(server.port, &db.name);
 
     for target in ["dev", "pg"] {
@@ -242,12 +243,24 @@ snapshots.orders_history BASE TABLE"
     );
     same_on_both(&p);
 
-    // Rebuilding a table keeps the views reading it.
+    // `grants` are PostgreSQL's privileges: the role reads what it was granted only.
+    let can_read = |relation: &str| {
+        db.sql(&format!(
+            "select has_table_privilege('reporter', 'analytics.{relation}', 'select')"
+        ))
+    };
+    assert_eq!(can_read("customer_totals"), "t");
+    assert_eq!(can_read("big_customers"), "t");
+    assert_eq!(can_read("orders_merged"), "f");
+
+    // Rebuilding a table keeps the views reading it, and their privileges.
     p.ok_with(&["--target", "pg", "run", "-s", "customer_totals"], ENV);
     assert_eq!(
         db.sql("select string_agg(name, ' ') from analytics.big_customers"),
         "Ada"
     );
+    assert_eq!(can_read("customer_totals"), "t");
+    assert_eq!(can_read("big_customers"), "t");
 
     // A failed build names the model and leaves the table as it was.
     let before = db.sql("select string_agg(customer_id || ':' || amount, ' ' order by 1) from analytics.customer_totals");

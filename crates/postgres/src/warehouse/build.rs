@@ -147,15 +147,16 @@ impl PostgresWarehouse {
         tx.batch_execute(&steps.join(";\n"))
             .await
             .map_err(|e| fail("cannot swap the new relation in", e))?;
-        for (name, definition) in dependents {
+        for (name, definition, grants) in dependents {
             // A view that no longer fits the new relation (a column it reads is gone) is left
             // dropped, as dbt-postgres leaves every dependent view; its own model makes it
             // again.
             tx.batch_execute("savepoint strata_view")
                 .await
                 .map_err(|e| fail("cannot remake dependent views", e))?;
+            // Made again with the privileges it had.
             match tx
-                .batch_execute(&format!("create view {name} as {definition}"))
+                .batch_execute(&format!("create view {name} as {definition}; {grants}"))
                 .await
             {
                 Ok(()) => {}
@@ -198,12 +199,12 @@ impl PostgresWarehouse {
     }
 
     /// The views reading `relation`, directly or through other views, each before those
-    /// reading it: (quoted name, definition).
+    /// reading it: (quoted name, definition, the statements granting what others may do).
     async fn dependent_views(
         &self,
         tx: &Transaction<'_>,
         relation: &Relation,
-    ) -> Result<Vec<(String, String)>> {
+    ) -> Result<Vec<(String, String, String)>> {
         let rows = tx
             .query(
                 "with recursive deps(oid, depth) as ( \
@@ -215,16 +216,24 @@ impl PostgresWarehouse {
                    join pg_depend d on d.refobjid = deps.oid \
                    join pg_rewrite r on r.oid = d.objid \
                    where r.ev_class <> d.refobjid and deps.depth < 50) \
-                 select format('%I.%I', n.nspname, c.relname), pg_get_viewdef(c.oid), max(depth) \
+                 select format('%I.%I', n.nspname, c.relname), pg_get_viewdef(c.oid), max(depth), \
+                   coalesce((select string_agg(format('grant %s on %I.%I to %I', g.privilege_type, \
+                     n.nspname, c.relname, g.grantee), '; ') \
+                     from information_schema.role_table_grants g \
+                     where g.table_schema = n.nspname and g.table_name = c.relname \
+                     and g.grantee <> current_user), '') \
                  from deps join pg_class c on c.oid = deps.oid \
                  join pg_namespace n on n.oid = c.relnamespace \
                  where c.relkind = 'v' \
-                 group by 1, 2 order by 3",
+                 group by n.nspname, c.relname, c.oid order by 3",
                 &[&self.name(relation)],
             )
             .await
             .map_err(|e| self.error(&format!("cannot find the views reading {relation}"), &e))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(3)))
+            .collect())
     }
 
     /// Run the request's observers on the table just built.

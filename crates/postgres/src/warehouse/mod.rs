@@ -387,6 +387,48 @@ impl Warehouse for PostgresWarehouse {
             .collect())
     }
 
+    async fn apply_grants(&self, relation: &Relation, grants: &[(String, String)]) -> Result<()> {
+        let conn = self.conn().await?;
+        let name = self.name(relation);
+        let fail = |e: tokio_postgres::Error| self.error(&format!("grants on {relation}"), &e);
+        // What is granted now, to others than the owner (who keeps every privilege).
+        let current: Vec<(String, String)> = conn
+            .query(
+                "select lower(privilege_type), grantee::text from information_schema.role_table_grants \
+                 where table_schema = $1 and table_name = $2 and grantee <> current_user",
+                &[&relation.schema, &relation.identifier],
+            )
+            .await
+            .map_err(fail)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let wanted: Vec<(String, String)> = grants
+            .iter()
+            .map(|(p, g)| (p.to_lowercase(), g.clone()))
+            .collect();
+        let mut statements = Vec::new();
+        for (privilege, grantee) in &current {
+            if !wanted.contains(&(privilege.clone(), grantee.clone())) {
+                statements.push(format!(
+                    "revoke {privilege} on {name} from {}",
+                    ident(grantee)
+                ));
+            }
+        }
+        for (privilege, grantee) in &wanted {
+            if !current.contains(&(privilege.clone(), grantee.clone())) {
+                statements.push(format!("grant {privilege} on {name} to {}", ident(grantee)));
+            }
+        }
+        if !statements.is_empty() {
+            conn.batch_execute(&statements.join(";\n"))
+                .await
+                .map_err(fail)?;
+        }
+        Ok(())
+    }
+
     async fn columns(&self, relation: &Relation) -> Result<Option<Vec<(String, String)>>> {
         let conn = self.conn().await?;
         let columns = self
