@@ -355,10 +355,7 @@ impl<'a> Runner<'a> {
                 // rebuilt table is a new object. A grant that fails fails the node.
                 let grants = built.config().grants().unwrap_or_default();
                 if !grants.is_empty()
-                    && let Err(e) = self
-                        .warehouse
-                        .apply_grants(&built.relation(), &grants)
-                        .await
+                    && let Err(e) = self.warehouse.apply_grants(built.relation(), &grants).await
                 {
                     result.status = NodeStatus::Error;
                     result.message = e.to_string();
