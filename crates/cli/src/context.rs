@@ -98,8 +98,39 @@ pub fn external_sources(project: &Project) -> Vec<ExternalSource> {
         .collect()
 }
 
-/// Open the target's metadata store.
+/// How to reach a PostgreSQL metadata store (TLS as its url's `sslmode` says).
+pub fn metadata_connector(
+    shared: &strata_project::profile::SharedMetadata,
+) -> Result<strata_meta::Connector> {
+    let (config, tls) = strata_postgres::config_from_url(&shared.url).map_err(|why| {
+        anyhow::anyhow!("`metadata`: {why}\n  hint: metadata: postgresql://user@host:5432/database")
+    })?;
+    Ok(Arc::new(move || {
+        let (config, tls) = (config.clone(), tls.clone());
+        Box::pin(async move {
+            strata_postgres::connect(&config, &tls)
+                .await
+                .map_err(|why| format!("cannot connect: {why}"))
+        })
+    }))
+}
+
+/// Open the target's metadata store: its SQLite file, or its PostgreSQL schema.
 pub fn open_meta(project: &Project) -> Result<Arc<MetaStore>> {
+    if let Some(shared) = &project.target.shared_metadata {
+        let store = MetaStore::open_postgres(
+            &metadata_connector(shared)?,
+            &shared.schema,
+            &shared.display(),
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\n  hint: check `metadata:` of target `{}` in profiles.yml (the password comes from PGPASSWORD or env_var())",
+                project.target.name
+            )
+        })?;
+        return Ok(Arc::new(store));
+    }
     let meta = Arc::new(MetaStore::open(&project.target.metadata).map_err(|e| {
         if let strata_meta::Error::Damaged { .. } = e {
             return anyhow::anyhow!(
@@ -214,6 +245,30 @@ fn open_embedded(project: &Project) -> Result<(EmbeddedWarehouse, Arc<MetaStore>
     Ok((warehouse, meta))
 }
 
+/// Take the lock a target's scheduler holds while it runs (one scheduler per target), without
+/// waiting: `Ok(Err(..))` when another holds it.
+pub fn scheduler_lock(
+    project: &Project,
+    command: &str,
+) -> Result<std::result::Result<strata_meta::TargetLock, strata_meta::LockError>> {
+    Ok(match &project.target.shared_metadata {
+        Some(shared) => strata_meta::TargetLock::acquire_postgres(
+            &metadata_connector(shared)?,
+            (&shared.schema, "scheduler"),
+            &shared.display(),
+            command,
+            std::time::Duration::ZERO,
+            |_| {},
+        ),
+        None => strata_meta::TargetLock::acquire_file(
+            strata_meta::TargetLock::scheduler_path_for(&project.target.metadata),
+            command,
+            std::time::Duration::ZERO,
+            |_| {},
+        ),
+    })
+}
+
 /// Take the target's write lock for `command`, waiting up to `--lock-timeout` seconds for
 /// another strata process writing to the same target (and saying so once).
 pub fn lock_target(
@@ -221,17 +276,29 @@ pub fn lock_target(
     global: &GlobalArgs,
     command: &str,
 ) -> Result<strata_meta::TargetLock> {
-    let lock = strata_meta::TargetLock::acquire(
-        &project.target.metadata,
-        &format!("strata {command}"),
-        std::time::Duration::from_secs(global.lock_timeout),
-        |holder| {
-            eprintln!(
-                "Waiting for {holder} to finish writing to target `{}` (up to {}s; see --lock-timeout)",
-                project.target.name, global.lock_timeout
-            )
-        },
-    )
+    let on_wait = |holder: &str| {
+        eprintln!(
+            "Waiting for {holder} to finish writing to target `{}` (up to {}s; see --lock-timeout)",
+            project.target.name, global.lock_timeout
+        )
+    };
+    let timeout = std::time::Duration::from_secs(global.lock_timeout);
+    let lock = match &project.target.shared_metadata {
+        Some(shared) => strata_meta::TargetLock::acquire_postgres(
+            &metadata_connector(shared)?,
+            (&shared.schema, "target"),
+            &shared.display(),
+            &format!("strata {command}"),
+            timeout,
+            on_wait,
+        ),
+        None => strata_meta::TargetLock::acquire(
+            &project.target.metadata,
+            &format!("strata {command}"),
+            timeout,
+            on_wait,
+        ),
+    }
     .map_err(|e| match &e {
         strata_meta::LockError::Busy { .. } => anyhow::anyhow!(
             "{e}\n  hint: wait for it to finish, or raise --lock-timeout; two commands never write to one target at once"

@@ -6,9 +6,9 @@
 //! in between), and are dropped when the ledger is next read. So a file is "loaded" exactly
 //! when the commit holding its rows is in the table.
 
-use rusqlite::params;
 use serde::Serialize;
 
+use crate::db::vals;
 use crate::{MetaStore, Result};
 
 /// A file a load read.
@@ -40,38 +40,37 @@ impl MetaStore {
     /// loads since its last replacing load. Ledger rows of loads above `committed` (which never
     /// committed) are dropped first.
     pub fn ingested_files(&self, source: &str, committed: i64) -> Result<Vec<IngestedFile>> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        tx.execute(
-            "DELETE FROM ingest_files WHERE source = ?1 AND version > ?2",
-            params![source, committed],
-        )?;
-        tx.execute(
-            "DELETE FROM ingest_loads WHERE source = ?1 AND version > ?2",
-            params![source, committed],
-        )?;
-        let base: i64 = tx.query_row(
-            "SELECT coalesce(max(version), 0) FROM ingest_loads
-             WHERE source = ?1 AND replaced = 1 AND version <= ?2",
-            params![source, committed],
-            |r| r.get(0),
-        )?;
-        let files = {
-            let mut stmt = tx.prepare(
+        self.conn()?.transaction(|tx| {
+            tx.execute(
+                "DELETE FROM ingest_files WHERE source = ?1 AND version > ?2",
+                vals![source, committed],
+            )?;
+            tx.execute(
+                "DELETE FROM ingest_loads WHERE source = ?1 AND version > ?2",
+                vals![source, committed],
+            )?;
+            let base: i64 = tx
+                .query_one(
+                    "SELECT coalesce(max(version), 0) FROM ingest_loads
+                     WHERE source = ?1 AND replaced = 1 AND version <= ?2",
+                    vals![source, committed],
+                )?
+                .get(0)?;
+            tx.query(
                 "SELECT path, size, modified FROM ingest_files
                  WHERE source = ?1 AND version >= ?2 AND version <= ?3 ORDER BY version, path",
-            )?;
-            stmt.query_map(params![source, base, committed], |r| {
+                vals![source, base, committed],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(IngestedFile {
                     path: r.get(0)?,
-                    size: r.get::<_, i64>(1)? as u64,
+                    size: r.get(1)?,
                     modified: r.get(2)?,
                 })
-            })?
-            .collect::<std::result::Result<Vec<_>, _>>()?
-        };
-        tx.commit()?;
-        Ok(files)
+            })
+            .collect()
+        })
     }
 
     /// Record load `version` of `source`, the files it reads and the greatest incremental
@@ -84,70 +83,67 @@ impl MetaStore {
         (files, cursor): (&[IngestedFile], Option<&str>),
         loaded_at: &str,
     ) -> Result<()> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT OR REPLACE INTO ingest_loads (source, version, replaced, loaded_at, rows, cursor)
-             VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
-            params![source, version, replaced as i64, loaded_at, cursor],
-        )?;
-        {
-            let mut stmt = tx.prepare(
-                "INSERT OR REPLACE INTO ingest_files (source, version, path, size, modified)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+        self.conn()?.transaction(|tx| {
+            tx.execute(
+                "INSERT INTO ingest_loads (source, version, replaced, loaded_at, rows, cursor)
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5)
+                 ON CONFLICT (source, version) DO UPDATE SET replaced = excluded.replaced,
+                   loaded_at = excluded.loaded_at, rows = NULL, cursor = excluded.cursor",
+                vals![source, version, replaced, loaded_at, cursor],
             )?;
             for f in files {
-                stmt.execute(params![source, version, f.path, f.size as i64, f.modified])?;
+                tx.execute(
+                    "INSERT INTO ingest_files (source, version, path, size, modified)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (source, version, path) DO UPDATE SET size = excluded.size,
+                       modified = excluded.modified",
+                    vals![source, version, f.path, f.size, f.modified],
+                )?;
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The incremental cursor of the last committed load of `source` that has one, since its
     /// last replacing load.
     pub fn ingest_cursor(&self, source: &str, committed: i64) -> Result<Option<String>> {
-        use rusqlite::OptionalExtension;
-        Ok(self
-            .conn()?
-            .query_row(
+        self.conn()?
+            .query_opt(
                 "SELECT cursor FROM ingest_loads
                  WHERE source = ?1 AND version <= ?2 AND cursor IS NOT NULL
                  ORDER BY version DESC LIMIT 1",
-                params![source, committed],
-                |r| r.get(0),
-            )
-            .optional()?)
+                vals![source, committed],
+            )?
+            .map(|r| r.get(0))
+            .transpose()
     }
 
     /// After its commit: the rows load `version` of `source` wrote.
     pub fn finish_ingest_load(&self, source: &str, version: i64, rows: Option<u64>) -> Result<()> {
         self.conn()?.execute(
             "UPDATE ingest_loads SET rows = ?3 WHERE source = ?1 AND version = ?2",
-            params![source, version, rows.map(|r| r as i64)],
+            vals![source, version, rows],
         )?;
         Ok(())
     }
 
     /// The last committed load of `source`, when any (`committed` as for [`Self::ingested_files`]).
     pub fn last_ingest_load(&self, source: &str, committed: i64) -> Result<Option<IngestLoad>> {
-        use rusqlite::OptionalExtension;
-        Ok(self
-            .conn()?
-            .query_row(
+        self.conn()?
+            .query_opt(
                 "SELECT version, replaced, loaded_at, rows FROM ingest_loads
                  WHERE source = ?1 AND version <= ?2 ORDER BY version DESC LIMIT 1",
-                params![source, committed],
-                |r| {
-                    Ok(IngestLoad {
-                        version: r.get(0)?,
-                        replaced: r.get::<_, i64>(1)? != 0,
-                        loaded_at: r.get(2)?,
-                        rows: r.get::<_, Option<i64>>(3)?.map(|n| n as u64),
-                    })
-                },
-            )
-            .optional()?)
+                vals![source, committed],
+            )?
+            .map(|r| {
+                Ok(IngestLoad {
+                    version: r.get(0)?,
+                    replaced: r.get(1)?,
+                    loaded_at: r.get(2)?,
+                    rows: r.get(3)?,
+                })
+            })
+            .transpose()
     }
 }
 

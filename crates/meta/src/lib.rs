@@ -5,21 +5,26 @@
 //! `prod`. The schema is migrated forward on open; writes are short transactions in WAL mode,
 //! so readers (a dashboard, a second CLI) never wait for a long run.
 
+mod db;
 mod ingest;
 mod lock;
 pub mod pipelines;
+mod postgres;
 mod quality;
 mod users;
 
+pub use db::Connector;
 pub use ingest::{IngestLoad, IngestedFile};
 pub use lock::{LockError, TargetLock};
 pub use quality::{MetricPoint, TestOutcome};
 pub use users::{UserRecord, UserSecrets};
 
+use db::{Conn, vals};
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use serde::Serialize;
 
 /// `Result` with this crate's [`Error`].
@@ -63,6 +68,12 @@ pub enum Error {
     /// A poisoned lock (a thread panicked while writing).
     #[error("metadata store lock poisoned")]
     Poisoned,
+    /// A statement on a PostgreSQL store failed, or the connection did.
+    #[error("metadata store (PostgreSQL): {0}")]
+    Postgres(String),
+    /// A value read back was not of the expected type.
+    #[error("metadata store: {0}")]
+    Value(String),
 }
 
 /// What kind of relation a catalog entry is.
@@ -329,7 +340,16 @@ CREATE TABLE pipeline_alerts (
 #[derive(Debug)]
 pub struct MetaStore {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    conn: Mutex<Conn>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Conn::Sqlite(_) => "SQLite",
+            Conn::Postgres(_) => "PostgreSQL",
+        })
+    }
 }
 
 impl MetaStore {
@@ -377,7 +397,7 @@ impl MetaStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let store = Self {
             path: path.to_path_buf(),
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Conn::Sqlite(conn)),
         };
         store.migrate().map_err(|e| match e {
             Error::Sqlite(e) => damaged(e),
@@ -421,7 +441,7 @@ impl MetaStore {
         }
         Ok(Self {
             path: path.to_path_buf(),
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Conn::Sqlite(conn)),
         })
     }
 
@@ -429,31 +449,49 @@ impl MetaStore {
     pub fn in_memory() -> Result<Self> {
         let store = Self {
             path: PathBuf::from(":memory:"),
-            conn: Mutex::new(Connection::open_in_memory()?),
+            conn: Mutex::new(Conn::Sqlite(Connection::open_in_memory()?)),
         };
         store.migrate()?;
         Ok(store)
     }
 
-    /// The SQLite file.
+    /// The SQLite file (for a PostgreSQL store, its server and schema, for messages).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the store is in PostgreSQL (shared by several machines).
+    pub fn is_shared(&self) -> bool {
+        matches!(
+            &*self.conn.lock().unwrap_or_else(|e| e.into_inner()),
+            Conn::Postgres(_)
+        )
     }
 
     /// A number that changes whenever another connection (another `strata` process) has
     /// changed the store: a build, an ingestion. Servers compare it to pick up new versions.
     pub fn data_version(&self) -> Result<i64> {
-        Ok(self
-            .conn()?
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        let mut conn = self.conn()?;
+        let sql = match &*conn {
+            Conn::Sqlite(_) => "PRAGMA data_version",
+            // Every write bumps the store's change counter (see `postgres.rs`).
+            Conn::Postgres(_) => {
+                "SELECT CAST(value AS BIGINT) FROM settings WHERE key = 'data_version'"
+            }
+        };
+        conn.query_one(sql, &[])?.get(0)
     }
 
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Conn>> {
         self.conn.lock().map_err(|_| Error::Poisoned)
     }
 
     fn migrate(&self) -> Result<()> {
-        let mut conn = self.conn()?;
+        let mut guard = self.conn()?;
+        let conn = match &mut *guard {
+            Conn::Sqlite(c) => c,
+            Conn::Postgres(_) => return Ok(()),
+        };
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let supported = MIGRATIONS.len() as i64;
         if version > supported {
@@ -477,7 +515,7 @@ impl MetaStore {
     pub fn set_catalog_id(&self, id: &str) -> Result<()> {
         self.conn()?.execute(
             "UPDATE settings SET value = ?1 WHERE key = 'catalog_id'",
-            params![id],
+            vals![id],
         )?;
         Ok(())
     }
@@ -486,11 +524,9 @@ impl MetaStore {
     /// second store (another machine's, a lost and recreated one) cannot write the same lake
     /// unnoticed.
     pub fn catalog_id(&self) -> Result<String> {
-        Ok(self.conn()?.query_row(
-            "SELECT value FROM settings WHERE key = 'catalog_id'",
-            [],
-            |r| r.get(0),
-        )?)
+        self.conn()?
+            .query_one("SELECT value FROM settings WHERE key = 'catalog_id'", &[])?
+            .get(0)
     }
 
     /// Make `grants` ((privilege, grantee) pairs) the privileges on a relation, replacing
@@ -503,21 +539,20 @@ impl MetaStore {
         grants: &[(String, String)],
         run_id: &str,
     ) -> Result<()> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        tx.execute(
-            "DELETE FROM grants WHERE database = ?1 AND schema = ?2 AND name = ?3",
-            params![database, schema, name],
-        )?;
-        for (privilege, grantee) in grants {
+        self.conn()?.transaction(|tx| {
             tx.execute(
-                "INSERT OR IGNORE INTO grants (database, schema, name, privilege, grantee, run_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![database, schema, name, privilege, grantee, run_id],
+                "DELETE FROM grants WHERE database = ?1 AND schema = ?2 AND name = ?3",
+                vals![database, schema, name],
             )?;
-        }
-        tx.commit()?;
-        Ok(())
+            for (privilege, grantee) in grants {
+                tx.execute(
+                    "INSERT INTO grants (database, schema, name, privilege, grantee, run_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                    vals![database, schema, name, privilege, grantee, run_id],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// The privileges on a relation, as (privilege, grantee), sorted.
@@ -527,15 +562,15 @@ impl MetaStore {
         schema: &str,
         name: &str,
     ) -> Result<Vec<(String, String)>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT privilege, grantee FROM grants WHERE database = ?1 AND schema = ?2 AND name = ?3
-             ORDER BY privilege, grantee",
-        )?;
-        let rows = stmt.query_map(params![database, schema, name], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.conn()?
+            .query(
+                "SELECT privilege, grantee FROM grants WHERE database = ?1 AND schema = ?2 AND name = ?3
+                 ORDER BY privilege, grantee",
+                vals![database, schema, name],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
     }
 
     /// Insert or replace a catalog entry.
@@ -546,7 +581,7 @@ impl MetaStore {
              ON CONFLICT (database, schema, name) DO UPDATE SET
                kind = excluded.kind, location = excluded.location, sql = excluded.sql,
                unique_id = excluded.unique_id, run_id = excluded.run_id, updated_at = excluded.updated_at",
-            params![
+            vals![
                 r.database,
                 r.schema,
                 r.name,
@@ -565,7 +600,7 @@ impl MetaStore {
     pub fn drop_relation(&self, database: &str, schema: &str, name: &str) -> Result<bool> {
         let n = self.conn()?.execute(
             "DELETE FROM relations WHERE database = ?1 AND schema = ?2 AND name = ?3",
-            params![database, schema, name],
+            vals![database, schema, name],
         )?;
         Ok(n > 0)
     }
@@ -577,37 +612,41 @@ impl MetaStore {
         schema: &str,
         name: &str,
     ) -> Result<Option<RelationRecord>> {
-        Ok(self
-            .conn()?
-            .query_row(
+        self.conn()?
+            .query_opt(
                 "SELECT database, schema, name, kind, location, sql, unique_id, run_id, updated_at
                  FROM relations WHERE database = ?1 AND schema = ?2 AND name = ?3",
-                params![database, schema, name],
-                row_to_relation,
-            )
-            .optional()?)
+                vals![database, schema, name],
+            )?
+            .as_ref()
+            .map(row_to_relation)
+            .transpose()
     }
 
     /// Catalog entries of a database (and schema), ordered by schema and name.
     pub fn relations(&self, database: &str, schema: Option<&str>) -> Result<Vec<RelationRecord>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT database, schema, name, kind, location, sql, unique_id, run_id, updated_at
-             FROM relations WHERE database = ?1 AND (?2 IS NULL OR schema = ?2)
-             ORDER BY schema, name",
-        )?;
-        let rows = stmt.query_map(params![database, schema], row_to_relation)?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.conn()?
+            .query(
+                "SELECT database, schema, name, kind, location, sql, unique_id, run_id, updated_at
+                 FROM relations WHERE database = ?1 AND (?2 IS NULL OR schema = ?2)
+                 ORDER BY schema, name",
+                vals![database, schema],
+            )?
+            .iter()
+            .map(row_to_relation)
+            .collect()
     }
 
     /// Schemas holding at least one relation in `database`.
     pub fn schemas(&self, database: &str) -> Result<Vec<String>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT DISTINCT schema FROM relations WHERE database = ?1 ORDER BY schema",
-        )?;
-        let rows = stmt.query_map(params![database], |r| r.get(0))?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.conn()?
+            .query(
+                "SELECT DISTINCT schema FROM relations WHERE database = ?1 ORDER BY schema",
+                vals![database],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     }
 
     /// Record the start of a run.
@@ -615,7 +654,7 @@ impl MetaStore {
         self.conn()?.execute(
             "INSERT INTO runs (run_id, command, target, started_at, finished_at, status, args)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
+            vals![
                 run.run_id,
                 run.command,
                 run.target,
@@ -632,7 +671,7 @@ impl MetaStore {
     pub fn finish_run(&self, run_id: &str, status: &str, finished_at: &str) -> Result<()> {
         self.conn()?.execute(
             "UPDATE runs SET status = ?2, finished_at = ?3 WHERE run_id = ?1",
-            params![run_id, status, finished_at],
+            vals![run_id, status, finished_at],
         )?;
         Ok(())
     }
@@ -641,12 +680,12 @@ impl MetaStore {
     /// target's lock, so no such run can still be going (its process was killed). Returns how
     /// many were marked.
     pub fn mark_interrupted(&self, commands: &[&str], finished_at: &str) -> Result<usize> {
-        let conn = self.conn()?;
+        let mut conn = self.conn()?;
         let mut n = 0;
         for c in commands {
             n += conn.execute(
                 "UPDATE runs SET status = 'interrupted', finished_at = ?2 WHERE status = 'running' AND command = ?1",
-                params![c, finished_at],
+                vals![c, finished_at],
             )?;
         }
         Ok(n)
@@ -655,11 +694,16 @@ impl MetaStore {
     /// Record one node's result.
     pub fn record_node(&self, r: &NodeResultRecord) -> Result<()> {
         self.conn()?.execute(
-            "INSERT OR REPLACE INTO node_results
+            "INSERT INTO node_results
                (run_id, unique_id, status, started_at, seconds, relation, rows_affected, message,
                 failures, sample)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (run_id, unique_id) DO UPDATE SET
+               status = excluded.status, started_at = excluded.started_at,
+               seconds = excluded.seconds, relation = excluded.relation,
+               rows_affected = excluded.rows_affected, message = excluded.message,
+               failures = excluded.failures, sample = excluded.sample",
+            vals![
                 r.run_id,
                 r.unique_id,
                 r.status,
@@ -677,52 +721,56 @@ impl MetaStore {
 
     /// The most recent runs, newest first.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT run_id, command, target, started_at, finished_at, status, args
-             FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map(params![limit as i64], |r| {
-            Ok(RunRecord {
-                run_id: r.get(0)?,
-                command: r.get(1)?,
-                target: r.get(2)?,
-                started_at: r.get(3)?,
-                finished_at: r.get(4)?,
-                status: r.get(5)?,
-                args: r.get(6)?,
+        self.conn()?
+            .query(
+                "SELECT run_id, command, target, started_at, finished_at, status, args
+                 FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1",
+                vals![limit],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(RunRecord {
+                    run_id: r.get(0)?,
+                    command: r.get(1)?,
+                    target: r.get(2)?,
+                    started_at: r.get(3)?,
+                    finished_at: r.get(4)?,
+                    status: r.get(5)?,
+                    args: r.get(6)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+            .collect()
     }
 
     /// The node results of a run, in the order they finished.
     pub fn node_results(&self, run_id: &str) -> Result<Vec<NodeResultRecord>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT run_id, unique_id, status, started_at, seconds, relation, rows_affected, message,
-                    failures, sample
-             FROM node_results WHERE run_id = ?1 ORDER BY rowid",
-        )?;
-        let rows = stmt.query_map(params![run_id], |r| {
-            Ok(NodeResultRecord {
-                run_id: r.get(0)?,
-                unique_id: r.get(1)?,
-                status: r.get(2)?,
-                started_at: r.get(3)?,
-                seconds: r.get(4)?,
-                relation: r.get(5)?,
-                rows_affected: r.get(6)?,
-                message: r.get(7)?,
-                failures: r.get(8)?,
-                sample: r.get(9)?,
+        self.conn()?
+            .query(
+                "SELECT run_id, unique_id, status, started_at, seconds, relation, rows_affected,
+                        message, failures, sample
+                 FROM node_results WHERE run_id = ?1 ORDER BY rowid",
+                vals![run_id],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(NodeResultRecord {
+                    run_id: r.get(0)?,
+                    unique_id: r.get(1)?,
+                    status: r.get(2)?,
+                    started_at: r.get(3)?,
+                    seconds: r.get(4)?,
+                    relation: r.get(5)?,
+                    rows_affected: r.get(6)?,
+                    message: r.get(7)?,
+                    failures: r.get(8)?,
+                    sample: r.get(9)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+            .collect()
     }
 }
 
-fn row_to_relation(r: &rusqlite::Row<'_>) -> rusqlite::Result<RelationRecord> {
+fn row_to_relation(r: &db::Row) -> Result<RelationRecord> {
     let kind: String = r.get(3)?;
     Ok(RelationRecord {
         database: r.get(0)?,

@@ -1,5 +1,6 @@
 //! One writer per target: commands that build or change tables hold an exclusive lock on a
-//! file next to the target's metadata store. A second writer waits for it (up to a timeout)
+//! file next to the target's metadata store (with a PostgreSQL store, an advisory lock in its
+//! database, so machines sharing the store take turns). A second writer waits for it (up to a timeout)
 //! and then fails with a message naming the process that holds it. The operating system
 //! releases the lock when the holder exits, even when it is killed, so a crash never leaves a
 //! stale lock behind.
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 pub enum LockError {
     /// Another process held the lock for the whole wait.
     #[error(
-        "the target is busy: {holder} is writing to it; gave up after waiting {waited}s (lock file {})",
+        "the target is busy: {holder} is writing to it; gave up after waiting {waited}s (lock {})",
         path.display()
     )]
     Busy {
@@ -36,10 +37,17 @@ pub enum LockError {
 }
 
 /// An exclusive lock on a target, released on drop (or when the process ends).
-#[derive(Debug)]
 pub struct TargetLock {
-    file: File,
+    file: Option<File>,
     path: PathBuf,
+    /// The advisory lock, for a PostgreSQL store.
+    _pg: Option<crate::postgres::PgLock>,
+}
+
+impl std::fmt::Debug for TargetLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TargetLock({})", self.path.display())
+    }
 }
 
 impl TargetLock {
@@ -118,16 +126,52 @@ impl TargetLock {
                 Err(TryLockError::Error(e)) => return Err(io(e)),
             }
         }
-        let about = format!(
-            "`{command}` (pid {}, started {})",
-            std::process::id(),
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        );
+        let about = about(command);
         file.set_len(0).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         file.write_all(about.as_bytes()).map_err(io)?;
         file.flush().map_err(io)?;
-        Ok(Self { file, path })
+        Ok(Self {
+            file: Some(file),
+            path,
+            _pg: None,
+        })
+    }
+
+    /// Take the lock of `purpose` (`target` for writers, `scheduler` for a target's
+    /// scheduler) of the PostgreSQL store in `schema` (see [`TargetLock::acquire`]);
+    /// `display` names the store in messages.
+    pub fn acquire_postgres(
+        connect: &crate::Connector,
+        (schema, purpose): (&str, &str),
+        display: &str,
+        command: &str,
+        timeout: Duration,
+        on_wait: impl FnOnce(&str),
+    ) -> Result<Self, LockError> {
+        let path = PathBuf::from(format!("{purpose} lock of {display}"));
+        match crate::postgres::PgLock::acquire(
+            connect,
+            (schema, purpose),
+            &about(command),
+            timeout,
+            on_wait,
+        ) {
+            Ok(lock) => Ok(Self {
+                file: None,
+                path,
+                _pg: Some(lock),
+            }),
+            Err(crate::postgres::LockFailure::Busy { holder, waited }) => Err(LockError::Busy {
+                path,
+                holder,
+                waited,
+            }),
+            Err(crate::postgres::LockFailure::Failed(why)) => Err(LockError::Io {
+                path,
+                source: std::io::Error::other(why),
+            }),
+        }
     }
 
     /// The lock file.
@@ -138,9 +182,31 @@ impl TargetLock {
 
 impl Drop for TargetLock {
     fn drop(&mut self) {
-        let _ = self.file.set_len(0);
-        let _ = self.file.unlock();
+        if let Some(file) = &self.file {
+            let _ = file.set_len(0);
+            let _ = file.unlock();
+        }
     }
+}
+
+/// How a holder describes itself to those waiting.
+fn about(command: &str) -> String {
+    format!(
+        "`{command}` (pid {} on {}, started {})",
+        std::process::id(),
+        hostname(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
+/// This machine's name, for lock holders' descriptions (machines share a PostgreSQL store).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "this machine".into())
 }
 
 fn read_holder(file: &mut File) -> String {

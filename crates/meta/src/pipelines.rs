@@ -2,9 +2,9 @@
 //! why, the data interval it covers, who runs it, how it ended) and each attempt of each step
 //! (its status, times, exit code, message and the end of its output).
 
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
+use crate::db::{Row, vals};
 use crate::{MetaStore, Result};
 
 /// A run as it starts.
@@ -60,7 +60,7 @@ pub struct StepEnd<'a> {
     pub log: Option<String>,
 }
 
-fn run_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<PipelineRunRecord> {
+fn run_record(r: &Row) -> Result<PipelineRunRecord> {
     Ok(PipelineRunRecord {
         id: r.get(0)?,
         pipeline: r.get(1)?,
@@ -80,31 +80,31 @@ const RUN_COLUMNS: &str =
 impl MetaStore {
     /// Record a run as started; its id.
     pub fn start_pipeline_run(&self, run: &NewRun<'_>) -> Result<i64> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO pipeline_runs (pipeline, trigger, interval_start, interval_end, status, started_at, owner)
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
-            params![
-                run.pipeline,
-                run.trigger,
-                run.interval_start,
-                run.interval_end,
-                run.started_at,
-                run.owner
-            ],
-        )?;
-        Ok(conn.last_insert_rowid())
+        self.conn()?
+            .query_one(
+                "INSERT INTO pipeline_runs (pipeline, trigger, interval_start, interval_end, status, started_at, owner)
+                 VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6) RETURNING id",
+                vals![
+                    run.pipeline,
+                    run.trigger,
+                    run.interval_start,
+                    run.interval_end,
+                    run.started_at,
+                    run.owner
+                ],
+            )?
+            .get(0)
     }
 
     /// Queue a run for a scheduler to start (`strata trigger --detach`); its id.
     pub fn queue_pipeline_run(&self, pipeline: &str, trigger: &str, now: &str) -> Result<i64> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO pipeline_runs (pipeline, trigger, status, started_at, owner)
-             VALUES (?1, ?2, 'queued', ?3, 'queued')",
-            params![pipeline, trigger, now],
-        )?;
-        Ok(conn.last_insert_rowid())
+        self.conn()?
+            .query_one(
+                "INSERT INTO pipeline_runs (pipeline, trigger, status, started_at, owner)
+                 VALUES (?1, ?2, 'queued', ?3, 'queued') RETURNING id",
+                vals![pipeline, trigger, now],
+            )?
+            .get(0)
     }
 
     /// Record how a run ended; when it succeeded, queue a run of each of `followers` (the
@@ -116,23 +116,22 @@ impl MetaStore {
         finished_at: &str,
         followers: &[String],
     ) -> Result<()> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE pipeline_runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
-            params![id, status, finished_at],
-        )?;
-        if status == "success" {
-            for f in followers {
-                tx.execute(
-                    "INSERT INTO pipeline_runs (pipeline, trigger, status, started_at, owner)
-                     VALUES (?1, 'after', 'queued', ?2, ?3)",
-                    params![f, finished_at, format!("after run {id}")],
-                )?;
+        self.conn()?.transaction(|tx| {
+            tx.execute(
+                "UPDATE pipeline_runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
+                vals![id, status, finished_at],
+            )?;
+            if status == "success" {
+                for f in followers {
+                    tx.execute(
+                        "INSERT INTO pipeline_runs (pipeline, trigger, status, started_at, owner)
+                         VALUES (?1, 'after', 'queued', ?2, ?3)",
+                        vals![f, finished_at, format!("after run {id}")],
+                    )?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Queue the runs of a pipeline's scheduled (or backfilled) intervals not queued before,
@@ -146,40 +145,38 @@ impl MetaStore {
         cursor: Option<&str>,
         now: &str,
     ) -> Result<Vec<i64>> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let mut ids = Vec::new();
-        for (start, end) in intervals {
-            let n = tx.execute(
-                "INSERT OR IGNORE INTO pipeline_runs (pipeline, trigger, interval_start, interval_end, status, started_at, owner)
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, 'queued')",
-                params![pipeline, trigger, start, end, now],
-            )?;
-            if n == 1 {
-                ids.push(tx.last_insert_rowid());
+        self.conn()?.transaction(|tx| {
+            let mut ids = Vec::new();
+            for (start, end) in intervals {
+                // An interval queued before (the unique index) is not queued again.
+                if let Some(row) = tx.query_opt(
+                    "INSERT INTO pipeline_runs (pipeline, trigger, interval_start, interval_end, status, started_at, owner)
+                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, 'queued') ON CONFLICT DO NOTHING RETURNING id",
+                    vals![pipeline, trigger, start, end, now],
+                )? {
+                    ids.push(row.get(0)?);
+                }
             }
-        }
-        if let Some(cursor) = cursor {
-            tx.execute(
-                "INSERT INTO pipeline_schedules (pipeline, cursor) VALUES (?1, ?2)
-                 ON CONFLICT (pipeline) DO UPDATE SET cursor = excluded.cursor",
-                params![pipeline, cursor],
-            )?;
-        }
-        tx.commit()?;
-        Ok(ids)
+            if let Some(cursor) = cursor {
+                tx.execute(
+                    "INSERT INTO pipeline_schedules (pipeline, cursor) VALUES (?1, ?2)
+                     ON CONFLICT (pipeline) DO UPDATE SET cursor = excluded.cursor",
+                    vals![pipeline, cursor],
+                )?;
+            }
+            Ok(ids)
+        })
     }
 
     /// Where a pipeline's schedule has got to (the end of the last interval queued).
     pub fn schedule_cursor(&self, pipeline: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn()?
-            .query_row(
+        self.conn()?
+            .query_opt(
                 "SELECT cursor FROM pipeline_schedules WHERE pipeline = ?1",
-                params![pipeline],
-                |r| r.get(0),
-            )
-            .optional()?)
+                vals![pipeline],
+            )?
+            .map(|r| r.get(0))
+            .transpose()
     }
 
     /// Take a queued (or interrupted) run to run it; false when someone else took it.
@@ -187,105 +184,110 @@ impl MetaStore {
         let n = self.conn()?.execute(
             "UPDATE pipeline_runs SET status = 'running', owner = ?2
              WHERE id = ?1 AND status IN ('queued', 'interrupted')",
-            params![id, owner],
+            vals![id, owner],
         )?;
         Ok(n == 1)
     }
 
     /// Runs in one of `statuses`, oldest first.
     pub fn pipeline_runs_with_status(&self, statuses: &[&str]) -> Result<Vec<PipelineRunRecord>> {
-        let conn = self.conn()?;
-        let marks = vec!["?"; statuses.len()].join(", ");
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {RUN_COLUMNS} FROM pipeline_runs WHERE status IN ({marks}) ORDER BY id"
-        ))?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(statuses.iter()), run_record)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        let marks: Vec<String> = (1..=statuses.len()).map(|i| format!("?{i}")).collect();
+        let params: Vec<crate::db::Val> =
+            statuses.iter().map(|s| crate::db::ToVal::val(*s)).collect();
+        self.conn()?
+            .query(
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM pipeline_runs WHERE status IN ({}) ORDER BY id",
+                    marks.join(", ")
+                ),
+                &params,
+            )?
+            .iter()
+            .map(run_record)
+            .collect()
     }
 
     /// Mark the runs a scheduler owned (`owner` starts with `owner_prefix`) and that were
     /// still running as interrupted, with their running attempts; the process ids of those
     /// attempts (which may have outlived their scheduler).
     pub fn interrupt_pipeline_runs(&self, owner_prefix: &str, now: &str) -> Result<Vec<i64>> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
         let pattern = format!("{}%", owner_prefix.replace('%', ""));
-        let pids: Vec<i64> = {
-            let mut stmt = tx.prepare(
-                "SELECT s.pid FROM pipeline_steps s JOIN pipeline_runs r ON r.id = s.run_id
-                 WHERE r.status = 'running' AND r.owner LIKE ?1 AND s.status = 'running' AND s.pid IS NOT NULL",
+        self.conn()?.transaction(|tx| {
+            let pids = tx
+                .query(
+                    "SELECT s.pid FROM pipeline_steps s JOIN pipeline_runs r ON r.id = s.run_id
+                     WHERE r.status = 'running' AND r.owner LIKE ?1 AND s.status = 'running' AND s.pid IS NOT NULL",
+                    vals![pattern],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect::<Result<Vec<i64>>>()?;
+            tx.execute(
+                "UPDATE pipeline_steps SET status = 'interrupted', finished_at = ?2,
+                     message = 'the scheduler running it stopped'
+                 WHERE status = 'running' AND run_id IN
+                     (SELECT id FROM pipeline_runs WHERE status = 'running' AND owner LIKE ?1)",
+                vals![pattern, now],
             )?;
-            stmt.query_map(params![pattern], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        tx.execute(
-            "UPDATE pipeline_steps SET status = 'interrupted', finished_at = ?2,
-                 message = 'the scheduler running it stopped'
-             WHERE status = 'running' AND run_id IN
-                 (SELECT id FROM pipeline_runs WHERE status = 'running' AND owner LIKE ?1)",
-            params![pattern, now],
-        )?;
-        tx.execute(
-            "UPDATE pipeline_runs SET status = 'interrupted' WHERE status = 'running' AND owner LIKE ?1",
-            params![pattern],
-        )?;
-        tx.commit()?;
-        Ok(pids)
+            tx.execute(
+                "UPDATE pipeline_runs SET status = 'interrupted' WHERE status = 'running' AND owner LIKE ?1",
+                vals![pattern],
+            )?;
+            Ok(pids)
+        })
     }
 
     /// Mark one run that is still running as interrupted, with its running attempts (their
     /// message: `why`); the process ids of those attempts.
     pub fn interrupt_pipeline_run(&self, id: i64, now: &str, why: &str) -> Result<Vec<i64>> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let pids: Vec<i64> = {
-            let mut stmt = tx.prepare(
-                "SELECT pid FROM pipeline_steps
-                 WHERE run_id = ?1 AND status = 'running' AND pid IS NOT NULL",
+        self.conn()?.transaction(|tx| {
+            let pids = tx
+                .query(
+                    "SELECT pid FROM pipeline_steps
+                     WHERE run_id = ?1 AND status = 'running' AND pid IS NOT NULL",
+                    vals![id],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect::<Result<Vec<i64>>>()?;
+            tx.execute(
+                "UPDATE pipeline_steps SET status = 'interrupted', finished_at = ?2, message = ?3
+                 WHERE run_id = ?1 AND status = 'running'",
+                vals![id, now, why],
             )?;
-            stmt.query_map(params![id], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        tx.execute(
-            "UPDATE pipeline_steps SET status = 'interrupted', finished_at = ?2, message = ?3
-             WHERE run_id = ?1 AND status = 'running'",
-            params![id, now, why],
-        )?;
-        tx.execute(
-            "UPDATE pipeline_runs SET status = 'interrupted', finished_at = ?2
-             WHERE id = ?1 AND status = 'running'",
-            params![id, now],
-        )?;
-        tx.commit()?;
-        Ok(pids)
+            tx.execute(
+                "UPDATE pipeline_runs SET status = 'interrupted', finished_at = ?2
+                 WHERE id = ?1 AND status = 'running'",
+                vals![id, now],
+            )?;
+            Ok(pids)
+        })
     }
 
     /// Queue a run again that did not succeed (failed, interrupted, or left running by a
     /// process that ended), its unfinished attempts marked interrupted.
     pub fn requeue_pipeline_run(&self, id: i64) -> Result<()> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE pipeline_steps SET status = 'interrupted', message = 'the process running it ended'
-             WHERE run_id = ?1 AND status = 'running'",
-            params![id],
-        )?;
-        tx.execute(
-            "UPDATE pipeline_runs SET status = 'queued', finished_at = NULL
-             WHERE id = ?1 AND status <> 'success'",
-            params![id],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.conn()?.transaction(|tx| {
+            tx.execute(
+                "UPDATE pipeline_steps SET status = 'interrupted', message = 'the process running it ended'
+                 WHERE run_id = ?1 AND status = 'running'",
+                vals![id],
+            )?;
+            tx.execute(
+                "UPDATE pipeline_runs SET status = 'queued', finished_at = NULL
+                 WHERE id = ?1 AND status <> 'success'",
+                vals![id],
+            )?;
+            Ok(())
+        })
     }
 
     /// Record an alert about a run; false when that alert was recorded before.
     pub fn record_pipeline_alert(&self, run_id: i64, event: &str, at: &str) -> Result<bool> {
         let n = self.conn()?.execute(
-            "INSERT OR IGNORE INTO pipeline_alerts (run_id, event, sent_at) VALUES (?1, ?2, ?3)",
-            params![run_id, event, at],
+            "INSERT INTO pipeline_alerts (run_id, event, sent_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            vals![run_id, event, at],
         )?;
         Ok(n == 1)
     }
@@ -294,7 +296,7 @@ impl MetaStore {
     pub fn set_step_pid(&self, run_id: i64, step: &str, attempt: u32, pid: u32) -> Result<()> {
         self.conn()?.execute(
             "UPDATE pipeline_steps SET pid = ?4 WHERE run_id = ?1 AND step = ?2 AND attempt = ?3",
-            params![run_id, step, attempt, pid],
+            vals![run_id, step, attempt, pid],
         )?;
         Ok(())
     }
@@ -308,9 +310,12 @@ impl MetaStore {
         started_at: &str,
     ) -> Result<()> {
         self.conn()?.execute(
-            "INSERT OR REPLACE INTO pipeline_steps (run_id, step, attempt, status, started_at)
-             VALUES (?1, ?2, ?3, 'running', ?4)",
-            params![run_id, step, attempt, started_at],
+            "INSERT INTO pipeline_steps (run_id, step, attempt, status, started_at)
+             VALUES (?1, ?2, ?3, 'running', ?4)
+             ON CONFLICT (run_id, step, attempt) DO UPDATE SET status = 'running',
+               started_at = excluded.started_at, finished_at = NULL, exit_code = NULL,
+               message = NULL, log = NULL, pid = NULL",
+            vals![run_id, step, attempt, started_at],
         )?;
         Ok(())
     }
@@ -326,7 +331,7 @@ impl MetaStore {
         self.conn()?.execute(
             "UPDATE pipeline_steps SET status = ?4, finished_at = ?5, exit_code = ?6, message = ?7, log = ?8
              WHERE run_id = ?1 AND step = ?2 AND attempt = ?3",
-            params![
+            vals![
                 run_id,
                 step,
                 attempt,
@@ -343,9 +348,12 @@ impl MetaStore {
     /// Record a step that never ran, and why.
     pub fn record_step_skipped(&self, run_id: i64, step: &str, at: &str, why: &str) -> Result<()> {
         self.conn()?.execute(
-            "INSERT OR REPLACE INTO pipeline_steps (run_id, step, attempt, status, started_at, finished_at, message)
-             VALUES (?1, ?2, 0, 'skipped', ?3, ?3, ?4)",
-            params![run_id, step, at, why],
+            "INSERT INTO pipeline_steps (run_id, step, attempt, status, started_at, finished_at, message)
+             VALUES (?1, ?2, 0, 'skipped', ?3, ?3, ?4)
+             ON CONFLICT (run_id, step, attempt) DO UPDATE SET status = 'skipped',
+               started_at = excluded.started_at, finished_at = excluded.finished_at,
+               exit_code = NULL, message = excluded.message, log = NULL, pid = NULL",
+            vals![run_id, step, at, why],
         )?;
         Ok(())
     }
@@ -356,15 +364,17 @@ impl MetaStore {
         pipeline: Option<&str>,
         limit: usize,
     ) -> Result<Vec<PipelineRunRecord>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {RUN_COLUMNS} FROM pipeline_runs
-             WHERE ?1 IS NULL OR pipeline = ?1 ORDER BY id DESC LIMIT ?2"
-        ))?;
-        let rows = stmt
-            .query_map(params![pipeline, limit as i64], run_record)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.conn()?
+            .query(
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM pipeline_runs
+                     WHERE ?1 IS NULL OR pipeline = ?1 ORDER BY id DESC LIMIT ?2"
+                ),
+                vals![pipeline, limit],
+            )?
+            .iter()
+            .map(run_record)
+            .collect()
     }
 
     /// One run and each attempt of each of its steps, in the order they were recorded.
@@ -372,23 +382,22 @@ impl MetaStore {
         &self,
         id: i64,
     ) -> Result<Option<(PipelineRunRecord, Vec<StepAttemptRecord>)>> {
-        let conn = self.conn()?;
-        let run = conn
-            .query_row(
-                &format!("SELECT {RUN_COLUMNS} FROM pipeline_runs WHERE id = ?1"),
-                params![id],
-                run_record,
-            )
-            .optional()?;
+        let mut conn = self.conn()?;
+        let run = conn.query_opt(
+            &format!("SELECT {RUN_COLUMNS} FROM pipeline_runs WHERE id = ?1"),
+            vals![id],
+        )?;
         let Some(run) = run else {
             return Ok(None);
         };
-        let mut stmt = conn.prepare(
-            "SELECT run_id, step, attempt, status, started_at, finished_at, exit_code, message, log
-             FROM pipeline_steps WHERE run_id = ?1 ORDER BY rowid",
-        )?;
-        let steps = stmt
-            .query_map(params![id], |r| {
+        let steps = conn
+            .query(
+                "SELECT run_id, step, attempt, status, started_at, finished_at, exit_code, message, log
+                 FROM pipeline_steps WHERE run_id = ?1 ORDER BY rowid",
+                vals![id],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(StepAttemptRecord {
                     run_id: r.get(0)?,
                     step: r.get(1)?,
@@ -400,8 +409,8 @@ impl MetaStore {
                     message: r.get(7)?,
                     log: r.get(8)?,
                 })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(Some((run, steps)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((run_record(&run)?, steps)))
     }
 }

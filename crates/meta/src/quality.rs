@@ -1,9 +1,9 @@
 //! Data-quality history: the metrics anomaly tests measure (per time bucket, or per run for a
 //! whole table) with the range each value was judged by, and every test's outcome per run.
 
-use rusqlite::params;
 use serde::Serialize;
 
+use crate::db::{Row, vals};
 use crate::{MetaStore, Result};
 
 /// One measured value of a metric.
@@ -49,34 +49,36 @@ pub struct TestOutcome {
 impl MetaStore {
     /// Keep measured values; a bucket measured again (late rows) is replaced.
     pub fn record_metrics(&self, points: &[MetricPoint]) -> Result<()> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO quality_metrics
-                   (node_id, measure, metric, column_name, bucket_start, bucket_end, value,
-                    test_id, run_id, expected_low, expected_high, anomalous)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?;
+        self.conn()?.transaction(|tx| {
             for p in points {
-                stmt.execute(params![
-                    p.node_id,
-                    p.measure,
-                    p.metric,
-                    p.column_name,
-                    p.bucket_start,
-                    p.bucket_end,
-                    p.value,
-                    p.test_id,
-                    p.run_id,
-                    p.expected_low,
-                    p.expected_high,
-                    p.anomalous
-                ])?;
+                tx.execute(
+                    "INSERT INTO quality_metrics
+                       (node_id, measure, metric, column_name, bucket_start, bucket_end, value,
+                        test_id, run_id, expected_low, expected_high, anomalous)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT (node_id, measure, metric, column_name, bucket_start) DO UPDATE SET
+                       bucket_end = excluded.bucket_end, value = excluded.value,
+                       test_id = excluded.test_id, run_id = excluded.run_id,
+                       expected_low = excluded.expected_low,
+                       expected_high = excluded.expected_high, anomalous = excluded.anomalous",
+                    vals![
+                        p.node_id,
+                        p.measure,
+                        p.metric,
+                        p.column_name,
+                        p.bucket_start,
+                        p.bucket_end,
+                        p.value,
+                        p.test_id,
+                        p.run_id,
+                        p.expected_low,
+                        p.expected_high,
+                        p.anomalous
+                    ],
+                )?;
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The values of one metric of a node measured from `since` (inclusive) to `before`
@@ -90,57 +92,60 @@ impl MetaStore {
         since: &str,
         before: &str,
     ) -> Result<Vec<MetricPoint>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT node_id, measure, metric, column_name, bucket_start, bucket_end, value,
-                    test_id, run_id, expected_low, expected_high, anomalous
-             FROM quality_metrics
-             WHERE node_id = ?1 AND measure = ?2 AND metric = ?3 AND column_name = ?4
-               AND bucket_start >= ?5 AND bucket_start < ?6
-             ORDER BY bucket_start",
-        )?;
-        let rows = stmt.query_map(
-            params![node_id, measure, metric, column, since, before],
-            metric_point,
-        )?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.conn()?
+            .query(
+                "SELECT node_id, measure, metric, column_name, bucket_start, bucket_end, value,
+                        test_id, run_id, expected_low, expected_high, anomalous
+                 FROM quality_metrics
+                 WHERE node_id = ?1 AND measure = ?2 AND metric = ?3 AND column_name = ?4
+                   AND bucket_start >= ?5 AND bucket_start < ?6
+                 ORDER BY bucket_start",
+                vals![node_id, measure, metric, column, since, before],
+            )?
+            .iter()
+            .map(metric_point)
+            .collect()
     }
 
     /// Every value measured of a node's metrics, by metric and column, oldest first.
     pub fn node_metrics(&self, node_id: &str) -> Result<Vec<MetricPoint>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT node_id, measure, metric, column_name, bucket_start, bucket_end, value,
-                    test_id, run_id, expected_low, expected_high, anomalous
-             FROM quality_metrics WHERE node_id = ?1
-             ORDER BY column_name, metric, measure, bucket_start",
-        )?;
-        let rows = stmt.query_map(params![node_id], metric_point)?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.conn()?
+            .query(
+                "SELECT node_id, measure, metric, column_name, bucket_start, bucket_end, value,
+                        test_id, run_id, expected_low, expected_high, anomalous
+                 FROM quality_metrics WHERE node_id = ?1
+                 ORDER BY column_name, metric, measure, bucket_start",
+                vals![node_id],
+            )?
+            .iter()
+            .map(metric_point)
+            .collect()
     }
 
     /// A test's outcomes, newest first, at most `limit`.
     pub fn test_outcomes(&self, unique_id: &str, limit: usize) -> Result<Vec<TestOutcome>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT run_id, started_at, status, failures, message, sample FROM node_results
-             WHERE unique_id = ?1 ORDER BY started_at DESC, rowid DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![unique_id, limit as i64], |r| {
-            Ok(TestOutcome {
-                run_id: r.get(0)?,
-                started_at: r.get(1)?,
-                status: r.get(2)?,
-                failures: r.get(3)?,
-                message: r.get(4)?,
-                sample: r.get(5)?,
+        self.conn()?
+            .query(
+                "SELECT run_id, started_at, status, failures, message, sample FROM node_results
+                 WHERE unique_id = ?1 ORDER BY started_at DESC, rowid DESC LIMIT ?2",
+                vals![unique_id, limit],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(TestOutcome {
+                    run_id: r.get(0)?,
+                    started_at: r.get(1)?,
+                    status: r.get(2)?,
+                    failures: r.get(3)?,
+                    message: r.get(4)?,
+                    sample: r.get(5)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+            .collect()
     }
 }
 
-fn metric_point(r: &rusqlite::Row<'_>) -> rusqlite::Result<MetricPoint> {
+fn metric_point(r: &Row) -> Result<MetricPoint> {
     Ok(MetricPoint {
         node_id: r.get(0)?,
         measure: r.get(1)?,

@@ -1,9 +1,9 @@
 //! Users: who may read what is served, with a role. Only hashes are kept: an argon2 hash
 //! (checked at login) and a SCRAM-SHA-256 verifier (the Postgres wire's authentication).
 
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
+use crate::db::vals;
 use crate::{MetaStore, Result};
 
 /// A user, without secrets.
@@ -35,9 +35,9 @@ impl MetaStore {
         now: &str,
     ) -> Result<bool> {
         let n = self.conn()?.execute(
-            "INSERT OR IGNORE INTO users (name, role, password_hash, scram, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![name, role, secrets.password_hash, secrets.scram, now],
+            "INSERT INTO users (name, role, password_hash, scram, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
+            vals![name, role, secrets.password_hash, secrets.scram, now],
         )?;
         Ok(n == 1)
     }
@@ -46,7 +46,7 @@ impl MetaStore {
     pub fn set_password(&self, name: &str, secrets: &UserSecrets, now: &str) -> Result<bool> {
         let n = self.conn()?.execute(
             "UPDATE users SET password_hash = ?2, scram = ?3, updated_at = ?4 WHERE name = ?1",
-            params![name, secrets.password_hash, secrets.scram, now],
+            vals![name, secrets.password_hash, secrets.scram, now],
         )?;
         Ok(n == 1)
     }
@@ -55,50 +55,51 @@ impl MetaStore {
     pub fn remove_user(&self, name: &str) -> Result<bool> {
         let n = self
             .conn()?
-            .execute("DELETE FROM users WHERE name = ?1", params![name])?;
+            .execute("DELETE FROM users WHERE name = ?1", vals![name])?;
         Ok(n == 1)
     }
 
     /// Every user, by name.
     pub fn users(&self) -> Result<Vec<UserRecord>> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT name, role, created_at, updated_at FROM users ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(UserRecord {
-                name: r.get(0)?,
-                role: r.get(1)?,
-                created_at: r.get(2)?,
-                updated_at: r.get(3)?,
+        self.conn()?
+            .query(
+                "SELECT name, role, created_at, updated_at FROM users ORDER BY name",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(UserRecord {
+                    name: r.get(0)?,
+                    role: r.get(1)?,
+                    created_at: r.get(2)?,
+                    updated_at: r.get(3)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+            .collect()
     }
 
     /// A user and what their password is checked against.
     pub fn user(&self, name: &str) -> Result<Option<(UserRecord, UserSecrets)>> {
-        let conn = self.conn()?;
-        let found = conn
-            .query_row(
+        self.conn()?
+            .query_opt(
                 "SELECT name, role, created_at, updated_at, password_hash, scram
                  FROM users WHERE name = ?1",
-                params![name],
-                |r| {
-                    Ok((
-                        UserRecord {
-                            name: r.get(0)?,
-                            role: r.get(1)?,
-                            created_at: r.get(2)?,
-                            updated_at: r.get(3)?,
-                        },
-                        UserSecrets {
-                            password_hash: r.get(4)?,
-                            scram: r.get(5)?,
-                        },
-                    ))
-                },
-            )
-            .optional()?;
-        Ok(found)
+                vals![name],
+            )?
+            .map(|r| {
+                Ok((
+                    UserRecord {
+                        name: r.get(0)?,
+                        role: r.get(1)?,
+                        created_at: r.get(2)?,
+                        updated_at: r.get(3)?,
+                    },
+                    UserSecrets {
+                        password_hash: r.get(4)?,
+                        scram: r.get(5)?,
+                    },
+                ))
+            })
+            .transpose()
     }
 }

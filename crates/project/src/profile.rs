@@ -32,6 +32,38 @@ pub struct PostgresTarget {
     pub connect_timeout: u64,
 }
 
+/// A metadata store in PostgreSQL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedMetadata {
+    /// The libpq-style url (its password, if any, from `env_var()` or `PGPASSWORD`).
+    pub url: String,
+    /// The schema holding the store's tables (`metadata_schema`, default `strata_<target>`).
+    pub schema: String,
+}
+
+impl SharedMetadata {
+    /// The store as messages name it: the url without its password, and the schema.
+    pub fn display(&self) -> String {
+        let shown = match self.url.split_once("://") {
+            Some((scheme, rest)) => match rest.rsplit_once('@') {
+                Some((info, host)) => format!(
+                    "{scheme}://{}@{host}",
+                    info.split_once(':').map_or(info, |(user, _)| user)
+                ),
+                None => self.url.clone(),
+            },
+            None => self.url.clone(),
+        };
+        format!("{shown} (schema {})", self.schema)
+    }
+}
+
+impl std::fmt::Debug for SharedMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
 impl std::fmt::Debug for PostgresTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -63,6 +95,9 @@ pub struct Target {
     pub metadata: PathBuf,
     /// `type: postgres`: the database models are built in (the lake is then unused).
     pub postgres: Option<PostgresTarget>,
+    /// `metadata: postgres://…`: the store is in PostgreSQL, shared by every machine working
+    /// on the target (then `metadata` is unused).
+    pub shared_metadata: Option<SharedMetadata>,
     /// Every key of the output, for Jinja's `target`.
     pub raw: IndexMap<String, serde_json::Value>,
 }
@@ -204,12 +239,20 @@ pub fn load_target(
                 )
             })? as usize,
     };
+    let written = written_secret(&text_raw, profile_name, &target_name);
+    if written == Some("metadata") {
+        return Err(Error::at(
+            Location::file(&path),
+            format!("target `{target_name}`: the `metadata` url holds a password written in the file"),
+        )
+        .with_hint("keep secrets out of files: leave the password out of the url and set PGPASSWORD, or write the whole url as \"{{ env_var('STRATA_METADATA_URL') }}\""));
+    }
     let postgres = match kind.as_str() {
         "postgres" => Some(postgres_target(
             &raw,
             &path,
             &target_name,
-            unrendered_password(&text_raw, profile_name, &target_name),
+            written == Some("password"),
         )?),
         _ => None,
     };
@@ -269,7 +312,26 @@ pub fn load_target(
         }
         None => default_root.display().to_string(),
     };
-    let metadata = match get("metadata") {
+    let shared_metadata = match get("metadata") {
+        Some(m) if m.starts_with("postgres://") || m.starts_with("postgresql://") => {
+            let schema = get("metadata_schema").unwrap_or_else(|| {
+                format!(
+                    "strata_{}",
+                    target_name
+                        .chars()
+                        .map(|c| if c.is_ascii_alphanumeric() {
+                            c.to_ascii_lowercase()
+                        } else {
+                            '_'
+                        })
+                        .collect::<String>()
+                )
+            });
+            Some(SharedMetadata { url: m, schema })
+        }
+        _ => None,
+    };
+    let metadata = match get("metadata").filter(|_| shared_metadata.is_none()) {
         Some(m) => absolutize(project_dir, &m),
         None if lake.contains("://") => default_root.join("metadata.sqlite"),
         None => PathBuf::from(&lake).join("metadata.sqlite"),
@@ -293,6 +355,7 @@ pub fn load_target(
         lake,
         metadata,
         postgres,
+        shared_metadata,
         raw,
     })
 }
@@ -356,20 +419,31 @@ fn postgres_target(
     })
 }
 
-/// Whether the unrendered text of the output gives a `password` that is not an `env_var()`.
-fn unrendered_password(text: &str, profile_name: &str, target_name: &str) -> bool {
-    let Ok(profiles) = yaml_serde::from_str::<yaml_serde::Value>(text) else {
-        return false;
-    };
+/// Which secret the unrendered text of the output writes out instead of reading it with
+/// `env_var()`: `password` (or `pass`), or the password in a `metadata` url.
+fn written_secret(text: &str, profile_name: &str, target_name: &str) -> Option<&'static str> {
+    let profiles = yaml_serde::from_str::<yaml_serde::Value>(text).ok()?;
     let output = &profiles[profile_name]["outputs"][target_name];
-    ["password", "pass"].iter().any(|k| match &output[*k] {
+    let in_url = match &output["metadata"] {
+        yaml_serde::Value::String(url) if !url.contains("{{") => url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.rsplit_once('@'))
+            .is_some_and(|(info, _)| info.contains(':')),
+        _ => false,
+    };
+    let written = ["password", "pass"].iter().any(|k| match &output[*k] {
         yaml_serde::Value::String(s) => {
             let from_env = s.contains("{{") && s.contains("env_var(");
             !s.is_empty() && !from_env
         }
         yaml_serde::Value::Number(_) => true,
         _ => false,
-    })
+    });
+    match (written, in_url) {
+        (true, _) => Some("password"),
+        (false, true) => Some("metadata"),
+        _ => None,
+    }
 }
 
 /// Whether `outer` is `inner` or one of its ancestors, comparing real paths when both exist

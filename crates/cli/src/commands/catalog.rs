@@ -30,6 +30,13 @@ pub enum CatalogCommand {
 pub async fn catalog(global: &GlobalArgs, command: &CatalogCommand) -> Result<ExitCode> {
     let CatalogCommand::Rebuild { force } = command;
     let project = load_project(global)?;
+    if let Some(shared) = &project.target.shared_metadata {
+        bail!(
+            "target `{}` keeps its catalog in PostgreSQL ({}); `catalog rebuild` remakes a SQLite catalog file\n  hint: a PostgreSQL store is not damaged the way a file is: check the server",
+            project.target.name,
+            shared.display()
+        );
+    }
     let _lock = lock_target(&project, global, "catalog rebuild")?;
     let path = project.target.metadata.clone();
     let console = Console::new(global);

@@ -48,7 +48,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<ExitCode> {
                 .with_context(|| format!("`--pg {pg}` is not an address such as 127.0.0.1:5433"))
         })
         .transpose()?;
-    let meta = std::sync::Arc::new(strata_meta::MetaStore::open(&project.target.metadata)?);
+    let meta = crate::context::open_meta(&project)?;
     let opener_project = project.clone();
     let opener: strata_server::Opener = std::sync::Arc::new(move || {
         crate::context::open_warehouse(&opener_project)

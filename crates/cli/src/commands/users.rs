@@ -35,7 +35,7 @@ pub enum UsersCommand {
 /// Run the command.
 pub async fn users(global: &GlobalArgs, command: &UsersCommand) -> Result<ExitCode> {
     let project = load_project(global)?;
-    let meta = strata_meta::MetaStore::open(&project.target.metadata)?;
+    let meta = crate::context::open_meta(&project)?;
     let console = Console::new(global);
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let known = |name: &str| -> Result<()> {

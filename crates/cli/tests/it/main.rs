@@ -25,6 +25,7 @@ mod safety;
 mod seeds;
 mod selection;
 mod serve;
+mod shared_metadata;
 mod sources;
 mod unit_tests;
 mod users;

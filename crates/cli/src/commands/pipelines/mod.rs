@@ -227,7 +227,7 @@ pub async fn trigger(global: &GlobalArgs, args: &TriggerArgs) -> Result<ExitCode
     let project = load_project(global)?;
     let pipeline: Pipeline = pipeline::find(&project.root, &args.pipeline)?;
     let all = pipeline::load(&project.root)?;
-    let meta = Arc::new(open_meta(&project)?);
+    let meta = open_meta(&project)?;
     let console = Console::new(global);
     if args.detach {
         let id = meta.queue_pipeline_run(
@@ -236,13 +236,7 @@ pub async fn trigger(global: &GlobalArgs, args: &TriggerArgs) -> Result<ExitCode
             &chrono::Utc::now().to_rfc3339(),
         )?;
         // Taking the scheduler's lock tells whether a scheduler runs.
-        let idle = strata_meta::TargetLock::acquire_file(
-            strata_meta::TargetLock::scheduler_path_for(&project.target.metadata),
-            "strata trigger --detach",
-            Duration::ZERO,
-            |_| {},
-        )
-        .is_ok();
+        let idle = crate::context::scheduler_lock(&project, "strata trigger --detach")?.is_ok();
         println!(
             "{}: run {id} queued{}",
             pipeline.name,
@@ -308,8 +302,8 @@ pub async fn trigger(global: &GlobalArgs, args: &TriggerArgs) -> Result<ExitCode
 
 /// The target's metadata store, with the runs a killed `strata trigger` left `running`
 /// marked interrupted (and what their steps left running stopped).
-pub(super) fn open_meta(project: &strata_project::Project) -> Result<MetaStore> {
-    let meta = MetaStore::open(&project.target.metadata)?;
+pub(super) fn open_meta(project: &strata_project::Project) -> Result<Arc<MetaStore>> {
+    let meta = crate::context::open_meta(project)?;
     execute::reap_abandoned_runs(&meta).map_err(|e| anyhow!(e))?;
     Ok(meta)
 }

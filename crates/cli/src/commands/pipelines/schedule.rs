@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use clap::Args;
-use strata_meta::MetaStore;
 use strata_meta::pipelines::PipelineRunRecord;
 use strata_orchestrator::execute::{self, Quiet};
 use strata_orchestrator::pipeline;
@@ -50,20 +49,14 @@ impl scheduler::Events for SchedulerLines {
 pub async fn scheduler(global: &GlobalArgs, args: &SchedulerArgs) -> Result<ExitCode> {
     let project = load_project(global)?;
     let pipelines = pipeline::load(&project.root)?;
-    let lock = strata_meta::TargetLock::acquire_file(
-        strata_meta::TargetLock::scheduler_path_for(&project.target.metadata),
-        "strata scheduler",
-        Duration::ZERO,
-        |_| {},
-    )
-    .map_err(|e| match e {
+    let lock = crate::context::scheduler_lock(&project, "strata scheduler")?.map_err(|e| match e {
         strata_meta::LockError::Busy { holder, .. } => anyhow!(
             "a scheduler already runs on target `{}`: {holder}; stop it first (one scheduler per target)",
             project.target.name
         ),
         other => anyhow!(other),
     })?;
-    let meta = Arc::new(open_meta(&project)?);
+    let meta = open_meta(&project)?;
     let console = Console::new(global);
     let scheduled: Vec<String> = pipelines
         .iter()
@@ -205,7 +198,7 @@ pub async fn backfill(global: &GlobalArgs, args: &BackfillArgs) -> Result<ExitCo
         args.parallel.max(1)
     ));
     let runner = Arc::new(Runner {
-        meta: Arc::new(MetaStore::open(&project.target.metadata)?),
+        meta: crate::context::open_meta(&project)?,
         launch: launch(global, project.root.clone())?,
         observer: Arc::new(Quiet),
         followers: scheduler::followers(&all),
