@@ -34,7 +34,10 @@ pub async fn debug(global: &GlobalArgs) -> Result<ExitCode> {
         Some(pg) => println!("  postgres:      {pg:?}"),
         None => println!("  lake:          {}", t.lake),
     }
-    println!("  metadata:      {}", t.metadata.display());
+    match &t.shared_metadata {
+        Some(shared) => println!("  metadata:      {} (shared)", shared.display()),
+        None => println!("  metadata:      {}", t.metadata.display()),
+    }
     println!(
         "  models:        {} ({} disabled), sources: {}, macros: {}",
         project.models.len(),
