@@ -331,6 +331,31 @@ pub fn state_target(manifest: &serde_json::Value) -> Option<(&str, &str, &str)> 
     ))
 }
 
+/// Open the metadata store a state manifest names: its SQLite file, or its PostgreSQL store
+/// (`STRATA_METADATA_SCHEMA` beside the url).
+pub fn open_state_meta(manifest: &serde_json::Value, metadata: &str) -> Result<Arc<MetaStore>> {
+    if metadata.starts_with("postgres://") || metadata.starts_with("postgresql://") {
+        let shared = strata_project::profile::SharedMetadata {
+            url: metadata.to_string(),
+            schema: manifest["metadata"]["env"]["STRATA_METADATA_SCHEMA"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the state manifest names a PostgreSQL metadata store without its schema (STRATA_METADATA_SCHEMA)"
+                    )
+                })?
+                .to_string(),
+        };
+        return Ok(Arc::new(MetaStore::open_postgres(
+            &metadata_connector(&shared)?,
+            &shared.schema,
+            &shared.display(),
+        )?));
+    }
+    Ok(Arc::new(MetaStore::open(std::path::Path::new(metadata))?))
+}
+
 /// The catalog name under which `--defer` reads the state run's relations.
 pub const DEFER_CATALOG: &str = "strata_state";
 
@@ -357,7 +382,7 @@ pub fn defer(
                 path.display()
             );
         };
-        let store = Arc::new(MetaStore::open(std::path::Path::new(metadata))?);
+        let store = open_state_meta(&manifest, metadata)?;
         warehouse.attach(
             DEFER_CATALOG,
             database,

@@ -432,7 +432,17 @@ pub fn manifest_compiled(project: &Project, compiled: &HashMap<String, String>) 
                 "STRATA_TARGET": project.target.name,
                 "STRATA_DATABASE": project.target.database,
                 "STRATA_LAKE": project.target.lake,
-                "STRATA_METADATA": project.target.metadata.to_string_lossy(),
+                "STRATA_METADATA": match &project.target.shared_metadata {
+                    Some(shared) => shared.url.clone(),
+                    None => project.target.metadata.to_string_lossy().into_owned(),
+                },
+                // A shared store's schema (the env holds strings only: empty for SQLite).
+                "STRATA_METADATA_SCHEMA": project
+                    .target
+                    .shared_metadata
+                    .as_ref()
+                    .map(|s| s.schema.clone())
+                    .unwrap_or_default(),
             },
         },
         "nodes": nodes,

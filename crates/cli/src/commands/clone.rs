@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use strata_engine::embedded::CloneSource;
 use strata_engine::{Materialization, MaterializeRequest, Warehouse};
-use strata_meta::{MetaStore, RelationKind};
+use strata_meta::RelationKind;
 use strata_project::artifacts::write_artifact;
 use strata_runner::{NodeResult, NodeStatus, RunResults};
 
@@ -54,7 +54,7 @@ pub async fn clone(global: &GlobalArgs, args: &CloneArgs) -> Result<ExitCode> {
             path.display()
         )
     })?;
-    let state_meta = MetaStore::open(std::path::Path::new(state_meta))
+    let state_meta = crate::context::open_state_meta(&manifest, state_meta)
         .with_context(|| format!("cannot open the state run's catalog {state_meta}"))?;
     let selected = select(&project, &args.select)?;
     let want = |t: &str| {

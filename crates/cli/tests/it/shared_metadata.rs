@@ -138,3 +138,63 @@ fn a_password_written_in_the_metadata_url_is_refused() {
     );
     assert!(!out.contains("hunter2"), "{out}");
 }
+
+#[test]
+fn defer_reads_a_state_whose_catalog_is_in_postgres() {
+    let Some(server) = pg_server::server() else {
+        return;
+    };
+    let db = server.database("shared_state");
+    let p = TestProject::with_files(&[
+        (
+            "profiles.yml",
+            &format!(
+                "t:
+  target: dev
+  outputs:
+    dev: {{type: strata, schema: main}}
+    prod:
+      type: strata
+      schema: main
+      lake: .strata/prod
+      metadata: postgresql://postgres@127.0.0.1:{}/{}?sslmode=disable
+",
+                server.port, db.name
+            ),
+        ),
+        (
+            "models/base.sql",
+            "{{ config(materialized='table') }}select 41 as n",
+        ),
+        (
+            "models/top.sql",
+            "{{ config(materialized='table') }}select n + 1 as n from {{ ref('base') }}",
+        ),
+    ]);
+    p.ok_with(&["--target", "prod", "run"], ENV);
+    // The manifest says where prod's catalog is: the shared store, not a file.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&p.read("target/manifest.json")).expect("manifest");
+    let env = &manifest["metadata"]["env"];
+    assert!(
+        env["STRATA_METADATA"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("postgresql://"))
+            && env["STRATA_METADATA_SCHEMA"] == "strata_prod",
+        "{env}"
+    );
+    std::fs::create_dir_all(p.path().join("prod-state")).expect("mkdir");
+    std::fs::copy(
+        p.path().join("target/manifest.json"),
+        p.path().join("prod-state/manifest.json"),
+    )
+    .expect("copy");
+    // dev builds only `top`, reading `base` from prod's tables through prod's shared catalog.
+    let out = p.ok_with(
+        &["run", "-s", "top", "--defer", "--state", "prod-state"],
+        ENV,
+    );
+    assert!(out.contains("PASS=1"), "{out}");
+    let shown = p.ok_with(&["show", "--inline", "select n from top"], ENV);
+    assert!(shown.contains("42"), "{shown}");
+}
