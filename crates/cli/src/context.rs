@@ -239,6 +239,10 @@ fn open_embedded(project: &Project) -> Result<(EmbeddedWarehouse, Arc<MetaStore>
             lake: project.target.lake.clone(),
             sources: external_sources(project),
             target_partitions: None,
+            distributor: match &project.target.cluster {
+                Some(scheduler) => Some(Arc::new(strata_cluster::Cluster::connect(scheduler)?)),
+                None => None,
+            },
         },
         meta.clone(),
     )?;

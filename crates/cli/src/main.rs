@@ -191,6 +191,12 @@ enum Command {
     },
     /// Check the project file, profile, target, lake and metadata store.
     Debug,
+    /// Run the processes of a Ballista cluster (a scheduler, executors) that targets with
+    /// `engine: ballista` run their queries on.
+    Cluster {
+        #[command(subcommand)]
+        command: commands::cluster::ClusterCommand,
+    },
     /// Call a macro with the project's context: `strata run-operation my_macro --args '{a: 1}'`.
     #[command(name = "run-operation")]
     RunOperation(commands::compile::RunOperationArgs),
@@ -373,6 +379,9 @@ fn main() -> ExitCode {
                 Command::Init { dir } => commands::init::init(&cli.global, dir),
                 Command::Demo { dir } => commands::demo::demo(&cli.global, dir).await,
                 Command::Debug => commands::debug::debug(&cli.global).await,
+                Command::Cluster { command } => {
+                    commands::cluster::cluster(&cli.global, &command).await
+                }
                 Command::Datagen { command } => {
                     commands::datagen::datagen(&cli.global, &command).await
                 }

@@ -29,14 +29,44 @@ use datafusion::prelude::SessionContext;
 
 /// Register the functions in `ctx`.
 pub fn register(ctx: &SessionContext) {
-    ctx.register_udf(ScalarUDF::from(Mod::new()));
-    ctx.register_udf(ScalarUDF::from(RegexpMatches {
-        signature: Signature::user_defined(Volatility::Immutable),
-    }));
+    for f in all(|name| ctx.udf(name).ok()) {
+        ctx.register_udf(f);
+    }
+}
+
+/// Strata's functions, as every session has them: the ones above, and the ones its analyzer
+/// puts into plans (so another process reading a serialized plan finds them by name).
+/// `builtin` finds DataFusion's functions that some of them wrap.
+pub fn all(builtin: impl Fn(&str) -> Option<Arc<ScalarUDF>>) -> Vec<ScalarUDF> {
+    let mut out = vec![
+        ScalarUDF::from(Mod::new()),
+        ScalarUDF::from(RegexpMatches {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }),
+        crate::semantics::strata_divide(),
+        crate::semantics::strata_nullable(),
+    ];
     for name in ["coalesce", "nullif", "greatest", "least"] {
-        if let Ok(inner) = ctx.udf(name) {
-            ctx.register_udf(ScalarUDF::new_from_impl(TextAsTemporal { inner }));
+        if let Some(inner) = builtin(name) {
+            out.push(ScalarUDF::new_from_impl(TextAsTemporal { inner }));
         }
+    }
+    out
+}
+
+/// For a plan sent to another process: the parameters of a function that has some
+/// (`strata_text_to_timestamp`'s type); `None` for functions found by name alone.
+pub fn parameters(udf: &ScalarUDF) -> Option<String> {
+    let any: &dyn std::any::Any = udf.inner().as_ref();
+    any.downcast_ref::<TextToTimestamp>()
+        .map(|t| t.target.to_string())
+}
+
+/// The function `name` with the parameters [`parameters`] gave.
+pub fn with_parameters(name: &str, parameters: &str) -> Option<ScalarUDF> {
+    match name {
+        "strata_text_to_timestamp" => parameters.parse::<DataType>().ok().map(text_to_timestamp),
+        _ => None,
     }
 }
 

@@ -27,7 +27,10 @@ pub use strata_common::words::{
     HardDeletes, IncrementalStrategy, OnSchemaChange, SnapshotStrategy,
 };
 
-pub use embedded::{EmbeddedWarehouse, ExternalSource, TableWrapper, WarehouseOptions};
+pub use embedded::{
+    Distributor, EmbeddedWarehouse, ExternalSource, LakeFile, LakeFiles, TableWrapper,
+    WarehouseOptions, session_builder,
+};
 pub use error::{Error, Result};
 
 /// How a model is persisted.

@@ -320,6 +320,11 @@ impl ScalarUDFImpl for StrataDivide {
 
 static NULLABLE: LazyLock<ScalarUDF> = LazyLock::new(|| ScalarUDF::from(StrataNullable::new()));
 
+/// The function [`nullable_columns`] wraps columns in.
+pub fn strata_nullable() -> ScalarUDF {
+    NULLABLE.clone()
+}
+
 /// The columns of `plan`, each declared nullable (values unchanged): what a table written
 /// from it stores, so later writes may bring NULLs.
 pub fn nullable_columns(plan: LogicalPlan) -> Result<LogicalPlan> {

@@ -178,6 +178,7 @@ async fn sqllogictest_files() {
                         lake: lake.to_string_lossy().into_owned(),
                         sources: Vec::new(),
                         target_partitions: Some(2),
+                        distributor: None,
                     },
                     meta,
                 )

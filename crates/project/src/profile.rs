@@ -98,6 +98,9 @@ pub struct Target {
     /// `metadata: postgres://…`: the store is in PostgreSQL, shared by every machine working
     /// on the target (then `metadata` is unused).
     pub shared_metadata: Option<SharedMetadata>,
+    /// `engine: ballista`: the Ballista scheduler (`df://host:port`) queries run on; the
+    /// lake's tables are still written by this process.
+    pub cluster: Option<String>,
     /// Every key of the output, for Jinja's `target`.
     pub raw: IndexMap<String, serde_json::Value>,
 }
@@ -331,6 +334,42 @@ pub fn load_target(
         }
         _ => None,
     };
+    let cluster = match get("engine").as_deref() {
+        None | Some("datafusion") | Some("embedded") => None,
+        Some("ballista") => {
+            let scheduler = get("scheduler").unwrap_or_default();
+            let ok = scheduler
+                .strip_prefix("df://")
+                .and_then(|rest| rest.rsplit_once(':'))
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                return Err(Error::at(
+                    Location::file(&path),
+                    format!(
+                        "target `{target_name}`: `engine: ballista` needs `scheduler: df://host:port`, got `{scheduler}`"
+                    ),
+                )
+                .with_hint("start one with `strata cluster scheduler` (port 50050 by default) and write e.g. `scheduler: df://localhost:50050`"));
+            }
+            if postgres.is_some() {
+                return Err(Error::at(
+                    Location::file(&path),
+                    format!("target `{target_name}`: `engine: ballista` runs on the lake; a `type: postgres` target runs its queries in PostgreSQL"),
+                )
+                .with_hint("leave `engine` out of a postgres target"));
+            }
+            Some(scheduler)
+        }
+        Some(other) => {
+            return Err(Error::at(
+                Location::file(&path),
+                format!("target `{target_name}`: unknown engine `{other}`"),
+            )
+            .with_hint(
+                "`engine` is `datafusion` (the default, in this process) or `ballista` (a cluster)",
+            ));
+        }
+    };
     let metadata = match get("metadata").filter(|_| shared_metadata.is_none()) {
         Some(m) => absolutize(project_dir, &m),
         None if lake.contains("://") => default_root.join("metadata.sqlite"),
@@ -356,6 +395,7 @@ pub fn load_target(
         metadata,
         postgres,
         shared_metadata,
+        cluster,
         raw,
     })
 }

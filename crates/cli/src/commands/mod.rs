@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod clean;
 pub mod clone;
+pub mod cluster;
 pub mod compile;
 pub mod datagen;
 pub mod debug;

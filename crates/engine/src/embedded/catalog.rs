@@ -42,6 +42,8 @@ pub(crate) struct CatalogShared {
     readers: Mutex<HashMap<Key, HashSet<Key>>>,
     /// Wraps each Delta table's provider as it opens (see [`TableWrapper`]).
     pub wrapper: std::sync::OnceLock<Wrapper>,
+    /// Read Delta tables as their Parquet files (see [`super::LakeFiles`]), for a cluster.
+    pub files_only: bool,
 }
 
 /// A [`TableWrapper`] in place.
@@ -79,6 +81,7 @@ impl CatalogShared {
             tables: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
             wrapper: std::sync::OnceLock::new(),
+            files_only: false,
         }
     }
 
@@ -121,11 +124,26 @@ impl CatalogShared {
         name: &str,
         table: deltalake::DeltaTable,
     ) -> Result<Arc<dyn TableProvider>> {
-        let provider = super::lake::provider_of(&table).await?;
+        let provider = self.provider_of(schema, name, &table).await?;
         let key = (schema.to_string(), name.to_string());
         self.cache.lock().insert(key.clone(), provider.clone());
         self.tables.lock().insert(key, table);
         Ok(provider)
+    }
+
+    /// The provider reading a loaded Delta table.
+    pub async fn provider_of(
+        &self,
+        schema: &str,
+        name: &str,
+        table: &deltalake::DeltaTable,
+    ) -> Result<Arc<dyn TableProvider>> {
+        if self.files_only {
+            let files = super::LakeFiles::of(table, &format!("{schema}.{name}"))
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            return Ok(Arc::new(files));
+        }
+        super::lake::provider_of(table).await
     }
 
     /// The loaded Delta table of a relation this process has read or written, if any.

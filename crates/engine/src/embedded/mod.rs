@@ -4,6 +4,7 @@ mod catalog;
 mod clone;
 mod damage;
 mod external;
+mod files;
 mod guard;
 mod incremental;
 mod ingest;
@@ -37,6 +38,7 @@ use strata_meta::{MetaStore, RelationKind, RelationRecord};
 
 pub use clone::CloneSource;
 pub use external::ExternalSource;
+pub use files::{LakeFile, LakeFiles};
 pub use ingest::{IngestMode, IngestWrite, RemoteFile, latest_per_key};
 pub use lake::Lake;
 pub use quarantine::{QUARANTINE_COLUMNS, Retried};
@@ -78,6 +80,20 @@ pub struct WarehouseOptions {
     pub sources: Vec<ExternalSource>,
     /// Partitions DataFusion uses per query (default: the number of cores).
     pub target_partitions: Option<usize>,
+    /// Where queries run, when not in this process (a cluster); writes stay here.
+    pub distributor: Option<Arc<dyn Distributor>>,
+}
+
+/// Runs queries elsewhere (a cluster). The warehouse plans each query, hands the analysed
+/// plan over, and reads the rows back to write them itself, so every write is still one
+/// Delta commit made here. Delta tables are then read as plain Parquet files ([`LakeFiles`]),
+/// which any engine can ship to its workers.
+pub trait Distributor: Send + Sync + std::fmt::Debug {
+    /// A plan giving the rows of `plan`, computed elsewhere.
+    fn distribute(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+    ) -> Result<datafusion::logical_expr::LogicalPlan>;
 }
 
 /// DataFusion over Delta Lake tables, with views and table locations in the metadata store.
@@ -88,6 +104,7 @@ pub struct EmbeddedWarehouse {
     shared: Arc<CatalogShared>,
     /// Set once the lake has been found writable and ours (checked before the first write).
     writable: tokio::sync::OnceCell<()>,
+    distributor: Option<Arc<dyn Distributor>>,
 }
 
 impl std::fmt::Debug for EmbeddedWarehouse {
@@ -97,6 +114,22 @@ impl std::fmt::Debug for EmbeddedWarehouse {
             .field("lake", &self.shared.lake.root().as_str())
             .finish()
     }
+}
+
+/// A DataFusion session with Strata's SQL semantics: its analyzer and optimizer rules and its
+/// operators (add [`crate::functions::all`] to it). Every process that plans or runs a
+/// Strata query builds its session with this: the warehouse, and a cluster's scheduler and
+/// executors.
+pub fn session_builder(config: SessionConfig) -> SessionStateBuilder {
+    let mut builder = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_analyzer_rules(TrueDivision::with_default_rules())
+        .with_optimizer_rules(crate::date_comparisons::DateComparisons::with_default_rules());
+    if let Some(planners) = builder.expr_planners() {
+        planners.insert(0, Arc::new(crate::semantics::WarehouseOperators));
+    }
+    builder
 }
 
 /// Only queries: models and `show` must not create, drop or change anything by themselves.
@@ -123,25 +156,15 @@ impl EmbeddedWarehouse {
         if let Some(n) = options.target_partitions {
             config = config.with_target_partitions(n.max(1));
         }
-        let mut builder = SessionStateBuilder::new()
-            .with_default_features()
-            .with_config(config)
+        let state = session_builder(config)
             .with_query_planner(DeltaPlanner::new())
-            .with_analyzer_rules(TrueDivision::with_default_rules())
-            .with_optimizer_rules(crate::date_comparisons::DateComparisons::with_default_rules());
-        if let Some(planners) = builder.expr_planners() {
-            planners.insert(0, Arc::new(crate::semantics::WarehouseOperators));
-        }
-        let state = builder.build();
+            .build();
         let ctx = SessionContext::new_with_state(state);
         stage::register(&ctx)?;
         crate::functions::register(&ctx);
-        let shared = Arc::new(CatalogShared::new(
-            options.database.clone(),
-            lake,
-            meta,
-            options.sources,
-        ));
+        let mut shared = CatalogShared::new(options.database.clone(), lake, meta, options.sources);
+        shared.files_only = options.distributor.is_some();
+        let shared = Arc::new(shared);
         *shared.state.lock() = ctx.state_weak_ref();
         ctx.register_catalog(
             &options.database,
@@ -160,6 +183,7 @@ impl EmbeddedWarehouse {
             ctx,
             shared,
             writable: tokio::sync::OnceCell::new(),
+            distributor: options.distributor,
         })
     }
 
@@ -396,6 +420,18 @@ impl EmbeddedWarehouse {
             .execute_and_check(plan, state.config_options(), |_, _| {})?)
     }
 
+    /// The plan to execute for `plan` (analysed): itself, or where a [`Distributor`] is set,
+    /// its rows computed there. Plans reading rows staged in this process run here.
+    fn distributed(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        match &self.distributor {
+            Some(d) if !reads_staged(&plan) => d.distribute(plan),
+            _ => Ok(plan),
+        }
+    }
+
     /// Before the first write of this process: the lake is writable, and written by this
     /// target's metadata store only (see [`Lake::claim`]).
     async fn ready_to_write(&self) -> Result<()> {
@@ -419,7 +455,7 @@ impl EmbeddedWarehouse {
     async fn stage(&self, plan: datafusion::logical_expr::LogicalPlan) -> Result<stage::Staged> {
         stage::stage(
             &self.ctx,
-            self.analyzed(plan)?,
+            self.distributed(self.analyzed(plan)?)?,
             stage::MEMORY_ROWS,
             &self.shared.lake.spill_dir(),
         )
@@ -551,7 +587,7 @@ impl EmbeddedWarehouse {
         let location = self.shared.lake.table(schema, name)?;
         // Analyse in Strata's own DataFusion session, so its SQL semantics apply to what is
         // written exactly as they apply to queries; the table's columns accept NULLs.
-        let plan = crate::semantics::nullable_columns(self.analyzed(plan)?)?;
+        let plan = crate::semantics::nullable_columns(self.distributed(self.analyzed(plan)?)?)?;
         if let Some(f) = plan.schema().fields().iter().find(|f| {
             matches!(f.data_type(), DataType::Decimal256(..))
                 || matches!(f.data_type(), DataType::Decimal128(p, _) if *p > 38)
@@ -900,6 +936,22 @@ async fn last_commit_rows(table: &DeltaTable) -> Option<u64> {
         .and_then(|v| v.as_u64())
 }
 
+/// Whether a plan reads rows staged in this process (see [`stage`]).
+fn reads_staged(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node
+            && scan.table_name.catalog() == Some(stage::CATALOG)
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -949,6 +1001,10 @@ impl Warehouse for EmbeddedWarehouse {
         let mut df = self.plan(sql).await?;
         if let Some(n) = limit {
             df = df.limit(0, Some(n))?;
+        }
+        if self.distributor.is_some() {
+            let plan = self.distributed(self.analyzed(df.logical_plan().clone())?)?;
+            df = DataFrame::new(self.ctx.state(), plan);
         }
         Ok(df.execute_stream().await?)
     }

@@ -93,6 +93,8 @@ impl TableFunctionImpl for TableAtVersion {
                 "table_at_version('{schema}.{table}', {version}): {e}; `strata history` lists the versions"
             ))
         })?;
-        tokio::task::block_in_place(|| handle.block_on(super::lake::provider_of(&loaded)))
+        tokio::task::block_in_place(|| {
+            handle.block_on(self.shared.provider_of(&schema, &table, &loaded))
+        })
     }
 }

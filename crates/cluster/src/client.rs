@@ -1,0 +1,134 @@
+//! The client side: queries planned here, run on the cluster.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ballista_core::config::BallistaConfig;
+use ballista_core::execution_plans::DistributedQueryExec;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result as DfResult;
+use datafusion::datasource::{TableType, provider_as_source};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use datafusion_proto::protobuf::LogicalPlanNode;
+use strata_engine::{Distributor, Error, Result};
+
+use crate::codec::LogicalCodec;
+
+/// A Ballista scheduler that queries run on.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// `df://host:port`, as the target names it.
+    display: String,
+    /// `http://host:port`, as Ballista's client connects.
+    url: String,
+    session_id: String,
+    codec: Arc<dyn LogicalExtensionCodec>,
+}
+
+impl Cluster {
+    /// The cluster of `scheduler` (`df://host:port`). Checks that something listens there,
+    /// so a target whose scheduler is down fails at once, saying so.
+    pub fn connect(scheduler: &str) -> Result<Self> {
+        let address = scheduler.strip_prefix("df://").ok_or_else(|| {
+            Error::user(format!(
+                "the scheduler `{scheduler}` is not a df://host:port url"
+            ))
+        })?;
+        let reachable = std::net::ToSocketAddrs::to_socket_addrs(address)
+            .ok()
+            .into_iter()
+            .flatten()
+            .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_ok());
+        if !reachable {
+            return Err(Error::user(format!(
+                "no Ballista scheduler answers at {scheduler}"
+            ))
+            .with_hint(format!(
+                "start one with `strata cluster scheduler --port {}` and executors with `strata cluster executor --scheduler {scheduler}`",
+                address.rsplit_once(':').map_or("50050", |(_, p)| p)
+            )));
+        }
+        Ok(Self {
+            display: scheduler.to_string(),
+            url: format!("http://{address}"),
+            session_id: format!("strata-{}", uuid::Uuid::new_v4().simple()),
+            codec: Arc::new(LogicalCodec::default()),
+        })
+    }
+
+    /// The scheduler, as the target names it.
+    pub fn scheduler(&self) -> &str {
+        &self.display
+    }
+}
+
+impl Distributor for Cluster {
+    fn distribute(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let remote = RemoteQuery {
+            cluster: self.clone(),
+            plan,
+            schema,
+        };
+        Ok(
+            LogicalPlanBuilder::scan("cluster", provider_as_source(Arc::new(remote)), None)?
+                .build()?,
+        )
+    }
+}
+
+/// The rows of a query computed on the cluster: scanning it submits the query as one
+/// Ballista job and streams its result.
+#[derive(Debug)]
+struct RemoteQuery {
+    cluster: Cluster,
+    plan: LogicalPlan,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for RemoteQuery {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _session: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let job: Arc<dyn ExecutionPlan> =
+            Arc::new(DistributedQueryExec::<LogicalPlanNode>::with_extension(
+                self.cluster.url.clone(),
+                BallistaConfig::default(),
+                self.plan.clone(),
+                self.cluster.codec.clone(),
+                self.cluster.session_id.clone(),
+            ));
+        let Some(columns) = projection else {
+            return Ok(job);
+        };
+        let exprs = columns
+            .iter()
+            .map(|&i| {
+                let field = self.schema.field(i);
+                let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(field.name(), i));
+                (column, field.name().clone())
+            })
+            .collect::<Vec<_>>();
+        Ok(Arc::new(ProjectionExec::try_new(exprs, job)?))
+    }
+}
