@@ -216,13 +216,14 @@ def show_row(row):
 
 
 class Strata:
-    def __init__(self, binary, project):
+    def __init__(self, binary, project, target="strata"):
         self.binary = binary
         self.project = project
+        self.target = target
 
     def query(self, sql):
         done = subprocess.run(
-            [self.binary, "--project-dir", self.project, "--target", "strata", "--quiet",
+            [self.binary, "--project-dir", self.project, "--target", self.target, "--quiet",
              "show", "--inline", sql, "--limit", "-1", "-o", "json"],
             capture_output=True, text=True,
         )

@@ -9,15 +9,17 @@ use ballista_core::execution_plans::DistributedQueryExec;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result as DfResult;
-use datafusion::datasource::{TableType, provider_as_source};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::{TableType, provider_as_source, source_as_provider};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::prelude::SessionConfig;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::protobuf::LogicalPlanNode;
-use strata_engine::{Distributor, Error, Result};
+use strata_engine::{Distributor, Error, LakeFiles, Result};
 
 use crate::codec::LogicalCodec;
 
@@ -70,7 +72,14 @@ impl Cluster {
 }
 
 impl Distributor for Cluster {
+    fn configure(&self, config: &mut SessionConfig) {
+        cluster_settings(config);
+    }
+
     fn distribute(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        if !runs_there(&plan) {
+            return Ok(plan);
+        }
         let schema = Arc::new(plan.schema().as_arrow().clone());
         let remote = RemoteQuery {
             cluster: self.clone(),
@@ -82,6 +91,47 @@ impl Distributor for Cluster {
                 .build()?,
         )
     }
+}
+
+/// Whether every table `plan` reads is the lake's files, which executors read themselves.
+/// Anything else (rows this process holds for a write, the catalog's own tables, files of
+/// external sources on this machine) is read here, so such a query runs here.
+fn runs_there(plan: &LogicalPlan) -> bool {
+    let mut lake_only = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let lake = source_as_provider(&scan.source).is_ok_and(|p| {
+                let any: &dyn std::any::Any = p.as_ref();
+                any.is::<LakeFiles>()
+            });
+            if !lake {
+                lake_only = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    lake_only
+}
+
+/// The settings a query needs to run on Ballista 55, which does not yet follow two of
+/// DataFusion 55's physical features:
+/// - dynamic filters (a join's build side pruning its probe side's scan while it runs): the
+///   scheduler re-plans joins between stages, which DataFusion refuses once a join's dynamic
+///   filter exists, and the task's completion is then lost;
+/// - uncorrelated scalar subqueries run as their own operator (`ScalarSubqueryExec`), whose
+///   expressions executors cannot decode apart from it: they are planned as joins instead,
+///   as DataFusion did before.
+///
+/// The settings travel with each query, so the client's session carries them as well as the
+/// scheduler's.
+pub(crate) fn cluster_settings(config: &mut SessionConfig) {
+    let optimizer = &mut config.options_mut().optimizer;
+    optimizer.enable_dynamic_filter_pushdown = false;
+    optimizer.enable_join_dynamic_filter_pushdown = false;
+    optimizer.enable_topk_dynamic_filter_pushdown = false;
+    optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+    optimizer.enable_physical_uncorrelated_scalar_subquery = false;
 }
 
 /// The rows of a query computed on the cluster: scanning it submits the query as one

@@ -27,6 +27,9 @@ pub struct SchedulerOptions {
     pub external_host: String,
     /// The gRPC port clients and executors connect to.
     pub port: u16,
+    /// Seconds without a heartbeat after which an executor is dead and its tasks run again
+    /// elsewhere.
+    pub executor_timeout_seconds: u64,
 }
 
 /// How an executor joins a cluster.
@@ -48,6 +51,8 @@ pub struct ExecutorOptions {
     pub concurrent_tasks: usize,
     /// Where intermediate results are kept (default: a temporary folder).
     pub work_dir: Option<String>,
+    /// Seconds between heartbeats to the scheduler.
+    pub heartbeat_interval_seconds: u64,
 }
 
 fn runtime(temp_dir: Option<&str>) -> datafusion::common::Result<Arc<RuntimeEnv>> {
@@ -65,6 +70,7 @@ fn session_state(config: SessionConfig) -> datafusion::common::Result<SessionSta
     if let Some(rules) = builder.optimizer_rules() {
         *rules = ballista_core::optimizer::with_ballista_optimizer_rules(rules);
     }
+    builder = builder.with_physical_optimizer_rule(Arc::new(crate::leaves::MemoryLeaves));
     let mut state = builder.build();
     for f in strata_engine::functions::all(|name| state.scalar_functions().get(name).cloned()) {
         datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(f))?;
@@ -83,6 +89,15 @@ fn functions() -> BallistaFunctionRegistry {
     registry
 }
 
+/// The session settings of every process of a cluster. Ballista's adaptive planner (on by
+/// default in 55) is turned off: it stalls on plans mixing `union all` and `except all`
+/// (unit tests' comparisons), where the static planner runs them.
+fn session_config() -> SessionConfig {
+    let mut config = SessionConfig::new_with_ballista().with_ballista_adaptive_query_planner(false);
+    crate::client::cluster_settings(&mut config);
+    config
+}
+
 fn ballista_error(what: &str) -> impl Fn(ballista_core::error::BallistaError) -> Error + '_ {
     move |e| Error::user(format!("{what}: {e}"))
 }
@@ -98,10 +113,13 @@ pub async fn run_scheduler(options: SchedulerOptions) -> Result<()> {
         external_host: options.external_host.clone(),
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        executor_timeout_seconds: options.executor_timeout_seconds,
+        expire_dead_executor_interval_seconds: options.executor_timeout_seconds.div_ceil(4),
+        no_executors_grace_period_seconds: options.executor_timeout_seconds,
         ..SchedulerConfig::default()
     };
     config = config
-        .with_override_config_producer(Arc::new(SessionConfig::new_with_ballista))
+        .with_override_config_producer(Arc::new(session_config))
         .with_override_session_builder(Arc::new(session_state));
     let cluster = BallistaCluster::new_from_config(&config)
         .await
@@ -122,6 +140,7 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<()> {
         scheduler_host: options.scheduler_host.clone(),
         scheduler_port: options.scheduler_port,
         scheduler_connect_timeout_seconds: 30,
+        executor_heartbeat_interval_seconds: options.heartbeat_interval_seconds,
         vcores: options.concurrent_tasks,
         work_dir: work_dir.clone(),
         print_thread_info: false,
@@ -129,7 +148,7 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<()> {
         override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| {
             runtime(work_dir.as_deref())
         })),
-        override_config_producer: Some(Arc::new(SessionConfig::new_with_ballista)),
+        override_config_producer: Some(Arc::new(session_config)),
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
         ..ExecutorProcessConfig::default()

@@ -190,7 +190,7 @@ pub fn manifest_compiled(project: &Project, compiled: &HashMap<String, String>) 
                     .map(|x| format!("macro.{package}.{x}"))
                     .collect::<Vec<_>>()
             ),
-            &compiled_dir.join(&m.package).join(&m.original_file_path),
+            &compiled_dir.join(m.compiled_file()),
             compiled.get(&m.unique_id),
         );
         if m.kind == crate::node::SqlKind::Model {

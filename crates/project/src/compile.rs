@@ -557,13 +557,12 @@ impl Compiler {
         Ok((clean_sql(&sql), captured, source_line))
     }
 
-    /// Where `strata compile` writes a model's SQL.
+    /// Where `strata compile` writes a model's SQL (see [`Model::compiled_file`]).
     pub fn compiled_path(&self, model: &Model) -> PathBuf {
         self.project
             .target_dir()
             .join("compiled")
-            .join(&model.package)
-            .join(&model.original_file_path)
+            .join(model.compiled_file())
     }
 
     /// Where `strata compile` writes a test's SQL, as dbt: a singular test at its file's

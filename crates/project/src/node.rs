@@ -109,6 +109,17 @@ impl Model {
     pub fn refable(&self) -> bool {
         self.kind != SqlKind::Analysis
     }
+
+    /// Where its compiled SQL goes under `target/compiled/` (and `target/run/`), as dbt
+    /// lays it out: `PACKAGE/FILE`, or for a node defined in a properties file (a YAML
+    /// snapshot) `PACKAGE/FILE.yml/NAME.sql`.
+    pub fn compiled_file(&self) -> std::path::PathBuf {
+        let path = std::path::Path::new(&self.package).join(&self.original_file_path);
+        match self.original_file_path.extension().and_then(|e| e.to_str()) {
+            Some("yml" | "yaml") => path.join(format!("{}.sql", self.name)),
+            _ => path,
+        }
+    }
 }
 
 /// A table declared under `sources:` in a properties file.

@@ -31,6 +31,11 @@ pub struct SchedulerArgs {
     /// The host name others reach this scheduler by.
     #[arg(long, default_value = "localhost")]
     pub external_host: String,
+    /// Seconds without a heartbeat after which an executor is taken for dead: its tasks run
+    /// again on the others (a job fails when none is left). Longer than the executors'
+    /// `--heartbeat-interval`.
+    #[arg(long, default_value_t = 30)]
+    pub executor_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +61,9 @@ pub struct ExecutorArgs {
     /// Where intermediate results (shuffles, spills) are kept (default: a temporary folder).
     #[arg(long)]
     pub work_dir: Option<String>,
+    /// Seconds between the heartbeats that tell the scheduler this executor is alive.
+    #[arg(long, default_value_t = 10)]
+    pub heartbeat_interval: u64,
 }
 
 pub async fn cluster(_global: &GlobalArgs, command: &ClusterCommand) -> Result<ExitCode> {
@@ -69,6 +77,7 @@ pub async fn cluster(_global: &GlobalArgs, command: &ClusterCommand) -> Result<E
                 bind_host: args.bind.clone(),
                 external_host: args.external_host.clone(),
                 port: args.port,
+                executor_timeout_seconds: args.executor_timeout.max(1),
             })
             .await?;
         }
@@ -97,6 +106,7 @@ pub async fn cluster(_global: &GlobalArgs, command: &ClusterCommand) -> Result<E
                 grpc_port: args.grpc_port,
                 concurrent_tasks: args.concurrent_tasks,
                 work_dir: args.work_dir.clone(),
+                heartbeat_interval_seconds: args.heartbeat_interval.max(1),
             })
             .await?;
         }

@@ -543,11 +543,7 @@ pub fn write_compiled(project: &Project, results: &RunResults) -> Result<()> {
             continue;
         };
         for kind in ["compiled", "run"] {
-            let path = project
-                .target_dir()
-                .join(kind)
-                .join(&model.package)
-                .join(&model.original_file_path);
+            let path = project.target_dir().join(kind).join(model.compiled_file());
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }

@@ -638,6 +638,18 @@ fn snapshots_record_history_both_forms() {
     // Nothing changed: nothing written. `build` runs snapshots, their tests and models.
     let out = p.ok(&["build"]);
     assert!(out.contains("[INSERT 0, UPDATE 0"), "{out}");
+    // A YAML snapshot's SQL is kept under its file's path, beside its tests, as dbt keeps it:
+    // `compile` after `build` finds a folder there, not a file.
+    p.ok(&["compile"]);
+    for file in ["segments_history.sql", "not_null_segments_history_id.sql"] {
+        assert!(
+            p.path()
+                .join("target/compiled/t/snapshots/snapshots.yml")
+                .join(file)
+                .is_file(),
+            "{file}"
+        );
+    }
     assert!(out.contains("not_null_segments_history_id"), "{out}");
     assert_eq!(
         p.query("select count(*) as n from current_segments"),

@@ -3,6 +3,7 @@
 
 mod anomalies;
 mod bad_input;
+mod cluster;
 mod data_tests;
 mod errors;
 mod examples;

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::project::TestProject;
 
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Moto {
@@ -33,7 +33,7 @@ fn find_moto() -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
-fn start_moto() -> Option<Moto> {
+pub(crate) fn start_moto() -> Option<Moto> {
     if std::env::var_os("STRATA_SKIP_S3").is_some() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -71,7 +71,7 @@ fn start_moto() -> Option<Moto> {
 }
 
 /// Create a bucket with a plain HTTP request (moto accepts unsigned bucket creation).
-fn create_bucket(port: u16, bucket: &str) {
+pub(crate) fn create_bucket(port: u16, bucket: &str) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     write!(
         s,
@@ -87,7 +87,7 @@ fn create_bucket(port: u16, bucket: &str) {
 }
 
 /// Keys under `prefix` in `bucket` (moto answers unsigned listings).
-fn list_keys(port: u16, bucket: &str, prefix: &str) -> Vec<String> {
+pub(crate) fn list_keys(port: u16, bucket: &str, prefix: &str) -> Vec<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     write!(
         s,
@@ -106,7 +106,7 @@ fn list_keys(port: u16, bucket: &str, prefix: &str) -> Vec<String> {
 }
 
 /// The environment pointing the AWS client at moto.
-fn s3_env(port: u16) -> Vec<(&'static str, String)> {
+pub(crate) fn s3_env(port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
         ("AWS_ALLOW_HTTP", "true".to_string()),

@@ -38,14 +38,14 @@ const ORDERS_1: &str = "id,customer_id,amount,qty,updated_at
 ";
 
 /// Round 2: order 2 changed, order 4 is new.
-const ORDERS_2: &str = "id,customer_id,amount,qty,updated_at
+pub(crate) const ORDERS_2: &str = "id,customer_id,amount,qty,updated_at
 1,1,10.5,2,2024-03-01 10:00:00
 2,1,99.75,5,2024-03-03 08:00:00
 3,2,7.0,1,2024-03-02 09:00:00
 4,2,1.25,4,2024-03-03 09:30:00
 ";
 
-fn project(port: u16, database: &str) -> TestProject {
+pub(crate) fn project(port: u16, database: &str) -> TestProject {
     TestProject::with_files(&[
         ("profiles.yml", &profiles(port, database)),
         (
@@ -119,12 +119,12 @@ models:
 /// Every row of `sql` on `target`, with numbers as text of 9 significant digits (an integer
 /// column may be int4 on one warehouse and int64 on the other; a double's last digit may
 /// differ).
-fn rows(p: &TestProject, target: &str, sql: &str) -> Vec<Value> {
+fn rows(p: &TestProject, target: &str, sql: &str, env: &[(&str, &str)]) -> Vec<Value> {
     let out = p.ok_with(
         &[
             "--target", target, "show", "--inline", sql, "--limit", "-1", "-o", "json",
         ],
-        ENV,
+        env,
     );
     let v: Value = serde_json::from_str(&out).expect("show json");
     v["show"]
@@ -150,8 +150,8 @@ fn rows(p: &TestProject, target: &str, sql: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The relations of the project, each read ordered, are the same on both targets.
-fn same_on_both(p: &TestProject) {
+/// The relations of the project, each read ordered, are the same on targets `a` and `b`.
+pub(crate) fn same_on(p: &TestProject, a: &str, b: &str, env: &[(&str, &str)]) {
     for (relation, order) in [
         ("{{ ref('customers') }}", "id"),
         ("{{ ref('orders') }}", "id"),
@@ -172,10 +172,10 @@ fn same_on_both(p: &TestProject) {
             false => "*",
         };
         let sql = format!("select {columns} from {relation} order by {order}");
-        let embedded = rows(p, "dev", &sql);
-        let postgres = rows(p, "pg", &sql);
-        assert!(!embedded.is_empty(), "{relation} is empty");
-        assert_eq!(embedded, postgres, "{relation} differs");
+        let left = rows(p, a, &sql, env);
+        let right = rows(p, b, &sql, env);
+        assert!(!left.is_empty(), "{relation} is empty");
+        assert_eq!(left, right, "{relation} differs between {a} and {b}");
     }
 }
 
@@ -221,7 +221,7 @@ snapshots.orders_history BASE TABLE"
         db.sql("select half_qty from analytics.stg_orders where id = 2"),
         "1.5"
     );
-    same_on_both(&p);
+    same_on(&p, "dev", "pg", ENV);
 
     // Round 2: a changed and a new order.
     p.write("seeds/orders.csv", ORDERS_2);
@@ -241,7 +241,7 @@ snapshots.orders_history BASE TABLE"
         ),
         "5 versions, 1 closed"
     );
-    same_on_both(&p);
+    same_on(&p, "dev", "pg", ENV);
 
     // `grants` are PostgreSQL's privileges: the role reads what it was granted only.
     let can_read = |relation: &str| {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
 use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue, Statistics};
@@ -68,7 +68,20 @@ impl LakeFiles {
             )));
         }
         let partition_columns: Vec<String> = metadata.partition_columns().to_vec();
+        // Text and binary columns are read as view types, as the Delta provider reads them
+        // (DataFusion's `schema_force_view_types`), so a query has the same types either way.
         let schema = state.snapshot().arrow_schema();
+        let schema = Arc::new(Schema::new_with_metadata(
+            schema
+                .fields()
+                .iter()
+                .map(|f| match partition_columns.contains(f.name()) {
+                    true => f.clone(),
+                    false => view_types(f.clone()),
+                })
+                .collect::<Vec<_>>(),
+            schema.metadata().clone(),
+        ));
         let url = table.table_url();
         let store_url = format!("{}://{}", url.scheme(), url.authority());
         let root = url.path().trim_end_matches('/').to_string();
@@ -249,4 +262,19 @@ impl TableProvider for LakeFiles {
             .build();
         Ok(DataSourceExec::from_data_source(config))
     }
+}
+
+/// `field` with its text and binary types (also inside structs and lists) as view types.
+fn view_types(field: FieldRef) -> FieldRef {
+    let data_type = match field.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
+        DataType::Binary | DataType::LargeBinary => DataType::BinaryView,
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(|f| view_types(f.clone())).collect())
+        }
+        DataType::List(inner) => DataType::List(view_types(inner.clone())),
+        DataType::LargeList(inner) => DataType::LargeList(view_types(inner.clone())),
+        _ => return field,
+    };
+    Arc::new(field.as_ref().clone().with_data_type(data_type))
 }

@@ -89,11 +89,16 @@ pub struct WarehouseOptions {
 /// Delta commit made here. Delta tables are then read as plain Parquet files ([`LakeFiles`]),
 /// which any engine can ship to its workers.
 pub trait Distributor: Send + Sync + std::fmt::Debug {
-    /// A plan giving the rows of `plan`, computed elsewhere.
+    /// A plan giving the rows of `plan`, computed elsewhere; or `plan` itself where it reads
+    /// what only this process can (rows staged for a write, the catalog's own tables).
     fn distribute(
         &self,
         plan: datafusion::logical_expr::LogicalPlan,
     ) -> Result<datafusion::logical_expr::LogicalPlan>;
+
+    /// Settings the warehouse's session needs for its queries to run there (they travel
+    /// with each query).
+    fn configure(&self, _config: &mut SessionConfig) {}
 }
 
 /// DataFusion over Delta Lake tables, with views and table locations in the metadata store.
@@ -155,6 +160,9 @@ impl EmbeddedWarehouse {
             .with_information_schema(true);
         if let Some(n) = options.target_partitions {
             config = config.with_target_partitions(n.max(1));
+        }
+        if let Some(d) = &options.distributor {
+            d.configure(&mut config);
         }
         let state = session_builder(config)
             .with_query_planner(DeltaPlanner::new())
@@ -421,14 +429,14 @@ impl EmbeddedWarehouse {
     }
 
     /// The plan to execute for `plan` (analysed): itself, or where a [`Distributor`] is set,
-    /// its rows computed there. Plans reading rows staged in this process run here.
+    /// its rows computed there.
     fn distributed(
         &self,
         plan: datafusion::logical_expr::LogicalPlan,
     ) -> Result<datafusion::logical_expr::LogicalPlan> {
         match &self.distributor {
-            Some(d) if !reads_staged(&plan) => d.distribute(plan),
-            _ => Ok(plan),
+            Some(d) => d.distribute(plan),
+            None => Ok(plan),
         }
     }
 
@@ -934,22 +942,6 @@ async fn last_commit_rows(table: &DeltaTable) -> Option<u64> {
         .get("operationMetrics")
         .and_then(|m| m.get("num_added_rows"))
         .and_then(|v| v.as_u64())
-}
-
-/// Whether a plan reads rows staged in this process (see [`stage`]).
-fn reads_staged(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
-    use datafusion::common::tree_node::TreeNodeRecursion;
-    let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node
-            && scan.table_name.catalog() == Some(stage::CATALOG)
-        {
-            found = true;
-            return Ok(TreeNodeRecursion::Stop);
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    found
 }
 
 fn now() -> String {
