@@ -1,10 +1,12 @@
 //! The `tpch` scenario: the 22 TPC-H queries (benchmarks/tpch/queries, with the
 //! specification's validation parameters) over the same Parquet files, run by Strata's
-//! embedded engine (`strata show --inline`, one process per query, over views of the files)
-//! and by DuckDB (its Python package, in one process). The data is generated once per scale
-//! factor with the `tpchgen` crate and kept under `$CARGO_TARGET_DIR/tpch/sf<N>`.
+//! embedded engine (`strata show --inline`, one process per query, over views of the files),
+//! by Strata on a Ballista cluster of this machine (a scheduler and two executors started
+//! with `strata cluster`, the project's `engine: ballista` target) and by DuckDB (its Python
+//! package, in one process). The data is generated once per scale factor with the `tpchgen`
+//! crate and kept under `$CARGO_TARGET_DIR/tpch/sf<N>`.
 //!
-//! Strata's figure includes starting the process and loading the project (measured alone as
+//! Strata's figures include starting the process and loading the project (measured alone as
 //! `select 1` and shown); DuckDB's does not.
 
 use std::path::{Path, PathBuf};
@@ -40,8 +42,10 @@ pub fn tpch(strata: &Path, runs: usize, scales: &[f64]) -> Result<Vec<Row>> {
         let data = data_dir(sf)?;
         let tmp = tempfile::tempdir()?;
         let dir = tmp.path();
-        project(dir, &data)?;
+        let cluster = LocalCluster::start(strata, dir)?;
+        project(dir, &data, cluster.scheduler)?;
         time_strata(strata, dir, &["run"])?;
+        time_strata(strata, dir, &["run", "--target", "cluster"])?;
         let runs = runs.clamp(1, 3);
         let (startup, _) = measure(runs, || {
             time_strata(strata, dir, &["show", "--inline", "select 1", "-o", "csv"])
@@ -63,7 +67,8 @@ pub fn tpch(strata: &Path, runs: usize, scales: &[f64]) -> Result<Vec<Row>> {
         }
         let duck: serde_json::Value = serde_json::from_slice(&out.stdout)?;
 
-        let (mut total, mut total_duck) = (Duration::ZERO, Duration::ZERO);
+        let (mut total, mut total_duck, mut total_cluster) =
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         for q in 1..=22 {
             let name = format!("q{q:02}");
             let sql = std::fs::read_to_string(queries_dir.join(format!("{name}.sql")))?;
@@ -85,8 +90,25 @@ pub fn tpch(strata: &Path, runs: usize, scales: &[f64]) -> Result<Vec<Row>> {
                     &["show", "--inline", &sql, "--limit", "-1", "-o", "csv"],
                 )
             })?;
+            eprintln!("tpch sf{sf}: strata on ballista {name}");
+            let on_cluster = [
+                "--target", "cluster", "show", "--inline", &sql, "--limit", "-1", "-o", "csv",
+            ];
+            let clustered = Command::new(strata)
+                .args(on_cluster)
+                .current_dir(dir)
+                .env("STRATA_PROFILES_DIR", dir)
+                .output()?;
+            if let Err(why) = same_answer(&String::from_utf8_lossy(&clustered.stdout), &theirs) {
+                bail!(
+                    "tpch {name} at sf{sf}: Strata's answer on Ballista differs from DuckDB's: {why}\n{}",
+                    String::from_utf8_lossy(&clustered.stderr)
+                );
+            }
+            let (cluster_median, _) = measure(runs, || time_strata(strata, dir, &on_cluster))?;
             let d = duck[&name].as_f64().unwrap_or(f64::NAN);
             total += median;
+            total_cluster += cluster_median;
             total_duck += Duration::from_secs_f64(d / 1000.0);
             rows.push(Row {
                 scenario: format!("tpch {name}"),
@@ -94,8 +116,9 @@ pub fn tpch(strata: &Path, runs: usize, scales: &[f64]) -> Result<Vec<Row>> {
                 median,
                 min,
                 note: format!(
-                    "duckdb {d:.1} ms; strata / duckdb {:.2}",
-                    median.as_secs_f64() * 1000.0 / d
+                    "duckdb {d:.1} ms; strata / duckdb {:.2}; ballista {:.1} ms",
+                    median.as_secs_f64() * 1000.0 / d,
+                    cluster_median.as_secs_f64() * 1000.0
                 ),
             });
         }
@@ -105,10 +128,11 @@ pub fn tpch(strata: &Path, runs: usize, scales: &[f64]) -> Result<Vec<Row>> {
             median: total,
             min: total,
             note: format!(
-                "duckdb {:.1} ms; strata / duckdb {:.2} (target <= 1.5); strata's start-up {:.1} ms a query",
+                "duckdb {:.1} ms; strata / duckdb {:.2} (target <= 1.5); strata's start-up {:.1} ms a query; ballista (1 scheduler, 2 executors) {:.1} ms",
                 total_duck.as_secs_f64() * 1000.0,
                 total.as_secs_f64() / total_duck.as_secs_f64(),
-                startup.as_secs_f64() * 1000.0
+                startup.as_secs_f64() * 1000.0,
+                total_cluster.as_secs_f64() * 1000.0
             ),
         });
     }
@@ -170,14 +194,90 @@ fn split_csv(line: &str) -> Vec<String> {
     out
 }
 
+/// A Ballista cluster of this machine: a scheduler and two executors, `strata cluster`
+/// processes stopped when dropped.
+struct LocalCluster {
+    processes: Vec<std::process::Child>,
+    scheduler: u16,
+}
+
+impl LocalCluster {
+    fn start(strata: &Path, dir: &Path) -> Result<Self> {
+        let port = || -> Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let scheduler = port()?;
+        let mut cluster = Self {
+            processes: Vec::new(),
+            scheduler,
+        };
+        let spawn = |args: &[&str]| {
+            Command::new(strata)
+                .arg("cluster")
+                .args(args)
+                .current_dir(dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting a cluster process")
+        };
+        cluster
+            .processes
+            .push(spawn(&["scheduler", "--port", &scheduler.to_string()])?);
+        wait_for(scheduler)?;
+        for n in 0..2 {
+            let (flight, grpc) = (port()?, port()?);
+            let work = dir.join(format!("executor{n}"));
+            std::fs::create_dir_all(&work)?;
+            cluster.processes.push(spawn(&[
+                "executor",
+                "--scheduler",
+                &format!("df://127.0.0.1:{scheduler}"),
+                "--port",
+                &flight.to_string(),
+                "--grpc-port",
+                &grpc.to_string(),
+                "--work-dir",
+                &work.to_string_lossy(),
+            ])?);
+            wait_for(flight)?;
+        }
+        Ok(cluster)
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for p in &mut self.processes {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+fn wait_for(port: u16) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            bail!("a cluster process did not listen on port {port} within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 /// A project whose views `lineitem`, `orders`, … read the Parquet files, in the schema
-/// queries resolve unqualified names in.
-fn project(dir: &Path, data: &Path) -> Result<()> {
+/// queries resolve unqualified names in; its `cluster` target runs them on Ballista.
+fn project(dir: &Path, data: &Path, scheduler: u16) -> Result<()> {
     write(dir, "strata.yml", "name: tpch\nprofile: tpch\n")?;
     write(
         dir,
         "profiles.yml",
-        "tpch:\n  target: dev\n  outputs:\n    dev: {type: strata, schema: main, threads: 2}\n",
+        &format!(
+            "tpch:\n  target: dev\n  outputs:\n    dev: {{type: strata, schema: main, threads: 2}}\n    cluster: {{type: strata, schema: main, threads: 2, engine: ballista, scheduler: \"df://127.0.0.1:{scheduler}\"}}\n"
+        ),
     )?;
     let mut sources = String::from("sources:\n  - name: tpch\n    tables:\n");
     for t in TABLES {

@@ -10,6 +10,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result as DfResult;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::{TableType, provider_as_source, source_as_provider};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_expr::PhysicalExpr;
@@ -17,9 +18,9 @@ use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::prelude::SessionConfig;
-use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use datafusion_proto::logical_plan::{AsLogicalPlan, LogicalExtensionCodec};
 use datafusion_proto::protobuf::LogicalPlanNode;
-use strata_engine::{Distributor, Error, LakeFiles, Result};
+use strata_engine::{Distributor, Error, LakeFiles, Result, STAGED_CATALOG};
 
 use crate::codec::LogicalCodec;
 
@@ -80,6 +81,11 @@ impl Distributor for Cluster {
         if !runs_there(&plan) {
             return Ok(plan);
         }
+        // What cannot be sent runs here, said once in the log.
+        if let Err(e) = LogicalPlanNode::try_from_logical_plan(&plan, self.codec.as_ref()) {
+            tracing::info!("a query runs in this process, not on {}: {e}", self.display);
+            return Ok(plan);
+        }
         let schema = Arc::new(plan.schema().as_arrow().clone());
         let remote = RemoteQuery {
             cluster: self.clone(),
@@ -93,25 +99,27 @@ impl Distributor for Cluster {
     }
 }
 
-/// Whether every table `plan` reads is the lake's files, which executors read themselves.
-/// Anything else (rows this process holds for a write, the catalog's own tables, files of
-/// external sources on this machine) is read here, so such a query runs here.
+/// Whether every table `plan` reads is files executors read themselves: the lake's tables,
+/// and external sources' files (which must then be at a path or URL every executor reaches).
+/// Anything else (rows this process holds for a write, the catalog's own tables) is read
+/// here, so such a query runs here.
 fn runs_there(plan: &LogicalPlan) -> bool {
-    let mut lake_only = true;
+    let mut files_only = true;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
-            let lake = source_as_provider(&scan.source).is_ok_and(|p| {
+            let staged = scan.table_name.catalog() == Some(STAGED_CATALOG);
+            let files = source_as_provider(&scan.source).is_ok_and(|p| {
                 let any: &dyn std::any::Any = p.as_ref();
-                any.is::<LakeFiles>()
+                any.is::<LakeFiles>() || any.is::<ListingTable>()
             });
-            if !lake {
-                lake_only = false;
+            if staged || !files {
+                files_only = false;
                 return Ok(TreeNodeRecursion::Stop);
             }
         }
         Ok(TreeNodeRecursion::Continue)
     });
-    lake_only
+    files_only
 }
 
 /// The settings a query needs to run on Ballista 55, which does not yet follow two of

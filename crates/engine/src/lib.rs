@@ -28,8 +28,8 @@ pub use strata_common::words::{
 };
 
 pub use embedded::{
-    Distributor, EmbeddedWarehouse, ExternalSource, LakeFile, LakeFiles, TableWrapper,
-    WarehouseOptions, session_builder,
+    Distributor, EmbeddedWarehouse, ExternalSource, LakeFile, LakeFiles, STAGED_CATALOG,
+    TableWrapper, WarehouseOptions, session_builder,
 };
 pub use error::{Error, Result};
 

@@ -84,6 +84,10 @@ pub struct WarehouseOptions {
     pub distributor: Option<Arc<dyn Distributor>>,
 }
 
+/// The catalog of rows this process holds for a write (in memory or spilled to its disk):
+/// plans reading it cannot run elsewhere.
+pub const STAGED_CATALOG: &str = stage::CATALOG;
+
 /// Runs queries elsewhere (a cluster). The warehouse plans each query, hands the analysed
 /// plan over, and reads the rows back to write them itself, so every write is still one
 /// Delta commit made here. Delta tables are then read as plain Parquet files ([`LakeFiles`]),
@@ -429,13 +433,14 @@ impl EmbeddedWarehouse {
     }
 
     /// The plan to execute for `plan` (analysed): itself, or where a [`Distributor`] is set,
-    /// its rows computed there.
+    /// its rows computed there. The plan it is handed is optimized (subqueries decorrelated
+    /// into joins, which a plan can be sent as).
     fn distributed(
         &self,
         plan: datafusion::logical_expr::LogicalPlan,
     ) -> Result<datafusion::logical_expr::LogicalPlan> {
         match &self.distributor {
-            Some(d) => d.distribute(plan),
+            Some(d) => d.distribute(self.ctx.state().optimize(&plan)?),
             None => Ok(plan),
         }
     }
