@@ -34,6 +34,9 @@ pub async fn debug(global: &GlobalArgs) -> Result<ExitCode> {
         Some(pg) => println!("  postgres:      {pg:?}"),
         None => println!("  lake:          {}", t.lake),
     }
+    if let Some(scheduler) = &t.cluster {
+        println!("  engine:        ballista ({scheduler})");
+    }
     match &t.shared_metadata {
         Some(shared) => println!("  metadata:      {} (shared)", shared.display()),
         None => println!("  metadata:      {}", t.metadata.display()),
@@ -69,13 +72,14 @@ pub async fn debug(global: &GlobalArgs) -> Result<ExitCode> {
         .await?;
     println!("  lake writable: OK");
     println!("  metadata:      OK");
-    let batches = warehouse
-        .session()
-        .sql("select 1 as ok")
+    // On a cluster, the query is a job of the cluster's.
+    let rows: usize = strata_engine::Warehouse::query(&warehouse, "select 1 as ok", None)
         .await?
-        .collect()
-        .await?;
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        .try_collect::<Vec<_>>()
+        .await?
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
     println!(
         "  query engine:  {}",
         if rows == 1 { "OK" } else { "ERROR" }

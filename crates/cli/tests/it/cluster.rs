@@ -7,7 +7,7 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::project::{free_port, wait_for_port};
+use crate::project::{TestProject, free_port, wait_for_port};
 use crate::s3::{create_bucket, s3_env, start_moto};
 use crate::warehouse_postgres::{ORDERS_2, project, same_on};
 
@@ -125,9 +125,16 @@ fn a_project_builds_on_a_ballista_cluster_as_on_the_embedded_warehouse() {
         assert!(out.contains("ERROR=0"), "{target}: {out}");
     }
     same_on(&p, "dev", "cluster", &env);
-    // The cluster's executors wrote nothing in the lake: every data file is the client's.
+    // Every table is a Delta table the client committed.
     let out = p.ok_with(&["--target", "cluster", "history", "customer_totals"], &env);
     assert!(out.contains("WRITE"), "{out}");
+    let out = p.ok_with(&["--target", "cluster", "debug"], &env);
+    assert!(
+        out.contains(&format!(
+            "engine:        ballista (df://127.0.0.1:{scheduler})"
+        )) && out.contains("query engine:  OK"),
+        "{out}"
+    );
 
     // Round 2: a changed and a new order; merge, delete+insert, append and the snapshot.
     p.write("seeds/orders.csv", ORDERS_2);
@@ -265,4 +272,46 @@ where a.id <= {{ var('limit', 2) }}",
         &env,
     );
     assert_eq!(out.trim(), "n\n4");
+}
+
+#[test]
+fn cluster_targets_say_what_is_wrong() {
+    let p = TestProject::starter();
+    let target = |extra: &str| {
+        format!(
+            "shop:\n  target: c\n  outputs:\n    c: {{type: strata, schema: main, threads: 1{extra}}}\n"
+        )
+    };
+    // No scheduler, or not a df:// url: the profile names the target and the fix.
+    for extra in [
+        ", engine: ballista",
+        ", engine: ballista, scheduler: 'http://localhost:50050'",
+    ] {
+        p.write("profiles.yml", &target(extra));
+        let out = p.fails(&["run"], 2);
+        assert!(
+            out.contains("profiles.yml")
+                && out.contains("`engine: ballista` needs `scheduler: df://host:port`")
+                && out.contains("strata cluster scheduler"),
+            "{out}"
+        );
+    }
+    p.write("profiles.yml", &target(", engine: spark"));
+    let out = p.fails(&["run"], 2);
+    assert!(out.contains("unknown engine `spark`"), "{out}");
+    // A scheduler that does not answer: said at once, with how to start one.
+    let port = free_port();
+    p.write(
+        "profiles.yml",
+        &target(&format!(
+            ", engine: ballista, scheduler: 'df://127.0.0.1:{port}'"
+        )),
+    );
+    let out = p.fails(&["run"], 2);
+    assert!(
+        out.contains(&format!(
+            "no Ballista scheduler answers at df://127.0.0.1:{port}"
+        )) && out.contains(&format!("strata cluster scheduler --port {port}")),
+        "{out}"
+    );
 }
