@@ -237,6 +237,20 @@ class Strata:
         shown = json.loads(text[start:], parse_float=decimal.Decimal) if start >= 0 else {}
         return shown.get("show", [])
 
+    def columns(self):
+        """(schema, name) -> [(column, Arrow type)] of every relation, in column order."""
+        out = collections.defaultdict(list)
+        for row in sorted(
+            self.query(
+                "select table_schema, table_name, column_name, data_type, ordinal_position "
+                "from information_schema.columns where table_schema <> 'information_schema'"
+            ),
+            key=lambda r: (r["table_schema"], r["table_name"], r["ordinal_position"]),
+        ):
+            out[(row["table_schema"], row["table_name"])].append(
+                (row["column_name"], row["data_type"]))
+        return out
+
 
 def quote(name):
     return '"' + name.replace('"', '""') + '"'
@@ -260,16 +274,7 @@ def compare_relations(args):
         "order by table_schema, table_name, ordinal_position"
     ).fetchall():
         duck_columns[(schema, name)].append((column, data_type))
-    strata_columns = collections.defaultdict(list)
-    for row in sorted(
-        strata.query(
-            "select table_schema, table_name, column_name, data_type, ordinal_position "
-            "from information_schema.columns where table_schema <> 'information_schema'"
-        ),
-        key=lambda r: (r["table_schema"], r["table_name"], r["ordinal_position"]),
-    ):
-        strata_columns[(row["table_schema"], row["table_name"])].append(
-            (row["column_name"], row["data_type"]))
+    strata_columns = strata.columns()
 
     known = {}
     if args.known_different:

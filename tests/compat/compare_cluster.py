@@ -16,26 +16,11 @@ exit codes: every node must end the same way on both.
 Exits 1 when anything differs; the last line says how much was identical.
 """
 import argparse
-import collections
 import json
 import sys
 
 from compare import Strata, compare_results, quote, snapshot_structure_columns
 from compare_postgres import compare_rows
-
-
-def columns(strata):
-    out = collections.defaultdict(list)
-    for row in sorted(
-        strata.query(
-            "select table_schema, table_name, column_name, data_type, ordinal_position "
-            "from information_schema.columns where table_schema <> 'information_schema'"
-        ),
-        key=lambda r: (r["table_schema"], r["table_name"], r["ordinal_position"]),
-    ):
-        out[(row["table_schema"], row["table_name"])].append(
-            (row["column_name"], row["data_type"]))
-    return out
 
 
 def main():
@@ -55,7 +40,7 @@ def main():
             structure[(node["schema"], node.get("alias") or node["name"])] = \
                 snapshot_structure_columns(node)
 
-    embedded_cols, cluster_cols = columns(embedded), columns(cluster)
+    embedded_cols, cluster_cols = embedded.columns(), cluster.columns()
     relations = sorted(set(embedded_cols) | set(cluster_cols))
     same = 0
     print(f"{'relation':<40} {'rows':>5}  result")

@@ -122,7 +122,7 @@ fn runs_there(plan: &LogicalPlan) -> bool {
     files_only
 }
 
-/// The settings a query needs to run on Ballista 55, which does not yet follow two of
+/// The settings a query needs to run on Ballista 55, which does not yet follow some of
 /// DataFusion 55's physical features:
 /// - dynamic filters (a join's build side pruning its probe side's scan while it runs): the
 ///   scheduler re-plans joins between stages, which DataFusion refuses once a join's dynamic
@@ -140,6 +140,11 @@ pub(crate) fn cluster_settings(config: &mut SessionConfig) {
     optimizer.enable_topk_dynamic_filter_pushdown = false;
     optimizer.enable_aggregate_dynamic_filter_pushdown = false;
     optimizer.enable_physical_uncorrelated_scalar_subquery = false;
+    // Joins hash both sides: a join that collects its build side into each task (DataFusion's
+    // `CollectLeft`) finds the build rows no probe row matched per task, not per join, so
+    // outer and anti joins could lose or repeat rows when tasks run on several executors.
+    optimizer.hash_join_single_partition_threshold = 0;
+    optimizer.hash_join_single_partition_threshold_rows = 0;
 }
 
 /// The rows of a query computed on the cluster: scanning it submits the query as one
