@@ -16,6 +16,7 @@ pub mod functions;
 pub mod lateral;
 pub mod literals;
 pub mod semantics;
+pub mod semi_joins;
 pub mod snapshot_sql;
 pub mod types;
 
