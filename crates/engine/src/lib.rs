@@ -13,6 +13,7 @@ pub mod date_comparisons;
 pub mod embedded;
 pub mod error;
 pub mod functions;
+pub mod grouped_joins;
 pub mod lateral;
 pub mod literals;
 pub mod semantics;

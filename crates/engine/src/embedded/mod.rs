@@ -129,6 +129,7 @@ impl std::fmt::Debug for EmbeddedWarehouse {
 fn optimizer_rules() -> Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> {
     let mut rules = crate::date_comparisons::DateComparisons::with_default_rules();
     crate::semi_joins::SemiJoinPlacement::insert(&mut rules);
+    crate::grouped_joins::KeysBeforeGrouping::insert(&mut rules);
     rules
 }
 
