@@ -26,6 +26,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
+use crate::semi_joins::{insert_after_filter_pushdown, with_inputs};
+
 /// The alias of the keys a grouped query's input is filtered by.
 const KEYS: &str = "__strata_group_keys";
 
@@ -37,11 +39,7 @@ impl KeysBeforeGrouping {
     /// Put the rule in DataFusion's list after filters are pushed down, so that it sees which
     /// relations are filtered.
     pub fn insert(rules: &mut Vec<Arc<dyn OptimizerRule + Send + Sync>>) {
-        let at = rules
-            .iter()
-            .position(|r| r.name() == "push_down_filter")
-            .map_or(rules.len(), |i| i + 1);
-        rules.insert(at, Arc::new(KeysBeforeGrouping));
+        insert_after_filter_pushdown(rules, Arc::new(KeysBeforeGrouping));
     }
 }
 
@@ -104,16 +102,7 @@ fn rebuilt(
     left: Arc<LogicalPlan>,
     right: Arc<LogicalPlan>,
 ) -> Result<Option<LogicalPlan>> {
-    Ok(Some(LogicalPlan::Join(Join::try_new(
-        left,
-        right,
-        join.on.clone(),
-        join.filter.clone(),
-        join.join_type,
-        join.join_constraint,
-        join.null_equality,
-        join.null_aware,
-    )?)))
+    Ok(Some(LogicalPlan::Join(with_inputs(join, left, right)?)))
 }
 
 /// `grouped` (a grouped query, under aliases and projections) computing only the groups whose
@@ -278,35 +267,23 @@ fn plain_read(plan: &LogicalPlan) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::execution::SessionStateBuilder;
+    use crate::semi_joins::tests::{answers, execute, optimized, session};
     use datafusion::prelude::SessionContext;
 
     fn context(with_rule: bool) -> SessionContext {
-        let mut rules = datafusion::optimizer::Optimizer::new().rules;
-        if with_rule {
-            KeysBeforeGrouping::insert(&mut rules);
-        }
-        SessionContext::new_with_state(
-            SessionStateBuilder::new()
-                .with_default_features()
-                .with_optimizer_rules(rules)
-                .build(),
-        )
+        session(with_rule.then_some(KeysBeforeGrouping::insert as _))
     }
 
     async fn tables(ctx: &SessionContext) {
-        for table in [
-            "create table parts (p_key int, p_brand text) as values (1, 'a'), (2, 'b'), (3, 'a'), (4, null)",
-            "create table lines (l_part int, l_quantity int, l_price int) as values \
-             (1, 1, 10), (1, 9, 20), (2, 5, 30), (3, 2, 40), (3, 4, 50), (3, 30, 60), (null, 1, 70), (4, 3, 80)",
-        ] {
-            ctx.sql(table)
-                .await
-                .expect("create")
-                .collect()
-                .await
-                .expect("create");
-        }
+        execute(
+            ctx,
+            &[
+                "create table parts (p_key int, p_brand text) as values (1, 'a'), (2, 'b'), (3, 'a'), (4, null)",
+                "create table lines (l_part int, l_quantity int, l_price int) as values \
+                 (1, 1, 10), (1, 9, 20), (2, 5, 30), (3, 2, 40), (3, 4, 50), (3, 30, 60), (null, 1, 70), (4, 3, 80)",
+            ],
+        )
+        .await;
     }
 
     const CORRELATED: &str = "select sum(l_price) from lines, parts \
@@ -317,14 +294,7 @@ mod tests {
     async fn only_the_groups_the_join_keeps_are_computed() {
         let ctx = context(true);
         tables(&ctx).await;
-        let plan = ctx
-            .sql(CORRELATED)
-            .await
-            .expect("plan")
-            .into_optimized_plan()
-            .expect("optimize")
-            .display_indent()
-            .to_string();
+        let plan = optimized(&ctx, CORRELATED).await;
         let aggregate = plan
             .lines()
             .position(|l| l.contains("Aggregate: groupBy=[[lines.l_part]]"))
@@ -356,49 +326,33 @@ mod tests {
              join (select l_part, max(l_quantity) as m from lines where l_price > 20 group by l_part) b \
              on a.l_part = b.l_part",
         ] {
-            let plan = ctx
-                .sql(sql)
-                .await
-                .expect("plan")
-                .into_optimized_plan()
-                .expect("optimize")
-                .display_indent()
-                .to_string();
+            let plan = optimized(&ctx, sql).await;
             assert!(!plan.contains(KEYS), "{plan}");
         }
     }
 
     #[tokio::test]
     async fn the_rows_are_the_same() {
-        let mut answers = Vec::new();
+        let mut results = Vec::new();
         for with_rule in [true, false] {
             let ctx = context(with_rule);
             tables(&ctx).await;
-            let mut rows = Vec::new();
-            for sql in [
-                CORRELATED,
-                "select p_key, total from parts left join \
-                 (select l_part, sum(l_quantity) as total from lines group by l_part) t \
-                 on t.l_part = p_key where p_brand = 'a' order by 1",
-                "select p_key, total from parts join \
-                 (select l_part, l_price > 25 as dear, sum(l_quantity) as total from lines group by l_part, l_price > 25) t \
-                 on t.l_part = p_key where p_brand = 'a' order by 1, 2",
-            ] {
-                let batches = ctx
-                    .sql(sql)
-                    .await
-                    .expect("plan")
-                    .collect()
-                    .await
-                    .expect("run");
-                rows.push(
-                    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-                        .expect("format")
-                        .to_string(),
-                );
-            }
-            answers.push(rows);
+            results.push(
+                answers(
+                    &ctx,
+                    &[
+                        CORRELATED,
+                        "select p_key, total from parts left join \
+                         (select l_part, sum(l_quantity) as total from lines group by l_part) t \
+                         on t.l_part = p_key where p_brand = 'a' order by 1",
+                        "select p_key, total from parts join \
+                         (select l_part, l_price > 25 as dear, sum(l_quantity) as total from lines group by l_part, l_price > 25) t \
+                         on t.l_part = p_key where p_brand = 'a' order by 1, 2",
+                    ],
+                )
+                .await,
+            );
         }
-        assert_eq!(answers[0], answers[1]);
+        assert_eq!(results[0], results[1]);
     }
 }

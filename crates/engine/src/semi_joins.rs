@@ -37,12 +37,20 @@ impl SemiJoinPlacement {
     /// Put the rule in DataFusion's list after filters are pushed down (which makes inner joins
     /// of the `FROM` clause's cross joins), so that it sees the joins and their filters.
     pub fn insert(rules: &mut Vec<Arc<dyn OptimizerRule + Send + Sync>>) {
-        let at = rules
-            .iter()
-            .position(|r| r.name() == "push_down_filter")
-            .map_or(rules.len(), |i| i + 1);
-        rules.insert(at, Arc::new(SemiJoinPlacement));
+        insert_after_filter_pushdown(rules, Arc::new(SemiJoinPlacement));
     }
+}
+
+/// Put `rule` in DataFusion's list of optimizer rules right after filters are pushed down.
+pub(crate) fn insert_after_filter_pushdown(
+    rules: &mut Vec<Arc<dyn OptimizerRule + Send + Sync>>,
+    rule: Arc<dyn OptimizerRule + Send + Sync>,
+) {
+    let at = rules
+        .iter()
+        .position(|r| r.name() == "push_down_filter")
+        .map_or(rules.len(), |i| i + 1);
+    rules.insert(at, rule);
 }
 
 impl OptimizerRule for SemiJoinPlacement {
@@ -107,16 +115,7 @@ fn push_down(semi: &Join) -> Result<Option<LogicalPlan>> {
             } else {
                 (Arc::clone(&inner.left), Arc::new(moved))
             };
-            Ok(Some(LogicalPlan::Join(Join::try_new(
-                left,
-                right,
-                inner.on.clone(),
-                inner.filter.clone(),
-                JoinType::Inner,
-                inner.join_constraint,
-                inner.null_equality,
-                inner.null_aware,
-            )?)))
+            Ok(Some(LogicalPlan::Join(with_inputs(inner, left, right)?)))
         }
         // A projection that passes the condition's columns through unchanged.
         LogicalPlan::Projection(projection) => {
@@ -174,15 +173,24 @@ fn left_columns(semi: &Join) -> Option<Vec<datafusion::common::Column>> {
 
 /// `semi` with another left input (of the same columns).
 fn with_left(semi: &Join, left: Arc<LogicalPlan>) -> Result<Join> {
+    with_inputs(semi, left, Arc::clone(&semi.right))
+}
+
+/// `join` with other inputs (of the same columns).
+pub(crate) fn with_inputs(
+    join: &Join,
+    left: Arc<LogicalPlan>,
+    right: Arc<LogicalPlan>,
+) -> Result<Join> {
     Join::try_new(
         left,
-        Arc::clone(&semi.right),
-        semi.on.clone(),
-        semi.filter.clone(),
-        semi.join_type,
-        semi.join_constraint,
-        semi.null_equality,
-        semi.null_aware,
+        right,
+        join.on.clone(),
+        join.filter.clone(),
+        join.join_type,
+        join.join_constraint,
+        join.null_equality,
+        join.null_aware,
     )
 }
 
@@ -201,38 +209,83 @@ fn narrows(plan: &LogicalPlan) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use datafusion::execution::SessionStateBuilder;
     use datafusion::prelude::SessionContext;
 
-    async fn plan(sql: &str) -> String {
+    /// What puts a rule in DataFusion's list.
+    pub(crate) type Insert = fn(&mut Vec<Arc<dyn OptimizerRule + Send + Sync>>);
+
+    /// A session with DataFusion's optimizer rules and, if given, one more.
+    pub(crate) fn session(rule: Option<Insert>) -> SessionContext {
         let mut rules = datafusion::optimizer::Optimizer::new().rules;
-        SemiJoinPlacement::insert(&mut rules);
-        let state = SessionStateBuilder::new()
-            .with_default_features()
-            .with_optimizer_rules(rules)
-            .build();
-        let ctx = SessionContext::new_with_state(state);
-        for table in [
-            "create table customers (c_key int, c_name text, c_nation int)",
-            "create table orders (o_key int, o_customer int, o_total int)",
-            "create table lines (l_order int, l_quantity int)",
-        ] {
-            ctx.sql(table)
+        if let Some(insert) = rule {
+            insert(&mut rules);
+        }
+        SessionContext::new_with_state(
+            SessionStateBuilder::new()
+                .with_default_features()
+                .with_optimizer_rules(rules)
+                .build(),
+        )
+    }
+
+    /// Run statements (`create table …`) in a session.
+    pub(crate) async fn execute(ctx: &SessionContext, statements: &[&str]) {
+        for sql in statements {
+            ctx.sql(sql)
                 .await
-                .expect("create")
+                .expect("plan")
                 .collect()
                 .await
-                .expect("create");
+                .expect("run");
         }
-        let plan = ctx
-            .sql(sql)
+    }
+
+    /// The optimized plan of a query, indented.
+    pub(crate) async fn optimized(ctx: &SessionContext, sql: &str) -> String {
+        ctx.sql(sql)
             .await
             .expect("plan")
             .into_optimized_plan()
-            .expect("optimize");
-        plan.display_indent().to_string()
+            .expect("optimize")
+            .display_indent()
+            .to_string()
+    }
+
+    /// The rows of each query, as tables of text.
+    pub(crate) async fn answers(ctx: &SessionContext, queries: &[&str]) -> Vec<String> {
+        let mut rows = Vec::new();
+        for sql in queries {
+            let batches = ctx
+                .sql(sql)
+                .await
+                .expect("plan")
+                .collect()
+                .await
+                .expect("run");
+            rows.push(
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                    .expect("format")
+                    .to_string(),
+            );
+        }
+        rows
+    }
+
+    async fn plan(sql: &str) -> String {
+        let ctx = session(Some(SemiJoinPlacement::insert));
+        execute(
+            &ctx,
+            &[
+                "create table customers (c_key int, c_name text, c_nation int)",
+                "create table orders (o_key int, o_customer int, o_total int)",
+                "create table lines (l_order int, l_quantity int)",
+            ],
+        )
+        .await;
+        optimized(&ctx, sql).await
     }
 
     /// The line of the plan (its depth and text) that holds `needle`.
@@ -286,56 +339,36 @@ mod tests {
 
     #[tokio::test]
     async fn the_rows_are_the_same() {
-        let mut rules = datafusion::optimizer::Optimizer::new().rules;
-        SemiJoinPlacement::insert(&mut rules);
-        let moved = SessionContext::new_with_state(
-            SessionStateBuilder::new()
-                .with_default_features()
-                .with_optimizer_rules(rules)
-                .build(),
-        );
-        let plain = SessionContext::new();
-        let mut answers = Vec::new();
-        for ctx in [&moved, &plain] {
-            for table in [
-                "create table customers as values (1, 'ann', 7), (2, 'bob', 8), (3, 'cy', 7)",
-                "create table orders as values (10, 1, 5), (11, 1, 6), (12, 2, 7), (13, 3, null), (14, 9, 1)",
-                "create table lines as values (10, 2), (10, 3), (11, 1), (12, 9), (null, 4), (13, 5)",
-            ] {
-                ctx.sql(table)
-                    .await
-                    .expect("create")
-                    .collect()
-                    .await
-                    .expect("create");
-            }
-            let mut rows = Vec::new();
-            for sql in [
-                "select c.column2, o.column1 from customers c, orders o, lines l \
-                 where o.column1 in (select column1 from lines group by column1 having sum(column2) > 4) \
-                 and c.column1 = o.column2 and o.column1 = l.column1 order by 1, 2",
-                "select c.column2, o.column1 from customers c, orders o \
-                 where o.column1 not in (select column1 from lines where column2 < 5) \
-                 and c.column1 = o.column2 order by 1, 2",
-                "select c.column2, o.column1 from customers c, orders o \
-                 where not exists (select 1 from lines l where l.column1 = o.column1 and l.column2 > 2) \
-                 and c.column1 = o.column2 order by 1, 2",
-            ] {
-                let batches = ctx
-                    .sql(sql)
-                    .await
-                    .expect("plan")
-                    .collect()
-                    .await
-                    .expect("run");
-                rows.push(
-                    datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-                        .expect("format")
-                        .to_string(),
-                );
-            }
-            answers.push(rows);
+        let mut results = Vec::new();
+        for rule in [Some(SemiJoinPlacement::insert as _), None] {
+            let ctx = session(rule);
+            execute(
+                &ctx,
+                &[
+                    "create table customers as values (1, 'ann', 7), (2, 'bob', 8), (3, 'cy', 7)",
+                    "create table orders as values (10, 1, 5), (11, 1, 6), (12, 2, 7), (13, 3, null), (14, 9, 1)",
+                    "create table lines as values (10, 2), (10, 3), (11, 1), (12, 9), (null, 4), (13, 5)",
+                ],
+            )
+            .await;
+            results.push(
+                answers(
+                    &ctx,
+                    &[
+                        "select c.column2, o.column1 from customers c, orders o, lines l \
+                         where o.column1 in (select column1 from lines group by column1 having sum(column2) > 4) \
+                         and c.column1 = o.column2 and o.column1 = l.column1 order by 1, 2",
+                        "select c.column2, o.column1 from customers c, orders o \
+                         where o.column1 not in (select column1 from lines where column2 < 5) \
+                         and c.column1 = o.column2 order by 1, 2",
+                        "select c.column2, o.column1 from customers c, orders o \
+                         where not exists (select 1 from lines l where l.column1 = o.column1 and l.column2 > 2) \
+                         and c.column1 = o.column2 order by 1, 2",
+                    ],
+                )
+                .await,
+            );
         }
-        assert_eq!(answers[0], answers[1]);
+        assert_eq!(results[0], results[1]);
     }
 }
