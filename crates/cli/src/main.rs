@@ -335,6 +335,13 @@ fn dbt_command_not_here(name: &str) -> Option<&'static str> {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    if let Some(missing) = missing_cpu_features() {
+        eprintln!(
+            "error: this strata was built for x86-64-v3 CPUs, and this CPU lacks {missing}\n  \
+             hint: build it for this machine: RUSTFLAGS=\"-C target-cpu=native\" cargo install --path crates/cli"
+        );
+        return ExitCode::from(2);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -460,6 +467,24 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The CPU features this binary was built to use (`.cargo/config.toml`) that this CPU lacks:
+/// said before any of them runs, rather than dying of an illegal instruction later.
+fn missing_cpu_features() -> Option<&'static str> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return Some("AVX2");
+        }
+        if !std::arch::is_x86_feature_detected!("fma") {
+            return Some("FMA");
+        }
+        if !std::arch::is_x86_feature_detected!("bmi2") {
+            return Some("BMI2");
+        }
+    }
+    None
 }
 
 #[cfg(test)]
