@@ -13,12 +13,12 @@ pub mod date_comparisons;
 pub mod embedded;
 pub mod error;
 pub mod functions;
-pub mod grouped_joins;
+pub mod join_rules;
 pub mod lateral;
 pub mod literals;
 pub mod semantics;
-pub mod semi_joins;
 pub mod snapshot_sql;
+mod table_sizes;
 pub mod types;
 
 use async_trait::async_trait;

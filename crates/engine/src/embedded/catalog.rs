@@ -141,7 +141,9 @@ impl CatalogShared {
         if self.files_only {
             let files = super::LakeFiles::of(table, &format!("{schema}.{name}"))
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            return Ok(Arc::new(files));
+            let files: Arc<dyn TableProvider> = Arc::new(files);
+            super::lake::record_size(table, &files);
+            return Ok(files);
         }
         super::lake::provider_of(table).await
     }

@@ -96,19 +96,24 @@ fn glob_first(path: &str) -> Option<std::path::PathBuf> {
     if !path.contains(['*', '?']) {
         return Some(path.into());
     }
+    glob_matches(path)?.into_iter().min()
+}
+
+/// The files of a folder whose names match the glob in the last part of `path`.
+fn glob_matches(path: &str) -> Option<Vec<std::path::PathBuf>> {
     let (dir, pattern) = path.rsplit_once('/')?;
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(std::result::Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| strata_common::glob_match(pattern, n))
-        })
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    entries.into_iter().next()
+    let entries = std::fs::read_dir(dir).ok()?;
+    Some(
+        entries
+            .filter_map(std::result::Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| strata_common::glob_match(pattern, n))
+            })
+            .map(|e| e.path())
+            .collect(),
+    )
 }
 
 /// Make the object store of an `s3://` location known to the session (local paths need none).
@@ -196,5 +201,33 @@ pub async fn open_external(
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(schema);
-    Ok(Arc::new(ListingTable::try_new(config).map_err(missing)?))
+    let table: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config).map_err(missing)?);
+    if let Some(bytes) = local_bytes(&src.location) {
+        crate::table_sizes::record(&table, bytes);
+    }
+    Ok(table)
+}
+
+/// The bytes of the local files a location names (a file, a folder's files, or a glob's
+/// matches); `None` for object stores.
+fn local_bytes(location: &str) -> Option<u64> {
+    if location.contains("://") && !location.starts_with("file://") {
+        return None;
+    }
+    let path = location.trim_start_matches("file://");
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    };
+    if !path.contains(['*', '?']) {
+        let path = Path::new(path);
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).ok()?;
+            return Some(entries.filter_map(|e| size(&e.ok()?.path())).sum());
+        }
+        return size(path);
+    }
+    Some(glob_matches(path)?.iter().filter_map(|p| size(p)).sum())
 }

@@ -520,10 +520,24 @@ pub(crate) async fn open_delta(url: Url) -> DfResult<Option<DeltaTable>> {
 
 /// A DataFusion provider reading the loaded version of a Delta table.
 pub async fn provider_of(table: &DeltaTable) -> DfResult<Arc<dyn TableProvider>> {
-    table
+    let provider = table
         .table_provider()
         .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    record_size(table, &provider);
+    Ok(provider)
+}
+
+/// Note the bytes of the data files of the loaded version of `table`, which `provider` reads.
+pub fn record_size(table: &DeltaTable, provider: &Arc<dyn TableProvider>) {
+    if let Ok(state) = table.snapshot() {
+        let bytes = state
+            .log_data()
+            .iter()
+            .map(|f| f.size().max(0) as u64)
+            .sum();
+        crate::table_sizes::record(provider, bytes);
+    }
 }
 
 #[cfg(test)]

@@ -128,8 +128,9 @@ impl std::fmt::Debug for EmbeddedWarehouse {
 /// DataFusion's optimizer rules with Strata's own among them.
 fn optimizer_rules() -> Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> {
     let mut rules = crate::date_comparisons::DateComparisons::with_default_rules();
-    crate::semi_joins::SemiJoinPlacement::insert(&mut rules);
-    crate::grouped_joins::KeysBeforeGrouping::insert(&mut rules);
+    crate::join_rules::semi_placement::SemiJoinPlacement::insert(&mut rules);
+    crate::join_rules::grouped::KeysBeforeGrouping::insert(&mut rules);
+    crate::join_rules::dimensions::DimensionKeysFirst::insert(&mut rules);
     rules
 }
 

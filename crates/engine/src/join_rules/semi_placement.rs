@@ -29,6 +29,8 @@ use datafusion::common::tree_node::Transformed;
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, Projection};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
+use super::{insert_after_filter_pushdown, with_inputs};
+
 /// The optimizer rule; see the module's documentation.
 #[derive(Debug, Default)]
 pub struct SemiJoinPlacement;
@@ -39,18 +41,6 @@ impl SemiJoinPlacement {
     pub fn insert(rules: &mut Vec<Arc<dyn OptimizerRule + Send + Sync>>) {
         insert_after_filter_pushdown(rules, Arc::new(SemiJoinPlacement));
     }
-}
-
-/// Put `rule` in DataFusion's list of optimizer rules right after filters are pushed down.
-pub(crate) fn insert_after_filter_pushdown(
-    rules: &mut Vec<Arc<dyn OptimizerRule + Send + Sync>>,
-    rule: Arc<dyn OptimizerRule + Send + Sync>,
-) {
-    let at = rules
-        .iter()
-        .position(|r| r.name() == "push_down_filter")
-        .map_or(rules.len(), |i| i + 1);
-    rules.insert(at, rule);
 }
 
 impl OptimizerRule for SemiJoinPlacement {
@@ -176,24 +166,6 @@ fn with_left(semi: &Join, left: Arc<LogicalPlan>) -> Result<Join> {
     with_inputs(semi, left, Arc::clone(&semi.right))
 }
 
-/// `join` with other inputs (of the same columns).
-pub(crate) fn with_inputs(
-    join: &Join,
-    left: Arc<LogicalPlan>,
-    right: Arc<LogicalPlan>,
-) -> Result<Join> {
-    Join::try_new(
-        left,
-        right,
-        join.on.clone(),
-        join.filter.clone(),
-        join.join_type,
-        join.join_constraint,
-        join.null_equality,
-        join.null_aware,
-    )
-}
-
 /// Whether a plan may give fewer rows than the tables it reads: anything but scans without
 /// filters or limits, projections and aliases of them, and inner joins of them.
 fn narrows(plan: &LogicalPlan) -> bool {
@@ -209,70 +181,9 @@ fn narrows(plan: &LogicalPlan) -> bool {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use datafusion::execution::SessionStateBuilder;
-    use datafusion::prelude::SessionContext;
-
-    /// What puts a rule in DataFusion's list.
-    pub(crate) type Insert = fn(&mut Vec<Arc<dyn OptimizerRule + Send + Sync>>);
-
-    /// A session with DataFusion's optimizer rules and, if given, one more.
-    pub(crate) fn session(rule: Option<Insert>) -> SessionContext {
-        let mut rules = datafusion::optimizer::Optimizer::new().rules;
-        if let Some(insert) = rule {
-            insert(&mut rules);
-        }
-        SessionContext::new_with_state(
-            SessionStateBuilder::new()
-                .with_default_features()
-                .with_optimizer_rules(rules)
-                .build(),
-        )
-    }
-
-    /// Run statements (`create table …`) in a session.
-    pub(crate) async fn execute(ctx: &SessionContext, statements: &[&str]) {
-        for sql in statements {
-            ctx.sql(sql)
-                .await
-                .expect("plan")
-                .collect()
-                .await
-                .expect("run");
-        }
-    }
-
-    /// The optimized plan of a query, indented.
-    pub(crate) async fn optimized(ctx: &SessionContext, sql: &str) -> String {
-        ctx.sql(sql)
-            .await
-            .expect("plan")
-            .into_optimized_plan()
-            .expect("optimize")
-            .display_indent()
-            .to_string()
-    }
-
-    /// The rows of each query, as tables of text.
-    pub(crate) async fn answers(ctx: &SessionContext, queries: &[&str]) -> Vec<String> {
-        let mut rows = Vec::new();
-        for sql in queries {
-            let batches = ctx
-                .sql(sql)
-                .await
-                .expect("plan")
-                .collect()
-                .await
-                .expect("run");
-            rows.push(
-                datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-                    .expect("format")
-                    .to_string(),
-            );
-        }
-        rows
-    }
+    use crate::join_rules::tests::{answers, execute, optimized, session};
 
     async fn plan(sql: &str) -> String {
         let ctx = session(Some(SemiJoinPlacement::insert));

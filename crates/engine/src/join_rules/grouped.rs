@@ -26,7 +26,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
-use crate::semi_joins::{insert_after_filter_pushdown, with_inputs};
+use super::{filtered_read, insert_after_filter_pushdown, key_source, with_inputs};
 
 /// The alias of the keys a grouped query's input is filtered by.
 const KEYS: &str = "__strata_group_keys";
@@ -131,36 +131,6 @@ fn filtered(
     })
 }
 
-/// The relation below inner joins and projections that `key` comes from.
-fn key_source<'a>(plan: &'a LogicalPlan, key: &Column) -> Option<&'a LogicalPlan> {
-    match plan {
-        LogicalPlan::Join(j) if j.join_type == JoinType::Inner => {
-            match (
-                j.left.schema().has_column(key),
-                j.right.schema().has_column(key),
-            ) {
-                (true, false) => key_source(&j.left, key),
-                (false, true) => key_source(&j.right, key),
-                _ => None,
-            }
-        }
-        LogicalPlan::Projection(p)
-            if p.expr
-                .iter()
-                .any(|e| matches!(e, Expr::Column(c) if c == key)) =>
-        {
-            if p.input.schema().has_column(key) {
-                key_source(&p.input, key)
-            } else {
-                Some(plan)
-            }
-        }
-        // Keys already put in front of a grouping are not a source of their own.
-        LogicalPlan::SubqueryAlias(a) if a.alias.table().starts_with(KEYS) => None,
-        _ => plan.schema().has_column(key).then_some(plan),
-    }
-}
-
 type Keys<'a> = dyn Fn() -> Result<(LogicalPlan, Column)> + 'a;
 
 /// `plan` with the input of its grouping filtered by the keys `keys` makes.
@@ -238,36 +208,10 @@ fn already_filtered(input: &LogicalPlan) -> bool {
         .unwrap_or(true)
 }
 
-/// Whether a relation is a filtered read of a table (or a table's rows that a plain subquery
-/// names): few of its rows are kept, and reading it again is cheap.
-fn filtered_read(plan: &LogicalPlan) -> bool {
-    match plan {
-        LogicalPlan::TableScan(scan) => !scan.filters.is_empty(),
-        LogicalPlan::Filter(f) => plain_read(&f.input),
-        LogicalPlan::Projection(p) => filtered_read(&p.input),
-        LogicalPlan::SubqueryAlias(a) => filtered_read(&a.input),
-        LogicalPlan::Join(j) if j.join_type == JoinType::LeftSemi => {
-            plain_read(&j.left) && plain_read(&j.right)
-        }
-        _ => false,
-    }
-}
-
-/// Whether a relation only reads a table: scans, filters, projections and aliases.
-fn plain_read(plan: &LogicalPlan) -> bool {
-    match plan {
-        LogicalPlan::TableScan(_) => true,
-        LogicalPlan::Filter(f) => plain_read(&f.input),
-        LogicalPlan::Projection(p) => plain_read(&p.input),
-        LogicalPlan::SubqueryAlias(a) => plain_read(&a.input),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::semi_joins::tests::{answers, execute, optimized, session};
+    use crate::join_rules::tests::{answers, execute, optimized, session};
     use datafusion::prelude::SessionContext;
 
     fn context(with_rule: bool) -> SessionContext {
