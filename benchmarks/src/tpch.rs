@@ -3,7 +3,7 @@
 //! embedded engine (`strata show --inline`, one process per query, over views of the files),
 //! by Strata on a Ballista cluster of this machine (a scheduler and two executors started
 //! with `strata cluster`, the project's `engine: ballista` target) and by DuckDB (its Python
-//! package, in one process). The data is generated once per scale factor with the `tpchgen`
+//! package, one process per query, run just before Strata runs it). The data is generated once per scale factor with the `tpchgen`
 //! crate and kept under `$CARGO_TARGET_DIR/tpch/sf<N>`.
 //!
 //! Strata's figures include starting the process and loading the project (measured alone as
@@ -51,27 +51,36 @@ pub fn tpch(strata: &Path, runs: usize, scales: &[f64]) -> Result<Vec<Row>> {
             time_strata(strata, dir, &["show", "--inline", "select 1", "-o", "csv"])
         })?;
 
-        eprintln!("tpch sf{sf}: duckdb");
         let answers = dir.join("duckdb-answers");
         std::fs::create_dir_all(&answers)?;
-        let out = Command::new(&python)
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch/duckdb_run.py"))
-            .arg(&data)
-            .arg(&queries_dir)
-            .arg(runs.to_string())
-            .arg(&answers)
-            .output()
-            .context("running DuckDB")?;
-        if !out.status.success() {
-            bail!("DuckDB failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        }
-        let duck: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        // DuckDB runs each query right before Strata does, so that both meet the machine in
+        // the same state: a shared VM's speed drifts by 10-15% over minutes.
+        let duckdb = |name: &str| -> Result<f64> {
+            let out = Command::new(&python)
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tpch/duckdb_run.py"))
+                .arg(&data)
+                .arg(&queries_dir)
+                .arg(runs.to_string())
+                .arg(&answers)
+                .arg(name)
+                .output()
+                .context("running DuckDB")?;
+            if !out.status.success() {
+                bail!("DuckDB failed:\n{}", String::from_utf8_lossy(&out.stderr));
+            }
+            let times: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            times[name]
+                .as_f64()
+                .with_context(|| format!("DuckDB gave no time for {name}"))
+        };
 
         let (mut total, mut total_duck, mut total_cluster) =
             (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         for q in 1..=22 {
             let name = format!("q{q:02}");
             let sql = std::fs::read_to_string(queries_dir.join(format!("{name}.sql")))?;
+            eprintln!("tpch sf{sf}: duckdb {name}");
+            let d = duckdb(&name)?;
             eprintln!("tpch sf{sf}: strata {name}");
             // The same answer first: a fast wrong answer is no answer.
             let ours = Command::new(strata)
@@ -106,7 +115,6 @@ pub fn tpch(strata: &Path, runs: usize, scales: &[f64]) -> Result<Vec<Row>> {
                 );
             }
             let (cluster_median, _) = measure(runs, || time_strata(strata, dir, &on_cluster))?;
-            let d = duck[&name].as_f64().unwrap_or(f64::NAN);
             total += median;
             total_cluster += cluster_median;
             total_duck += Duration::from_secs_f64(d / 1000.0);

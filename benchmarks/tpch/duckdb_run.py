@@ -1,9 +1,9 @@
 """Time the TPC-H queries in DuckDB over the same Parquet files Strata reads.
 
-usage: duckdb_run.py DATA_DIR QUERIES_DIR RUNS ANSWERS_DIR
-Prints one JSON object: {"q01": median milliseconds, ...}. Each query runs once to warm the
-file cache, writing its rows to ANSWERS_DIR/qNN.csv, then RUNS times; its rows are fetched
-each time.
+usage: duckdb_run.py DATA_DIR QUERIES_DIR RUNS ANSWERS_DIR [QUERY]
+Prints one JSON object: {"q01": median milliseconds, ...}, of every query or of QUERY (q01)
+alone. Each query runs once to warm the file cache, writing its rows to ANSWERS_DIR/qNN.csv,
+then RUNS times; its rows are fetched each time.
 """
 
 import csv
@@ -21,11 +21,12 @@ TABLES = ["nation", "region", "part", "supplier", "partsupp", "customer", "order
 
 def main():
     data, queries, runs, answers = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    only = sys.argv[5] if len(sys.argv) > 5 else "q*"
     con = duckdb.connect()
     for t in TABLES:
         con.execute(f"create view {t} as select * from read_parquet('{data}/{t}/*.parquet')")
     out = {}
-    for path in sorted(glob.glob(os.path.join(queries, "q*.sql"))):
+    for path in sorted(glob.glob(os.path.join(queries, only + ".sql"))):
         name = os.path.basename(path)[:-4]
         sql = open(path).read()
         cur = con.execute(sql)
