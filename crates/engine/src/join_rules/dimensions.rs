@@ -34,12 +34,12 @@
 use std::sync::Arc;
 
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{Column, NullEquality, Result};
+use datafusion::common::{Column, Result};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, LogicalPlanBuilder, Projection};
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
-use super::{filtered_read, insert_after_filter_pushdown, is_keys, with_inputs};
+use super::{dropping_inputs, filtered_read, insert_after_filter_pushdown, is_keys, with_inputs};
 
 /// The alias of a dimension's keys.
 const KEYS: &str = "__strata_dimension_keys";
@@ -93,15 +93,8 @@ impl OptimizerRule for DimensionKeysFirst {
 /// The join with one input narrowed by the keys of the other (a dimension); `None` when it
 /// stays as it is.
 fn narrow(join: &Join, config: &dyn OptimizerConfig) -> Result<Option<LogicalPlan>> {
-    if join.null_equality != NullEquality::NullEqualsNothing {
+    let Some((left_drops, right_drops)) = dropping_inputs(join) else {
         return Ok(None);
-    }
-    // Which inputs lose their rows without a match.
-    let (left_drops, right_drops) = match join.join_type {
-        JoinType::Inner | JoinType::LeftSemi | JoinType::RightSemi => (true, true),
-        JoinType::Left => (false, true),
-        JoinType::Right => (true, false),
-        _ => (false, false),
     };
     let (mut left, mut right) = (None, None);
     for (l, r) in &join.on {

@@ -20,13 +20,15 @@
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, NullEquality, Result};
+use datafusion::common::{Column, Result};
 use datafusion::logical_expr::{
     Aggregate, Expr, Join, JoinType, LogicalPlan, LogicalPlanBuilder, Projection, SubqueryAlias,
 };
 use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
-use super::{filtered_read, insert_after_filter_pushdown, key_source, with_inputs};
+use super::{
+    dropping_inputs, filtered_read, insert_after_filter_pushdown, key_source, with_inputs,
+};
 
 /// The alias of the keys a grouped query's input is filtered by.
 const KEYS: &str = "__strata_group_keys";
@@ -73,15 +75,8 @@ impl OptimizerRule for KeysBeforeGrouping {
 
 /// The join with one input's groups filtered by the other's keys; `None` when it stays.
 fn reduce(join: &Join, config: &dyn OptimizerConfig) -> Result<Option<LogicalPlan>> {
-    if join.null_equality != NullEquality::NullEqualsNothing {
+    let Some((left_drops, right_drops)) = dropping_inputs(join) else {
         return Ok(None);
-    }
-    // Which inputs lose their rows without a match.
-    let (left_drops, right_drops) = match join.join_type {
-        JoinType::Inner | JoinType::LeftSemi | JoinType::RightSemi => (true, true),
-        JoinType::Left => (false, true),
-        JoinType::Right => (true, false),
-        _ => (false, false),
     };
     for (l, r) in &join.on {
         let (Expr::Column(lc), Expr::Column(rc)) = (l, r) else {

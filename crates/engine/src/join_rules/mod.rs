@@ -14,7 +14,7 @@ pub mod semi_placement;
 
 use std::sync::Arc;
 
-use datafusion::common::{Column, Result};
+use datafusion::common::{Column, NullEquality, Result};
 use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, SubqueryAlias};
 use datafusion::optimizer::OptimizerRule;
 
@@ -36,6 +36,21 @@ pub(crate) fn insert_after_filter_pushdown(
         .position(|r| r.name() == "push_down_filter")
         .map_or(rules.len(), |i| i + 1);
     rules.insert(at, rule);
+}
+
+/// Which inputs of `join` lose their rows that have no match (left, right); `None` when its
+/// keys compare NULLs as equal, so that a filter by the other input's keys could drop rows
+/// the join keeps.
+pub(crate) fn dropping_inputs(join: &Join) -> Option<(bool, bool)> {
+    if join.null_equality != NullEquality::NullEqualsNothing {
+        return None;
+    }
+    Some(match join.join_type {
+        JoinType::Inner | JoinType::LeftSemi | JoinType::RightSemi => (true, true),
+        JoinType::Left => (false, true),
+        JoinType::Right => (true, false),
+        _ => (false, false),
+    })
 }
 
 /// `join` with other inputs (of the same columns).
