@@ -16,6 +16,7 @@ pub mod functions;
 pub mod join_rules;
 pub mod lateral;
 pub mod literals;
+pub mod reuse;
 pub mod semantics;
 pub mod snapshot_sql;
 mod table_sizes;

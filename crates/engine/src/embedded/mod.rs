@@ -25,7 +25,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::ViewTable;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::execution::context::{QueryPlanner, SQLOptions, SessionContext};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionConfig};
 use deltalake::DeltaTable;
@@ -199,9 +199,13 @@ impl EmbeddedWarehouse {
         if let Some(d) = &options.distributor {
             d.configure(&mut config);
         }
-        let state = session_builder(config)
-            .with_query_planner(DeltaPlanner::new())
-            .build();
+        // A cluster's executors plan what they run: only a query run here shares its
+        // repeated parts.
+        let planner: Arc<dyn QueryPlanner + Send + Sync> = match options.distributor {
+            Some(_) => DeltaPlanner::new(),
+            None => Arc::new(crate::reuse::ReusingPlanner),
+        };
+        let state = session_builder(config).with_query_planner(planner).build();
         let ctx = SessionContext::new_with_state(state);
         stage::register(&ctx)?;
         crate::functions::register(&ctx);
