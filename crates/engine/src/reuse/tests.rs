@@ -207,8 +207,12 @@ fn copies(copies: usize) -> Vec<Arc<dyn ExecutionPlan>> {
     state.set_copies(copies);
     (0..copies)
         .map(|_| {
-            let input = MemorySourceConfig::try_new_exec(&[batches.clone()], schema.clone(), None)
-                .expect("memory exec");
+            let input = MemorySourceConfig::try_new_exec(
+                std::slice::from_ref(&batches),
+                schema.clone(),
+                None,
+            )
+            .expect("memory exec");
             Arc::new(SharedExec::new(0, input, Some(state.clone()))) as Arc<dyn ExecutionPlan>
         })
         .collect()
