@@ -81,43 +81,38 @@ fn shared_nodes(plan: &Arc<dyn ExecutionPlan>) -> Vec<(String, usize)> {
     found
 }
 
-#[tokio::test]
-async fn a_cte_read_twice_is_computed_once() {
+/// Run `sql` with and without sharing: the same rows, and two copies of one shared part of
+/// which one read `reused` rows from the other. Returns the rows.
+async fn computed_once(sql: &str, reused: usize) -> String {
     let (reusing, plain) = (session(true), session(false));
     execute(&reusing, TABLES).await;
     execute(&plain, TABLES).await;
-    let (plan, rows) = run(&reusing, CTE_TWICE).await;
-    let (_, expected) = run(&plain, CTE_TWICE).await;
+    let (plan, rows) = run(&reusing, sql).await;
+    let (_, expected) = run(&plain, sql).await;
     assert_eq!(rows, expected);
-    assert!(rows.contains("| 4  | d    | 20.0  |"), "{rows}");
     let shared = shared_nodes(&plan);
     assert_eq!(shared.len(), 2, "{shared:?}");
     assert!(shared.iter().all(|(line, _)| line == "SharedExec: id=0"));
-    // One copy computed the groups (4 of them, and the NULL supplier's); the other read them.
     assert_eq!(
         shared.iter().map(|(_, n)| n).sum::<usize>(),
-        5,
+        reused,
         "{shared:?}"
     );
+    rows
+}
+
+#[tokio::test]
+async fn a_cte_read_twice_is_computed_once() {
+    // One copy computed the groups (4 of them, and the NULL supplier's); the other read them.
+    let rows = computed_once(CTE_TWICE, 5).await;
+    assert!(rows.contains("| 4  | d    | 20.0  |"), "{rows}");
 }
 
 #[tokio::test]
 async fn joins_written_twice_with_other_columns_are_computed_once() {
-    let (reusing, plain) = (session(true), session(false));
-    execute(&reusing, TABLES).await;
-    execute(&plain, TABLES).await;
-    let (plan, rows) = run(&reusing, JOINS_TWICE).await;
-    let (_, expected) = run(&plain, JOINS_TWICE).await;
-    assert_eq!(rows, expected);
-    assert!(rows.contains("| 11   | 20.0  |"), "{rows}");
-    let shared = shared_nodes(&plan);
-    assert_eq!(shared.len(), 2, "{shared:?}");
     // The north suppliers' five lines, read by the second copy.
-    assert_eq!(
-        shared.iter().map(|(_, n)| n).sum::<usize>(),
-        5,
-        "{shared:?}"
-    );
+    let rows = computed_once(JOINS_TWICE, 5).await;
+    assert!(rows.contains("| 11   | 20.0  |"), "{rows}");
 }
 
 #[tokio::test]
@@ -128,19 +123,7 @@ async fn subqueries_decorrelated_twice_are_computed_once() {
         having sum(price) > (select sum(price) * 0.3 from lines
                              where supp in (select id from supp where region = 'north'))
         order by value desc";
-    let (reusing, plain) = (session(true), session(false));
-    execute(&reusing, TABLES).await;
-    execute(&plain, TABLES).await;
-    let (plan, rows) = run(&reusing, sql).await;
-    let (_, expected) = run(&plain, sql).await;
-    assert_eq!(rows, expected);
-    let shared = shared_nodes(&plan);
-    assert_eq!(shared.len(), 2, "{shared:?}");
-    assert_eq!(
-        shared.iter().map(|(_, n)| n).sum::<usize>(),
-        5,
-        "{shared:?}"
-    );
+    computed_once(sql, 5).await;
 }
 
 #[tokio::test]
