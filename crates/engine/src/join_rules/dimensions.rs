@@ -143,8 +143,12 @@ fn narrowed(
             return Ok(None);
         }
         let alias = config.alias_generator().next(KEYS);
+        // Each key once: a narrowed table's key (`supplier.s_nationkey` of one region's
+        // suppliers) repeats, and a hash join walks every equal key of its build side for
+        // each row it probes.
         let keys = LogicalPlanBuilder::from(dimension.clone())
             .project(vec![Expr::Column(dim_key.clone())])?
+            .distinct()?
             .alias(alias.as_str())?
             .build()?;
         let plan = LogicalPlanBuilder::from(source.clone())
@@ -336,6 +340,18 @@ mod tests {
                 plan.contains(&format!("LeftSemi Join: {narrowed} = {KEYS}")),
                 "{narrowed}\n{plan}"
             );
+        }
+        // Each key once: a narrowed table's keys may repeat.
+        let lines: Vec<&str> = plan.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.contains(&format!("SubqueryAlias: {KEYS}")) {
+                assert!(
+                    lines
+                        .get(i + 1)
+                        .is_some_and(|l| l.contains("Aggregate: groupBy=")),
+                    "{plan}"
+                );
+            }
         }
     }
 

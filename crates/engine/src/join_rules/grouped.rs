@@ -118,8 +118,10 @@ fn filtered(
     }
     with_keys(grouped, key, &|| {
         let alias = config.alias_generator().next(KEYS);
+        // Each key once (a hash join walks every equal key of its build side per row).
         let keys = LogicalPlanBuilder::from(source.clone())
             .project(vec![Expr::Column(other_key.clone())])?
+            .distinct()?
             .alias(alias.as_str())?
             .build()?;
         Ok((keys, Column::new(Some(alias), other_key.name.clone())))
