@@ -147,8 +147,7 @@ fn narrowed(
         // suppliers) repeats, and a hash join walks every equal key of its build side for
         // each row it probes.
         let keys = LogicalPlanBuilder::from(dimension.clone())
-            .project(vec![Expr::Column(dim_key.clone())])?
-            .distinct()?
+            .aggregate(vec![Expr::Column(dim_key.clone())], Vec::<Expr>::new())?
             .alias(alias.as_str())?
             .build()?;
         let plan = LogicalPlanBuilder::from(source.clone())

@@ -120,8 +120,7 @@ fn filtered(
         let alias = config.alias_generator().next(KEYS);
         // Each key once (a hash join walks every equal key of its build side per row).
         let keys = LogicalPlanBuilder::from(source.clone())
-            .project(vec![Expr::Column(other_key.clone())])?
-            .distinct()?
+            .aggregate(vec![Expr::Column(other_key.clone())], Vec::<Expr>::new())?
             .alias(alias.as_str())?
             .build()?;
         Ok((keys, Column::new(Some(alias), other_key.name.clone())))
