@@ -42,7 +42,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 
 /// The most bytes of batches one shared part keeps for its later copies.
-pub(crate) const KEPT_BYTES: usize = 256 << 20;
+const KEPT_BYTES: usize = 256 << 20;
 
 /// Where a partition of a shared part stands.
 enum Slot {
