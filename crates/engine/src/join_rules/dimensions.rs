@@ -373,6 +373,29 @@ mod tests {
         }
     }
 
+    /// TPC-H q07's shape: one table twice, both copies dimensions.
+    const TWO_NATIONS: &str = "select n1.n_name, n2.n_name, sum(l_price) \
+        from supplier, lines, orders, customer, nation n1, nation n2 \
+        where s_key = l_supp and o_key = l_order and c_key = o_cust \
+        and s_nation = n1.n_key and c_nation = n2.n_key \
+        and ((n1.n_name = 'fr' and n2.n_name = 'de') or (n1.n_name = 'de' and n2.n_name = 'fr')) \
+        and l_price > 100 group by 1, 2 order by 1, 2";
+
+    #[tokio::test]
+    async fn the_keys_are_not_narrowed_in_turn() {
+        fn both(rules: &mut Vec<Arc<dyn OptimizerRule + Send + Sync>>) {
+            DimensionKeysFirst::insert(rules);
+            crate::join_rules::grouped::KeysBeforeGrouping::insert(rules);
+        }
+        let ctx = session(Some(both));
+        tables(&ctx).await;
+        let plan = optimized(&ctx, TWO_NATIONS).await;
+        assert!(plan.contains(KEYS), "{plan}");
+        // The keys are grouped to have each once, not a grouped query whose groups a filtered
+        // table's keys should narrow: that would read and group that table once more.
+        assert!(!plan.contains("__strata_group_keys"), "{plan}");
+    }
+
     #[tokio::test]
     async fn the_rows_are_the_same() {
         let mut results = Vec::new();
@@ -393,6 +416,7 @@ mod tests {
                         // An outer join keeps the rows without a match: no narrowing.
                         "select count(*), count(n_name) from lines join supplier on s_key = l_supp \
                          left join nation on s_nation = n_key and n_name = 'de'",
+                        TWO_NATIONS,
                         // A semi join (IN) with a dimension's keys.
                         "select count(*) from lines join supplier on s_key = l_supp \
                          where s_nation in (select n_key from nation where n_name <> 'it')",
