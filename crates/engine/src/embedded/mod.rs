@@ -128,6 +128,9 @@ impl std::fmt::Debug for EmbeddedWarehouse {
 /// DataFusion's optimizer rules with Strata's own among them.
 fn optimizer_rules() -> Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> {
     let mut rules = crate::date_comparisons::DateComparisons::with_default_rules();
+    // Inserted right after DataFusion's filter pushdown, each before the one inserted before
+    // it: the last one here runs first.
+    crate::join_rules::early_grouping::GroupBeforeDimensions::insert(&mut rules);
     crate::join_rules::semi_placement::SemiJoinPlacement::insert(&mut rules);
     crate::join_rules::grouped::KeysBeforeGrouping::insert(&mut rules);
     crate::join_rules::dimensions::DimensionKeysFirst::insert(&mut rules);

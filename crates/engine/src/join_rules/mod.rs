@@ -6,9 +6,12 @@
 //! - [`semi_placement`]: `IN`/`EXISTS` subqueries filter the table they read, below inner joins;
 //! - [`grouped`]: a grouped subquery computes only the groups its join can keep;
 //! - [`dimensions`]: a filtered small table (a dimension) narrows the table its key comes
-//!   from, below the joins in between.
+//!   from, below the joins in between;
+//! - [`early_grouping`]: facts are grouped by a dimension's key before the joins that only add
+//!   the dimensions' columns to the groups.
 
 pub mod dimensions;
+pub mod early_grouping;
 pub mod grouped;
 pub mod semi_placement;
 
