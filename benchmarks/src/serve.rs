@@ -19,7 +19,64 @@ const CLIENTS: usize = 16;
 const QUERIES_PER_CLIENT: usize = 200;
 
 /// A `strata serve` stopped when dropped.
-struct Server(Child);
+pub(crate) struct Server(Child);
+
+impl Server {
+    /// `strata serve` of the project in `dir`, with the web UI and the Postgres wire protocol
+    /// on free ports (returned: HTTP, Postgres), once both listen.
+    pub(crate) fn start(strata: &Path, dir: &Path) -> Result<(Self, u16, u16)> {
+        let (http_port, pg_port) = (free_port()?, free_port()?);
+        let server = Server(
+            Command::new(strata)
+                .args([
+                    "serve",
+                    "--http",
+                    &format!("127.0.0.1:{http_port}"),
+                    "--pg",
+                    &format!("127.0.0.1:{pg_port}"),
+                ])
+                .current_dir(dir)
+                .env("STRATA_PROFILES_DIR", dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting strata serve")?,
+        );
+        wait_for(pg_port)?;
+        wait_for(http_port)?;
+        Ok((server, http_port, pg_port))
+    }
+}
+
+/// `strata users add NAME --role ROLE` in `dir`, the password given on standard input.
+pub(crate) fn add_user(
+    strata: &Path,
+    dir: &Path,
+    name: &str,
+    role: &str,
+    password: &str,
+) -> Result<()> {
+    let add = Command::new(strata)
+        .args(["users", "add", name, "--role", role])
+        .current_dir(dir)
+        .env("STRATA_PROFILES_DIR", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .map(|mut stdin| stdin.write_all(format!("{password}\n").as_bytes()))
+                .transpose()?;
+            child.wait_with_output()
+        })?;
+    if !add.status.success() {
+        bail!("strata users add: {}", String::from_utf8_lossy(&add.stderr));
+    }
+    Ok(())
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -155,44 +212,8 @@ pub fn serve(strata: &Path, runs: usize) -> Result<Vec<Row>> {
     let dir = tmp.path();
     project(dir)?;
     time_strata(strata, dir, &["run"])?;
-    let add = Command::new(strata)
-        .args(["users", "add", "bench", "--role", "bi_reader"])
-        .current_dir(dir)
-        .env("STRATA_PROFILES_DIR", dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child
-                .stdin
-                .take()
-                .map(|mut stdin| stdin.write_all(b"bench-password\n"))
-                .transpose()?;
-            child.wait_with_output()
-        })?;
-    if !add.status.success() {
-        bail!("strata users add: {}", String::from_utf8_lossy(&add.stderr));
-    }
-    let (http_port, pg_port) = (free_port()?, free_port()?);
-    let _server = Server(
-        Command::new(strata)
-            .args([
-                "serve",
-                "--http",
-                &format!("127.0.0.1:{http_port}"),
-                "--pg",
-                &format!("127.0.0.1:{pg_port}"),
-            ])
-            .current_dir(dir)
-            .env("STRATA_PROFILES_DIR", dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting strata serve")?,
-    );
-    wait_for(pg_port)?;
-    wait_for(http_port)?;
+    add_user(strata, dir, "bench", "bi_reader", "bench-password")?;
+    let (_server, http_port, pg_port) = Server::start(strata, dir)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
