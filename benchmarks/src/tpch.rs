@@ -71,10 +71,12 @@ pub fn tpch(strata: &Path, runs: usize, scales: &[f64]) -> Result<Vec<Row>> {
         let served = |sql: &str| -> Result<Duration> {
             runtime.block_on(async {
                 let start = Instant::now();
-                let messages = client
-                    .simple_query(sql)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                // A stalled answer fails the run instead of hanging it.
+                let messages =
+                    tokio::time::timeout(Duration::from_secs(300), client.simple_query(sql))
+                        .await
+                        .map_err(|_| anyhow::anyhow!("no answer within 5 minutes"))?
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                 let elapsed = start.elapsed();
                 if !messages
                     .iter()
