@@ -1,13 +1,20 @@
 //! The `Shared` plan node and `SharedExec`, its execution: each copy of a repeated part of a
-//! plan runs as its own `SharedExec`; the first one to run a partition keeps its batches, and
-//! the copies that run that partition later read them instead of computing them again.
+//! plan runs as its own `SharedExec`; the first copy to run (the keeper) keeps the batches of
+//! its partitions, and a copy that starts once every partition is kept reads them all instead
+//! of computing them again.
 //!
-//! No copy ever waits for another: a copy that finds a partition still running computes it
-//! itself, as it would without sharing. So a plan cannot deadlock whatever order its operators
-//! read their inputs in, and sharing only ever saves work. The kept batches count against the
-//! query's memory pool and are given up past [`KEPT_BYTES`] (the later copies then compute
-//! their rows themselves).
+//! A copy takes all its partitions from one plan: the keeper's, or its own. The partitions of
+//! one plan are not independent: a hash join that hashes one whole input (`CollectLeft`) emits
+//! that input's unmatched rows (a left or anti join) from whichever of its partitions ends
+//! last, so partitions taken from two plans can lose those rows or give them twice.
+//!
+//! No copy ever waits for another: a copy that starts while some partition is not kept yet
+//! computes all of its partitions itself, as it would without sharing. So a plan cannot
+//! deadlock whatever order its operators read their inputs in, and sharing only ever saves
+//! work. The kept batches count against the query's memory pool and are given up past
+//! [`KEPT_BYTES`] (the later copies then compute their rows themselves).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
@@ -44,11 +51,11 @@ use parking_lot::Mutex;
 /// The most bytes of batches one shared part keeps for its later copies.
 const KEPT_BYTES: usize = 256 << 20;
 
-/// Where a partition of a shared part stands.
+/// Where a partition of the keeper's stands.
 enum Slot {
-    /// Not run yet: the first copy to read it runs it and keeps its batches.
+    /// Not run yet.
     Idle,
-    /// Being run by one copy; others compute it themselves.
+    /// Being run by the keeper.
     Running,
     /// Run to the end: its batches, the reservation holding their memory, and how many
     /// copies may still read them.
@@ -57,8 +64,28 @@ enum Slot {
         readers_left: usize,
         _memory: MemoryReservation,
     },
-    /// Too large to keep, failed, or read by every copy: each copy computes it.
+    /// Too large to keep, failed, stopped early, or read by every copy.
     Unshared,
+}
+
+/// What one copy does with each of its partitions, decided when it first runs one.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    /// The first copy to run: computes its partitions and keeps their batches.
+    Keeper,
+    /// Started when every partition was kept: reads them all.
+    Reader,
+    /// Started while some partition was not kept: computes them all.
+    Own,
+}
+
+/// The partitions and the copies' roles.
+#[derive(Default)]
+struct Partitions {
+    slots: Vec<Slot>,
+    roles: HashMap<usize, Role>,
+    /// How many copies compute their own rows: they will not read the kept batches.
+    declined: usize,
 }
 
 /// What the copies of one shared part have in common.
@@ -68,7 +95,7 @@ pub(crate) struct SharedState {
     /// How the first copy to run is planned: a copy planned otherwise (the physical optimizer
     /// may treat copies differently) computes its rows itself.
     plan: OnceLock<String>,
-    partitions: Mutex<Vec<Slot>>,
+    partitions: Mutex<Partitions>,
     kept: AtomicUsize,
 }
 
@@ -77,7 +104,7 @@ impl SharedState {
         Arc::new(Self {
             copies: AtomicUsize::new(0),
             plan: OnceLock::new(),
-            partitions: Mutex::new(Vec::new()),
+            partitions: Mutex::new(Partitions::default()),
             kept: AtomicUsize::new(0),
         })
     }
@@ -87,11 +114,67 @@ impl SharedState {
     }
 
     fn with_slot<T>(&self, partition: usize, f: impl FnOnce(&mut Slot) -> T) -> T {
-        let mut slots = self.partitions.lock();
-        if slots.len() <= partition {
-            slots.resize_with(partition + 1, || Slot::Idle);
+        let mut partitions = self.partitions.lock();
+        if partitions.slots.len() <= partition {
+            partitions.slots.resize_with(partition + 1, || Slot::Idle);
         }
-        f(&mut slots[partition])
+        f(&mut partitions.slots[partition])
+    }
+
+    /// What `copy` (of `count` partitions) does with `partition`.
+    fn then(&self, copy: usize, count: usize, partition: usize) -> Then {
+        let mut guard = self.partitions.lock();
+        let p = &mut *guard;
+        let size = count.max(partition + 1);
+        if p.slots.len() < size {
+            p.slots.resize_with(size, || Slot::Idle);
+        }
+        let role = match p.roles.get(&copy) {
+            Some(role) => *role,
+            None => {
+                let role = if self.copies.load(Ordering::Relaxed) <= 1 {
+                    Role::Own
+                } else if !p.roles.values().any(|r| *r == Role::Keeper) {
+                    Role::Keeper
+                } else if p.slots[..count]
+                    .iter()
+                    .all(|s| matches!(s, Slot::Done { .. }))
+                {
+                    Role::Reader
+                } else {
+                    Role::Own
+                };
+                if role == Role::Own {
+                    p.declined += 1;
+                    for slot in &mut p.slots {
+                        read_once(slot);
+                    }
+                }
+                p.roles.insert(copy, role);
+                role
+            }
+        };
+        let slot = &mut p.slots[partition];
+        match (role, &*slot) {
+            (Role::Keeper, Slot::Idle) => {
+                *slot = Slot::Running;
+                Then::Keep
+            }
+            (Role::Reader, Slot::Done { batches, .. }) => {
+                let batches = batches.clone();
+                read_once(slot);
+                Then::Reuse(batches)
+            }
+            _ => Then::Compute,
+        }
+    }
+
+    /// How many copies will read a partition the keeper has just run.
+    fn readers(&self) -> usize {
+        let declined = self.partitions.lock().declined;
+        self.copies
+            .load(Ordering::Relaxed)
+            .saturating_sub(1 + declined)
     }
 
     /// Count `bytes` more kept, if that stays within [`KEPT_BYTES`].
@@ -204,10 +287,15 @@ impl ExtensionPlanner for SharedPlanner {
     }
 }
 
+/// Numbers each [`SharedExec`] made, to tell the copies of one part apart.
+static COPIES_MADE: AtomicUsize = AtomicUsize::new(0);
+
 /// One copy of a shared part: its own plan, and the state every copy shares.
 #[derive(Debug)]
 pub struct SharedExec {
     id: usize,
+    /// Which copy this is.
+    copy: usize,
     input: Arc<dyn ExecutionPlan>,
     /// `None` once the plan was reset to run again: it then computes its rows itself.
     state: Option<Arc<SharedState>>,
@@ -224,6 +312,7 @@ impl SharedExec {
     ) -> Self {
         Self {
             id,
+            copy: COPIES_MADE.fetch_add(1, Ordering::Relaxed),
             input,
             state,
             plan: OnceLock::new(),
@@ -328,8 +417,11 @@ impl ExecutionPlan for SharedExec {
         let reused = MetricBuilder::new(&self.metrics).counter("reused_rows", partition);
         // What to do is decided when the rows are first asked for, not now: by then the
         // copies read earlier may have finished.
+        let copy = self.copy;
         let opened =
-            futures::stream::once(async move { open(state, partition, input, context, reused) });
+            futures::stream::once(
+                async move { open(state, copy, partition, input, context, reused) },
+            );
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
             opened.try_flatten(),
@@ -337,38 +429,34 @@ impl ExecutionPlan for SharedExec {
     }
 }
 
-/// The rows of `partition` for one copy: kept ones, or computed (and kept if first).
+/// What a copy does with a partition.
+enum Then {
+    Reuse(Arc<[RecordBatch]>),
+    Keep,
+    Compute,
+}
+
+/// One copy fewer to read a kept partition; let its batches go after the last.
+fn read_once(slot: &mut Slot) {
+    if let Slot::Done { readers_left, .. } = slot {
+        *readers_left = readers_left.saturating_sub(1);
+        if *readers_left == 0 {
+            *slot = Slot::Unshared;
+        }
+    }
+}
+
+/// The rows of `partition` for one copy: kept ones, or computed (and kept by the keeper).
 fn open(
     state: Arc<SharedState>,
+    copy: usize,
     partition: usize,
     input: Arc<dyn ExecutionPlan>,
     context: Arc<TaskContext>,
     reused: Count,
 ) -> Result<SendableRecordBatchStream> {
-    enum Then {
-        Reuse(Arc<[RecordBatch]>),
-        Keep,
-        Compute,
-    }
-    let then = state.with_slot(partition, |slot| match slot {
-        Slot::Idle if state.copies.load(Ordering::Relaxed) > 1 => {
-            *slot = Slot::Running;
-            Then::Keep
-        }
-        Slot::Done {
-            batches,
-            readers_left,
-            ..
-        } => {
-            let batches = batches.clone();
-            *readers_left -= 1;
-            if *readers_left == 0 {
-                *slot = Slot::Unshared;
-            }
-            Then::Reuse(batches)
-        }
-        Slot::Idle | Slot::Running | Slot::Unshared => Then::Compute,
-    });
+    let count = input.properties().output_partitioning().partition_count();
+    let then = state.then(copy, count, partition);
     match then {
         Then::Reuse(batches) => {
             let schema = input.schema();
@@ -462,14 +550,21 @@ impl Stream for Keeping {
             Poll::Ready(None) => {
                 this.finished = true;
                 if let (Some(kept), Some(memory)) = (this.kept.take(), this.memory.take()) {
-                    let readers = this.state.copies.load(Ordering::Relaxed).saturating_sub(1);
+                    let readers = this.state.readers();
+                    let bytes = std::mem::take(&mut this.bytes);
                     this.state.with_slot(this.partition, |slot| {
-                        *slot = Slot::Done {
-                            batches: kept.into(),
-                            readers_left: readers,
-                            _memory: memory,
+                        *slot = match readers {
+                            0 => Slot::Unshared,
+                            _ => Slot::Done {
+                                batches: kept.into(),
+                                readers_left: readers,
+                                _memory: memory,
+                            },
                         }
                     });
+                    if readers == 0 {
+                        this.state.kept.fetch_sub(bytes, Ordering::Relaxed);
+                    }
                 }
                 Poll::Ready(None)
             }
@@ -486,9 +581,10 @@ impl RecordBatchStream for Keeping {
 
 impl Drop for Keeping {
     fn drop(&mut self) {
-        // Dropped before its end (a limit above it had enough): the next copy runs it.
+        // Dropped before its end (a limit above it had enough): the other copies compute
+        // their own rows.
         if !self.finished && self.kept.is_some() {
-            self.give_up(Slot::Idle);
+            self.give_up(Slot::Unshared);
         }
     }
 }

@@ -172,6 +172,30 @@ async fn same_rows_with_and_without_sharing() {
     }
 }
 
+/// A left join whose build side is hashed whole, read by two copies that run at once (a unit
+/// test's comparison of a model's rows with the expected ones): the unmatched row (supplier 4)
+/// comes out of each copy exactly once, however the copies' partitions interleave.
+#[tokio::test]
+async fn copies_running_at_once_give_every_row_once() {
+    let (reusing, plain) = (session(true), session(false));
+    execute(&reusing, TABLES).await;
+    execute(&plain, TABLES).await;
+    let sql = "with t as (select supp.id, s.n from supp left join
+               (select supp as id, count(*) as n from lines group by supp) s on s.id = supp.id + 1),
+          e as (select id, n from t where id < 0)
+     select 'missing' as d, * from (select * from e except all select * from t) a
+     union all
+     select 'extra', * from (select * from t except all select * from e) b order by 1, 2";
+    let (plan, expected) = run(&plain, sql).await;
+    assert!(expected.contains("| extra | 4  |"), "{expected}");
+    let (plan_shared, _) = run(&reusing, sql).await;
+    assert!(!shared_nodes(&plan_shared).is_empty(), "{plan:?}");
+    for _ in 0..30 {
+        let (_, rows) = run(&reusing, sql).await;
+        assert_eq!(rows, expected, "{sql}");
+    }
+}
+
 fn numbers() -> (Arc<Schema>, Vec<RecordBatch>) {
     let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
     let batches = (0..3)
@@ -183,15 +207,15 @@ fn numbers() -> (Arc<Schema>, Vec<RecordBatch>) {
     (schema, batches)
 }
 
-/// Two copies of one part over the same batches.
-fn copies(copies: usize) -> Vec<Arc<dyn ExecutionPlan>> {
+/// Copies of one part over the same batches: 300 rows in each of `partitions` partitions.
+fn copies(copies: usize, partitions: usize) -> Vec<Arc<dyn ExecutionPlan>> {
     let (schema, batches) = numbers();
     let state = SharedState::new();
     state.set_copies(copies);
     (0..copies)
         .map(|_| {
             let input = MemorySourceConfig::try_new_exec(
-                std::slice::from_ref(&batches),
+                &vec![batches.clone(); partitions],
                 schema.clone(),
                 None,
             )
@@ -199,6 +223,18 @@ fn copies(copies: usize) -> Vec<Arc<dyn ExecutionPlan>> {
             Arc::new(SharedExec::new(0, input, Some(state.clone()))) as Arc<dyn ExecutionPlan>
         })
         .collect()
+}
+
+/// The rows of one partition of a plan.
+async fn partition_rows(plan: &Arc<dyn ExecutionPlan>, partition: usize) -> usize {
+    let mut stream = plan
+        .execute(partition, Arc::new(TaskContext::default()))
+        .expect("execute");
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        rows += batch.expect("rows").num_rows();
+    }
+    rows
 }
 
 async fn count_rows(plan: &Arc<dyn ExecutionPlan>, ctx: Arc<TaskContext>) -> usize {
@@ -215,8 +251,8 @@ fn reused(plan: &Arc<dyn ExecutionPlan>) -> usize {
 }
 
 #[tokio::test]
-async fn a_copy_dropped_early_leaves_the_partition_to_the_next() {
-    let plans = copies(2);
+async fn a_copy_dropped_early_leaves_the_others_computing() {
+    let plans = copies(2, 1);
     let ctx = Arc::new(TaskContext::default());
     let mut first = plans[0].execute(0, ctx.clone()).expect("execute");
     assert_eq!(
@@ -229,20 +265,35 @@ async fn a_copy_dropped_early_leaves_the_partition_to_the_next() {
         100
     );
     drop(first);
-    // The second copy runs the partition itself (and keeps it): all rows, none reused.
+    // Nothing kept: the second copy computes its rows.
     assert_eq!(count_rows(&plans[1], ctx.clone()).await, 300);
     assert_eq!(reused(&plans[1]), 0);
-    // The first copy, run again, reads what the second kept.
-    assert_eq!(count_rows(&plans[0], ctx.clone()).await, 300);
-    assert_eq!(reused(&plans[0]), 300);
-    // Every copy has read it: the batches are let go, and a further run computes them.
-    assert_eq!(count_rows(&plans[1], ctx).await, 300);
+    assert_eq!(count_rows(&plans[0], ctx).await, 300);
+    assert_eq!(reused(&plans[0]), 0);
+}
+
+/// Partitions of one plan are not independent (a `CollectLeft` left join emits its unmatched
+/// rows from the partition that ends last): a copy takes all of them from one plan.
+#[tokio::test]
+async fn a_copy_reads_every_partition_kept_or_computes_them_all() {
+    let plans = copies(3, 2);
+    // The keeper has run one partition of two.
+    assert_eq!(partition_rows(&plans[0], 0).await, 300);
+    // A copy starting now finds the other partition not kept: it computes both, even the
+    // one that is kept.
+    assert_eq!(partition_rows(&plans[1], 0).await, 300);
+    assert_eq!(partition_rows(&plans[1], 1).await, 300);
     assert_eq!(reused(&plans[1]), 0);
+    // Once both are kept, a copy starting then reads both.
+    assert_eq!(partition_rows(&plans[0], 1).await, 300);
+    assert_eq!(partition_rows(&plans[2], 1).await, 300);
+    assert_eq!(partition_rows(&plans[2], 0).await, 300);
+    assert_eq!(reused(&plans[2]), 600);
 }
 
 #[tokio::test]
 async fn batches_beyond_the_memory_pool_are_not_kept() {
-    let plans = copies(2);
+    let plans = copies(2, 1);
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(GreedyMemoryPool::new(1024)))
         .build_arc()
