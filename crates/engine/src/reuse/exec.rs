@@ -62,6 +62,8 @@ enum Slot {
     Done {
         batches: Arc<[RecordBatch]>,
         readers_left: usize,
+        /// Their bytes, counted in the state's `kept`.
+        bytes: usize,
         _memory: MemoryReservation,
     },
     /// Too large to keep, failed, stopped early, or read by every copy.
@@ -86,6 +88,17 @@ struct Partitions {
     roles: HashMap<usize, Role>,
     /// How many copies compute their own rows: they will not read the kept batches.
     declined: usize,
+}
+
+impl Partitions {
+    /// The slot of `partition`, with slots for the first `count` partitions at least.
+    fn slot(&mut self, partition: usize, count: usize) -> &mut Slot {
+        let size = count.max(partition + 1);
+        if self.slots.len() < size {
+            self.slots.resize_with(size, || Slot::Idle);
+        }
+        &mut self.slots[partition]
+    }
 }
 
 /// What the copies of one shared part have in common.
@@ -114,21 +127,15 @@ impl SharedState {
     }
 
     fn with_slot<T>(&self, partition: usize, f: impl FnOnce(&mut Slot) -> T) -> T {
-        let mut partitions = self.partitions.lock();
-        if partitions.slots.len() <= partition {
-            partitions.slots.resize_with(partition + 1, || Slot::Idle);
-        }
-        f(&mut partitions.slots[partition])
+        f(self.partitions.lock().slot(partition, 0))
     }
 
     /// What `copy` (of `count` partitions) does with `partition`.
     fn then(&self, copy: usize, count: usize, partition: usize) -> Then {
         let mut guard = self.partitions.lock();
         let p = &mut *guard;
-        let size = count.max(partition + 1);
-        if p.slots.len() < size {
-            p.slots.resize_with(size, || Slot::Idle);
-        }
+        p.slot(partition, count);
+        let mut freed = 0;
         let role = match p.roles.get(&copy) {
             Some(role) => *role,
             None => {
@@ -147,7 +154,7 @@ impl SharedState {
                 if role == Role::Own {
                     p.declined += 1;
                     for slot in &mut p.slots {
-                        read_once(slot);
+                        freed += read_once(slot);
                     }
                 }
                 p.roles.insert(copy, role);
@@ -155,26 +162,48 @@ impl SharedState {
             }
         };
         let slot = &mut p.slots[partition];
-        match (role, &*slot) {
+        let then = match (role, &*slot) {
             (Role::Keeper, Slot::Idle) => {
                 *slot = Slot::Running;
                 Then::Keep
             }
             (Role::Reader, Slot::Done { batches, .. }) => {
                 let batches = batches.clone();
-                read_once(slot);
+                freed += read_once(slot);
                 Then::Reuse(batches)
             }
             _ => Then::Compute,
-        }
+        };
+        self.kept.fetch_sub(freed, Ordering::Relaxed);
+        then
     }
 
-    /// How many copies will read a partition the keeper has just run.
-    fn readers(&self) -> usize {
-        let declined = self.partitions.lock().declined;
-        self.copies
+    /// The keeper has run `partition` to its end: its batches wait for the copies that will
+    /// read them (counted under the same lock as the copies that decline).
+    fn finish(
+        &self,
+        partition: usize,
+        batches: Vec<RecordBatch>,
+        bytes: usize,
+        memory: MemoryReservation,
+    ) {
+        let mut p = self.partitions.lock();
+        let readers = self
+            .copies
             .load(Ordering::Relaxed)
-            .saturating_sub(1 + declined)
+            .saturating_sub(1 + p.declined);
+        *p.slot(partition, 0) = match readers {
+            0 => {
+                self.kept.fetch_sub(bytes, Ordering::Relaxed);
+                Slot::Unshared
+            }
+            _ => Slot::Done {
+                batches: batches.into(),
+                readers_left: readers,
+                bytes,
+                _memory: memory,
+            },
+        };
     }
 
     /// Count `bytes` more kept, if that stays within [`KEPT_BYTES`].
@@ -436,14 +465,24 @@ enum Then {
     Compute,
 }
 
-/// One copy fewer to read a kept partition; let its batches go after the last.
-fn read_once(slot: &mut Slot) {
-    if let Slot::Done { readers_left, .. } = slot {
-        *readers_left = readers_left.saturating_sub(1);
-        if *readers_left == 0 {
-            *slot = Slot::Unshared;
-        }
+/// One copy fewer to read a kept partition; its batches go after the last (their bytes are
+/// returned, to be counted off).
+fn read_once(slot: &mut Slot) -> usize {
+    let Slot::Done {
+        readers_left,
+        bytes,
+        ..
+    } = slot
+    else {
+        return 0;
+    };
+    *readers_left = readers_left.saturating_sub(1);
+    if *readers_left > 0 {
+        return 0;
     }
+    let bytes = *bytes;
+    *slot = Slot::Unshared;
+    bytes
 }
 
 /// The rows of `partition` for one copy: kept ones, or computed (and kept by the keeper).
@@ -550,21 +589,8 @@ impl Stream for Keeping {
             Poll::Ready(None) => {
                 this.finished = true;
                 if let (Some(kept), Some(memory)) = (this.kept.take(), this.memory.take()) {
-                    let readers = this.state.readers();
                     let bytes = std::mem::take(&mut this.bytes);
-                    this.state.with_slot(this.partition, |slot| {
-                        *slot = match readers {
-                            0 => Slot::Unshared,
-                            _ => Slot::Done {
-                                batches: kept.into(),
-                                readers_left: readers,
-                                _memory: memory,
-                            },
-                        }
-                    });
-                    if readers == 0 {
-                        this.state.kept.fetch_sub(bytes, Ordering::Relaxed);
-                    }
+                    this.state.finish(this.partition, kept, bytes, memory);
                 }
                 Poll::Ready(None)
             }
