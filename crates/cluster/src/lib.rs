@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod codec;
+mod job;
 mod leaves;
 pub mod process;
 pub mod stores;
