@@ -6,12 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ballista_core::config::BallistaConfig;
 use ballista_core::execution_plans::DistributedQueryExec;
-use ballista_core::extension::SessionConfigExt;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result as DfResult;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::config::ExtensionOptions;
 use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::{TableType, provider_as_source, source_as_provider};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
@@ -78,13 +76,6 @@ impl Cluster {
 impl Distributor for Cluster {
     fn configure(&self, config: &mut SessionConfig) {
         cluster_settings(config);
-        // The client asks for its job's status rather than waiting for the scheduler to push
-        // it: a job's id is then known as soon as the scheduler takes the job, and cancelling
-        // the job needs it (pushed, it arrives only with the first change of status).
-        let mut ballista = config.ballista_config();
-        if ballista.set("client.pull", "true").is_ok() {
-            config.options_mut().extensions.insert(ballista);
-        }
     }
 
     fn distribute(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
