@@ -23,7 +23,6 @@ use datafusion_proto::protobuf::LogicalPlanNode;
 use strata_engine::{Distributor, Error, LakeFiles, Result, STAGED_CATALOG};
 
 use crate::codec::LogicalCodec;
-use crate::job::ClusterJobExec;
 
 /// A Ballista scheduler that queries run on.
 #[derive(Debug, Clone)]
@@ -149,7 +148,7 @@ pub(crate) fn cluster_settings(config: &mut SessionConfig) {
 }
 
 /// The rows of a query computed on the cluster: scanning it submits the query as one
-/// Ballista job and streams its result; rows dropped unread cancel the job.
+/// Ballista job and streams its result.
 #[derive(Debug)]
 struct RemoteQuery {
     cluster: Cluster,
@@ -174,16 +173,14 @@ impl TableProvider for RemoteQuery {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let job: Arc<dyn ExecutionPlan> = Arc::new(ClusterJobExec::new(
-            DistributedQueryExec::<LogicalPlanNode>::with_extension(
+        let job: Arc<dyn ExecutionPlan> =
+            Arc::new(DistributedQueryExec::<LogicalPlanNode>::with_extension(
                 self.cluster.url.clone(),
                 BallistaConfig::default(),
                 self.plan.clone(),
                 self.cluster.codec.clone(),
                 self.cluster.session_id.clone(),
-            ),
-            self.cluster.url.clone(),
-        ));
+            ));
         let Some(columns) = projection else {
             return Ok(job);
         };

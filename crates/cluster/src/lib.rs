@@ -13,7 +13,6 @@
 
 pub mod client;
 pub mod codec;
-mod job;
 mod leaves;
 pub mod process;
 pub mod stores;

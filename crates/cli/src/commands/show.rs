@@ -73,29 +73,17 @@ pub async fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<ExitCode> {
         (None, None) => bail!("give --select MODEL or --inline \"SQL\""),
     };
     let limit = usize::try_from(args.limit).ok();
-    let rows = async {
-        let stream = warehouse
-            .query(&sql, limit)
-            .await
-            .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
-        let schema = stream.schema();
-        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| {
-            anyhow::anyhow!(
-                "{label}: {}",
-                strata_engine::error::describe_datafusion_error(&e)
-            )
-        })?;
-        anyhow::Ok((schema, batches))
-    };
-    // Ctrl-C drops the query before the process ends, so a query running on a cluster is
-    // cancelled there too.
-    let (schema, mut batches) = tokio::select! {
-        rows = rows => rows?,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted by SIGINT: {label} stopped");
-            return Ok(ExitCode::from(130));
-        }
-    };
+    let stream = warehouse
+        .query(&sql, limit)
+        .await
+        .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+    let schema = stream.schema();
+    let mut batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| {
+        anyhow::anyhow!(
+            "{label}: {}",
+            strata_engine::error::describe_datafusion_error(&e)
+        )
+    })?;
     // No rows still shows the columns (table and CSV headers, JSON `columns`).
     if batches.iter().all(|b| b.num_rows() == 0) {
         batches = vec![RecordBatch::new_empty(schema.clone())];

@@ -2,8 +2,7 @@
 //! lake on an S3-compatible server (moto). A project with seeds, views, tables, the three
 //! incremental strategies, a snapshot and tests builds on `engine: ballista` exactly as on the
 //! embedded warehouse, over two rounds of data; an executor killed while a model is computed
-//! makes the model fail or run again elsewhere, and every table keeps a consistent version; an
-//! interrupted run cancels its query's job on the cluster.
+//! makes the model fail or run again elsewhere, and every table keeps a consistent version.
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -273,58 +272,6 @@ where a.id <= {{ var('limit', 2) }}",
         &env,
     );
     assert_eq!(out.trim(), "n\n4");
-
-    // A run interrupted while its query computes on the cluster cancels the query's job: the
-    // remaining executor is told to stop its tasks, and the table stays as it was.
-    let left = 1 - busy;
-    let idle = tasks_started(work.path(), left);
-    let history = p.ok_with(&["--target", "cluster", "history", "slow"], &env);
-    let child = p
-        .std_command(&[
-            "--target",
-            "cluster",
-            "run",
-            "-s",
-            "slow",
-            "--vars",
-            "{limit: 400}",
-        ])
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("strata run");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while tasks_started(work.path(), left) == idle {
-        assert!(Instant::now() < deadline, "no task reached the executor");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let status = std::process::Command::new("kill")
-        .args(["-s", "INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(130), "{text}");
-    let log = || std::fs::read_to_string(work.path().join(format!("executor{left}.log")));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !log().unwrap_or_default().contains("Cancelling tasks") {
-        assert!(
-            Instant::now() < deadline,
-            "the executor was not told to cancel the job's tasks: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(
-        p.ok_with(&["--target", "cluster", "history", "slow"], &env),
-        history
-    );
 }
 
 #[test]
